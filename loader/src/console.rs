@@ -1,0 +1,101 @@
+//! COM1 console behind the `log` facade: `[time cpu level target] message`.
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+use spin::Mutex;
+use uart_16550::SerialPort;
+
+const COM1: u16 = 0x3f8;
+
+static PORT: Mutex<Option<SerialPort>> = Mutex::new(None);
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+struct Logger;
+static LOGGER: Logger = Logger;
+
+pub fn init(level: log::LevelFilter) {
+    // SAFETY: COM1 is the standard 16550 port on PC platforms, and only this
+    // module drives it.
+    let mut port = unsafe { SerialPort::new(COM1) };
+    port.init();
+    *PORT.lock() = Some(port);
+    // A second init (only the level changes) keeps the logger installed.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+pub fn set_level(level: log::LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// Writes to COM1 without any prefix.
+pub fn write_fmt(args: core::fmt::Arguments) {
+    with_port(|p| {
+        let _ = p.write_fmt(args);
+    });
+}
+
+fn with_port(f: impl FnOnce(&mut SerialPort)) {
+    // Interrupts are masked while the lock is held, so a handler that logs on
+    // this CPU can never spin on a lock its own CPU holds.
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if let Some(p) = PORT.lock().as_mut() {
+            f(p)
+        }
+    })
+}
+
+/// Called once by the panic path: from now on the console lock may be held
+/// by a CPU that will never release it (it is being stopped), so it is
+/// broken open. Output of two CPUs may interleave; losing the panic message
+/// would be worse.
+pub fn enter_panic() -> bool {
+    let first = !PANICKING.swap(true, Ordering::SeqCst);
+    if first {
+        // SAFETY: see above; the port itself stays valid.
+        unsafe { PORT.force_unlock() };
+    }
+    first
+}
+
+/// Waits until the UART has shifted out every byte (LSR bit 6, TEMT), so
+/// that nothing is lost when the emulator exits right after.
+pub fn flush() {
+    // SAFETY: reading the line status register of COM1 has no side effects.
+    while unsafe { x86_64::instructions::port::PortReadOnly::<u8>::new(COM1 + 5).read() } & 0x40 == 0 {
+        core::hint::spin_loop();
+    }
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::write_fmt(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let us = crate::time::uptime_us();
+        let cpu = crate::percpu::current_id();
+        write_fmt(format_args!(
+            "[{:5}.{:06} {} {:5} {}] {}\n",
+            us / 1_000_000,
+            us % 1_000_000,
+            cpu,
+            r.level(),
+            r.target(),
+            r.args()
+        ));
+    }
+
+    fn flush(&self) {
+        flush()
+    }
+}

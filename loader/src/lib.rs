@@ -1,0 +1,15 @@
+//! The host-testable half of the loader: decisions and formats that do not
+//! touch hardware. `main.rs` (built only for `x86_64-unknown-none`) holds the
+//! hardware paths and uses these modules; the host runner in `images/` uses
+//! [`exit`] and [`cmdline`] so that both sides agree on one definition.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod cmdline;
+pub mod exit;
+pub mod madt;
+pub mod memmap;
+pub mod s5;
