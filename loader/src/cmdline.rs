@@ -30,8 +30,7 @@ pub struct CommandLine<'a> {
 }
 
 /// One line of help per accepted word, printed with every error.
-pub const HELP: &str = "\n\
-  image=<name>        name of the booted image
+pub const HELP: &str = "  image=<name>        name of the booted image
   test=<suite>[,...]  run in-image test suites (or `all`) and exit
   watchdog=<seconds>  exit with status `watchdog` after this long (0: off)
   log=<level>         off, error, warn, info, debug or trace
