@@ -119,10 +119,11 @@ fn parse(tables: &AcpiTables<IdentityMapped>) -> Result<Acpi, Error> {
     let mut overrides = [None; 16];
     let (mut nio, mut nov) = (0, 0);
     let mut lapic_address = madt.get().local_apic_address as u64;
+    let revision = madt.get().header.revision;
     for e in madt.get().entries() {
         match e {
-            MadtEntry::LocalApic(l) => cpus.add(l.apic_id as u32, l.flags).map_err(Error::Madt)?,
-            MadtEntry::LocalX2Apic(l) => cpus.add(l.x2apic_id, l.flags).map_err(Error::Madt)?,
+            MadtEntry::LocalApic(l) => cpus.add(l.apic_id as u32, l.flags, revision).map_err(Error::Madt)?,
+            MadtEntry::LocalX2Apic(l) => cpus.add(l.x2apic_id, l.flags, revision).map_err(Error::Madt)?,
             MadtEntry::IoApic(io) => {
                 *ioapics.get_mut(nio).ok_or(Error::TooMany("IOAPICs"))? = Some(IoApic {
                     id: io.io_apic_id,

@@ -99,3 +99,62 @@ impl log::Log for Logger {
         flush()
     }
 }
+
+/// Takes a received byte, if any.
+fn try_receive() -> Option<u8> {
+    // SAFETY: LSR bit 0 says a byte waits in the receive buffer; reading
+    // the buffer then consumes exactly that byte.
+    unsafe {
+        let lsr = x86_64::instructions::port::PortReadOnly::<u8>::new(COM1 + 5).read();
+        (lsr & 1 != 0).then(|| x86_64::instructions::port::PortReadOnly::<u8>::new(COM1).read())
+    }
+}
+
+const PROMPT: &str = "modvisor> ";
+
+/// The boot console: a few commands on COM1 until the machine goes down.
+/// Polls the UART at each timer tick; `hlt` sleeps in between.
+pub fn run() -> ! {
+    let mut line = [0u8; 128];
+    let mut len = 0;
+    write_fmt(format_args!("type `help` for commands\n{PROMPT}"));
+    loop {
+        let Some(b) = try_receive() else {
+            x86_64::instructions::hlt();
+            continue;
+        };
+        match b {
+            b'\r' | b'\n' => {
+                write_fmt(format_args!("\n"));
+                let cmd = core::str::from_utf8(&line[..len]).unwrap_or("");
+                command(cmd.trim());
+                len = 0;
+                write_fmt(format_args!("{PROMPT}"));
+            }
+            0x08 | 0x7f if len > 0 => {
+                len -= 1;
+                write_fmt(format_args!("\x08 \x08"));
+            }
+            0x20..=0x7e if len < line.len() => {
+                line[len] = b;
+                len += 1;
+                write_fmt(format_args!("{}", b as char));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn command(cmd: &str) {
+    match cmd {
+        "" => {}
+        "help" => crate::println!(
+            "commands:\n  help      this list\n  cpus      CPUs from the MADT and their classification\n  mem       memory usage counters\n  poweroff  ACPI power-off\n  reboot    ACPI reset"
+        ),
+        "cpus" => crate::print_cpus(),
+        "mem" => crate::mem::print_stats(),
+        "poweroff" => crate::power::exit(loader::exit::Status::PowerOff),
+        "reboot" => crate::power::reboot(),
+        other => crate::println!("error: unknown command `{other}`; type `help` for the list"),
+    }
+}

@@ -4,7 +4,11 @@
 //!
 //! ACPI 6.5, 5.2.12.2: flags bit 0 `Enabled` (usable at boot), bit 1
 //! `Online Capable` (may be enabled at run time, i.e. hot-pluggable; only
-//! meaningful when bit 0 is clear). Neither bit: the entry must be ignored.
+//! meaningful when bit 0 is clear). The `Online Capable` bit exists from
+//! MADT revision 5 (ACPI 6.3); from then on an entry with neither bit must
+//! be ignored. In older MADTs, such as QEMU 7.2's, a disabled entry is how
+//! firmware lists a hot-pluggable slot (Linux decides the same way in
+//! `acpi_is_processor_usable`).
 
 pub const MAX_CPUS: usize = 64;
 
@@ -16,9 +20,13 @@ pub enum CpuClass {
     HotPluggable,
 }
 
+/// First MADT revision with the `Online Capable` flag.
+pub const ONLINE_CAPABLE_REVISION: u8 = 5;
+
 impl CpuClass {
-    pub fn from_flags(flags: u32) -> Option<CpuClass> {
-        match (flags & 1 != 0, flags & 2 != 0) {
+    pub fn from_flags(flags: u32, madt_revision: u8) -> Option<CpuClass> {
+        let online_capable = if madt_revision >= ONLINE_CAPABLE_REVISION { flags & 2 != 0 } else { true };
+        match (flags & 1 != 0, online_capable) {
             (true, _) => Some(CpuClass::Boot),
             (false, true) => Some(CpuClass::HotPluggable),
             (false, false) => None,
@@ -69,10 +77,10 @@ impl Default for CpuList {
 }
 
 impl CpuList {
-    /// Adds one local APIC or x2APIC entry; entries with neither flag set
-    /// are ignored as the specification asks.
-    pub fn add(&mut self, apic_id: u32, flags: u32) -> Result<(), Error> {
-        let Some(class) = CpuClass::from_flags(flags) else { return Ok(()) };
+    /// Adds one local APIC or x2APIC entry of a MADT with `revision`;
+    /// entries that can never hold a CPU are skipped.
+    pub fn add(&mut self, apic_id: u32, flags: u32, revision: u8) -> Result<(), Error> {
+        let Some(class) = CpuClass::from_flags(flags, revision) else { return Ok(()) };
         if self.iter().any(|c| c.apic_id == apic_id) {
             return Err(Error::DuplicateApicId(apic_id));
         }
@@ -116,34 +124,46 @@ mod tests {
 
     #[test]
     fn flags_classify_per_spec() {
-        assert_eq!(CpuClass::from_flags(0b01), Some(CpuClass::Boot));
-        assert_eq!(CpuClass::from_flags(0b11), Some(CpuClass::Boot));
-        assert_eq!(CpuClass::from_flags(0b10), Some(CpuClass::HotPluggable));
-        assert_eq!(CpuClass::from_flags(0b00), None);
+        assert_eq!(CpuClass::from_flags(0b01, 5), Some(CpuClass::Boot));
+        assert_eq!(CpuClass::from_flags(0b11, 5), Some(CpuClass::Boot));
+        assert_eq!(CpuClass::from_flags(0b10, 5), Some(CpuClass::HotPluggable));
+        assert_eq!(CpuClass::from_flags(0b00, 5), None);
     }
 
-    /// QEMU `-smp 2,maxcpus=4`: two enabled entries, two online-capable.
     #[test]
-    fn qemu_two_of_four() {
-        let mut l = CpuList::default();
-        for (id, flags) in [(0, 1), (1, 1), (2, 2), (3, 2)] {
-            l.add(id, flags).unwrap();
-        }
-        assert_eq!(l.count(CpuClass::Boot), 2);
-        assert_eq!(l.count(CpuClass::HotPluggable), 2);
-        assert_eq!(l.id_of(3), Some(3));
+    fn before_revision_5_disabled_means_hot_pluggable() {
+        assert_eq!(CpuClass::from_flags(0b00, 1), Some(CpuClass::HotPluggable));
+        assert_eq!(CpuClass::from_flags(0b00, 4), Some(CpuClass::HotPluggable));
+        assert_eq!(CpuClass::from_flags(0b01, 1), Some(CpuClass::Boot));
     }
+
+    /// `-smp 2,maxcpus=4`: two enabled entries and two hot-pluggable slots,
+    /// as a revision-5 MADT (online capable) and as QEMU 7.2's older
+    /// MADT (flags 0) lists them.
+    #[test]
+    fn two_of_four() {
+        for (rev, slot_flags) in [(5, 2), (1, 0)] {
+            let mut l = CpuList::default();
+            for (id, flags) in [(0, 1), (1, 1), (2, slot_flags), (3, slot_flags)] {
+                l.add(id, flags, rev).unwrap();
+            }
+            assert_eq!(l.count(CpuClass::Boot), 2);
+            assert_eq!(l.count(CpuClass::HotPluggable), 2);
+            assert_eq!(l.id_of(3), Some(3));
+        }
+    }
+
 
     #[test]
     fn disabled_entries_are_ignored_and_duplicates_refused() {
         let mut l = CpuList::default();
-        l.add(0, 1).unwrap();
-        l.add(5, 0).unwrap();
+        l.add(0, 1, 5).unwrap();
+        l.add(5, 0, 5).unwrap();
         assert_eq!(l.len(), 1);
-        assert_eq!(l.add(0, 2), Err(Error::DuplicateApicId(0)));
+        assert_eq!(l.add(0, 2, 5), Err(Error::DuplicateApicId(0)));
         for id in 1..MAX_CPUS as u32 {
-            l.add(id, 1).unwrap();
+            l.add(id, 1, 5).unwrap();
         }
-        assert_eq!(l.add(1000, 1), Err(Error::TooManyCpus));
+        assert_eq!(l.add(1000, 1, 5), Err(Error::TooManyCpus));
     }
 }

@@ -5,17 +5,31 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod acpi;
+mod apic;
 mod boot;
+mod cmos;
 mod console;
 mod cpu;
+mod ioapic;
+mod mem;
 mod percpu;
 mod power;
+mod tests;
 mod time;
+mod timer;
+mod watchdog;
 
 use loader::cmdline::{self, CommandLine};
 use loader::exit::Status;
+use loader::madt::CpuClass;
+use spin::Once;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Watchdog period of test images unless the command line sets one.
+const DEFAULT_TEST_WATCHDOG_SECS: u32 = 60;
+
+static BOOT: Once<(boot::BootInfo, CommandLine<'static>)> = Once::new();
 
 /// The first Rust code, called by `boot/entry.S` on the boot CPU in long
 /// mode with the boot stack.
@@ -31,14 +45,111 @@ extern "C" fn kernel_entry(protocol: u32, info: u64) -> ! {
     };
     let cl = match CommandLine::parse(boot.cmdline) {
         Ok(cl) => cl,
-        Err(e) => {
-            println!("error: {e}\naccepted arguments:\n{}", cmdline::HELP);
-            power::exit(Status::BadCommandLine);
-        }
+        Err(e) => usage_error(format_args!("{e}")),
     };
+    if let Err(unknown) = tests::validate(cl.suites()) {
+        usage_error(format_args!("unknown test suite `{unknown}` in `test=`"));
+    }
     console::set_level(cl.log_level);
-    println!("modvisor {VERSION} loader, booted via {}", boot.protocol.name());
-    power::exit(Status::Pass);
+    let (boot, _) = BOOT.call_once(|| (boot, cl));
+    if let Err(e) = mem::init(boot) {
+        panic!("memory: {e}");
+    }
+    boot_cpu_main()
+}
+
+fn usage_error(msg: core::fmt::Arguments) -> ! {
+    println!("error: {msg}\naccepted arguments:\n{}", cmdline::HELP);
+    println!("test suites: all, {}", Names(tests::list));
+    power::exit(Status::BadCommandLine)
+}
+
+/// Prints the items of an iterator separated by commas.
+struct Names<I: Iterator<Item = &'static str>>(fn() -> I);
+
+impl<I: Iterator<Item = &'static str>> core::fmt::Display for Names<I> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, n) in (self.0)().enumerate() {
+            write!(f, "{}{n}", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
+fn boot_cpu_main() -> ! {
+    let (boot, cl) = BOOT.get().expect("boot information is recorded before the stack switch");
+    cpu::idt::init();
+    let acpi = acpi::init(boot.rsdp).unwrap_or_else(|e| panic!("{e}"));
+    let mode = apic::choose_mode(cl.apic, acpi.lapic_address).unwrap_or_else(|e| panic!("{e}"));
+    apic::init_this_cpu();
+    let apic_id = apic::id();
+    let Some(id) = acpi.cpus.id_of(apic_id) else {
+        panic!("the boot CPU (APIC id {apic_id}) is not in the MADT");
+    };
+    let stacks = cpu::CpuStacks::new().unwrap_or_else(|e| panic!("boot CPU stacks: {e}"));
+    // The boot CPU never stops, so its interrupt stacks live forever.
+    static BSP_STACKS: Once<cpu::CpuStacks> = Once::new();
+    cpu::init_this_cpu(id, apic_id, BSP_STACKS.call_once(|| stacks));
+    ioapic::init(acpi);
+    let cal = timer::calibrate(acpi).unwrap_or_else(|e| panic!("{e}"));
+    timer::init().unwrap_or_else(|e| panic!("{e}"));
+    timer::start_tick();
+
+    banner(boot, acpi, mode, cal);
+    x86_64::instructions::interrupts::enable();
+
+    if cl.tests.is_some() {
+        watchdog::arm(cl.watchdog_secs.unwrap_or(DEFAULT_TEST_WATCHDOG_SECS) as u64);
+        power::exit(tests::run(cl));
+    }
+    watchdog::arm(cl.watchdog_secs.unwrap_or(0) as u64);
+    if cl.bench {
+        println!("bench: boot-to-console {} tsc", time::rdtsc());
+        power::exit(Status::PowerOff);
+    }
+    console::run()
+}
+
+fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: apic::Mode, cal: timer::Calibration) {
+    println!("modvisor {VERSION} loader, booted via {}, image {}", boot.protocol.name(), (BOOT.get().unwrap().1).image.unwrap_or("(unnamed)"));
+    println!(
+        "cpus: {} enabled at boot, {} hot-pluggable; APIC ids {}; {} mode",
+        acpi.cpus.count(CpuClass::Boot),
+        acpi.cpus.count(CpuClass::HotPluggable),
+        CpuIds(&acpi.cpus),
+        mode.name()
+    );
+    println!("memory: {} MiB usable", boot.usable.total() >> 20);
+    println!(
+        "timer: TSC {}.{:03} MHz, APIC timer {}.{:03} MHz (against the ACPI PM timer)",
+        cal.tsc_hz / 1_000_000,
+        cal.tsc_hz / 1000 % 1000,
+        cal.lapic_hz / 1_000_000,
+        cal.lapic_hz / 1000 % 1000
+    );
+}
+
+fn print_cpus() {
+    let Some(acpi) = acpi::get() else { return };
+    for (id, c) in acpi.cpus.iter().enumerate() {
+        println!("cpu {id}: APIC id {}, {}", c.apic_id, c.class.name());
+    }
+}
+
+/// `0 1 (2 3)`: boot CPUs, then hot-pluggable slots in parentheses.
+struct CpuIds<'a>(&'a loader::madt::CpuList);
+
+impl core::fmt::Display for CpuIds<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            match c.class {
+                CpuClass::Boot => write!(f, "{sep}{}", c.apic_id)?,
+                CpuClass::HotPluggable => write!(f, "{sep}({})", c.apic_id)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 #[panic_handler]

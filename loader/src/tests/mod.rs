@@ -92,9 +92,9 @@ pub fn list() -> impl Iterator<Item = &'static str> {
 
 /// Runs the selected suites (`all`: every suite but the deliberately failing
 /// `selftest-*` ones) and returns the image's exit status.
-pub fn run<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Status {
+pub fn run(cl: &loader::cmdline::CommandLine) -> Status {
     let selected = |s: &&Suite| {
-        names.clone().any(|n| n == s.name || (n == "all" && !s.name.starts_with("selftest")))
+        cl.suites().any(|n| n == s.name || (n == "all" && !s.name.starts_with("selftest")))
     };
     let (mut passed, mut failed) = (0, 0);
     for suite in SUITES.iter().filter(selected) {

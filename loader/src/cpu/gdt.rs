@@ -1,0 +1,45 @@
+//! Each CPU's GDT and TSS. The TSS carries the interrupt stack table: NMI,
+//! double fault and machine check run on stacks of their own, so they still
+//! work when the interrupted stack is broken (e.g. overflowed into its guard).
+
+use crate::percpu::PerCpu;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::Descriptor;
+use x86_64::VirtAddr;
+
+/// IST slots (1-based in the IDT gate, 0-based in the TSS array).
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+pub const IST_MACHINE_CHECK: u8 = 3;
+
+/// Builds and loads this CPU's GDT and TSS with the given IST stack tops
+/// (double fault, NMI, machine check).
+///
+/// # Safety
+/// Must run on the CPU that owns `cpu`, with interrupts off, and the stacks
+/// must stay mapped for as long as the CPU runs.
+pub unsafe fn load(cpu: &'static PerCpu, ist_tops: [u64; 3]) {
+    // SAFETY: only the owning CPU touches its TSS and GDT (caller contract).
+    let (tss, gdt) = unsafe { (&mut *cpu.tss.get(), &mut *cpu.gdt.get()) };
+    let mut ist = tss.interrupt_stack_table;
+    for (slot, top) in ist.iter_mut().zip(ist_tops) {
+        *slot = VirtAddr::new(top);
+    }
+    tss.interrupt_stack_table = ist;
+    *gdt = x86_64::structures::gdt::GlobalDescriptorTable::empty();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    // SAFETY: the TSS lives in a static per-CPU slot, so it outlives the GDT.
+    let tss_sel = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
+    // SAFETY: the GDT is in a static slot; the selectors were just created
+    // in it; a freshly built TSS descriptor is not busy, so LTR accepts it.
+    unsafe {
+        gdt.load_unsafe();
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss_sel);
+    }
+}

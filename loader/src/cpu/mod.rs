@@ -1,0 +1,44 @@
+//! Per-CPU processor state: descriptor tables, traps, fault probes.
+
+pub mod gdt;
+pub mod idt;
+pub mod probe;
+
+use crate::mem::Stack;
+use crate::percpu;
+
+/// Pages of each interrupt stack (NMI, double fault, machine check).
+const IST_PAGES: usize = 4;
+
+/// The stacks a CPU keeps for as long as it runs: the IST stacks live here
+/// so that a CPU that is parked and started again reuses them.
+pub struct CpuStacks {
+    pub ist: [Stack; 3],
+}
+
+impl CpuStacks {
+    pub fn new() -> Result<CpuStacks, crate::mem::Error> {
+        Ok(CpuStacks { ist: [Stack::new(IST_PAGES)?, Stack::new(IST_PAGES)?, Stack::new(IST_PAGES)?] })
+    }
+}
+
+/// Sets up the running CPU as logical CPU `id`: per-CPU area, GDT, TSS with
+/// the IST stacks, IDT. Interrupts must be off.
+pub fn init_this_cpu(id: usize, apic_id: u32, stacks: &CpuStacks) {
+    let cpu = percpu::install(id, apic_id);
+    let tops = [stacks.ist[0].top(), stacks.ist[1].top(), stacks.ist[2].top()];
+    // SAFETY: runs on the CPU that owns `cpu` with interrupts off (caller),
+    // and the stacks in `stacks` are kept until the CPU stops.
+    unsafe { gdt::load(cpu, tops) };
+    idt::load();
+}
+
+/// Loads an empty IDT and raises an exception: the CPU resets.
+pub fn triple_fault() -> ! {
+    let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
+    // SAFETY: deliberately leaves no way to handle the next exception.
+    unsafe {
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3", options(noreturn));
+    }
+}
