@@ -14,6 +14,7 @@ mod ioapic;
 mod mem;
 mod percpu;
 mod power;
+mod smp;
 mod tests;
 mod time;
 mod timer;
@@ -94,6 +95,7 @@ fn boot_cpu_main() -> ! {
     let cal = timer::calibrate(acpi).unwrap_or_else(|e| panic!("{e}"));
     timer::init().unwrap_or_else(|e| panic!("{e}"));
     timer::start_tick();
+    smp::init(id);
 
     banner(boot, acpi, mode, cal);
     x86_64::instructions::interrupts::enable();

@@ -22,6 +22,7 @@ pub struct Suite {
 
 /// Every suite an image can select.
 static SUITES: &[Suite] = &[
+    Suite { name: "smp", tests: crate::smp::tests::TESTS },
     Suite { name: "selftest-fail", tests: selftest::FAIL },
     Suite { name: "selftest-panic", tests: selftest::PANIC },
     Suite { name: "selftest-exception", tests: selftest::EXCEPTION },

@@ -1,0 +1,344 @@
+//! The SMP mechanism (policy lives in plugins): start a CPU by logical id
+//! with INIT-SIPI-SIPI through the low-memory trampoline, park it and start
+//! it again, send fixed and NMI IPIs, run a function on a set of CPUs and
+//! wait for all of them.
+//!
+//! A parked CPU sits with interrupts off in `hlt`; only INIT brings it back,
+//! so a restart is a full start through the trampoline with the CPU's kept
+//! stacks, exactly like the first.
+
+pub mod tests;
+
+use crate::apic::{self, Ipi};
+use crate::cpu::{self, CpuStacks};
+use crate::mem::Stack;
+use crate::percpu;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use loader::madt::MAX_CPUS;
+use spin::Mutex;
+
+core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
+
+/// Where the trampoline code runs (SIPI vector 0x08) and its parameters.
+const TRAMPOLINE: u64 = 0x8000;
+const TRAMPOLINE_DATA: u64 = 0x9000;
+
+/// Mirrors the `DATA_*` offsets in trampoline.S.
+#[repr(C)]
+struct TrampolineData {
+    cr3: u64,
+    efer: u64,
+    stack_top: u64,
+    entry: u64,
+    arg: u64,
+}
+
+extern "C" {
+    static trampoline_start: [u8; 0];
+    static trampoline_end: [u8; 0];
+}
+
+/// Vector of "run the function in your mailbox" and "park now" requests.
+pub const CALL_VECTOR: u8 = 0xf0;
+
+/// Pages of each AP's kernel stack.
+const STACK_PAGES: usize = 16;
+
+/// How long an AP may take from INIT to running Rust code.
+const START_TIMEOUT_US: u64 = 1_000_000;
+const CALL_TIMEOUT_US: u64 = 2_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Never started, or its start failed: waiting for INIT-SIPI.
+    Offline = 0,
+    Starting = 1,
+    Online = 2,
+    /// Stopped by `park`: interrupts off, halted until the next start.
+    Parked = 3,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Starting,
+            2 => State::Online,
+            3 => State::Parked,
+            _ => State::Offline,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Offline => "offline",
+            State::Starting => "starting",
+            State::Online => "online",
+            State::Parked => "parked",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+    NoSuchCpu(usize),
+    IsBootCpu(usize),
+    WrongState { cpu: usize, state: State },
+    /// The CPU did not reach Rust code in time (absent or broken).
+    StartTimeout(usize),
+    /// These CPUs (bit mask) did not finish a call or park in time.
+    CallTimeout(u64),
+    Memory,
+    Apic,
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::NoSuchCpu(c) => write!(f, "cpu {c} is not in the MADT"),
+            Error::IsBootCpu(c) => write!(f, "cpu {c} is the boot CPU, which is always online"),
+            Error::WrongState { cpu, state } => write!(f, "cpu {cpu} is {}", state.name()),
+            Error::StartTimeout(c) => write!(
+                f,
+                "cpu {c} did not start within {} ms (is a CPU present in that slot?)",
+                START_TIMEOUT_US / 1000
+            ),
+            Error::CallTimeout(m) => write!(f, "cpus {m:#x} did not answer within {} ms", CALL_TIMEOUT_US / 1000),
+            Error::Memory => write!(f, "out of memory for the CPU's stacks"),
+            Error::Apic => write!(f, "the local APIC did not accept the IPI"),
+        }
+    }
+}
+
+static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(State::Offline as u8) }; MAX_CPUS];
+/// The APIC id each CPU read from its own APIC when it came up.
+static SEEN_APIC_ID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
+/// Each CPU's stacks, allocated at its first start and kept across parks.
+static STACKS: [Mutex<Option<(Stack, CpuStacks)>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+/// One start at a time: the trampoline parameters are shared.
+static START_LOCK: Mutex<()> = Mutex::new(());
+
+/// Per-CPU request: 0 none, else a call or a park, taken by the IPI handler.
+static MAILBOX_FN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+static MAILBOX_ARG: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// CPUs (bit mask) that still have to finish the current call.
+static PENDING: AtomicU64 = AtomicU64::new(0);
+/// One `run_on` at a time: the mailboxes and PENDING belong to it.
+static CALL_LOCK: Mutex<()> = Mutex::new(());
+
+static NMI_COUNT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// Marks the boot CPU online and installs the IPI and NMI handlers.
+pub fn init(boot_cpu: usize) {
+    STATE[boot_cpu].store(State::Online as u8, Ordering::Release);
+    SEEN_APIC_ID[boot_cpu].store(apic::id(), Ordering::Relaxed);
+    crate::cpu::idt::set_handler(CALL_VECTOR, call_ipi).expect("the call vector is reserved for SMP");
+    crate::cpu::idt::set_nmi_hook(nmi);
+}
+
+pub fn state(cpu: usize) -> State {
+    State::from_u8(STATE[cpu].load(Ordering::Acquire))
+}
+
+pub fn seen_apic_id(cpu: usize) -> u32 {
+    SEEN_APIC_ID[cpu].load(Ordering::Relaxed)
+}
+
+pub fn nmi_count(cpu: usize) -> u32 {
+    NMI_COUNT[cpu].load(Ordering::Relaxed)
+}
+
+/// Bit mask of the CPUs that are online now.
+pub fn online_mask() -> u64 {
+    (0..MAX_CPUS).filter(|&c| state(c) == State::Online).fold(0, |m, c| m | 1 << c)
+}
+
+fn cpu_count() -> usize {
+    crate::acpi::get().map_or(1, |a| a.cpus.len())
+}
+
+fn apic_id_of(cpu: usize) -> Result<u32, Error> {
+    crate::acpi::get().and_then(|a| a.cpus.get(cpu)).map(|c| c.apic_id).ok_or(Error::NoSuchCpu(cpu))
+}
+
+/// Starts logical CPU `cpu` (offline or parked) and waits until it runs.
+pub fn start(cpu: usize) -> Result<(), Error> {
+    let apic_id = apic_id_of(cpu)?;
+    if cpu == percpu::current_id() as usize {
+        return Err(Error::IsBootCpu(cpu));
+    }
+    let _g = START_LOCK.lock();
+    match state(cpu) {
+        State::Offline | State::Parked => {}
+        s => return Err(Error::WrongState { cpu, state: s }),
+    }
+    let stack_top = {
+        let mut slot = STACKS[cpu].lock();
+        if slot.is_none() {
+            let kernel = Stack::new(STACK_PAGES).map_err(|_| Error::Memory)?;
+            let ist = CpuStacks::new().map_err(|_| Error::Memory)?;
+            *slot = Some((kernel, ist));
+        }
+        slot.as_ref().map(|(k, _)| k.top()).unwrap_or_default()
+    };
+    write_trampoline(cpu, stack_top);
+    STATE[cpu].store(State::Starting as u8, Ordering::Release);
+
+    // INIT, 10 ms, SIPI, 200 us, SIPI (SDM Vol. 3A 9.4.4.1). The second
+    // SIPI is ignored by a CPU that already left wait-for-SIPI.
+    let sipi = Ipi::Startup((TRAMPOLINE >> 12) as u8);
+    let send = |ipi| apic::send_ipi(apic_id, ipi).map_err(|_| Error::Apic);
+    send(Ipi::Init)?;
+    crate::time::delay_us(10_000);
+    send(sipi)?;
+    crate::time::delay_us(200);
+    if state(cpu) == State::Starting {
+        send(sipi)?;
+    }
+    if !wait_until(START_TIMEOUT_US, || state(cpu) == State::Online) {
+        // Leave it in INIT so that a late arrival cannot run on stale data.
+        let _ = send(Ipi::Init);
+        STATE[cpu].store(State::Offline as u8, Ordering::Release);
+        return Err(Error::StartTimeout(cpu));
+    }
+    Ok(())
+}
+
+fn write_trampoline(cpu: usize, stack_top: u64) {
+    let data = TrampolineData {
+        cr3: x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64(),
+        efer: x86_64::registers::model_specific::Efer::read_raw(),
+        stack_top,
+        entry: ap_entry as usize as u64,
+        arg: cpu as u64,
+    };
+    // SAFETY: the trampoline symbols bracket the code assembled for 0x8000;
+    // 0x8000-0x9fff is reserved for it (never given out by the frame
+    // allocator) and START_LOCK makes this the only writer. The code page is
+    // made writable only while it is copied.
+    unsafe {
+        let start = trampoline_start.as_ptr();
+        let len = trampoline_end.as_ptr().offset_from(start) as usize;
+        crate::mem::protect(TRAMPOLINE, 4096, crate::mem::Protection::ReadWrite).expect("trampoline page");
+        core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len);
+        crate::mem::protect(TRAMPOLINE, 4096, crate::mem::Protection::ReadExecute).expect("trampoline page");
+        core::ptr::write_volatile(TRAMPOLINE_DATA as *mut TrampolineData, data);
+    }
+}
+
+/// Spins until `done` or `us` microseconds pass; true if done.
+fn wait_until(us: u64, done: impl Fn() -> bool) -> bool {
+    let end = crate::time::rdtsc() + us * crate::time::tsc_hz() / 1_000_000;
+    while !done() {
+        if crate::time::rdtsc() > end {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// The first Rust code of an AP, on its own kernel stack.
+extern "C" fn ap_entry(cpu: u64) -> ! {
+    let cpu = cpu as usize;
+    apic::init_this_cpu();
+    let apic_id = apic::id();
+    {
+        let slot = STACKS[cpu].lock();
+        let (_, ist) = slot.as_ref().expect("stacks are allocated before the start");
+        cpu::init_this_cpu(cpu, apic_id, ist);
+    }
+    crate::timer::start_tick();
+    SEEN_APIC_ID[cpu].store(apic_id, Ordering::Relaxed);
+    STATE[cpu].store(State::Online as u8, Ordering::Release);
+    log::debug!("online, APIC id {apic_id}");
+    x86_64::instructions::interrupts::enable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Mailbox value that asks the CPU to park.
+const PARK: usize = 1;
+
+/// Runs `f(cpu, arg)` on every online CPU in `mask` (the caller's own CPU
+/// inline) and waits until all are done. Only `'static` functions and a
+/// copied argument cross over, so a CPU that answers after a timeout never
+/// touches freed memory.
+pub fn run_on(mask: u64, f: fn(usize, usize), arg: usize) -> Result<(), Error> {
+    post(mask, f as usize, arg)
+}
+
+/// Parks `cpu`: it stops with interrupts off until started again.
+pub fn park(cpu: usize) -> Result<(), Error> {
+    apic_id_of(cpu)?;
+    if cpu == percpu::current_id() as usize {
+        return Err(Error::IsBootCpu(cpu));
+    }
+    match state(cpu) {
+        State::Online => post(1 << cpu, PARK, 0),
+        s => Err(Error::WrongState { cpu, state: s }),
+    }
+}
+
+fn post(mask: u64, request: usize, arg: usize) -> Result<(), Error> {
+    let _g = CALL_LOCK.lock();
+    let me = percpu::current_id() as usize;
+    let targets = mask & online_mask() & !(1 << me);
+    PENDING.store(targets, Ordering::Release);
+    for cpu in (0..cpu_count()).filter(|c| targets & (1 << c) != 0) {
+        MAILBOX_ARG[cpu].store(arg, Ordering::Relaxed);
+        MAILBOX_FN[cpu].store(request, Ordering::Release);
+        apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(CALL_VECTOR)).map_err(|_| Error::Apic)?;
+    }
+    if mask & (1 << me) != 0 && request != PARK {
+        run_request(request, me, arg);
+    }
+    if !wait_until(CALL_TIMEOUT_US, || PENDING.load(Ordering::Acquire) == 0) {
+        return Err(Error::CallTimeout(PENDING.load(Ordering::Acquire)));
+    }
+    Ok(())
+}
+
+fn run_request(request: usize, cpu: usize, arg: usize) {
+    // SAFETY: `post` stores only `fn(usize, usize)` values (or PARK, which
+    // callers handle before this).
+    let f = unsafe { core::mem::transmute::<usize, fn(usize, usize)>(request) };
+    f(cpu, arg)
+}
+
+fn call_ipi(_: &mut crate::cpu::idt::TrapFrame) {
+    let cpu = percpu::current_id() as usize;
+    let request = MAILBOX_FN[cpu].swap(0, Ordering::Acquire);
+    match request {
+        0 => {}
+        PARK => {
+            crate::apic::timer_stop();
+            STATE[cpu].store(State::Parked as u8, Ordering::Release);
+            PENDING.fetch_and(!(1 << cpu), Ordering::AcqRel);
+            crate::apic::eoi();
+            loop {
+                x86_64::instructions::interrupts::disable();
+                x86_64::instructions::hlt();
+            }
+        }
+        f => {
+            run_request(f, cpu, MAILBOX_ARG[cpu].load(Ordering::Relaxed));
+            PENDING.fetch_and(!(1 << cpu), Ordering::AcqRel);
+        }
+    }
+}
+
+fn nmi(_: &mut crate::cpu::idt::TrapFrame) {
+    NMI_COUNT[percpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Sends an NMI to `cpu`.
+pub fn send_nmi(cpu: usize) -> Result<(), Error> {
+    apic::send_ipi(apic_id_of(cpu)?, Ipi::Nmi).map_err(|_| Error::Apic)
+}
+
+/// Sends a fixed IPI with `vector` to `cpu`.
+pub fn send_fixed(cpu: usize, vector: u8) -> Result<(), Error> {
+    apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(vector)).map_err(|_| Error::Apic)
+}
