@@ -1,0 +1,44 @@
+# modvisor: build images, boot them, test them.
+#
+#   make / make images   build the loader and every image (images/out/)
+#   make run             boot IMAGE (default: default) in QEMU on this terminal
+#   make bochs           boot IMAGE's ISO in Bochs
+#   make test            host unit tests, then every test image in QEMU and Bochs
+#   make bench           boot-time instruction counts and image sizes
+#   make setup           install missing tools (run, bochs, test, bench do it first)
+#   make clean           remove images/out and cargo's target/
+#
+# Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run), FILTER=<substr>
+# and JOBS=<n> (test), ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
+
+CARGO ?= cargo
+IMAGE ?= default
+RUNNER := $(CARGO) run --quiet -p images --bin runner --
+export ACCEL
+
+.PHONY: all images setup run bochs test bench clean
+
+all: images
+
+images:
+	$(RUNNER) build
+
+setup:
+	@images/setup.sh
+
+run: setup
+	$(RUNNER) run --image $(IMAGE) -- $(QEMU_ARGS)
+
+bochs: setup
+	$(RUNNER) bochs --image $(IMAGE)
+
+test: setup
+	$(CARGO) test -p loader --lib -p images
+	$(RUNNER) test $(if $(FILTER),--filter "$(FILTER)") $(if $(JOBS),--jobs $(JOBS))
+
+bench: setup
+	$(RUNNER) bench
+
+clean:
+	rm -rf images/out
+	$(CARGO) clean

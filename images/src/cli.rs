@@ -1,0 +1,325 @@
+//! The runner's own command line.
+
+use std::ffi::OsString;
+
+use lexopt::prelude::*;
+
+use crate::recipes::{self, Recipe};
+use crate::{Error, Result};
+
+pub const HELP: &str = "\
+runner: builds modvisor's images and boots them in QEMU and Bochs
+
+usage: runner <command> [options]
+
+commands:
+  build    build the loader and every image (only what is stale)
+  test     boot every test image on every layout and judge the results
+  run      boot an image in QEMU with the serial console on this terminal
+  bochs    boot an image's ISO in Bochs
+  bench    boot-time figures (instruction counts) and image sizes
+
+`runner <command> --help` describes each command.
+environment: ACCEL=tcg (default) or kvm selects QEMU's accelerator.";
+
+pub const BUILD_HELP: &str = "\
+usage: runner build
+
+Builds the loader (cargo, release, x86_64-unknown-none), then for every image
+images/out/<name>/{loader.elf,initrd,cmdline} and the GRUB ISO
+images/out/<name>.iso. Pieces that are up to date are left alone.";
+
+pub const TEST_HELP: &str = "\
+usage: runner test [--filter SUBSTR] [--jobs N]
+
+Builds what is stale, then boots every test image on its layouts (QEMU q35
+and pc with several -smp and -m; Bochs for some) and checks how each boot
+ended and what its banner reported. Serial logs stay in images/out/runs/.
+The last line is `N passed, M failed`; the exit status is 1 if M > 0.
+
+options:
+  --filter SUBSTR  only images whose name contains SUBSTR, or only the
+                   emulator named SUBSTR (`qemu`, `bochs`)
+  --jobs N         boots at a time (default 2)";
+
+pub const RUN_HELP: &str = "\
+usage: runner run [--image NAME] [-- QEMU-ARGS...]
+
+Boots an image (default: `default`) in QEMU with COM1 and the QEMU monitor on
+this terminal: Ctrl-A X quits, Ctrl-A C switches to the monitor. Arguments
+after `--` are passed to QEMU as they are (make run QEMU_ARGS=...).";
+
+pub const BOCHS_HELP: &str = "\
+usage: runner bochs [--image NAME]
+
+Boots an image's ISO (default: `default`) in Bochs with two Skylake-X CPUs.
+COM1 is this terminal; Bochs takes every key, so leave through the loader's
+power-off or by killing Bochs from another terminal.";
+
+pub const BENCH_HELP: &str = "\
+usage: runner bench
+
+Boots the `default` image with `bench` added to its command line under
+QEMU -icount shift=0 (guest TSC = instructions), prints the loader's `bench:`
+lines, then the sizes of every image's loader.elf, initrd and ISO.";
+
+/// What the runner was asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print this help text and stop.
+    Help(&'static str),
+    Build,
+    Test {
+        filter: Option<String>,
+        jobs: usize,
+    },
+    Run {
+        image: &'static Recipe,
+        qemu_args: Vec<OsString>,
+    },
+    Bochs {
+        image: &'static Recipe,
+    },
+    Bench,
+}
+
+const DEFAULT_JOBS: usize = 2;
+const DEFAULT_IMAGE: &str = "default";
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    // Everything after the first `--` belongs to QEMU; lexopt would
+    // otherwise hide where its own options end.
+    let passthrough = match args.iter().position(|a| a == "--") {
+        Some(i) => {
+            let rest = args.split_off(i + 1);
+            args.pop();
+            Some(rest)
+        }
+        None => None,
+    };
+    let mut parser = lexopt::Parser::from_args(args);
+    let command = match parser.next().map_err(usage("runner"))? {
+        None => {
+            return Err(Error::Usage(
+                "runner: no command given; see `runner --help`".into(),
+            ))
+        }
+        Some(Short('h') | Long("help")) => return Ok(Command::Help(HELP)),
+        Some(Value(v)) => v.string().map_err(usage("runner"))?,
+        Some(other) => return Err(usage("runner")(other.unexpected())),
+    };
+    if passthrough.is_some() && command != "run" {
+        return Err(Error::Usage(format!(
+            "runner {command}: `--` and QEMU arguments belong to `runner run`"
+        )));
+    }
+    match command.as_str() {
+        "help" => Ok(Command::Help(HELP)),
+        "build" => no_options(&mut parser, "build", BUILD_HELP, Command::Build),
+        "bench" => no_options(&mut parser, "bench", BENCH_HELP, Command::Bench),
+        "test" => parse_test(&mut parser),
+        "run" => Ok(match parse_image(&mut parser, "run")? {
+            Some(image) => Command::Run { image, qemu_args: passthrough.unwrap_or_default() },
+            None => Command::Help(RUN_HELP),
+        }),
+        "bochs" => Ok(match parse_image(&mut parser, "bochs")? {
+            Some(image) => Command::Bochs { image },
+            None => Command::Help(BOCHS_HELP),
+        }),
+        other => Err(Error::Usage(format!(
+            "runner: unknown command `{other}`; commands are build, test, run, bochs, bench (see `runner --help`)"
+        ))),
+    }
+}
+
+/// Wraps lexopt's message (which names the argument) with the command.
+fn usage(command: &'static str) -> impl Fn(lexopt::Error) -> Error {
+    move |e| {
+        Error::Usage(format!(
+            "{command}: {e}; see `{command} --help`",
+            command = full(command)
+        ))
+    }
+}
+
+fn full(command: &str) -> String {
+    if command == "runner" {
+        command.to_string()
+    } else {
+        format!("runner {command}")
+    }
+}
+
+fn no_options(
+    parser: &mut lexopt::Parser,
+    name: &'static str,
+    help: &'static str,
+    command: Command,
+) -> Result<Command> {
+    match parser.next().map_err(usage(name))? {
+        None => Ok(command),
+        Some(Short('h') | Long("help")) => Ok(Command::Help(help)),
+        Some(other) => Err(usage(name)(other.unexpected())),
+    }
+}
+
+fn parse_test(parser: &mut lexopt::Parser) -> Result<Command> {
+    let mut filter = None;
+    let mut jobs = DEFAULT_JOBS;
+    while let Some(arg) = parser.next().map_err(usage("test"))? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(TEST_HELP)),
+            Long("filter") => {
+                filter = Some(
+                    parser
+                        .value()
+                        .and_then(|v| v.string())
+                        .map_err(usage("test"))?,
+                )
+            }
+            Short('j') | Long("jobs") => {
+                let value = parser
+                    .value()
+                    .and_then(|v| v.string())
+                    .map_err(usage("test"))?;
+                jobs = match value.parse::<usize>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "runner test: --jobs takes a whole number of at least 1, not `{value}`"
+                        )))
+                    }
+                };
+            }
+            other => return Err(usage("test")(other.unexpected())),
+        }
+    }
+    Ok(Command::Test { filter, jobs })
+}
+
+/// `--image NAME` for `run` and `bochs`: the recipe, or `None` when help
+/// was asked for.
+fn parse_image(parser: &mut lexopt::Parser, name: &'static str) -> Result<Option<&'static Recipe>> {
+    let mut image = DEFAULT_IMAGE.to_string();
+    while let Some(arg) = parser.next().map_err(usage(name))? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("image") => {
+                image = parser
+                    .value()
+                    .and_then(|v| v.string())
+                    .map_err(usage(name))?
+            }
+            other => return Err(usage(name)(other.unexpected())),
+        }
+    }
+    recipes::find(&image)
+        .map(Some)
+        .map_err(|e| Error::Usage(format!("runner {name}: --image: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn err(args: &[&str]) -> String {
+        p(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn commands_and_defaults() {
+        assert_eq!(p(&["build"]).unwrap(), Command::Build);
+        assert_eq!(p(&["bench"]).unwrap(), Command::Bench);
+        assert_eq!(
+            p(&["test"]).unwrap(),
+            Command::Test {
+                filter: None,
+                jobs: 2
+            }
+        );
+        assert_eq!(
+            p(&["test", "--filter", "smp", "--jobs", "4"]).unwrap(),
+            Command::Test {
+                filter: Some("smp".into()),
+                jobs: 4
+            }
+        );
+        assert_eq!(
+            p(&["test", "--filter=fail", "-j1"]).unwrap(),
+            Command::Test {
+                filter: Some("fail".into()),
+                jobs: 1
+            }
+        );
+        let default = recipes::find("default").unwrap();
+        assert_eq!(
+            p(&["run"]).unwrap(),
+            Command::Run {
+                image: default,
+                qemu_args: vec![]
+            }
+        );
+        assert_eq!(
+            p(&["bochs", "--image", "smp"]).unwrap(),
+            Command::Bochs {
+                image: recipes::find("smp").unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn qemu_arguments_after_double_dash() {
+        let Command::Run { image, qemu_args } =
+            p(&["run", "--image", "boot", "--", "-s", "-S", "--"]).unwrap()
+        else {
+            panic!("not a run command")
+        };
+        assert_eq!(image.name, "boot");
+        assert_eq!(qemu_args, ["-s", "-S", "--"]);
+        assert_eq!(
+            p(&["run", "--"]).unwrap(),
+            Command::Run {
+                image: recipes::find("default").unwrap(),
+                qemu_args: vec![]
+            }
+        );
+        assert!(err(&["test", "--", "-s"]).contains("belong to `runner run`"));
+    }
+
+    #[test]
+    fn help_everywhere() {
+        assert_eq!(p(&["--help"]).unwrap(), Command::Help(HELP));
+        assert_eq!(p(&["-h"]).unwrap(), Command::Help(HELP));
+        assert_eq!(p(&["help"]).unwrap(), Command::Help(HELP));
+        assert_eq!(p(&["test", "--help"]).unwrap(), Command::Help(TEST_HELP));
+        assert_eq!(p(&["run", "-h"]).unwrap(), Command::Help(RUN_HELP));
+        assert_eq!(p(&["bochs", "--help"]).unwrap(), Command::Help(BOCHS_HELP));
+        assert_eq!(p(&["bench", "--help"]).unwrap(), Command::Help(BENCH_HELP));
+        assert_eq!(p(&["build", "--help"]).unwrap(), Command::Help(BUILD_HELP));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        assert!(err(&[]).contains("no command"));
+        assert!(err(&["frob"]).contains("`frob`"));
+        assert!(err(&["--verbose"]).contains("--verbose"));
+        assert!(err(&["test", "--filtre", "x"]).contains("--filtre"));
+        assert!(err(&["test", "--jobs", "0"]).contains("`0`"));
+        assert!(err(&["test", "--jobs", "many"]).contains("`many`"));
+        assert!(err(&["test", "--filter"]).contains("--filter"));
+        assert!(err(&["build", "now"]).contains("now"));
+        let e = err(&["run", "--image", "nope"]);
+        assert!(
+            e.contains("--image") && e.contains("`nope`") && e.contains("default"),
+            "{e}"
+        );
+        assert!(err(&["run", "-s"]).contains("-s"));
+        assert!(err(&["bench", "--fast"]).contains("runner bench --help"));
+    }
+}

@@ -1,0 +1,45 @@
+//! `runner`: builds modvisor's images and boots them. See `runner --help`;
+//! the work is done in the `images` library.
+
+use std::process::ExitCode;
+
+use images::builder::{self, Image};
+use images::cli::{self, Command};
+use images::emulator::{self, Accel};
+use images::{bench, testrun, Error};
+
+fn main() -> ExitCode {
+    match cli::parse(std::env::args_os().skip(1)).and_then(execute) {
+        Ok(code) => code,
+        // Usage messages name the command themselves.
+        Err(e @ Error::Usage(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("runner: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> images::Result<ExitCode> {
+    match command {
+        Command::Help(text) => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build => builder::build_all().map(|()| ExitCode::SUCCESS),
+        Command::Test { filter, jobs } => testrun::test_command(filter.as_deref(), jobs),
+        Command::Run { image, qemu_args } => {
+            let accel = Accel::from_env()?;
+            builder::build_all()?;
+            emulator::run_console(&Image::of(image.name), image.reboots(), &qemu_args, accel)
+        }
+        Command::Bochs { image } => {
+            builder::build_all()?;
+            emulator::bochs_console(&Image::of(image.name))
+        }
+        Command::Bench => bench::bench_command(),
+    }
+}

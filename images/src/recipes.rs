@@ -1,0 +1,390 @@
+//! The image recipes: the one table that says which images exist, what
+//! command line each boots with, and what `runner test` expects of it.
+
+use std::time::Duration;
+
+use loader::cmdline::CommandLine;
+use loader::exit::Status;
+
+use crate::layout::{Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+use crate::outcome::Outcome;
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recipe {
+    pub name: &'static str,
+    /// Command-line words after `image=<name>`.
+    pub args: &'static str,
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Boots to the console for `runner run` / `runner bochs`; never tested.
+    Interactive,
+    /// Runs in-image suites on every QEMU layout, and in Bochs when `bochs`.
+    Test {
+        expect: Outcome,
+        bochs: bool,
+        /// Resets itself once on purpose, so QEMU must not get `-no-reboot`.
+        reboots: bool,
+    },
+    /// Ends badly on purpose, to prove the runner tells the endings apart.
+    /// Runs on one QEMU layout; `timeout` overrides the host deadline.
+    SelfCheck {
+        expect: Outcome,
+        timeout: Option<Duration>,
+    },
+}
+
+const fn test(name: &'static str, args: &'static str) -> Recipe {
+    Recipe {
+        name,
+        args,
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: false,
+            reboots: false,
+        },
+    }
+}
+
+const fn self_check(name: &'static str, args: &'static str, expect: Status) -> Recipe {
+    Recipe {
+        name,
+        args,
+        role: Role::SelfCheck {
+            expect: Outcome::Exited(expect),
+            timeout: None,
+        },
+    }
+}
+
+pub const RECIPES: &[Recipe] = &[
+    Recipe {
+        name: "default",
+        args: "",
+        role: Role::Interactive,
+    },
+    Recipe {
+        name: "boot",
+        args: "test=boot",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: true,
+            reboots: false,
+        },
+    },
+    test("mem", "test=mem"),
+    test("cpu", "test=cpu"),
+    test("acpi", "test=acpi"),
+    Recipe {
+        name: "smp",
+        args: "test=smp",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: true,
+            reboots: false,
+        },
+    },
+    test("xapic", "test=cpu,smp apic=xapic"),
+    // Resets once and passes on the second boot. Not in Bochs, which the
+    // runner configures to stop rather than reset on a triple fault.
+    Recipe {
+        name: "reboot",
+        args: "test=reboot",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: false,
+            reboots: true,
+        },
+    },
+    Recipe {
+        name: "poweroff",
+        args: "test=poweroff",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::PowerOff),
+            bochs: false,
+            reboots: false,
+        },
+    },
+    self_check("fail-test", "test=selftest-fail", Status::TestFailure),
+    self_check("fail-panic", "test=selftest-panic", Status::Panic),
+    self_check(
+        "fail-exception",
+        "test=selftest-exception",
+        Status::Exception,
+    ),
+    self_check(
+        "fail-hang",
+        "test=selftest-hang watchdog=3",
+        Status::Watchdog,
+    ),
+    self_check("fail-cmdline", "bogus=1", Status::BadCommandLine),
+    // The same hang with the in-image watchdog off: only the runner's own
+    // deadline can end it, which proves that deadline works.
+    Recipe {
+        name: "fail-timeout",
+        args: "test=selftest-hang watchdog=0",
+        role: Role::SelfCheck {
+            expect: Outcome::Timeout,
+            timeout: Some(Duration::from_secs(10)),
+        },
+    },
+];
+
+pub fn find(name: &str) -> Result<&'static Recipe> {
+    RECIPES.iter().find(|r| r.name == name).ok_or_else(|| {
+        let known: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();
+        Error::Usage(format!(
+            "unknown image `{name}`; known images: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+impl Recipe {
+    /// The kernel command line: always `image=<name>` first.
+    pub fn cmdline(&self) -> String {
+        if self.args.is_empty() {
+            format!("image={}", self.name)
+        } else {
+            format!("image={} {}", self.name, self.args)
+        }
+    }
+
+    /// The outcome `runner test` expects; `None` for interactive images.
+    pub fn expect(&self) -> Option<Outcome> {
+        match self.role {
+            Role::Interactive => None,
+            Role::Test { expect, .. } | Role::SelfCheck { expect, .. } => Some(expect),
+        }
+    }
+
+    pub fn reboots(&self) -> bool {
+        matches!(self.role, Role::Test { reboots: true, .. })
+    }
+
+    /// Where `runner test` boots this image.
+    pub fn targets(&self) -> Vec<Target> {
+        match self.role {
+            Role::Interactive => Vec::new(),
+            Role::Test { bochs, .. } => {
+                let mut t: Vec<Target> = QEMU_LAYOUTS.iter().map(|l| Target::Qemu(*l)).collect();
+                if bochs {
+                    t.push(Target::Bochs);
+                }
+                t
+            }
+            Role::SelfCheck { .. } => vec![Target::Qemu(SELF_CHECK_LAYOUT)],
+        }
+    }
+
+    pub fn timeout(&self, target: &Target) -> Duration {
+        match self.role {
+            Role::SelfCheck {
+                timeout: Some(t), ..
+            } => t,
+            _ => target.default_timeout(),
+        }
+    }
+
+    /// Whether a run must show the boot banner: a rejected command line
+    /// stops the loader before it prints one.
+    pub fn banner_required(&self) -> bool {
+        self.expect() != Some(Outcome::Exited(Status::BadCommandLine))
+    }
+
+    /// Checks the recipe against the loader's own command-line parser, so a
+    /// typo fails the build instead of booting the wrong thing.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::Recipe(format!("image `{}`: {why}", self.name)));
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return bad("names use a-z, 0-9 and `-` only".into());
+        }
+        let cmdline = self.cmdline();
+        // grub.cfg carries the command line unquoted; these characters
+        // mean nothing to GRUB's shell-like syntax.
+        if !cmdline
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " =,-_.:/".contains(c))
+        {
+            return bad(format!(
+                "`{cmdline}`: use only letters, digits, spaces and `=,-_.:/`"
+            ));
+        }
+        let parsed = CommandLine::parse(&cmdline);
+        if self.expect() == Some(Outcome::Exited(Status::BadCommandLine)) {
+            return match parsed {
+                Ok(_) => bad(format!(
+                    "`{cmdline}` is meant to be rejected but the loader accepts it"
+                )),
+                Err(_) => Ok(()),
+            };
+        }
+        let cl = match parsed {
+            Ok(cl) => cl,
+            Err(e) => return bad(format!("`{cmdline}`: {e}")),
+        };
+        if cl.image != Some(self.name) {
+            return bad(format!("`{cmdline}` does not name the image"));
+        }
+        match (self.role, cl.tests) {
+            (Role::Interactive, Some(_)) => bad("an interactive image runs no tests".into()),
+            (Role::Test { .. } | Role::SelfCheck { .. }, None) => {
+                bad("a test image needs `test=`, or it never exits".into())
+            }
+            (
+                Role::Test {
+                    bochs: true,
+                    reboots: true,
+                    ..
+                },
+                _,
+            ) => bad("Bochs stops on a reset, so a rebooting image cannot run there".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Validates every recipe and the table as a whole.
+pub fn validate_all() -> Result<()> {
+    for (i, r) in RECIPES.iter().enumerate() {
+        r.validate()?;
+        if RECIPES[..i].iter().any(|o| o.name == r.name) {
+            return Err(Error::Recipe(format!("image `{}` is listed twice", r.name)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Machine, QemuLayout};
+
+    #[test]
+    fn the_table_is_valid() {
+        validate_all().unwrap();
+    }
+
+    #[test]
+    fn every_cmdline_starts_with_its_image() {
+        for r in RECIPES {
+            assert!(
+                r.cmdline().starts_with(&format!("image={}", r.name)),
+                "{}",
+                r.cmdline()
+            );
+        }
+        assert_eq!(find("default").unwrap().cmdline(), "image=default");
+        assert_eq!(
+            find("xapic").unwrap().cmdline(),
+            "image=xapic test=cpu,smp apic=xapic"
+        );
+    }
+
+    #[test]
+    fn bad_recipes_are_caught() {
+        let r = |name, args, role| {
+            Recipe { name, args, role }
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let pass = Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: false,
+            reboots: false,
+        };
+        assert!(r("x", "tset=boot", pass).contains("tset=boot"));
+        assert!(r("x", "", pass).contains("needs `test=`"));
+        assert!(r("X", "test=a", pass).contains("a-z"));
+        assert!(r("x", "test=a;reboot", pass).contains("letters, digits"));
+        assert!(r("x", "test=boot", Role::Interactive).contains("runs no tests"));
+        let rejected = Role::SelfCheck {
+            expect: Outcome::Exited(Status::BadCommandLine),
+            timeout: None,
+        };
+        assert!(r("x", "test=boot", rejected).contains("meant to be rejected"));
+        let both = Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: true,
+            reboots: true,
+        };
+        assert!(r("x", "test=reboot", both).contains("Bochs"));
+    }
+
+    #[test]
+    fn unknown_image_names_the_known_ones() {
+        let e = find("nope").unwrap_err().to_string();
+        assert!(
+            e.contains("`nope`") && e.contains("default") && e.contains("smp"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn targets_per_role() {
+        assert!(find("default").unwrap().targets().is_empty());
+        let boot = find("boot").unwrap().targets();
+        assert_eq!(boot.len(), QEMU_LAYOUTS.len() + 1);
+        assert_eq!(boot.last(), Some(&Target::Bochs));
+        assert!(!find("reboot").unwrap().targets().contains(&Target::Bochs));
+        assert!(find("smp").unwrap().targets().contains(&Target::Bochs));
+        assert_eq!(
+            find("fail-panic").unwrap().targets(),
+            [Target::Qemu(QemuLayout::new(Machine::Q35, 1, 1, 128))]
+        );
+    }
+
+    #[test]
+    fn expectations_and_deadlines() {
+        assert_eq!(
+            find("poweroff").unwrap().expect(),
+            Some(Outcome::Exited(Status::PowerOff))
+        );
+        assert_eq!(
+            find("fail-hang").unwrap().expect(),
+            Some(Outcome::Exited(Status::Watchdog))
+        );
+        assert_eq!(
+            find("fail-timeout").unwrap().expect(),
+            Some(Outcome::Timeout)
+        );
+        assert_eq!(find("default").unwrap().expect(), None);
+        let t = Target::Qemu(SELF_CHECK_LAYOUT);
+        assert_eq!(
+            find("fail-timeout").unwrap().timeout(&t),
+            Duration::from_secs(10)
+        );
+        assert_eq!(find("boot").unwrap().timeout(&t), Duration::from_secs(60));
+        assert_eq!(
+            find("boot").unwrap().timeout(&Target::Bochs),
+            Duration::from_secs(240)
+        );
+        assert!(find("reboot").unwrap().reboots());
+        assert!(!find("boot").unwrap().reboots());
+        assert!(!find("fail-cmdline").unwrap().banner_required());
+        assert!(find("fail-panic").unwrap().banner_required());
+    }
+
+    #[test]
+    fn every_status_but_pass_and_poweroff_has_a_self_check() {
+        for s in Status::ALL {
+            let checked = RECIPES.iter().any(
+                |r| matches!(r.role, Role::SelfCheck { expect: Outcome::Exited(e), .. } if e == s),
+            );
+            assert_eq!(
+                checked,
+                !matches!(s, Status::Pass | Status::PowerOff),
+                "{s:?}"
+            );
+        }
+    }
+}
