@@ -31,8 +31,23 @@ pub fn set_level(level: log::LevelFilter) {
 /// Writes to COM1 without any prefix.
 pub fn write_fmt(args: core::fmt::Arguments) {
     with_port(|p| {
-        let _ = p.write_fmt(args);
+        let _ = Crlf(p).write_fmt(args);
     });
+}
+
+/// Turns `\n` into `\r\n`: a serial terminal needs both to start a new line.
+struct Crlf<'a>(&'a mut SerialPort);
+
+impl Write for Crlf<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for (i, line) in s.split('\n').enumerate() {
+            if i > 0 {
+                self.0.write_str("\r\n")?;
+            }
+            self.0.write_str(line)?;
+        }
+        Ok(())
+    }
 }
 
 fn with_port(f: impl FnOnce(&mut SerialPort)) {
