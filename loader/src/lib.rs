@@ -13,4 +13,5 @@ pub mod exit;
 pub mod frames;
 pub mod madt;
 pub mod memmap;
+pub mod memory;
 pub mod s5;
