@@ -94,7 +94,10 @@ pub fn init(boot: &BootInfo) -> Result<(), Error> {
 
 /// Changes the protection of `[start, start + len)` in the identity map,
 /// 4 KiB aligned, splitting large pages as needed, and flushes the TLB of
-/// this CPU only. Page 0 and the loader image cannot be changed.
+/// this CPU only. Page 0 and the loader image cannot be changed; anything
+/// else can, so callers must own the range (frames they allocated, the SMP
+/// trampoline pages): write-protecting the heap or a page table would make
+/// the next write to it fault.
 ///
 /// Once other CPUs run, the caller must also shoot down their TLBs before
 /// relying on the new protection (or, for ReadExecute, before another CPU

@@ -285,7 +285,7 @@ impl Tables {
         let pt = entry.addr().as_u64();
         // SAFETY: the entry points at the slot's page table.
         if let Some(i) = unsafe { table_mut(pt) }.iter().position(|e| !e.is_unused()) {
-            return Err(Error::AlreadyMapped { addr: stacks::slot_base(slot) + i as u64 * PAGE_SIZE });
+            return Err(Error::StillMapped { addr: stacks::slot_base(slot) + i as u64 * PAGE_SIZE });
         }
         entry.set_unused();
         // Drops paging-structure cache entries that still point at the

@@ -132,8 +132,20 @@ fn frames_exhaustion() -> Result<(), Failure> {
     if result.is_ok() {
         result = exhausted_frames_are_an_error();
     }
+    // Leave exactly three frames free: a stack that needs more must undo
+    // the pages it already mapped.
+    if result.is_ok() {
+        result = match runs[..n].iter().position(|r| r.1 >= 3) {
+            Some(i) => {
+                let (a, count) = runs[i];
+                runs[i] = (a + 3 * PAGE_SIZE, count - 3);
+                ok(free_frames(a, 3), "free 3 frames").and_then(|()| three_frames_left())
+            }
+            None => Err(Failure::new(format_args!("no allocated run has 3 frames"))),
+        };
+    }
     // Give everything back whatever happened, then look at the counters.
-    for &(a, count) in &runs[..n] {
+    for &(a, count) in runs[..n].iter().filter(|r| r.1 > 0) {
         ok(free_frames(a, count), "free")?;
     }
     result?;
@@ -151,6 +163,22 @@ fn exhausted_frames_are_an_error() -> Result<(), Failure> {
         "a stack without frames must fail with out-of-memory"
     );
     check_eq!(stats(), empty, "counters after failed allocations");
+    Ok(())
+}
+
+/// A 4-page stack needs 5 frames (with its page table): it maps two pages,
+/// fails on the third and unmaps them again. A 2-page stack fits exactly.
+fn three_frames_left() -> Result<(), Failure> {
+    check_eq!(stats().frames_free, 3, "free frames");
+    check!(
+        matches!(Stack::new(4), Err(Error::Frames(frames::Error::OutOfMemory { .. }))),
+        "a stack larger than free memory must fail with out-of-memory"
+    );
+    check_eq!(stats().frames_free, 3, "free frames after a stack failed half-way");
+    let s = ok(Stack::new(2), "a stack that fits exactly")?;
+    check_eq!(stats().frames_free, 0, "free frames with the stack");
+    drop(s);
+    check_eq!(stats().frames_free, 3, "free frames after dropping the stack");
     Ok(())
 }
 

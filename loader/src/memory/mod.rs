@@ -38,6 +38,9 @@ pub enum Error {
     NotMapped { addr: u64 },
     /// A page table already maps `addr` where a new mapping was to go.
     AlreadyMapped { addr: u64 },
+    /// A page that should be unmapped by now is still mapped (a page table
+    /// about to be freed still maps `addr`).
+    StillMapped { addr: u64 },
     /// A large page covers `addr` where a page table was expected.
     LargePageInTheWay { addr: u64 },
     /// `mem::init` has not run yet.
@@ -107,6 +110,11 @@ impl fmt::Display for Error {
             Error::AlreadyMapped { addr } => {
                 write!(f, "cannot map {addr:#x}: something is already mapped there")
             }
+            Error::StillMapped { addr } => write!(
+                f,
+                "the page at {addr:#x} is still mapped although its page table is being freed; \
+                 the memory state is inconsistent"
+            ),
             Error::LargePageInTheWay { addr } => {
                 write!(f, "cannot map {addr:#x} with 4 KiB pages: a large page covers it")
             }

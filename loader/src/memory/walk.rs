@@ -10,7 +10,7 @@ use x86_64::structures::paging::{PageTable, PageTableFlags};
 use x86_64::PhysAddr;
 
 /// A present translation, with the rights that result from every level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Leaf {
     pub virt: u64,
     pub phys: u64,
@@ -21,6 +21,15 @@ pub struct Leaf {
     pub writable: bool,
     /// XD clear at every level (with IA32_EFER.NXE=1).
     pub executable: bool,
+}
+
+/// Addresses in hex, as in every other message about memory.
+impl core::fmt::Debug for Leaf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let w = if self.writable { "W" } else { "-" };
+        let x = if self.executable { "X" } else { "-" };
+        write!(f, "Leaf {{ {:#x} -> {:#x}, {:#x} bytes, R{w}{x} }}", self.virt, self.phys, self.size)
+    }
 }
 
 impl Leaf {
@@ -213,6 +222,12 @@ mod tests {
         assert_eq!(leaves[1].protection(), Some(Protection::ReadExecute));
         assert_eq!(leaves[2].protection(), None, "writable and executable");
         assert_eq!(leaves[3].protection(), Some(Protection::ReadOnly));
+    }
+
+    #[test]
+    fn leaves_print_in_hex() {
+        let l = Leaf { virt: 0xffff_c000_0000_0000, phys: 0x1000, size: 0x1000, writable: true, executable: false };
+        assert_eq!(std::format!("{l:?}"), "Leaf { 0xffffc00000000000 -> 0x1000, 0x1000 bytes, RW- }");
     }
 
     #[test]
