@@ -118,7 +118,7 @@ impl<'a> CommandLine<'a> {
     }
 
     /// The selected test suites, in command-line order.
-    pub fn suites(&self) -> impl Iterator<Item = &'a str> {
+    pub fn suites(&self) -> impl Iterator<Item = &'a str> + Clone {
         self.tests.into_iter().flat_map(|t| t.split(','))
     }
 }

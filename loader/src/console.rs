@@ -167,7 +167,18 @@ fn command(cmd: &str) {
             "commands:\n  help      this list\n  cpus      CPUs from the MADT and their classification\n  mem       memory usage counters\n  poweroff  ACPI power-off\n  reboot    ACPI reset"
         ),
         "cpus" => crate::print_cpus(),
-        "mem" => crate::mem::print_stats(),
+        "mem" => {
+            let s = crate::mem::stats();
+            crate::println!(
+                "frames: {} of {} free ({} MiB of {} MiB); heap: {} of {} bytes used",
+                s.frames_free,
+                s.frames_total,
+                s.frames_free >> 8,
+                s.frames_total >> 8,
+                s.heap_used,
+                s.heap_bytes
+            )
+        }
         "poweroff" => crate::power::exit(loader::exit::Status::PowerOff),
         "reboot" => crate::power::reboot(),
         other => crate::println!("error: unknown command `{other}`; type `help` for the list"),

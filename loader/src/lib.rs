@@ -10,6 +10,8 @@ extern crate std;
 
 pub mod cmdline;
 pub mod exit;
+pub mod frames;
 pub mod madt;
 pub mod memmap;
+pub mod memory;
 pub mod s5;

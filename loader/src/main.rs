@@ -4,6 +4,8 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 mod acpi;
 mod apic;
 mod boot;
@@ -54,10 +56,15 @@ extern "C" fn kernel_entry(protocol: u32, info: u64) -> ! {
     console::set_level(cl.log_level);
     let (boot, _) = BOOT.call_once(|| (boot, cl));
     if let Err(e) = mem::init(boot) {
-        panic!("memory: {e}");
+        panic!("memory setup failed: {e}");
     }
-    boot_cpu_main()
+    let stack = mem::Stack::new(BOOT_CPU_STACK_PAGES)
+        .unwrap_or_else(|e| panic!("cannot allocate the boot CPU's stack: {e}"));
+    mem::switch_stack(stack, boot_cpu_main)
 }
+
+/// The boot CPU's stack after `kernel_entry`: guarded, unlike the boot stack.
+const BOOT_CPU_STACK_PAGES: u64 = 32;
 
 fn usage_error(msg: core::fmt::Arguments) -> ! {
     println!("error: {msg}\naccepted arguments:\n{}", cmdline::HELP);
@@ -77,7 +84,8 @@ impl<I: Iterator<Item = &'static str>> core::fmt::Display for Names<I> {
     }
 }
 
-fn boot_cpu_main() -> ! {
+/// The rest of the boot CPU's work, on its guarded stack.
+extern "C" fn boot_cpu_main() -> ! {
     let (boot, cl) = BOOT.get().expect("boot information is recorded before the stack switch");
     cpu::idt::init();
     let acpi = acpi::init(boot.rsdp).unwrap_or_else(|e| panic!("{e}"));

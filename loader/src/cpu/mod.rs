@@ -8,7 +8,7 @@ use crate::mem::Stack;
 use crate::percpu;
 
 /// Pages of each interrupt stack (NMI, double fault, machine check).
-const IST_PAGES: usize = 4;
+const IST_PAGES: u64 = 4;
 
 /// The stacks a CPU keeps for as long as it runs: the IST stacks live here
 /// so that a CPU that is parked and started again reuses them.

@@ -42,7 +42,7 @@ extern "C" {
 pub const CALL_VECTOR: u8 = 0xf0;
 
 /// Pages of each AP's kernel stack.
-const STACK_PAGES: usize = 16;
+const STACK_PAGES: u64 = 16;
 
 /// How long an AP may take from INIT to running Rust code.
 const START_TIMEOUT_US: u64 = 1_000_000;

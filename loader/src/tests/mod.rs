@@ -5,6 +5,9 @@
 //! Tests live next to what they test (`mem::tests`, ...); this module only
 //! holds the registry and the runner.
 
+// Every test returns `Failure`, a fixed buffer on purpose (see below).
+#![allow(clippy::result_large_err)]
+
 mod selftest;
 
 use core::fmt::{self, Write};
@@ -27,6 +30,7 @@ static SUITES: &[Suite] = &[
     Suite { name: "selftest-panic", tests: selftest::PANIC },
     Suite { name: "selftest-exception", tests: selftest::EXCEPTION },
     Suite { name: "selftest-hang", tests: selftest::HANG },
+    Suite { name: "mem", tests: crate::mem::tests::TESTS },
 ];
 
 /// A failed check. Formatted into a fixed buffer so that reporting a
