@@ -1,7 +1,6 @@
 //! The `mem` suite: frames, heap, page-table protections and stacks, on the
-//! live system. Rights are checked by reading the live page tables; checks
-//! that actually fault (a write to .text, a read of a guard page) belong
-//! here too once `cpu::probe` can catch the page fault.
+//! live system. Rights are checked by reading the live page tables, and
+//! again by accesses that must fault, caught with `cpu::probe`.
 
 // `Failure` is a fixed buffer on purpose (reporting must work with the heap
 // exhausted), and every test returns it.
@@ -33,6 +32,7 @@ pub static TESTS: &[Test] = &[
     Test { name: "stack-guard-page", run: stack_guard_page },
     Test { name: "stack-returns-memory", run: stack_returns_memory },
     Test { name: "boot-cpu-on-guarded-stack", run: boot_cpu_on_guarded_stack },
+    Test { name: "protections-fault-as-mapped", run: protections_fault_as_mapped },
 ];
 
 /// Turns a memory error into a test failure saying what was attempted.
@@ -420,5 +420,34 @@ fn boot_cpu_on_guarded_stack() -> Result<(), Failure> {
     check!(!is_guard_page(rsp), "rsp counts as a guard page");
     let slot_base = rsp & !(stacks::SLOT_BYTES - 1);
     check!(is_guard_page(slot_base), "the bottom of the boot CPU's stack slot is not a guard page");
+    Ok(())
+}
+
+/// The hardware agrees with the page tables: writes to .text and .rodata,
+/// any access to page 0 and to a guard page fault with the expected page
+/// fault error code (SDM Vol. 3A 4.7: bit 0 present, bit 1 write).
+fn protections_fault_as_mapped() -> Result<(), Failure> {
+    use crate::cpu::probe;
+    let img = image_sections();
+    for (what, addr) in [("text", img.text_start), ("rodata", img.rodata_start)] {
+        let before = probe::read_u64(addr).map_err(|f| Failure::new(format_args!("read of {what}: {f:?}")))?;
+        match probe::write_u64(addr, before) {
+            Err(f) => {
+                check_eq!((f.vector, f.error_code & 3, f.cr2), (14, 3, addr), "write to {what}");
+            }
+            Ok(()) => return Err(Failure::new(format_args!("a write to {what} at {addr:#x} did not fault"))),
+        }
+    }
+    match probe::read_u64(8) {
+        Err(f) => check_eq!((f.vector, f.error_code & 3, f.cr2), (14, 0, 8), "read of page 0"),
+        Ok(v) => return Err(Failure::new(format_args!("page 0 is readable ({v:#x})"))),
+    }
+    let stack = Stack::new(2).map_err(|e| Failure::new(format_args!("stack: {e}")))?;
+    let guard = stack.guard_page();
+    match probe::write_u64(guard, 0) {
+        Err(f) => check_eq!((f.vector, f.error_code & 3, f.cr2), (14, 2, guard), "write to the guard page"),
+        Ok(()) => return Err(Failure::new(format_args!("the guard page {guard:#x} is writable"))),
+    }
+    probe::write_u64(stack.top() - 8, 1).map_err(|f| Failure::new(format_args!("write to the stack: {f:?}")))?;
     Ok(())
 }
