@@ -96,17 +96,21 @@ pub fn get() -> Option<&'static Acpi> {
     ACPI.get()
 }
 
-/// Parses the tables once. `rsdp` comes from the boot protocol; without it
-/// the BIOS area is searched.
-pub fn init(rsdp: Option<u64>) -> Result<&'static Acpi, Error> {
+/// Finds the RSDP in the BIOS areas (the EBDA, whose segment is stored at
+/// 0x40e, and 0xe0000-0xfffff; ACPI 6.5, 5.2.5.1). Must run while page 0 is
+/// still mapped, i.e. before `mem::init` installs the loader's page tables.
+pub fn search_bios_rsdp() -> Result<u64, Error> {
+    // SAFETY: the boot page tables identity-map the first MiB; the crate
+    // checks signature and checksum of what it finds.
+    let rsdp = unsafe { ::acpi::rsdp::Rsdp::search_for_on_bios(IdentityMapped)? };
+    Ok(rsdp.physical_start() as u64)
+}
+
+/// Parses the tables once, from the RSDP at `rsdp`.
+pub fn init(rsdp: u64) -> Result<&'static Acpi, Error> {
     // SAFETY: identity mapping covers the RSDP and the tables; the crate
     // validates signatures and checksums.
-    let tables = unsafe {
-        match rsdp {
-            Some(a) => AcpiTables::from_rsdp(IdentityMapped, a as usize)?,
-            None => AcpiTables::search_for_rsdp_bios(IdentityMapped)?,
-        }
-    };
+    let tables = unsafe { AcpiTables::from_rsdp(IdentityMapped, rsdp as usize)? };
     let acpi = parse(&tables)?;
     enable_acpi_mode(&tables);
     Ok(ACPI.call_once(|| acpi))

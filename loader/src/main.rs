@@ -54,6 +54,11 @@ extern "C" fn kernel_entry(protocol: u32, info: u64) -> ! {
         usage_error(format_args!("unknown test suite `{unknown}` in `test=`"));
     }
     console::set_level(cl.log_level);
+    let mut boot = boot;
+    if boot.rsdp.is_none() {
+        let found = acpi::search_bios_rsdp().unwrap_or_else(|e| panic!("no RSDP from {} nor in the BIOS area: {e}", boot.protocol.name()));
+        boot.rsdp = Some(found);
+    }
     let (boot, _) = BOOT.call_once(|| (boot, cl));
     if let Err(e) = mem::init(boot) {
         panic!("memory setup failed: {e}");
@@ -87,8 +92,12 @@ impl<I: Iterator<Item = &'static str>> core::fmt::Display for Names<I> {
 /// The rest of the boot CPU's work, on its guarded stack.
 extern "C" fn boot_cpu_main() -> ! {
     let (boot, cl) = BOOT.get().expect("boot information is recorded before the stack switch");
+    // Loaded at once, with the boot GDT's code selector, so that any fault
+    // from here on is reported.
     cpu::idt::init();
-    let acpi = acpi::init(boot.rsdp).unwrap_or_else(|e| panic!("{e}"));
+    cpu::idt::load();
+    let rsdp = boot.rsdp.expect("kernel_entry finds the RSDP");
+    let acpi = acpi::init(rsdp).unwrap_or_else(|e| panic!("{e}"));
     let mode = apic::choose_mode(cl.apic, acpi.lapic_address).unwrap_or_else(|e| panic!("{e}"));
     apic::init_this_cpu();
     let apic_id = apic::id();
