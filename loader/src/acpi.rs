@@ -5,12 +5,16 @@
 use ::acpi::address::{AddressSpace, GenericAddress};
 use ::acpi::fadt::Fadt;
 use ::acpi::madt::{Madt, MadtEntry};
+use ::acpi::rsdp::Rsdp;
 use ::acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use core::mem::size_of;
 use core::ptr::NonNull;
 use loader::madt::CpuList;
 use loader::s5::SleepType;
 use spin::Once;
 use x86_64::instructions::port::Port;
+
+pub mod tests;
 
 /// All physical memory the loader touches is identity-mapped.
 #[derive(Clone, Copy)]
@@ -50,6 +54,8 @@ pub struct IoPort {
 }
 
 pub struct Acpi {
+    /// Physical address of the RSDP the tables were read from.
+    pub rsdp: u64,
     pub cpus: CpuList,
     pub lapic_address: u64,
     pub ioapics: [Option<IoApic>; 4],
@@ -99,20 +105,25 @@ pub fn get() -> Option<&'static Acpi> {
 /// Parses the tables once. `rsdp` comes from the boot protocol; without it
 /// the BIOS area is searched.
 pub fn init(rsdp: Option<u64>) -> Result<&'static Acpi, Error> {
-    // SAFETY: identity mapping covers the RSDP and the tables; the crate
-    // validates signatures and checksums.
-    let tables = unsafe {
+    // SAFETY: identity mapping covers the RSDP wherever it is; the address
+    // the boot protocol gave is validated below before anything trusts it.
+    let rsdp = unsafe {
         match rsdp {
-            Some(a) => AcpiTables::from_rsdp(IdentityMapped, a as usize)?,
-            None => AcpiTables::search_for_rsdp_bios(IdentityMapped)?,
+            Some(a) => IdentityMapped.map_physical_region::<Rsdp>(a as usize, size_of::<Rsdp>()),
+            None => Rsdp::search_for_on_bios(IdentityMapped)?,
         }
     };
-    let acpi = parse(&tables)?;
+    rsdp.validate()?;
+    let rsdp_address = rsdp.physical_start() as u64;
+    // SAFETY: the RSDP was validated just above; the crate validates the
+    // tables' signatures and checksums.
+    let tables = unsafe { AcpiTables::from_validated_rsdp(IdentityMapped, rsdp)? };
+    let acpi = parse(&tables, rsdp_address)?;
     enable_acpi_mode(&tables);
     Ok(ACPI.call_once(|| acpi))
 }
 
-fn parse(tables: &AcpiTables<IdentityMapped>) -> Result<Acpi, Error> {
+fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> {
     let madt = tables.find_table::<Madt>()?;
     let mut cpus = CpuList::default();
     let mut ioapics = [None; 4];
@@ -173,6 +184,7 @@ fn parse(tables: &AcpiTables<IdentityMapped>) -> Result<Acpi, Error> {
         loader::s5::find(aml)
     });
     Ok(Acpi {
+        rsdp,
         cpus,
         lapic_address,
         ioapics,
