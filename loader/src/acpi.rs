@@ -12,6 +12,8 @@ use loader::s5::SleepType;
 use spin::Once;
 use x86_64::instructions::port::Port;
 
+pub mod tests;
+
 /// All physical memory the loader touches is identity-mapped.
 #[derive(Clone, Copy)]
 struct IdentityMapped;
@@ -50,6 +52,8 @@ pub struct IoPort {
 }
 
 pub struct Acpi {
+    /// Physical address of the RSDP the tables were read from.
+    pub rsdp: u64,
     pub cpus: CpuList,
     pub lapic_address: u64,
     pub ioapics: [Option<IoApic>; 4],
@@ -111,12 +115,12 @@ pub fn init(rsdp: u64) -> Result<&'static Acpi, Error> {
     // SAFETY: identity mapping covers the RSDP and the tables; the crate
     // validates signatures and checksums.
     let tables = unsafe { AcpiTables::from_rsdp(IdentityMapped, rsdp as usize)? };
-    let acpi = parse(&tables)?;
+    let acpi = parse(&tables, rsdp)?;
     enable_acpi_mode(&tables);
     Ok(ACPI.call_once(|| acpi))
 }
 
-fn parse(tables: &AcpiTables<IdentityMapped>) -> Result<Acpi, Error> {
+fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> {
     let madt = tables.find_table::<Madt>()?;
     let mut cpus = CpuList::default();
     let mut ioapics = [None; 4];
@@ -177,6 +181,7 @@ fn parse(tables: &AcpiTables<IdentityMapped>) -> Result<Acpi, Error> {
         loader::s5::find(aml)
     });
     Ok(Acpi {
+        rsdp,
         cpus,
         lapic_address,
         ioapics,

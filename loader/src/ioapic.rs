@@ -101,6 +101,13 @@ pub fn route(acpi: &Acpi, gsi: u32, vector: u8, dest: u32, trigger: Trigger, pol
     Ok(())
 }
 
+/// The redirection entry of `gsi`, high half in bits 63:32.
+pub fn entry(acpi: &Acpi, gsi: u32) -> Result<u64, Error> {
+    let (io, pin) = find(acpi, gsi)?;
+    let _g = LOCK.lock();
+    Ok((reg_read(&io, 0x11 + 2 * pin) as u64) << 32 | reg_read(&io, 0x10 + 2 * pin) as u64)
+}
+
 pub fn mask(acpi: &Acpi, gsi: u32) -> Result<(), Error> {
     let (io, pin) = find(acpi, gsi)?;
     mask_pin(&io, pin);
@@ -115,6 +122,22 @@ pub fn isa_irq(acpi: &Acpi, irq: u8) -> (u32, Trigger, Polarity) {
         Some(o) => {
             let polarity = if o.flags & 0b11 == 0b11 { Polarity::Low } else { Polarity::High };
             let trigger = if (o.flags >> 2) & 0b11 == 0b11 { Trigger::Level } else { Trigger::Edge };
+            (o.gsi, trigger, polarity)
+        }
+    }
+}
+
+/// The GSI, trigger and polarity of the ACPI SCI. ACPI 6.5, 5.2.9 (SCI_INT)
+/// makes it level, active low; a MADT override of its IRQ may say otherwise
+/// (QEMU's says active high), and an override field left at "conforms to the
+/// bus" (0) keeps the SCI's own default, as Linux reads it too.
+pub fn sci(acpi: &Acpi) -> (u32, Trigger, Polarity) {
+    let irq = acpi.sci_gsi;
+    match acpi.overrides.iter().flatten().find(|o| o.irq as u32 == irq) {
+        None => (irq, Trigger::Level, Polarity::Low),
+        Some(o) => {
+            let polarity = if o.flags & 0b11 == 0b01 { Polarity::High } else { Polarity::Low };
+            let trigger = if (o.flags >> 2) & 0b11 == 0b01 { Trigger::Edge } else { Trigger::Level };
             (o.gsi, trigger, polarity)
         }
     }

@@ -34,6 +34,12 @@ const DEFAULT_TEST_WATCHDOG_SECS: u32 = 60;
 
 static BOOT: Once<(boot::BootInfo, CommandLine<'static>)> = Once::new();
 
+/// What the boot protocol passed and the command line parsed from it
+/// (recorded by `kernel_entry` before anything else runs).
+pub fn boot_info() -> &'static (boot::BootInfo, CommandLine<'static>) {
+    BOOT.get().expect("boot information is recorded in kernel_entry")
+}
+
 /// The first Rust code, called by `boot/entry.S` on the boot CPU in long
 /// mode with the boot stack.
 #[no_mangle]

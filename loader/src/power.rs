@@ -4,6 +4,8 @@
 use loader::exit::{Status, DEBUG_EXIT_PORT};
 use x86_64::instructions::port::Port;
 
+pub mod tests;
+
 /// Prints the exit marker, then tells the emulator to stop with `status`.
 pub fn exit(status: Status) -> ! {
     crate::println!("{status}");
@@ -28,14 +30,19 @@ pub fn poweroff() -> ! {
     halt_forever("ACPI power-off did not take; it is safe to turn off")
 }
 
-/// ACPI reset register, then the 8042 pulse, then a triple fault.
+/// ACPI reset register, then the 8042 pulse, then a triple fault. Each
+/// fallback announces itself, so the log shows which path reset the machine.
 pub fn reboot() -> ! {
     log::info!("rebooting");
     crate::console::flush();
     crate::acpi::reset();
+    log::warn!("no reset through the ACPI reset register; pulsing the 8042 reset line");
+    crate::console::flush();
     // SAFETY: 0xfe to the keyboard controller pulses the CPU reset line.
     unsafe { Port::<u8>::new(0x64).write(0xfe) };
     crate::time::delay_us(50_000);
+    log::warn!("the 8042 did not reset the machine; triple-faulting");
+    crate::console::flush();
     crate::cpu::triple_fault()
 }
 

@@ -3,6 +3,7 @@
 
 mod multiboot2;
 mod pvh;
+pub mod tests;
 
 use loader::memmap::{Range, RangeSet};
 

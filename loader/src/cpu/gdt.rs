@@ -43,3 +43,24 @@ pub unsafe fn load(cpu: &'static PerCpu, ist_tops: [u64; 3]) {
         load_tss(tss_sel);
     }
 }
+
+/// IST1..IST3 of the TSS this CPU has loaded, found through TR and the GDT
+/// rather than through the per-CPU slot, so it shows what the CPU will use.
+pub fn loaded_ist_tops() -> [u64; 3] {
+    let tr: u16;
+    // SAFETY: STR only copies the task register's selector.
+    unsafe { core::arch::asm!("str {0:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
+    let gdtr = x86_64::instructions::tables::sgdt();
+    let desc = gdtr.base.as_u64() + (tr & !7) as u64;
+    // SAFETY: LTR accepted `tr`, so it selects a 16-byte TSS descriptor
+    // inside the loaded GDT.
+    let (low, high) = unsafe {
+        (core::ptr::read_volatile(desc as *const u64), core::ptr::read_volatile((desc + 8) as *const u64))
+    };
+    // Base bits 23:0 in bytes 2-4, 31:24 in byte 7, 63:32 in the second
+    // quadword (SDM Vol. 3A, 8.2.3, Figure 8-4).
+    let base = ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | ((high & 0xffff_ffff) << 32);
+    // IST1 is at offset 0x24 of the 64-bit TSS (SDM Vol. 3A, Figure 8-11).
+    // SAFETY: the descriptor's base is the loaded TSS, at least 0x68 bytes.
+    core::array::from_fn(|i| unsafe { core::ptr::read_unaligned((base + 0x24 + 8 * i as u64) as *const u64) })
+}

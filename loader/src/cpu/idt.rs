@@ -116,6 +116,26 @@ pub fn set_handler(vector: u8, handler: Handler) -> Result<(), u8> {
         .map_err(|_| vector)
 }
 
+/// Gives `vector` back. Its source must already be silenced: an interrupt
+/// still on its way finds no handler (and is only logged).
+pub fn clear_handler(vector: u8) {
+    HANDLERS[vector as usize].store(0, Ordering::Release);
+}
+
+/// The IST slot of `vector`'s gate in the IDT this CPU has loaded (IDTR),
+/// i.e. what the CPU will use, not what `init` meant to write.
+pub fn loaded_gate_ist(vector: u8) -> Option<u8> {
+    let idtr = x86_64::instructions::tables::sidt();
+    let offset = vector as u64 * core::mem::size_of::<Gate>() as u64;
+    if offset + core::mem::size_of::<Gate>() as u64 - 1 > idtr.limit as u64 {
+        return None;
+    }
+    // SAFETY: IDTR names a loaded table and the gate lies within its limit;
+    // the IST field is bits 2:0 of the gate's fifth byte (SDM Vol. 3A, 6.14.1).
+    let byte = unsafe { core::ptr::read_volatile((idtr.base.as_u64() + offset + 4) as *const u8) };
+    Some(byte & 7)
+}
+
 /// Hook for NMIs (the SMP layer uses NMIs to stop CPUs and for tests).
 static NMI_HOOK: AtomicUsize = AtomicUsize::new(0);
 

@@ -3,6 +3,7 @@
 pub mod gdt;
 pub mod idt;
 pub mod probe;
+pub mod tests;
 
 use crate::mem::Stack;
 use crate::percpu;

@@ -4,12 +4,14 @@
 //!
 //! Tests live next to what they test (`mem::tests`, ...); this module only
 //! holds the registry and the runner.
+#![allow(clippy::result_large_err, reason = "`Failure` is a fixed buffer on purpose: reporting must not need the heap")]
 
 // Every test returns `Failure`, a fixed buffer on purpose (see below).
 #![allow(clippy::result_large_err)]
 
 mod selftest;
 
+use crate::cpu::idt::{self, Handler};
 use core::fmt::{self, Write};
 use loader::exit::Status;
 
@@ -25,13 +27,22 @@ pub struct Suite {
 
 /// Every suite an image can select.
 static SUITES: &[Suite] = &[
+    Suite { name: "boot", tests: crate::boot::tests::TESTS },
+    Suite { name: "mem", tests: crate::mem::tests::TESTS },
+    Suite { name: "cpu", tests: crate::cpu::tests::TESTS },
+    Suite { name: "acpi", tests: crate::acpi::tests::TESTS },
     Suite { name: "smp", tests: crate::smp::tests::TESTS },
+    Suite { name: "reboot", tests: crate::power::tests::REBOOT },
+    Suite { name: "poweroff", tests: crate::power::tests::POWEROFF },
     Suite { name: "selftest-fail", tests: selftest::FAIL },
     Suite { name: "selftest-panic", tests: selftest::PANIC },
     Suite { name: "selftest-exception", tests: selftest::EXCEPTION },
     Suite { name: "selftest-hang", tests: selftest::HANG },
-    Suite { name: "mem", tests: crate::mem::tests::TESTS },
 ];
+
+/// Suites that end the run themselves (a reset, a power-off): `all` leaves
+/// them out, so they run only when named.
+const ENDS_THE_RUN: [&str; 2] = ["reboot", "poweroff"];
 
 /// A failed check. Formatted into a fixed buffer so that reporting a
 /// failure never depends on the heap, which some tests exhaust on purpose.
@@ -61,6 +72,14 @@ impl Write for Failure {
     }
 }
 
+/// A [`Failure`] with a formatted message, for `Err(...)` and `map_err`.
+#[macro_export]
+macro_rules! failure {
+    ($($arg:tt)+) => {
+        $crate::tests::Failure::new(format_args!($($arg)+))
+    };
+}
+
 /// Fails the test with a formatted message unless `cond` holds.
 #[macro_export]
 macro_rules! check {
@@ -83,6 +102,21 @@ macro_rules! check_eq {
     }};
 }
 
+/// Lends the first free interrupt vector to `handler` while `f` runs, then
+/// gives it back. `f` must silence its interrupt source before returning;
+/// interrupts stay enabled for a millisecond before the handler goes, so an
+/// interrupt already on its way still finds it.
+pub fn with_vector<R>(handler: Handler, f: impl FnOnce(u8) -> R) -> Result<R, Failure> {
+    let Some(vector) = (idt::FIRST_INTERRUPT..idt::SPURIOUS).find(|v| idt::set_handler(*v, handler).is_ok())
+    else {
+        return Err(failure!("no free interrupt vector"));
+    };
+    let r = f(vector);
+    crate::time::delay_us(1000);
+    idt::clear_handler(vector);
+    Ok(r)
+}
+
 /// Checks that every suite named on the command line exists.
 pub fn validate<'a>(mut names: impl Iterator<Item = &'a str>) -> Result<(), &'a str> {
     match names.find(|n| *n != "all" && !SUITES.iter().any(|s| s.name == *n)) {
@@ -96,11 +130,11 @@ pub fn list() -> impl Iterator<Item = &'static str> {
 }
 
 /// Runs the selected suites (`all`: every suite but the deliberately failing
-/// `selftest-*` ones) and returns the image's exit status.
+/// `selftest-*` ones and those that end the run) and returns the image's
+/// exit status.
 pub fn run(cl: &loader::cmdline::CommandLine) -> Status {
-    let selected = |s: &&Suite| {
-        cl.suites().any(|n| n == s.name || (n == "all" && !s.name.starts_with("selftest")))
-    };
+    let in_all = |s: &Suite| !s.name.starts_with("selftest") && !ENDS_THE_RUN.contains(&s.name);
+    let selected = |s: &&Suite| cl.suites().any(|n| n == s.name || (n == "all" && in_all(s)));
     let (mut passed, mut failed) = (0, 0);
     for suite in SUITES.iter().filter(selected) {
         for t in suite.tests {
