@@ -30,7 +30,6 @@ impl AcpiHandler for IdentityMapped {
 
 #[derive(Clone, Copy, Debug)]
 pub struct IoApic {
-    pub id: u8,
     pub address: u64,
     pub gsi_base: u32,
 }
@@ -134,7 +133,6 @@ fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> 
             MadtEntry::LocalX2Apic(l) => cpus.add(l.x2apic_id, l.flags, revision).map_err(Error::Madt)?,
             MadtEntry::IoApic(io) => {
                 *ioapics.get_mut(nio).ok_or(Error::TooMany("IOAPICs"))? = Some(IoApic {
-                    id: io.io_apic_id,
                     address: io.io_apic_address as u64,
                     gsi_base: io.global_system_interrupt_base,
                 });

@@ -51,11 +51,6 @@ impl PerCpu {
 
 static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 
-/// The slot of logical CPU `id`.
-pub fn slot(id: usize) -> &'static PerCpu {
-    &CPUS[id]
-}
-
 /// Points this CPU's GS base at slot `id`. Called once per bring-up, on the
 /// CPU itself, before anything uses `current()`.
 pub fn install(id: usize, apic_id: u32) -> &'static PerCpu {

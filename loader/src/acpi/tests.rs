@@ -1,7 +1,6 @@
 //! The `acpi` suite: the FADT blocks the loader depends on are there and
 //! answer, the SCI can be routed, power-off and reset have what they need,
 //! and the CPU list agrees with the raw MADT.
-#![allow(clippy::result_large_err, reason = "tests return `Failure`, a fixed buffer (see `tests`)")]
 
 use super::IdentityMapped;
 use crate::cpu::idt::TrapFrame;
@@ -39,6 +38,10 @@ fn fadt_pm_blocks() -> Result<(), Failure> {
     // SAFETY: reading PM1a_CNT has no side effects.
     let cnt = unsafe { Port::<u16>::new(a.pm1a_control).read() };
     check!(cnt & 1 != 0, "SCI_EN is clear in PM1a_CNT {cnt:#x}: the machine is not in ACPI mode");
+    // GPE0 carries the CPU hotplug notification on QEMU; its status and
+    // enable halves need at least one byte each.
+    let gpe0 = a.gpe0.ok_or_else(|| failure!("the FADT gives no GPE0 block"))?;
+    check!(gpe0.port != 0 && gpe0.len >= 2 && gpe0.len % 2 == 0, "GPE0 block {gpe0:?} is malformed");
 
     let (port, wide) = a.pm_timer.ok_or_else(|| failure!("the FADT gives no PM timer"))?;
     let mask = if wide { u32::MAX } else { 0x00ff_ffff };

@@ -1,6 +1,5 @@
 //! The `boot` suite: what PVH or multiboot2 handed over is consistent with
 //! itself, with the command line, and with where the loader sits.
-#![allow(clippy::result_large_err, reason = "tests return `Failure`, a fixed buffer (see `tests`)")]
 
 use crate::tests::{Failure, Test};
 use crate::{check, check_eq, failure};

@@ -2,7 +2,6 @@
 //! interrupt stacks are in place, the local APIC, its timer and the TSC
 //! agree with the firmware and the clock, and the IOAPIC delivers a device
 //! interrupt.
-#![allow(clippy::result_large_err, reason = "tests return `Failure`, a fixed buffer (see `tests`)")]
 
 use super::gdt::{self, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
 use super::idt::{self, TrapFrame};
@@ -110,7 +109,7 @@ fn gp_rdmsr() -> Result<(), Failure> {
 
 fn ist_stacks() -> Result<(), Failure> {
     let tops = gdt::loaded_ist_tops();
-    let size = (IST_PAGES * 4096) as u64;
+    let size = IST_PAGES * 4096;
     let here = 0u8;
     let rsp = &raw const here as u64;
     for (i, &top) in tops.iter().enumerate() {

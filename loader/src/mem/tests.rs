@@ -4,7 +4,6 @@
 
 // `Failure` is a fixed buffer on purpose (reporting must work with the heap
 // exhausted), and every test returns it.
-#![allow(clippy::result_large_err)]
 
 use super::{
     alloc_frames, for_each_mapping, free_frames, image_sections, is_guard_page, protect, stats, translate, Error, Leaf,

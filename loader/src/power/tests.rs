@@ -1,6 +1,5 @@
 //! The `reboot` and `poweroff` suites: leaving the machine through ACPI.
 //! Both end the run, so `test=all` leaves them out.
-#![allow(clippy::result_large_err, reason = "tests return `Failure`, a fixed buffer (see `tests`)")]
 
 use crate::tests::{Failure, Test};
 use crate::{check, check_eq, cmos, failure};

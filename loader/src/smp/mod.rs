@@ -209,7 +209,7 @@ fn write_trampoline(cpu: usize, stack_top: u64) {
         cr3: x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64(),
         efer: x86_64::registers::model_specific::Efer::read_raw(),
         stack_top,
-        entry: ap_entry as usize as u64,
+        entry: ap_entry as extern "C" fn(u64) -> ! as usize as u64,
         arg: cpu as u64,
     };
     // SAFETY: the trampoline symbols bracket the code assembled for 0x8000;

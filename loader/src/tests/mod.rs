@@ -4,10 +4,8 @@
 //!
 //! Tests live next to what they test (`mem::tests`, ...); this module only
 //! holds the registry and the runner.
-#![allow(clippy::result_large_err, reason = "`Failure` is a fixed buffer on purpose: reporting must not need the heap")]
 
 // Every test returns `Failure`, a fixed buffer on purpose (see below).
-#![allow(clippy::result_large_err)]
 
 mod selftest;
 
