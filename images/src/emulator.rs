@@ -54,11 +54,12 @@ impl Accel {
     }
 }
 
-/// Where QEMU's COM1 goes.
+/// Where the guest's COM1 goes, in QEMU and in Bochs.
 #[derive(Clone, Copy, Debug)]
 pub enum Serial<'a> {
     File(&'a Path),
-    /// The terminal, multiplexed with the QEMU monitor (Ctrl-A C / Ctrl-A X).
+    /// The terminal: QEMU multiplexes it with its monitor (Ctrl-A C /
+    /// Ctrl-A X); Bochs puts it in raw mode.
     Terminal,
 }
 
@@ -112,19 +113,11 @@ pub fn qemu_args(boot: &QemuBoot) -> Vec<OsString> {
     args
 }
 
-/// Where Bochs's COM1 goes.
-#[derive(Clone, Copy, Debug)]
-pub enum Com1<'a> {
-    File(&'a Path),
-    /// The controlling terminal; Bochs puts it in raw mode.
-    Terminal,
-}
-
 /// Everything that makes up one Bochs boot.
 #[derive(Clone, Copy, Debug)]
 pub struct BochsBoot<'a> {
     pub iso: &'a Path,
-    pub com1: Com1<'a>,
+    pub com1: Serial<'a>,
     /// Bochs's own log (its messages, not the guest's).
     pub log: &'a Path,
     pub bios: &'a Path,
@@ -163,8 +156,8 @@ pub fn bochs_firmware() -> Result<(PathBuf, PathBuf)> {
 
 pub fn bochsrc(boot: &BochsBoot) -> String {
     let com1 = match boot.com1 {
-        Com1::File(p) => format!("mode=file, dev=\"{}\"", p.display()),
-        Com1::Terminal => "mode=term, dev=/dev/tty".to_string(),
+        Serial::File(p) => format!("mode=file, dev=\"{}\"", p.display()),
+        Serial::Terminal => "mode=term, dev=/dev/tty".to_string(),
     };
     format!(
         "# Written by modvisor's runner for one boot.\n\
@@ -205,7 +198,7 @@ pub fn bochs_args(bochsrc: &Path, rc_file: &Path) -> Vec<OsString> {
 
 /// Writes a bochsrc and the debugger's command file into `dir`; returns
 /// the arguments that boot them.
-pub fn prepare_bochs(dir: &Path, iso: &Path, com1: Com1) -> Result<Vec<OsString>> {
+pub fn prepare_bochs(dir: &Path, iso: &Path, com1: Serial) -> Result<Vec<OsString>> {
     let (bios, vga_bios) = bochs_firmware()?;
     let rc_path = dir.join("bochsrc");
     let cont_path = dir.join("debugger-commands");
@@ -344,9 +337,9 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
     let serial = dir.join("serial.log");
     let tty = File::open("/dev/tty").ok();
     let com1 = if tty.is_some() {
-        Com1::Terminal
+        Serial::Terminal
     } else {
-        Com1::File(&serial)
+        Serial::File(&serial)
     };
     let args = prepare_bochs(&dir, &image.iso, com1)?;
     let output = dir.join("bochs.out");
@@ -369,7 +362,7 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
         shown(&output)
     );
     let result = match com1 {
-        Com1::Terminal => {
+        Serial::Terminal => {
             println!(
                 "bochs: COM1 is this terminal and Bochs takes every key, Ctrl-C included; \
                  leave with the loader's power-off or `kill {}` from elsewhere",
@@ -377,7 +370,7 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
             );
             child.wait().map(|_| ())
         }
-        Com1::File(path) => copy_while_running(&mut child, path),
+        Serial::File(path) => copy_while_running(&mut child, path),
     };
     // Bochs leaves the terminal raw when it ends.
     if let Some(saved) = saved_tty {
@@ -385,7 +378,7 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
     }
     result.map_err(|e| Error::io("running bochs", e))?;
     // On the terminal the guest's output was never captured: nothing to judge.
-    if matches!(com1, Com1::Terminal) {
+    if matches!(com1, Serial::Terminal) {
         return Ok(ExitCode::SUCCESS);
     }
     Ok(match last_marker(&crate::read_lossy(&serial)) {
@@ -513,7 +506,7 @@ mod tests {
     fn bochsrc_for_a_test_run() {
         let text = bochsrc(&BochsBoot {
             iso: Path::new("/w/images/out/boot.iso"),
-            com1: Com1::File(Path::new("/w/run/serial.log")),
+            com1: Serial::File(Path::new("/w/run/serial.log")),
             log: Path::new("/w/run/bochs.log"),
             bios: Path::new(BOCHS_BIOS),
             vga_bios: Path::new("/usr/share/vgabios/vgabios.bin"),
@@ -546,7 +539,7 @@ mod tests {
     fn bochsrc_on_the_terminal() {
         let text = bochsrc(&BochsBoot {
             iso: Path::new("/i.iso"),
-            com1: Com1::Terminal,
+            com1: Serial::Terminal,
             log: Path::new("/l"),
             bios: Path::new("/b"),
             vga_bios: Path::new("/v"),

@@ -9,7 +9,7 @@ use std::thread;
 
 use crate::banner;
 use crate::builder::{shown, Image};
-use crate::emulator::{self, Accel, Com1, QemuBoot, Serial};
+use crate::emulator::{self, Accel, QemuBoot, Serial};
 use crate::layout::Target;
 use crate::outcome::{classify, Ended, Outcome};
 use crate::recipes::{Recipe, RECIPES};
@@ -125,7 +125,7 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
             c.args(emulator::prepare_bochs(
                 &dir,
                 &image.iso,
-                Com1::File(&serial_path),
+                Serial::File(&serial_path),
             )?);
             c
         }
