@@ -133,13 +133,19 @@ long_mode:
 
 .section .rodata
 .balign 16
+/* Also the GDT of every AP start (smp/trampoline.S). The accessed bits are
+ * preset: the CPU would otherwise write them when it loads a segment, and
+ * this page is read-only once the loader's own page tables are in place. */
+.global boot_gdt
+.global boot_gdt_limit
 boot_gdt:
     .quad 0
-    .quad 0x00209a0000000000                  /* 0x08: 64-bit code */
-    .quad 0x0000920000000000                  /* 0x10: data */
+    .quad 0x00209b0000000000                  /* 0x08: 64-bit code */
+    .quad 0x0000930000000000                  /* 0x10: data */
 boot_gdt_end:
+.set boot_gdt_limit, boot_gdt_end - boot_gdt - 1
 boot_gdt_ptr:
-    .short boot_gdt_end - boot_gdt - 1
+    .short boot_gdt_limit
     .long boot_gdt
 
 .section .bss

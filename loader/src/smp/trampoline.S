@@ -56,14 +56,9 @@ tr_long:
     jmp *%rax
 
 .balign 8
-/* The accessed bits are preset: the CPU would otherwise write them into
- * this read-only page when it loads the segments. */
-tr_gdt:
-    .quad 0
-    .quad 0x00209b0000000000                  /* 0x08: 64-bit code */
-    .quad 0x0000930000000000                  /* 0x10: data */
-tr_gdt_end:
+/* The boot GDT (boot/entry.S) lies below 4 GiB, so real mode can load it;
+ * only this pointer must sit where real mode reaches it. */
 tr_gdt_ptr:
-    .short tr_gdt_end - tr_gdt - 1
-    .long TRAMPOLINE + tr_gdt - trampoline_start
+    .short boot_gdt_limit
+    .long boot_gdt
 trampoline_end:
