@@ -1,0 +1,155 @@
+//! The `#[repr(C)]` types that cross the plugin boundary, and the functions
+//! the loader exports to plugins (its export table names exactly these).
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// A UTF-8 string passed by pointer and length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StrRef {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl StrRef {
+    pub const fn new(s: &'static str) -> StrRef {
+        StrRef { ptr: s.as_ptr(), len: s.len() }
+    }
+
+    pub fn from_str(s: &str) -> StrRef {
+        StrRef { ptr: s.as_ptr(), len: s.len() }
+    }
+
+    /// # Safety
+    /// `ptr`/`len` must describe valid UTF-8 that lives for `'a`.
+    pub unsafe fn as_str<'a>(self) -> &'a str {
+        // SAFETY: forwarded from the caller.
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(self.ptr, self.len)) }
+    }
+}
+
+/// A `'static` slice passed by pointer and length.
+#[repr(C)]
+pub struct Slice<T: 'static> {
+    pub ptr: *const T,
+    pub len: usize,
+}
+
+impl<T> Slice<T> {
+    pub const fn new(s: &'static [T]) -> Slice<T> {
+        Slice { ptr: s.as_ptr(), len: s.len() }
+    }
+
+    /// # Safety
+    /// `ptr`/`len` must describe a live slice for `'a`.
+    pub unsafe fn as_slice<'a>(&self) -> &'a [T] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// One interface a plugin provides: its name (the version is in the
+/// metadata note) and its function table.
+#[repr(C)]
+pub struct Provided {
+    pub name: StrRef,
+    pub table: *const c_void,
+}
+
+// SAFETY: descriptors and tables are immutable statics in the plugin image.
+unsafe impl Sync for Provided {}
+
+pub const DESCRIPTOR_MAGIC: [u8; 8] = *b"MVPLUGIN";
+
+/// What a plugin exports as [`crate::DESCRIPTOR_SYMBOL`].
+#[repr(C)]
+pub struct Descriptor {
+    pub magic: [u8; 8],
+    pub abi: u64,
+    /// 0 on success, else an error code of the plugin's.
+    pub init: unsafe extern "C" fn() -> i32,
+    pub fini: unsafe extern "C" fn(),
+    pub provides: Slice<Provided>,
+    /// Layout version of the state blob (0: the plugin keeps no state).
+    pub state_version: u32,
+    /// Writes the state into `buf` (capacity `cap`); returns its length,
+    /// or a negative error.
+    pub export_state: Option<unsafe extern "C" fn(buf: *mut u8, cap: usize) -> isize>,
+    /// Takes over state written by a version whose layout is `version`;
+    /// 0 on success, else an error (e.g. a layout it does not know).
+    pub import_state: Option<unsafe extern "C" fn(version: u32, buf: *const u8, len: usize) -> i32>,
+}
+
+// SAFETY: a descriptor is an immutable static.
+unsafe impl Sync for Descriptor {}
+
+/// The loader's side of one resolved requirement: the provider's table,
+/// re-pointed by the loader while the world is stopped for a swap.
+#[repr(C)]
+pub struct Handle {
+    pub table: AtomicPtr<c_void>,
+}
+
+impl Handle {
+    pub const fn new(table: *mut c_void) -> Handle {
+        Handle { table: AtomicPtr::new(table) }
+    }
+
+    pub fn table(&self) -> *const c_void {
+        self.table.load(Ordering::Acquire)
+    }
+}
+
+/// Log levels of [`mv_log`], as in the `log` crate.
+pub mod level {
+    pub const ERROR: u32 = 1;
+    pub const WARN: u32 = 2;
+    pub const INFO: u32 = 3;
+    pub const DEBUG: u32 = 4;
+    pub const TRACE: u32 = 5;
+}
+
+/// A shell command a plugin registers: gets its arguments, returns 0 on
+/// success or an error code.
+pub type CommandFn = unsafe extern "C" fn(args: StrRef) -> i32;
+
+/// Names of every function the loader exports to plugins; plugins may
+/// import nothing else.
+pub const LOADER_EXPORTS: &[&str] = &[
+    "mv_log",
+    "mv_print",
+    "mv_alloc",
+    "mv_dealloc",
+    "mv_panic",
+    "mv_interface",
+    "mv_call_enter",
+    "mv_call_exit",
+    "mv_register_command",
+];
+
+extern "C" {
+    /// Logs `msg` at `level` under the calling plugin's name.
+    pub fn mv_log(level: u32, msg: StrRef);
+    /// Prints to the shell's console (command output).
+    pub fn mv_print(msg: StrRef);
+    pub fn mv_alloc(size: usize, align: usize) -> *mut u8;
+    pub fn mv_dealloc(ptr: *mut u8, size: usize, align: usize);
+    /// Ends the current entry point with a panic: the loader fails the
+    /// operation and marks the plugin failed. Never returns.
+    pub fn mv_panic(msg: StrRef) -> !;
+    /// The handle of the interface `name` among the caller's resolved
+    /// requirements (null if it declared no such requirement). Valid until
+    /// the caller unloads.
+    pub fn mv_interface(name: StrRef) -> *const Handle;
+    /// Bracket every call through a [`Handle`]: the loader swaps a provider
+    /// only while no CPU is between the two.
+    pub fn mv_call_enter();
+    pub fn mv_call_exit();
+    /// Registers a shell command owned by the calling plugin (removed when
+    /// it unloads); 0 on success.
+    pub fn mv_register_command(name: StrRef, help: StrRef, f: CommandFn) -> i32;
+}

@@ -1,0 +1,130 @@
+//! What every plugin gets from the SDK: the panic handler and the global
+//! allocator (both forward to the loader), logging and printing, and typed
+//! access to required interfaces.
+
+use crate::ffi::{self, Handle, StrRef};
+use core::fmt::{self, Write};
+use core::marker::PhantomData;
+
+/// A message formatted on the stack: plugins log without allocating.
+pub struct Buf {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Buf {
+    pub fn format(args: fmt::Arguments) -> Buf {
+        let mut b = Buf { bytes: [0; 256], len: 0 };
+        let _ = b.write_fmt(args);
+        b
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole `&str`s are appended, cut at a character boundary.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl Write for Buf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut n = s.len().min(self.bytes.len() - self.len);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+pub fn log(level: u32, args: fmt::Arguments) {
+    let b = Buf::format(args);
+    // SAFETY: the loader copies the message before returning.
+    unsafe { ffi::mv_log(level, StrRef::from_str(b.as_str())) }
+}
+
+pub fn print(args: fmt::Arguments) {
+    let b = Buf::format(args);
+    // SAFETY: as in `log`.
+    unsafe { ffi::mv_print(StrRef::from_str(b.as_str())) }
+}
+
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::runtime::log($crate::level::INFO, format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::runtime::log($crate::level::WARN, format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => { $crate::runtime::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Registers a shell command owned by this plugin.
+pub fn register_command(name: &'static str, help: &'static str, f: ffi::CommandFn) -> Result<(), i32> {
+    // SAFETY: the strings are 'static; the loader keeps the function only
+    // while this plugin is loaded.
+    match unsafe { ffi::mv_register_command(StrRef::new(name), StrRef::new(help), f) } {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// A required interface whose table has type `T` (a `#[repr(C)]` struct of
+/// `extern "C"` functions). Every call is bracketed so that the loader can
+/// swap the provider between calls, never during one.
+pub struct Interface<T: 'static> {
+    handle: &'static Handle,
+    _table: PhantomData<&'static T>,
+}
+
+impl<T> Interface<T> {
+    /// The interface `name` among this plugin's declared requirements.
+    pub fn get(name: &'static str) -> Option<Interface<T>> {
+        // SAFETY: the loader returns null or a handle valid until this
+        // plugin unloads.
+        let h = unsafe { ffi::mv_interface(StrRef::new(name)).as_ref() }?;
+        Some(Interface { handle: h, _table: PhantomData })
+    }
+
+    /// Calls into the provider through its current table.
+    pub fn call<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        // SAFETY: enter/exit only bracket the call; the table the handle
+        // points at stays valid until `mv_call_exit`.
+        unsafe {
+            ffi::mv_call_enter();
+            let r = f(&*(self.handle.table() as *const T));
+            ffi::mv_call_exit();
+            r
+        }
+    }
+}
+
+struct LoaderAlloc;
+
+// SAFETY: forwards to the loader's heap, which is a correct allocator.
+unsafe impl core::alloc::GlobalAlloc for LoaderAlloc {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: plain forwarding.
+        unsafe { ffi::mv_alloc(layout.size(), layout.align()) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: plain forwarding of a pointer `alloc` returned.
+        unsafe { ffi::mv_dealloc(ptr, layout.size(), layout.align()) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: LoaderAlloc = LoaderAlloc;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let b = Buf::format(format_args!("{info}"));
+    // SAFETY: the loader copies the message and never returns here.
+    unsafe { ffi::mv_panic(StrRef::from_str(b.as_str())) }
+}
