@@ -17,7 +17,7 @@ impl StrRef {
         StrRef { ptr: s.as_ptr(), len: s.len() }
     }
 
-    pub fn from_str(s: &str) -> StrRef {
+    pub fn borrowed(s: &str) -> StrRef {
         StrRef { ptr: s.as_ptr(), len: s.len() }
     }
 

@@ -40,13 +40,13 @@ impl Write for Buf {
 pub fn log(level: u32, args: fmt::Arguments) {
     let b = Buf::format(args);
     // SAFETY: the loader copies the message before returning.
-    unsafe { ffi::mv_log(level, StrRef::from_str(b.as_str())) }
+    unsafe { ffi::mv_log(level, StrRef::borrowed(b.as_str())) }
 }
 
 pub fn print(args: fmt::Arguments) {
     let b = Buf::format(args);
     // SAFETY: as in `log`.
-    unsafe { ffi::mv_print(StrRef::from_str(b.as_str())) }
+    unsafe { ffi::mv_print(StrRef::borrowed(b.as_str())) }
 }
 
 #[macro_export]
@@ -126,5 +126,5 @@ static ALLOC: LoaderAlloc = LoaderAlloc;
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let b = Buf::format(format_args!("{info}"));
     // SAFETY: the loader copies the message and never returns here.
-    unsafe { ffi::mv_panic(StrRef::from_str(b.as_str())) }
+    unsafe { ffi::mv_panic(StrRef::borrowed(b.as_str())) }
 }
