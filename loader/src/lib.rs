@@ -5,6 +5,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -14,4 +15,5 @@ pub mod frames;
 pub mod madt;
 pub mod memmap;
 pub mod memory;
+pub mod resolve;
 pub mod s5;
