@@ -5,10 +5,12 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
 pub mod cmdline;
+pub mod elf;
 pub mod exit;
 pub mod frames;
 pub mod madt;
