@@ -49,6 +49,8 @@ pub enum Error {
     DescriptorMagic { found: [u8; 8] },
     /// The descriptor's ABI fingerprint (after relocation) is not the loader's.
     DescriptorAbi { plugin: u64, loader: u64 },
+    /// A descriptor entry point that must be set is null after relocation.
+    DescriptorNull { field: &'static str },
     /// A relocation of a type the loader does not apply.
     UnsupportedRelocation { r_type: u32, offset: u64 },
     /// Imports the resolver does not provide, each named once.
@@ -130,7 +132,8 @@ impl fmt::Display for RelocationType {
     }
 }
 
-const REBUILD: &str = "rebuild the plugin with the runner (a -C relocation-model=pic staticlib linked by rust-lld -shared)";
+const REBUILD: &str =
+    "rebuild the plugin with the runner (a -C relocation-model=pic staticlib linked by rust-lld -shared)";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,6 +165,11 @@ impl fmt::Display for Error {
                 f,
                 "the plugin's descriptor says ABI {plugin:016x}, the loader has ABI {loader:016x}: build plugin and \
                  loader with the same compiler and SDK"
+            ),
+            Error::DescriptorNull { field } => write!(
+                f,
+                "the plugin descriptor's `{field}` is null after relocation; declare the plugin with \
+                 plugins::plugin!"
             ),
             Error::UnsupportedRelocation { r_type, offset } => write!(
                 f,
@@ -260,7 +268,9 @@ impl fmt::Display for Malformed {
             Malformed::RelocationOutsideSegments { offset } => {
                 write!(f, "a relocation at {offset:#x} does not lie inside a loaded segment")
             }
-            Malformed::SymbolIndex { index } => write!(f, "a relocation refers to symbol {index}, which does not exist"),
+            Malformed::SymbolIndex { index } => {
+                write!(f, "a relocation refers to dynamic symbol {index}, which does not exist")
+            }
             Malformed::SymbolName { index } => write!(f, "dynamic symbol {index} has no valid UTF-8 name"),
         }
     }
@@ -598,19 +608,29 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// Checks the relocated descriptor's magic and ABI fingerprint.
+    /// Checks the relocated descriptor: magic, ABI fingerprint, and the
+    /// entry points a `plugins::Descriptor` reference may not hold as null.
     pub fn check_descriptor(&self, image: &[u8]) -> Result<(), Error> {
-        let at = self.descriptor as usize;
-        let word = |i: usize| -> [u8; 8] {
-            image.get(at + 8 * i..at + 8 * (i + 1)).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])
+        use core::mem::offset_of;
+        use plugins::Descriptor;
+        // `parse` placed the whole descriptor inside the image.
+        let word = |field: usize| -> [u8; 8] {
+            let at = self.descriptor as usize + field;
+            image.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])
         };
-        let magic = word(0);
+        let magic = word(offset_of!(Descriptor, magic));
         if magic != plugins::DESCRIPTOR_MAGIC {
             return Err(Error::DescriptorMagic { found: magic });
         }
-        let abi = u64::from_le_bytes(word(1));
+        let abi = u64::from_le_bytes(word(offset_of!(Descriptor, abi)));
         if abi != plugins::ABI_FINGERPRINT {
             return Err(Error::DescriptorAbi { plugin: abi, loader: plugins::ABI_FINGERPRINT });
+        }
+        // Plain fn pointers: null is not a valid value for them.
+        for (field, at) in [("init", offset_of!(Descriptor, init)), ("fini", offset_of!(Descriptor, fini))] {
+            if word(at) == [0; 8] {
+                return Err(Error::DescriptorNull { field });
+            }
         }
         Ok(())
     }

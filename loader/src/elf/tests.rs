@@ -97,8 +97,10 @@ fn build(spec: &Spec) -> Vec<u8> {
     let rela_name = w.add_section_name(b".rela.dyn");
     let text_name = w.add_section_name(b".text");
     let data_name = w.add_section_name(b".data");
+    // Sections: 0 null, 1 note, 2 .dynsym, 3 .dynstr, 4 .rela.dyn, 5 .text,
+    // 6 .data, 7 .shstrtab.
     w.reserve_null_section_index();
-    let note_index = w.reserve_section_index();
+    w.reserve_section_index();
     let dynsym_index = w.reserve_dynsym_section_index();
     w.reserve_dynstr_section_index();
     w.reserve_section_index();
@@ -124,8 +126,8 @@ fn build(spec: &Spec) -> Vec<u8> {
     w.reserve_shstrtab();
     w.reserve_section_headers();
 
-    let header = OutHeader { os_abi: 0, abi_version: 0, e_type: elf::ET_DYN, e_machine: elf::EM_X86_64, e_entry: 0, e_flags: 0 };
-    w.write_file_header(&header).unwrap();
+    let (e_type, e_machine) = (elf::ET_DYN, elf::EM_X86_64);
+    w.write_file_header(&OutHeader { os_abi: 0, abi_version: 0, e_type, e_machine, e_entry: 0, e_flags: 0 }).unwrap();
     w.write_align_program_headers();
     let load = |offset, filesz, memsz, flags| OutPh {
         p_type: elf::PT_LOAD,
@@ -201,7 +203,6 @@ fn build(spec: &Spec) -> Vec<u8> {
     let write = alloc | u64::from(elf::SHF_WRITE);
     w.write_section_header(&section(data_name, elf::SHT_PROGBITS, write, DATA as usize, DATA_FILE as usize, 0, 0));
     w.write_shstrtab_section_header();
-    let _ = note_index;
     out
 }
 
@@ -486,11 +487,14 @@ fn bad_descriptors_are_refused() {
         plan.relocate(&mut image, 0x20_0000, resolver).unwrap();
         plan.check_descriptor(&image)
     };
-    assert_eq!(relocated(&Spec { magic: *b"NOTMAGIC", ..Spec::default() }), Err(Error::DescriptorMagic { found: *b"NOTMAGIC" }));
+    let spec = Spec { magic: *b"NOTMAGIC", ..Spec::default() };
+    assert_eq!(relocated(&spec), Err(Error::DescriptorMagic { found: *b"NOTMAGIC" }));
     assert_eq!(
         relocated(&Spec { descriptor_abi: 7, ..Spec::default() }),
         Err(Error::DescriptorAbi { plugin: 7, loader: plugins::ABI_FINGERPRINT })
     );
+    let spec = Spec { relocs: vec![rel(DATA + 16, 0, elf::R_X86_64_RELATIVE, TEXT as i64)], ..Spec::default() };
+    assert_eq!(relocated(&spec), Err(Error::DescriptorNull { field: "fini" }));
     // The ABI word is what a relocation leaves there, not the file's bytes.
     let spec = Spec { relocs: vec![rel(DATA + 8, 0, elf::R_X86_64_RELATIVE, 0)], ..Spec::default() };
     assert_eq!(relocated(&spec), Err(Error::DescriptorAbi { plugin: 0x20_0000, loader: plugins::ABI_FINGERPRINT }));
@@ -561,6 +565,7 @@ fn every_error_says_what_to_do() {
         Error::AbiMismatch { plugin: 1, loader: 2 },
         Error::DescriptorMagic { found: [0; 8] },
         Error::DescriptorAbi { plugin: 1, loader: 2 },
+        Error::DescriptorNull { field: "init" },
         Error::UnsupportedRelocation { r_type: 5, offset: 0x10 },
         Error::MissingImports(vec!["x".into()]),
         Error::OutOfMemory { bytes: 0x3000, error: memory::Error::NotInitialized },
@@ -610,7 +615,8 @@ fn exercise(file: &[u8]) -> bool {
 
 /// Values that break size and offset arithmetic.
 fn nasty(rng: &mut Rng, len: u64) -> u64 {
-    let values = [0, 1, 7, 8, PAGE_SIZE, len - 1, len, len + 1, 1 << 31, 1 << 32, u64::MAX, u64::MAX - 7, i64::MAX as u64];
+    let values =
+        [0, 1, 7, 8, PAGE_SIZE, len - 1, len, len + 1, 1 << 31, 1 << 32, u64::MAX, u64::MAX - 7, i64::MAX as u64];
     if rng.below(4) == 0 { rng.next() } else { values[rng.below(values.len())] }
 }
 
