@@ -234,8 +234,8 @@ impl fmt::Display for Malformed {
             }
             Malformed::NoMetadata => write!(
                 f,
-                "no `{}` note (owner `modvisor`, type {:#x}) in section {}; declare the plugin with plugins::plugin!",
-                meta::NOTE_SECTION,
+                "no metadata note (owner `modvisor`, type {:#x}) in a section {}; declare the plugin with \
+                 plugins::plugin!",
                 meta::NOTE_TYPE,
                 meta::NOTE_SECTION
             ),
