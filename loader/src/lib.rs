@@ -10,6 +10,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod cmdline;
+pub mod elf;
 pub mod exit;
 pub mod frames;
 pub mod madt;

@@ -18,6 +18,7 @@ mod cpu;
 mod ioapic;
 mod mem;
 mod percpu;
+mod plugin;
 mod power;
 mod smp;
 mod tests;

@@ -6,6 +6,7 @@ mod pvh;
 pub mod tests;
 
 use loader::memmap::{Range, RangeSet};
+use tar_no_std::TarArchiveRef;
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
@@ -65,6 +66,23 @@ impl From<loader::memmap::Error> for Error {
     fn from(_: loader::memmap::Error) -> Self {
         Error::TooManyRanges
     }
+}
+
+/// The initrd's bytes, if the boot protocol passed one.
+pub fn initrd() -> Option<&'static [u8]> {
+    let r = crate::boot_info().0.initrd?;
+    // SAFETY: the boot protocol put the initrd there; it is identity-mapped
+    // and reserved (`in_use`), so nothing writes over it.
+    Some(unsafe { core::slice::from_raw_parts(r.start as *const u8, r.len() as usize) })
+}
+
+/// The file `name` (a path inside the archive, e.g. `plugins/x-1.0.0.mvp`)
+/// in the initrd, a ustar archive; `None` without an initrd, if it is not an
+/// archive, or if it has no such file.
+pub fn initrd_file(name: &str) -> Option<&'static [u8]> {
+    let archive = TarArchiveRef::new(initrd()?).ok()?;
+    let entry = archive.entries().find(|e| e.filename().as_str() == Ok(name))?;
+    Some(entry.data())
 }
 
 /// Values passed by `entry.S` in %edi.

@@ -73,16 +73,10 @@ fn initrd() -> Result<(), Failure> {
     check!(!r.is_empty(), "{p}: the initrd is empty");
     check!(covers(&boot.usable, r), "{p}: the initrd {:#x}..{:#x} is not in usable RAM", r.start, r.end);
     check!(!overlaps(r, image()), "{p}: the initrd {:#x}..{:#x} overlaps the loader image", r.start, r.end);
-    // SAFETY: the boot protocol put the initrd there; it is identity-mapped
-    // and reserved (`in_use`), so nothing has written over it.
-    let bytes = unsafe { core::slice::from_raw_parts(r.start as *const u8, r.len() as usize) };
-    let archive = TarArchiveRef::new(bytes)
-        .map_err(|_| failure!("{p}: the initrd ({} bytes) is not a tar archive", bytes.len()))?;
-    let entry = archive
-        .entries()
-        .find(|e| e.filename().as_str() == Ok("image.txt"))
-        .ok_or_else(|| failure!("{p}: the initrd holds no image.txt"))?;
-    let text = entry.data_as_str().map_err(|_| failure!("{p}: image.txt is not UTF-8"))?;
+    let bytes = crate::boot::initrd().ok_or_else(|| failure!("{p}: boot::initrd() disagrees with the boot information"))?;
+    check!(TarArchiveRef::new(bytes).is_ok(), "{p}: the initrd ({} bytes) is not a tar archive", bytes.len());
+    let file = crate::boot::initrd_file("image.txt").ok_or_else(|| failure!("{p}: the initrd holds no image.txt"))?;
+    let text = core::str::from_utf8(file).map_err(|_| failure!("{p}: image.txt is not UTF-8"))?;
     let name = cl.image.ok_or_else(|| failure!("{p}: no image= on the command line to compare image.txt with"))?;
     check_eq!(text.strip_suffix('\n'), Some(name), "{p}: image.txt (without its newline) against image=");
     Ok(())

@@ -1,0 +1,3 @@
+//! Plugins: loading images; the registry builds on it.
+
+pub mod image;
