@@ -116,6 +116,23 @@ pub fn check_replacement(uses: &[Use], replacement: &[(&str, &Version)]) -> Resu
     if broken.is_empty() { Ok(()) } else { Err(broken) }
 }
 
+/// Splits a plugin store path `plugins/<name>-<version>.mvp` into name and
+/// version. Names contain dashes too: the version starts at the first dash
+/// after which a valid semver version follows.
+pub fn store_path(path: &str) -> Option<(&str, Version)> {
+    let stem = path.strip_prefix("plugins/")?.strip_suffix(".mvp")?;
+    stem.match_indices('-').find_map(|(i, _)| {
+        let (name, version) = (&stem[..i], &stem[i + 1..]);
+        Version::parse(version).ok().filter(|_| !name.is_empty()).map(|v| (name, v))
+    })
+}
+
+/// The plugin a user means: `counter` and `counter-plugin` both name the
+/// folder `counter-plugin`.
+pub fn plugin_name(user: &str) -> String {
+    if user.ends_with("-plugin") { user.into() } else { alloc::format!("{user}-plugin") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +170,17 @@ mod tests {
         assert_eq!(unmet[0].found, ["counter 1.0.0 from counter-plugin"]);
         assert!(unmet[1].found.is_empty());
         assert_eq!(unmet[1].to_string(), "`nonexistent ^1` (nothing loaded provides it)");
+    }
+
+    #[test]
+    fn store_paths_split_at_the_version() {
+        assert_eq!(store_path("plugins/counter-plugin-1.0.0.mvp"), Some(("counter-plugin", v("1.0.0"))));
+        assert_eq!(store_path("plugins/a-b-2.1.0-rc.1.mvp"), Some(("a-b", v("2.1.0-rc.1"))));
+        assert_eq!(store_path("plugins/bad-truncated.mvp"), None);
+        assert_eq!(store_path("image.txt"), None);
+        assert_eq!(store_path("plugins/-1.0.0.mvp"), None);
+        assert_eq!(plugin_name("counter"), "counter-plugin");
+        assert_eq!(plugin_name("cpuhp-plugin"), "cpuhp-plugin");
     }
 
     #[test]

@@ -1,3 +1,11 @@
-//! Plugins: loading images; the registry builds on it.
+//! The plugin runtime: images (ELF loading and linking), the store, the
+//! registry (load, unload, swap), the loader's export table, containment of
+//! plugin panics, and the shell's plugin commands.
 
+pub mod commands;
+pub mod exports;
+mod guard;
 pub mod image;
+pub mod registry;
+pub mod store;
+pub mod tests;

@@ -13,7 +13,7 @@ use crate::apic::{self, Ipi};
 use crate::cpu::{self, CpuStacks};
 use crate::mem::Stack;
 use crate::percpu;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use loader::madt::MAX_CPUS;
 use spin::Mutex;
 
@@ -128,11 +128,27 @@ static CALL_LOCK: Mutex<()> = Mutex::new(());
 
 static NMI_COUNT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
+/// Vector of the stop-the-world rendezvous.
+pub const STOP_VECTOR: u8 = 0xf1;
+/// Per CPU: how deep it is in sections the world may not stop inside
+/// (calls into plugin code that a swap may free).
+static UNSTOPPABLE_DEPTH: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Per CPU: a stop request arrived inside such a section; join at its end.
+static STOP_PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Generation of the latest stop, and the latest one released. A CPU joins
+/// only a stop that is still held, so a late arrival after a timed-out
+/// stop never waits for nothing.
+static STOP_GEN: AtomicU64 = AtomicU64::new(0);
+static STOP_RELEASED: AtomicU64 = AtomicU64::new(0);
+static STOP_ARRIVED: AtomicU64 = AtomicU64::new(0);
+static STOP_LOCK: Mutex<()> = Mutex::new(());
+
 /// Marks the boot CPU online and installs the IPI and NMI handlers.
 pub fn init(boot_cpu: usize) {
     STATE[boot_cpu].store(State::Online as u8, Ordering::Release);
     SEEN_APIC_ID[boot_cpu].store(apic::id(), Ordering::Relaxed);
     crate::cpu::idt::set_handler(CALL_VECTOR, call_ipi).expect("the call vector is reserved for SMP");
+    crate::cpu::idt::set_handler(STOP_VECTOR, stop_ipi).expect("the stop vector is reserved for SMP");
     crate::cpu::idt::set_nmi_hook(nmi);
 }
 
@@ -282,7 +298,34 @@ pub fn park(cpu: usize) -> Result<(), Error> {
 }
 
 fn post(mask: u64, request: usize, arg: usize) -> Result<(), Error> {
-    let _g = CALL_LOCK.lock();
+    send(mask, request, arg)?.wait()
+}
+
+/// Requests posted to other CPUs and not yet waited for; holds the call
+/// lock, so one set of mailboxes is in use at a time.
+pub struct Running {
+    _lock: spin::MutexGuard<'static, ()>,
+}
+
+impl Running {
+    /// Waits until every target finished (or the timeout passed).
+    pub fn wait(self) -> Result<(), Error> {
+        if !wait_until(CALL_TIMEOUT_US, || PENDING.load(Ordering::Acquire) == 0) {
+            return Err(Error::CallTimeout(PENDING.load(Ordering::Acquire)));
+        }
+        Ok(())
+    }
+}
+
+/// Starts `f(cpu, arg)` on the other online CPUs in `mask` and returns at
+/// once; `Running::wait` collects them. The functions run with interrupts
+/// on, so the CPUs stay reachable (e.g. by a stop-the-world) meanwhile.
+pub fn start_on(mask: u64, f: fn(usize, usize), arg: usize) -> Result<Running, Error> {
+    send(mask & !(1 << percpu::current_id()), f as usize, arg)
+}
+
+fn send(mask: u64, request: usize, arg: usize) -> Result<Running, Error> {
+    let lock = CALL_LOCK.lock();
     let me = percpu::current_id() as usize;
     let targets = mask & online_mask() & !(1 << me);
     PENDING.store(targets, Ordering::Release);
@@ -294,10 +337,7 @@ fn post(mask: u64, request: usize, arg: usize) -> Result<(), Error> {
     if mask & (1 << me) != 0 && request != PARK {
         run_request(request, me, arg);
     }
-    if !wait_until(CALL_TIMEOUT_US, || PENDING.load(Ordering::Acquire) == 0) {
-        return Err(Error::CallTimeout(PENDING.load(Ordering::Acquire)));
-    }
-    Ok(())
+    Ok(Running { _lock: lock })
 }
 
 fn run_request(request: usize, cpu: usize, arg: usize) {
@@ -323,7 +363,11 @@ fn call_ipi(_: &mut crate::cpu::idt::TrapFrame) {
             }
         }
         f => {
+            // Interrupts on while the function runs: a higher-priority
+            // vector (the stop-the-world rendezvous) must still get through.
+            x86_64::instructions::interrupts::enable();
             run_request(f, cpu, MAILBOX_ARG[cpu].load(Ordering::Relaxed));
+            x86_64::instructions::interrupts::disable();
             PENDING.fetch_and(!(1 << cpu), Ordering::AcqRel);
         }
     }
@@ -341,4 +385,82 @@ pub fn send_nmi(cpu: usize) -> Result<(), Error> {
 /// Sends a fixed IPI with `vector` to `cpu`.
 pub fn send_fixed(cpu: usize, vector: u8) -> Result<(), Error> {
     apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(vector)).map_err(|_| Error::Apic)
+}
+
+/// Enters a section the world may not stop inside (nests).
+pub fn enter_unstoppable() {
+    UNSTOPPABLE_DEPTH[percpu::current_id() as usize].fetch_add(1, Ordering::AcqRel);
+}
+
+/// Leaves such a section; at the outermost end, joins a stop that arrived
+/// meanwhile.
+pub fn exit_unstoppable() {
+    let cpu = percpu::current_id() as usize;
+    if UNSTOPPABLE_DEPTH[cpu].fetch_sub(1, Ordering::AcqRel) == 1 && STOP_PENDING[cpu].swap(false, Ordering::AcqRel) {
+        x86_64::instructions::interrupts::without_interrupts(join_stop);
+    }
+}
+
+/// The current depth, saved by a guarded call and put back when a plugin
+/// panic abandons the sections it had entered.
+pub fn unstoppable_depth() -> u32 {
+    UNSTOPPABLE_DEPTH[percpu::current_id() as usize].load(Ordering::Acquire)
+}
+
+pub fn set_unstoppable_depth(depth: u32) {
+    UNSTOPPABLE_DEPTH[percpu::current_id() as usize].store(depth, Ordering::Release);
+}
+
+fn stop_ipi(_: &mut crate::cpu::idt::TrapFrame) {
+    let cpu = percpu::current_id() as usize;
+    if UNSTOPPABLE_DEPTH[cpu].load(Ordering::Acquire) > 0 {
+        STOP_PENDING[cpu].store(true, Ordering::Release);
+    } else {
+        join_stop();
+    }
+}
+
+/// Waits, interrupts off, until the stop in force is released.
+fn join_stop() {
+    let gen = STOP_GEN.load(Ordering::Acquire);
+    if STOP_RELEASED.load(Ordering::Acquire) >= gen {
+        return;
+    }
+    STOP_ARRIVED.fetch_or(1 << percpu::current_id(), Ordering::AcqRel);
+    while STOP_RELEASED.load(Ordering::Acquire) < gen {
+        core::hint::spin_loop();
+    }
+}
+
+/// Every other online CPU is parked in the rendezvous, outside any
+/// unstoppable section, until this is dropped.
+pub struct WorldStopped {
+    gen: u64,
+    _lock: spin::MutexGuard<'static, ()>,
+}
+
+impl Drop for WorldStopped {
+    fn drop(&mut self) {
+        STOP_RELEASED.store(self.gen, Ordering::Release);
+    }
+}
+
+/// Stops the world: all other online CPUs rendezvous and spin with
+/// interrupts off. A CPU inside an unstoppable section joins when it leaves
+/// it; if some CPU does not arrive within the timeout the stop is called
+/// off and the CPUs missing are reported.
+pub fn stop_world() -> Result<WorldStopped, Error> {
+    let lock = STOP_LOCK.lock();
+    let me = percpu::current_id() as usize;
+    let targets = online_mask() & !(1 << me);
+    STOP_ARRIVED.store(0, Ordering::Release);
+    let gen = STOP_GEN.fetch_add(1, Ordering::AcqRel) + 1;
+    let stopped = WorldStopped { gen, _lock: lock };
+    for cpu in (0..cpu_count()).filter(|c| targets & (1 << c) != 0) {
+        apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(STOP_VECTOR)).map_err(|_| Error::Apic)?;
+    }
+    if !wait_until(CALL_TIMEOUT_US, || STOP_ARRIVED.load(Ordering::Acquire) == targets) {
+        return Err(Error::CallTimeout(targets & !STOP_ARRIVED.load(Ordering::Acquire)));
+    }
+    Ok(stopped)
 }

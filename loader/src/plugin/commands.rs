@@ -1,0 +1,104 @@
+//! The shell's plugin commands: `plugins`, `store`, `load`, `unload`,
+//! `swap`, `info`, and dispatch to commands that plugins register.
+
+use super::{registry, store};
+use crate::println;
+use alloc::string::{String, ToString};
+
+/// (name, usage, help)
+pub const BUILTINS: &[(&str, &str, &str)] = &[
+    ("plugins", "plugins", "loaded plugins: version, state, interfaces, load address, size, load time"),
+    ("store", "store", "plugin files in the store (initrd and uploads)"),
+    ("load", "load <plugin> [version]", "load a plugin from the store (highest version by default)"),
+    ("unload", "unload [-r] <plugin>", "unload a plugin; -r unloads the plugins that depend on it first"),
+    ("swap", "swap <plugin> <version>", "replace a loaded plugin by another version, carrying its state"),
+    ("info", "info <plugin>", "everything about one loaded plugin"),
+];
+
+pub fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|b| b.0 == name)
+}
+
+fn us_of(tsc: u64) -> u64 {
+    match crate::time::tsc_hz() {
+        0 => 0,
+        hz => (tsc as u128 * 1_000_000 / hz as u128) as u64,
+    }
+}
+
+/// Runs builtin `cmd`; `None` if it is not one of the plugin builtins.
+pub fn run(cmd: &str, args: &str) -> Option<Result<(), String>> {
+    let mut words = args.split_whitespace();
+    let r = match cmd {
+        "plugins" => {
+            let list = registry::list();
+            if list.is_empty() {
+                println!("no plugins loaded; `store` lists what can be loaded");
+            }
+            for p in list {
+                println!(
+                    "{} {} [{}] at {:#x}, {} KiB, loaded in {} us; provides: {}; requires: {}",
+                    p.name,
+                    p.version,
+                    p.state,
+                    p.base,
+                    p.size / 1024,
+                    us_of(p.load_tsc),
+                    if p.provides.is_empty() { "-".to_string() } else { p.provides.join(", ") },
+                    if p.requires.is_empty() { "-".to_string() } else { p.requires.join(", ") },
+                );
+            }
+            Ok(())
+        }
+        "store" => {
+            for (name, version, source, size) in store::list() {
+                println!("{name} {version} ({} bytes, {})", size, if source == store::Source::Initrd { "initrd" } else { "uploaded" });
+            }
+            Ok(())
+        }
+        "load" => match (words.next(), words.next(), words.next()) {
+            (Some(name), version, None) => registry::load(name, version).map(|(n, v)| println!("loaded {n} {v}")).map_err(|e| e.to_string()),
+            _ => Err("usage: load <plugin> [version]".into()),
+        },
+        "unload" => {
+            let (recursive, name) = match (words.next(), words.next(), words.next()) {
+                (Some("-r"), Some(n), None) => (true, n),
+                (Some(n), None, None) if n != "-r" => (false, n),
+                _ => return Some(Err("usage: unload [-r] <plugin>".into())),
+            };
+            registry::unload(name, recursive).map(|done| println!("unloaded {}", done.join(", "))).map_err(|e| e.to_string())
+        }
+        "swap" => match (words.next(), words.next(), words.next()) {
+            (Some(name), Some(version), None) => registry::swap(name, version)
+                .map(|()| println!("swapped {name} to {version} (world stopped for {} us)", us_of(registry::last_blackout_tsc())))
+                .map_err(|e| e.to_string()),
+            _ => Err("usage: swap <plugin> <version>".into()),
+        },
+        "info" => match (words.next(), words.next()) {
+            (Some(name), None) => {
+                let want = loader::resolve::plugin_name(name);
+                match registry::list().into_iter().find(|p| p.name == want) {
+                    None => Err(registry::Error::NotLoaded(want).to_string()),
+                    Some(p) => {
+                        println!("{} {} [{}]", p.name, p.version, p.state);
+                        println!("  image: {:#x}..{:#x} ({} bytes)", p.base, p.base + p.size, p.size);
+                        println!("  loaded at {} us after boot, load and link took {} us", p.loaded_at_us, us_of(p.load_tsc));
+                        println!("  provides: {}", p.provides.join(", "));
+                        println!("  requires: {}", p.requires.join(", "));
+                        for (c, h) in p.commands {
+                            println!("  command {c}: {h}");
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            _ => Err("usage: info <plugin>".into()),
+        },
+        _ => return registry::run_command(cmd, args).map(|r| match r {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(alloc::format!("`{cmd}` failed with code {code}")),
+            Err(e) => Err(e.to_string()),
+        }),
+    };
+    Some(r)
+}

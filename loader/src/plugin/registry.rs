@@ -1,0 +1,605 @@
+//! The registry of loaded plugins: load (resolve, link, init, or roll back
+//! completely), unload (refused while dependents exist unless they go
+//! first), and transactional hot swap with state transfer.
+//!
+//! Lock order: `OP` (one load/unload/swap at a time, held across calls into
+//! plugins) before `REG` (the data, held only briefly and never across a call
+//! into plugin code, because plugins call back into the registry).
+
+use super::{guard, image, store};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::c_void;
+use core::fmt;
+use loader::resolve::{self, Broken, Need, Offer, Unmet, Use};
+use plugins::{CommandFn, Handle};
+use semver::{Version, VersionReq};
+use spin::Mutex;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Being loaded or swapped in: not yet visible to resolution.
+    Loading,
+    Active,
+    /// An entry point panicked; the code stays mapped (consumers may still
+    /// hold its tables) until it is unloaded.
+    Failed(String),
+}
+
+struct Provide {
+    interface: String,
+    version: Version,
+    table: *const c_void,
+}
+
+struct Require {
+    interface: String,
+    range: VersionReq,
+    provider: u64,
+    /// Boxed: plugins keep its address until they unload.
+    handle: Box<Handle>,
+}
+
+pub struct Command {
+    pub name: String,
+    pub help: String,
+    pub f: CommandFn,
+}
+
+struct Plugin {
+    id: u64,
+    name: String,
+    version: Version,
+    state: State,
+    image: image::Image,
+    provides: Vec<Provide>,
+    requires: Vec<Require>,
+    commands: Vec<Command>,
+    /// TSC ticks from the start of loading to the end of init.
+    load_tsc: u64,
+    loaded_at_us: u64,
+}
+
+// SAFETY: the raw pointers are addresses inside the plugin's own image,
+// which the record owns; access goes through `REG`.
+unsafe impl Send for Plugin {}
+
+struct Registry {
+    plugins: Vec<Plugin>,
+    next_id: u64,
+}
+
+static REG: Mutex<Registry> = Mutex::new(Registry { plugins: Vec::new(), next_id: 1 });
+static OP: Mutex<()> = Mutex::new(());
+
+#[derive(Debug)]
+pub enum Error {
+    NotInStore { name: String, version: Option<Version> },
+    BadVersion(String),
+    Image(loader::elf::Error),
+    NameMismatch { file: String, wanted: String },
+    AlreadyLoaded { name: String, version: Version },
+    NotLoaded(String),
+    Unmet(Vec<Unmet>),
+    DuplicateProvider { interface: String, existing: String },
+    MissingTable(String),
+    InitFailed { name: String, code: i32 },
+    Panicked { name: String, operation: &'static str, message: String },
+    HasDependents { name: String, dependents: Vec<String> },
+    BreaksConsumers(Vec<Broken>),
+    StateExport { name: String, code: isize },
+    StateRefused { name: String, code: i32 },
+    NoStateTransfer { name: String },
+    SameVersion { name: String, version: Version },
+    WorldStop(crate::smp::Error),
+    CommandExists(String),
+}
+
+impl From<loader::elf::Error> for Error {
+    fn from(e: loader::elf::Error) -> Self {
+        Error::Image(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotInStore { name, version: Some(v) } => {
+                write!(f, "{name} {v} is not in the plugin store; `store` lists what is")
+            }
+            Error::NotInStore { name, version: None } => {
+                write!(f, "no version of {name} is in the plugin store; `store` lists what is")
+            }
+            Error::BadVersion(v) => write!(f, "`{v}` is not a version (expected e.g. 1.2.0)"),
+            Error::Image(e) => write!(f, "{e}"),
+            Error::NameMismatch { file, wanted } => write!(f, "the file holds plugin {file}, not {wanted}"),
+            Error::AlreadyLoaded { name, version } => {
+                write!(f, "{name} {version} is already loaded; use `swap {name} <version>` to change versions")
+            }
+            Error::NotLoaded(name) => write!(f, "{name} is not loaded; `plugins` lists what is"),
+            Error::Unmet(list) => {
+                write!(f, "unmet requirements: ")?;
+                for (i, u) in list.iter().enumerate() {
+                    write!(f, "{}{u}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "; load the providers first")
+            }
+            Error::DuplicateProvider { interface, existing } => {
+                write!(f, "interface `{interface}` is already provided by {existing}; unload it first")
+            }
+            Error::MissingTable(i) => write!(f, "the metadata promises interface `{i}` but the descriptor has no table for it"),
+            Error::InitFailed { name, code } => write!(f, "{name}'s init failed with code {code}; nothing of it stays loaded"),
+            Error::Panicked { name, operation, message } => write!(f, "{name} panicked in {operation}: {message}"),
+            Error::HasDependents { name, dependents } => write!(
+                f,
+                "{name} is required by {}; unload those first or use `unload -r {name}`",
+                dependents.join(", ")
+            ),
+            Error::BreaksConsumers(list) => {
+                write!(f, "the swap would break consumers: ")?;
+                for (i, b) in list.iter().enumerate() {
+                    write!(f, "{}{b}", if i == 0 { "" } else { "; " })?;
+                }
+                Ok(())
+            }
+            Error::StateExport { name, code } => write!(f, "{name} could not export its state (code {code})"),
+            Error::StateRefused { name, code } => {
+                write!(f, "the new {name} refused the old version's state (code {code}); the old version stays active")
+            }
+            Error::NoStateTransfer { name } => {
+                write!(f, "{name} carries state but the new version cannot import it; the old version stays active")
+            }
+            Error::SameVersion { name, version } => write!(f, "{name} {version} is the version already running"),
+            Error::WorldStop(e) => write!(f, "could not stop the other CPUs for the swap: {e}"),
+            Error::CommandExists(c) => write!(f, "a shell command `{c}` exists already"),
+        }
+    }
+}
+
+fn find<'a>(r: &'a Registry, name: &str) -> Option<&'a Plugin> {
+    r.plugins.iter().find(|p| p.name == name && p.state != State::Loading)
+}
+
+fn parse_version(v: &str) -> Result<Version, Error> {
+    Version::parse(v).map_err(|_| Error::BadVersion(v.into()))
+}
+
+/// Reads a plugin file from the store and maps it, checking that it is the
+/// plugin asked for.
+fn load_image(name: &str, version: Option<&Version>) -> Result<(image::Image, Version), Error> {
+    let (found, bytes) =
+        store::find(name, version).ok_or_else(|| Error::NotInStore { name: name.into(), version: version.cloned() })?;
+    let img = image::load(&bytes, super::exports::resolve)?;
+    if img.metadata().name != name {
+        return Err(Error::NameMismatch { file: img.metadata().name.clone(), wanted: name.into() });
+    }
+    Ok((img, found))
+}
+
+/// The interfaces `img` provides, with their tables.
+fn provides_of(img: &image::Image) -> Result<Vec<Provide>, Error> {
+    // SAFETY: the descriptor and its tables live in the mapped image.
+    let tables = unsafe { img.descriptor().provides.as_slice() };
+    img.metadata()
+        .provides
+        .iter()
+        .map(|(interface, version)| {
+            // SAFETY: names in the descriptor are 'static strings of the image.
+            let t = tables.iter().find(|t| unsafe { t.name.as_str() } == interface.as_str());
+            Ok(Provide {
+                interface: interface.clone(),
+                version: parse_version(version)?,
+                table: t.ok_or_else(|| Error::MissingTable(interface.clone()))?.table,
+            })
+        })
+        .collect()
+}
+
+/// Resolves `img`'s requirements against active plugins other than
+/// `except`, and checks that it provides nothing another plugin provides.
+fn link(r: &Registry, img: &image::Image, provides: &[Provide], except: Option<u64>) -> Result<Vec<Require>, Error> {
+    let others = || r.plugins.iter().filter(|p| Some(p.id) != except && p.state == State::Active);
+    for p in provides {
+        if let Some(o) = others().find(|o| o.provides.iter().any(|q| q.interface == p.interface)) {
+            return Err(Error::DuplicateProvider { interface: p.interface.clone(), existing: o.name.clone() });
+        }
+    }
+    let ranges: Vec<(String, VersionReq)> = img
+        .metadata()
+        .requires
+        .iter()
+        .map(|(i, range)| VersionReq::parse(range).map(|r| (i.clone(), r)).map_err(|_| Error::BadVersion(range.clone())))
+        .collect::<Result<_, _>>()?;
+    let offers: Vec<(u64, &Provide, Offer)> = others()
+        .flat_map(|o| o.provides.iter().map(move |p| (o.id, p, Offer { plugin: &o.name, interface: &p.interface, version: &p.version })))
+        .collect();
+    let needs: Vec<Need> = ranges.iter().map(|(i, range)| Need { interface: i, range }).collect();
+    let plain: Vec<Offer> = offers.iter().map(|(_, _, o)| o.clone()).collect();
+    let chosen = resolve::resolve(&needs, &plain).map_err(Error::Unmet)?;
+    Ok(ranges
+        .iter()
+        .zip(chosen)
+        .map(|((interface, range), i)| Require {
+            interface: interface.clone(),
+            range: range.clone(),
+            provider: offers[i].0,
+            handle: Box::new(Handle::new(offers[i].1.table as *mut c_void)),
+        })
+        .collect())
+}
+
+/// Loads plugin `name` (or `name-plugin`), at `version` or the highest in
+/// the store, and runs its init. Any failure leaves nothing behind.
+pub fn load(name: &str, version: Option<&str>) -> Result<(String, Version), Error> {
+    let _op = OP.lock();
+    let name = resolve::plugin_name(name);
+    let version = version.map(parse_version).transpose()?;
+    let start = crate::time::rdtsc();
+    if let Some(p) = find(&REG.lock(), &name) {
+        return Err(Error::AlreadyLoaded { name, version: p.version.clone() });
+    }
+    let (img, found) = load_image(&name, version.as_ref())?;
+    let provides = provides_of(&img)?;
+    let id = {
+        let mut r = REG.lock();
+        let requires = link(&r, &img, &provides, None)?;
+        let id = r.next_id;
+        r.next_id += 1;
+        r.plugins.push(Plugin {
+            id,
+            name: name.clone(),
+            version: found.clone(),
+            state: State::Loading,
+            image: img,
+            provides,
+            requires,
+            commands: Vec::new(),
+            load_tsc: 0,
+            loaded_at_us: crate::time::uptime_us(),
+        });
+        id
+    };
+    match init(id) {
+        Ok(()) => {
+            let mut r = REG.lock();
+            let p = r.plugins.iter_mut().find(|p| p.id == id).expect("the loading plugin stays registered");
+            p.state = State::Active;
+            p.load_tsc = crate::time::rdtsc() - start;
+            log::info!("loaded {name} {found} at {:#x} ({} bytes)", p.image.base(), p.image.size());
+            Ok((name, found))
+        }
+        Err(e) => {
+            remove(id);
+            Err(e)
+        }
+    }
+}
+
+/// Runs plugin `id`'s init in a guarded call.
+fn init(id: u64) -> Result<(), Error> {
+    let (name, f) = {
+        let r = REG.lock();
+        let p = r.plugins.iter().find(|p| p.id == id).expect("init of a registered plugin");
+        (p.name.clone(), p.image.descriptor().init)
+    };
+    // SAFETY: `f` is the init entry of the mapped, linked image.
+    match guard::call(id, &name, || unsafe { f() }) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Error::InitFailed { name, code }),
+        Err(message) => Err(Error::Panicked { name, operation: "init", message }),
+    }
+}
+
+/// Drops plugin `id`'s record: its commands, handles and image (memory).
+fn remove(id: u64) {
+    let p = {
+        let mut r = REG.lock();
+        let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
+        r.plugins.remove(i)
+    };
+    drop(p);
+}
+
+/// Names of the plugins that require something `id` provides.
+fn dependents(r: &Registry, id: u64) -> Vec<String> {
+    r.plugins.iter().filter(|p| p.requires.iter().any(|q| q.provider == id)).map(|p| p.name.clone()).collect()
+}
+
+/// Unloads `name`; with `recursive`, its dependents first.
+pub fn unload(name: &str, recursive: bool) -> Result<Vec<String>, Error> {
+    let _op = OP.lock();
+    let mut done = Vec::new();
+    unload_locked(&resolve::plugin_name(name), recursive, &mut done)?;
+    Ok(done)
+}
+
+fn unload_locked(name: &str, recursive: bool, done: &mut Vec<String>) -> Result<(), Error> {
+    let (id, deps) = {
+        let r = REG.lock();
+        let p = find(&r, name).ok_or_else(|| Error::NotLoaded(name.into()))?;
+        (p.id, dependents(&r, p.id))
+    };
+    if !deps.is_empty() {
+        if !recursive {
+            return Err(Error::HasDependents { name: name.into(), dependents: deps });
+        }
+        for d in deps {
+            unload_locked(&d, true, done)?;
+        }
+    }
+    let (fini, active) = {
+        let r = REG.lock();
+        let p = r.plugins.iter().find(|p| p.id == id).expect("still registered");
+        (p.image.descriptor().fini, p.state == State::Active)
+    };
+    // A failed plugin's fini is not trusted to run.
+    if active {
+        // SAFETY: `fini` is the mapped image's entry point.
+        if let Err(message) = guard::call(id, name, || unsafe { fini() }) {
+            log::warn!("{name} panicked in fini ({message}); unloading it anyway");
+        }
+    }
+    remove(id);
+    log::info!("unloaded {name}");
+    done.push(name.into());
+    Ok(())
+}
+
+/// The handle of requirement `interface` of plugin `id` (for `mv_interface`).
+pub fn handle_for(id: u64, interface: &str) -> *const Handle {
+    let r = REG.lock();
+    r.plugins
+        .iter()
+        .find(|p| p.id == id)
+        .and_then(|p| p.requires.iter().find(|q| q.interface == interface))
+        .map_or(core::ptr::null(), |q| &*q.handle as *const Handle)
+}
+
+/// Records a shell command of plugin `id` (for `mv_register_command`).
+pub fn add_command(id: u64, name: &str, help: &str, f: CommandFn) -> Result<(), Error> {
+    let mut r = REG.lock();
+    let taken = r.plugins.iter().filter(|p| p.id != id && p.state == State::Active).any(|p| p.commands.iter().any(|c| c.name == name));
+    if taken || super::commands::is_builtin(name) {
+        return Err(Error::CommandExists(name.into()));
+    }
+    let p = r.plugins.iter_mut().find(|p| p.id == id).ok_or_else(|| Error::NotLoaded(name.into()))?;
+    p.commands.retain(|c| c.name != name);
+    p.commands.push(Command { name: name.into(), help: help.into(), f });
+    Ok(())
+}
+
+/// Figures of the last successful swap: TSC ticks the world was stopped.
+static LAST_BLACKOUT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+pub fn last_blackout_tsc() -> u64 {
+    LAST_BLACKOUT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Replaces loaded plugin `name` by `version` from the store, carrying its
+/// state across, as one transaction: on any failure the old version stays
+/// active and untouched.
+pub fn swap(name: &str, version: &str) -> Result<(), Error> {
+    let _op = OP.lock();
+    let name = resolve::plugin_name(name);
+    let version = parse_version(version)?;
+    let (old_id, old_version) = {
+        let r = REG.lock();
+        let p = find(&r, &name).ok_or_else(|| Error::NotLoaded(name.clone()))?;
+        (p.id, p.version.clone())
+    };
+    if old_version == version {
+        return Err(Error::SameVersion { name, version });
+    }
+    let (img, _) = load_image(&name, Some(&version))?;
+    let provides = provides_of(&img)?;
+    let new_id = {
+        let mut r = REG.lock();
+        // Every consumer of the old version must accept the new one.
+        let consumers: Vec<(String, String, VersionReq)> = r
+            .plugins
+            .iter()
+            .flat_map(|c| c.requires.iter().filter(|q| q.provider == old_id).map(move |q| (c.name.clone(), q.interface.clone(), q.range.clone())))
+            .collect();
+        let uses: Vec<Use> = consumers.iter().map(|(c, i, range)| Use { consumer: c, interface: i, range }).collect();
+        let offered: Vec<(&str, &Version)> = provides.iter().map(|p| (p.interface.as_str(), &p.version)).collect();
+        resolve::check_replacement(&uses, &offered).map_err(Error::BreaksConsumers)?;
+        let old = r.plugins.iter().find(|p| p.id == old_id).expect("found above");
+        if old.image.descriptor().state_version != 0 && img.descriptor().import_state.is_none() {
+            return Err(Error::NoStateTransfer { name });
+        }
+        let requires = link(&r, &img, &provides, Some(old_id))?;
+        let id = r.next_id;
+        r.next_id += 1;
+        r.plugins.push(Plugin {
+            id,
+            name: name.clone(),
+            version: version.clone(),
+            state: State::Loading,
+            image: img,
+            provides,
+            requires,
+            commands: Vec::new(),
+            load_tsc: 0,
+            loaded_at_us: crate::time::uptime_us(),
+        });
+        id
+    };
+    // Init runs before the world stops: it may need the other CPUs. The new
+    // version is invisible until the handles are re-pointed.
+    let start = crate::time::rdtsc();
+    if let Err(e) = init(new_id) {
+        remove(new_id);
+        return Err(e);
+    }
+    let load_tsc = crate::time::rdtsc() - start;
+    match transfer(old_id, new_id, &name) {
+        Ok(blackout) => {
+            LAST_BLACKOUT.store(blackout, core::sync::atomic::Ordering::Relaxed);
+            {
+                let mut r = REG.lock();
+                let p = r.plugins.iter_mut().find(|p| p.id == new_id).expect("registered above");
+                p.state = State::Active;
+                p.load_tsc = load_tsc;
+            }
+            // The old version handed its state over: no fini, just its memory.
+            remove(old_id);
+            log::info!("swapped {name} {old_version} -> {version} (world stopped for {blackout} TSC ticks)");
+            Ok(())
+        }
+        Err(e) => {
+            let fini = REG.lock().plugins.iter().find(|p| p.id == new_id).map(|p| p.image.descriptor().fini);
+            if let Some(fini) = fini {
+                // SAFETY: the new image's own entry point, undoing its init.
+                let _ = guard::call(new_id, &name, || unsafe { fini() });
+            }
+            remove(new_id);
+            Err(e)
+        }
+    }
+}
+
+/// With the world stopped: old exports its state, new imports it, every
+/// consumer's handle moves to the new tables. Returns the blackout in TSC
+/// ticks.
+fn transfer(old_id: u64, new_id: u64, name: &str) -> Result<u64, Error> {
+    let (export, state_version, import) = {
+        let r = REG.lock();
+        let old = r.plugins.iter().find(|p| p.id == old_id).expect("registered");
+        let new = r.plugins.iter().find(|p| p.id == new_id).expect("registered");
+        (old.image.descriptor().export_state, old.image.descriptor().state_version, new.image.descriptor().import_state)
+    };
+    let mut blob = alloc::vec![0u8; STATE_CAPACITY];
+    let world = crate::smp::stop_world().map_err(Error::WorldStop)?;
+    let t0 = crate::time::rdtsc();
+    if let (Some(export), Some(import)) = (export, import) {
+        // SAFETY: the old image's entry point, with a buffer of that size.
+        let len = guard::call(old_id, name, || unsafe { export(blob.as_mut_ptr(), blob.len()) })
+            .map_err(|message| Error::Panicked { name: name.into(), operation: "state export", message })?;
+        if len < 0 {
+            return Err(Error::StateExport { name: name.into(), code: len });
+        }
+        // SAFETY: the new image's entry point, with the exported bytes.
+        let code = guard::call(new_id, name, || unsafe { import(state_version, blob.as_ptr(), len as usize) })
+            .map_err(|message| Error::Panicked { name: name.into(), operation: "state import", message })?;
+        if code != 0 {
+            return Err(Error::StateRefused { name: name.into(), code });
+        }
+    }
+    let mut r = REG.lock();
+    let tables: Vec<(String, *const c_void)> = r
+        .plugins
+        .iter()
+        .find(|p| p.id == new_id)
+        .expect("registered")
+        .provides
+        .iter()
+        .map(|p| (p.interface.clone(), p.table))
+        .collect();
+    for q in r.plugins.iter_mut().flat_map(|p| p.requires.iter_mut()).filter(|q| q.provider == old_id) {
+        let table = tables.iter().find(|(i, _)| *i == q.interface).expect("check_replacement kept every interface").1;
+        q.handle.table.store(table as *mut c_void, core::sync::atomic::Ordering::Release);
+        q.provider = new_id;
+    }
+    drop(r);
+    let blackout = crate::time::rdtsc() - t0;
+    drop(world);
+    Ok(blackout)
+}
+
+/// Room for a plugin's exported state.
+const STATE_CAPACITY: usize = 64 * 1024;
+
+/// One line per plugin for the shell and tests.
+pub struct Info {
+    pub name: String,
+    pub version: Version,
+    pub state: State,
+    pub provides: Vec<String>,
+    pub requires: Vec<String>,
+    pub base: u64,
+    pub size: u64,
+    pub load_tsc: u64,
+    pub loaded_at_us: u64,
+    pub commands: Vec<(String, String)>,
+}
+
+pub fn list() -> Vec<Info> {
+    let r = REG.lock();
+    r.plugins
+        .iter()
+        .filter(|p| p.state != State::Loading)
+        .map(|p| Info {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            state: p.state.clone(),
+            provides: p.provides.iter().map(|q| alloc::format!("{} {}", q.interface, q.version)).collect(),
+            requires: p
+                .requires
+                .iter()
+                .map(|q| {
+                    let by = r.plugins.iter().find(|o| o.id == q.provider).map_or("?", |o| o.name.as_str());
+                    alloc::format!("{} {} ({by})", q.interface, q.range)
+                })
+                .collect(),
+            base: p.image.base(),
+            size: p.image.size(),
+            load_tsc: p.load_tsc,
+            loaded_at_us: p.loaded_at_us,
+            commands: p.commands.iter().map(|c| (c.name.clone(), c.help.clone())).collect(),
+        })
+        .collect()
+}
+
+/// Runs plugin command `name` with `args`. `None`: no plugin has it. A
+/// panic marks the plugin failed and drops its commands.
+pub fn run_command(name: &str, args: &str) -> Option<Result<i32, Error>> {
+    let (id, plugin, f) = {
+        let r = REG.lock();
+        let p = r.plugins.iter().filter(|p| p.state == State::Active).find(|p| p.commands.iter().any(|c| c.name == name))?;
+        (p.id, p.name.clone(), p.commands.iter().find(|c| c.name == name)?.f)
+    };
+    // SAFETY: a command function of the active plugin's mapped image.
+    Some(match guard::call(id, &plugin, || unsafe { f(plugins::StrRef::borrowed(args)) }) {
+        Ok(code) => Ok(code),
+        Err(message) => {
+            let mut r = REG.lock();
+            if let Some(p) = r.plugins.iter_mut().find(|p| p.id == id) {
+                p.state = State::Failed(message.clone());
+                p.commands.clear();
+            }
+            Err(Error::Panicked { name: plugin, operation: "a shell command", message })
+        }
+    })
+}
+
+/// Whether a loaded plugin `name` is active (for tests and the shell).
+pub fn is_active(name: &str) -> bool {
+    find(&REG.lock(), &resolve::plugin_name(name)).is_some_and(|p| p.state == State::Active)
+}
+
+pub fn version_of(name: &str) -> Option<Version> {
+    find(&REG.lock(), &resolve::plugin_name(name)).map(|p| p.version.clone())
+}
+
+/// The table of `interface` as an active plugin provides it right now (for
+/// loader code that calls a plugin, e.g. tests).
+pub fn provider_table(interface: &str) -> Option<*const c_void> {
+    let r = REG.lock();
+    r.plugins
+        .iter()
+        .filter(|p| p.state == State::Active)
+        .flat_map(|p| p.provides.iter())
+        .find(|q| q.interface == interface)
+        .map(|q| q.table)
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Loading => write!(f, "loading"),
+            State::Active => write!(f, "active"),
+            State::Failed(m) => write!(f, "failed ({m})"),
+        }
+    }
+}
