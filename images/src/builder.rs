@@ -294,8 +294,8 @@ mod tests {
     #[test]
     fn initrd_is_a_reproducible_ustar_with_the_image_name_and_the_store() {
         let store = [
-            StoreFile { path: "plugins/a-1.0.0.mvp".into(), bytes: vec![1, 2, 3] },
-            StoreFile { path: "plugins/bad-unsigned.mvp".into(), bytes: vec![] },
+            StoreFile { path: "plugins/a-1.0.0.mvp".into(), bytes: vec![1, 2, 3], plugin: Some(("a".into(), "1.0.0".into())) },
+            StoreFile { path: "plugins/bad-unsigned.mvp".into(), bytes: vec![], plugin: None },
         ];
         let bytes = initrd_bytes("smp", &store).unwrap();
         assert_eq!(bytes, initrd_bytes("smp", &store).unwrap());

@@ -17,6 +17,7 @@ pub mod plugin_build;
 pub mod plugin_elf;
 pub mod recipes;
 pub mod signing;
+pub mod swap;
 pub mod testrun;
 
 use std::fmt;

@@ -60,6 +60,8 @@ impl PluginCrate {
 pub struct StoreFile {
     pub path: String,
     pub bytes: Vec<u8>,
+    /// Name and version from the metadata note; `None` for broken files.
+    pub plugin: Option<(String, String)>,
 }
 
 /// Whether a workspace member in `relative` (to the workspace root) is a
@@ -239,7 +241,8 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
     write_if_changed(&script, version_script().as_bytes())?;
 
     let total: usize = crates.iter().map(|c| c.variants.len()).sum();
-    let mut bodies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Store file name -> (name, version, stripped ELF).
+    let mut bodies: BTreeMap<String, (String, String, Vec<u8>)> = BTreeMap::new();
     let mut written = Vec::new();
     let mut n = 0;
     for krate in &crates {
@@ -293,25 +296,29 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
                 fs::write(&debug, full_bytes).map_err(|e| Error::io(format!("writing {}", debug.display()), e))?;
                 written.push(debug);
             }
-            bodies.insert(store_name, body);
+            bodies.insert(store_name, (meta.name.to_string(), meta.version.to_string(), body));
         }
     }
 
     let base_name = format!("{}-{}.mvp", MUTATION_BASE.0, MUTATION_BASE.1);
-    let base = bodies.get(&base_name).ok_or_else(|| {
+    let (_, _, base) = bodies.get(&base_name).ok_or_else(|| {
         Error::Recipe(format!("the broken store files are made from {base_name}, which no plugin variant built"))
     })?;
-    let mut store: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Keyed by file name, so the store comes out in path order.
+    let mut store: BTreeMap<String, StoreFile> = BTreeMap::new();
+    let mut add = |name: &str, bytes: Vec<u8>, plugin| {
+        store.insert(name.to_string(), StoreFile { path: format!("{STORE_DIR}/{name}"), bytes, plugin })
+    };
     for m in Mutation::ALL {
         let bytes = m.apply(base, &key).map_err(|e| Error::Recipe(format!("making {}: {e}", m.file_name())))?;
-        store.insert(m.file_name().to_string(), bytes);
+        add(m.file_name(), bytes, None);
     }
-    for (name, body) in &bodies {
-        store.insert(name.clone(), signing::sign(body, &key));
+    for (file, (name, version, body)) in &bodies {
+        add(file, signing::sign(body, &key), Some((name.clone(), version.clone())));
     }
-    for (name, bytes) in &store {
+    for (name, file) in &store {
         let path = dir.join(name);
-        if write_if_changed(&path, bytes)? {
+        if write_if_changed(&path, &file.bytes)? {
             written.push(path);
         }
     }
@@ -319,7 +326,7 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
         let names: Vec<String> = written.iter().map(|p| shown(p)).collect();
         println!("build: {}", names.join(" "));
     }
-    Ok(store.into_iter().map(|(name, bytes)| StoreFile { path: format!("{STORE_DIR}/{name}"), bytes }).collect())
+    Ok(store.into_values().collect())
 }
 
 #[cfg(test)]
