@@ -5,18 +5,20 @@
 #   make bochs           boot IMAGE's ISO in Bochs
 #   make test            host unit tests, then every test image in QEMU and Bochs
 #   make bench           boot-time instruction counts and image sizes
+#   make swap PLUGIN=x   upload plugin x to the running `make run` and swap it in
 #   make setup           install missing tools (run, bochs, test, bench do it first)
 #   make clean           remove images/out and cargo's target/
 #
 # Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run), FILTER=<substr>
-# and JOBS=<n> (test), ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
+# and JOBS=<n> (test), PLUGIN=<name> and VERSION=<version> (swap),
+# ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
 
 CARGO ?= cargo
 IMAGE ?= default
 RUNNER := $(CARGO) run --quiet -p images --bin runner --
 export ACCEL
 
-.PHONY: all images setup run bochs test bench clean
+.PHONY: all images setup run bochs test bench swap clean
 
 all: images
 
@@ -33,11 +35,14 @@ bochs: setup
 	$(RUNNER) bochs --image $(IMAGE)
 
 test: setup
-	$(CARGO) test -p loader --lib -p images
+	$(CARGO) test -p loader --lib -p images -p plugins
 	$(RUNNER) test $(if $(FILTER),--filter "$(FILTER)") $(if $(JOBS),--jobs $(JOBS))
 
 bench: setup
 	$(RUNNER) bench
+
+swap:
+	$(RUNNER) swap --plugin "$(PLUGIN)" $(if $(VERSION),--version "$(VERSION)")
 
 clean:
 	rm -rf images/out

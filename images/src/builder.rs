@@ -1,6 +1,7 @@
-//! Building images: the loader (by cargo), then for every recipe a
-//! directory `images/out/<name>/` with `loader.elf`, `initrd` and `cmdline`,
-//! and a GRUB ISO `images/out/<name>.iso` made from the same pieces.
+//! Building images: the loader (by cargo) and every plugin variant
+//! (`plugin_build`), then for every recipe a directory `images/out/<name>/`
+//! with `loader.elf`, `initrd` (the plugin store) and `cmdline`, and a GRUB
+//! ISO `images/out/<name>.iso` made from the same pieces.
 //!
 //! Only stale pieces are rebuilt, so a repeated `runner build` costs one
 //! no-op cargo call: `loader.elf` and the ISO are compared by mtime with
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
+use crate::plugin_build::{self, StoreFile};
 use crate::recipes::{self, Recipe, RECIPES};
 use crate::{out_dir, workspace_root, Error, Result};
 
@@ -55,14 +57,16 @@ impl Image {
     }
 }
 
-/// Builds the loader and every image; prints each piece it (re)builds.
+/// Builds the loader, the plugins and every image; prints each piece it
+/// (re)builds.
 pub fn build_all() -> Result<()> {
     recipes::validate_all()?;
     cargo_build_loader()?;
     let loader = loader_binary();
+    let store = plugin_build::build_plugins()?;
     let mut built = 0;
     for recipe in RECIPES {
-        let written = build_image(recipe, &loader)?;
+        let written = build_image(recipe, &loader, &store)?;
         if !written.is_empty() {
             let names: Vec<String> = written.iter().map(|p| shown(p)).collect();
             println!("build: {}", names.join(" "));
@@ -88,7 +92,7 @@ pub fn loader_binary() -> PathBuf {
 
 /// The cargo the runner was started by, so a `cargo +toolchain run` is
 /// honoured; plain `cargo` (rust-toolchain.toml picks the toolchain) otherwise.
-fn cargo() -> OsString {
+pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
@@ -118,7 +122,7 @@ fn cargo_build_loader() -> Result<()> {
 }
 
 /// Brings one image up to date; returns the paths it wrote.
-fn build_image(recipe: &Recipe, loader: &Path) -> Result<Vec<PathBuf>> {
+fn build_image(recipe: &Recipe, loader: &Path, store: &[StoreFile]) -> Result<Vec<PathBuf>> {
     let image = Image::of(recipe.name);
     fs::create_dir_all(&image.dir)
         .map_err(|e| Error::io(format!("creating {}", image.dir.display()), e))?;
@@ -135,7 +139,7 @@ fn build_image(recipe: &Recipe, loader: &Path) -> Result<Vec<PathBuf>> {
             .map_err(|e| Error::io(format!("copying {}", loader.display()), e))?;
         written.push(image.loader());
     }
-    if write_if_changed(&image.initrd(), &initrd_bytes(recipe.name)?)? {
+    if write_if_changed(&image.initrd(), &initrd_bytes(recipe.name, store)?)? {
         written.push(image.initrd());
     }
     let cmdline_path = image.dir.join(CMDLINE_FILE);
@@ -162,12 +166,12 @@ pub fn is_stale(target: Option<SystemTime>, inputs: &[SystemTime]) -> bool {
     }
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
+pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Writes `bytes` unless the file already holds exactly them.
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     if fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(false);
     }
@@ -175,22 +179,27 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-/// The initrd: a ustar archive that the loader reads as its plugin store.
-/// For now it holds `image.txt` with the image's name. Fixed metadata
-/// (mtime 0, owner 0) keeps it byte-identical across builds.
-pub fn initrd_bytes(name: &str) -> Result<Vec<u8>> {
-    let content = format!("{name}\n");
-    let mut header = tar::Header::new_ustar();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
+/// The initrd: a ustar archive that the loader reads as its plugin store:
+/// `image.txt` with the image's name, then every store file (signed
+/// plugins under `plugins/`). Fixed metadata (mtime 0, owner 0) keeps it
+/// byte-identical across builds.
+pub fn initrd_bytes(name: &str, store: &[StoreFile]) -> Result<Vec<u8>> {
+    let image_txt = format!("{name}\n");
+    let files = std::iter::once(("image.txt", image_txt.as_bytes()))
+        .chain(store.iter().map(|f| (f.path.as_str(), f.bytes.as_slice())));
     let mut archive = tar::Builder::new(Vec::new());
-    archive
-        .append_data(&mut header, "image.txt", content.as_bytes())
-        .and_then(|()| archive.into_inner())
-        .map_err(|e| Error::io("writing the initrd archive", e))
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        archive
+            .append_data(&mut header, path, bytes)
+            .map_err(|e| Error::io(format!("adding {path} to the initrd archive"), e))?;
+    }
+    archive.into_inner().map_err(|e| Error::io("writing the initrd archive", e))
 }
 
 /// GRUB's configuration: boot at once, loader plus initrd as module.
@@ -283,18 +292,33 @@ mod tests {
     }
 
     #[test]
-    fn initrd_is_a_reproducible_ustar_with_the_image_name() {
-        let bytes = initrd_bytes("smp").unwrap();
-        assert_eq!(bytes, initrd_bytes("smp").unwrap());
+    fn initrd_is_a_reproducible_ustar_with_the_image_name_and_the_store() {
+        let store = [
+            StoreFile { path: "plugins/a-1.0.0.mvp".into(), bytes: vec![1, 2, 3], plugin: Some(("a".into(), "1.0.0".into())) },
+            StoreFile { path: "plugins/bad-unsigned.mvp".into(), bytes: vec![], plugin: None },
+        ];
+        let bytes = initrd_bytes("smp", &store).unwrap();
+        assert_eq!(bytes, initrd_bytes("smp", &store).unwrap());
         assert_eq!(&bytes[257..263], b"ustar\0", "ustar magic");
         let mut archive = tar::Archive::new(bytes.as_slice());
-        let mut entries = archive.entries().unwrap();
-        let mut entry = entries.next().unwrap().unwrap();
-        assert_eq!(entry.path().unwrap().to_str(), Some("image.txt"));
-        let mut content = String::new();
-        entry.read_to_string(&mut content).unwrap();
-        assert_eq!(content, "smp\n");
-        assert!(entries.next().is_none());
+        let entries: Vec<(String, Vec<u8>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut content = Vec::new();
+                e.read_to_end(&mut content).unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), content)
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("image.txt".to_string(), b"smp\n".to_vec()),
+                ("plugins/a-1.0.0.mvp".to_string(), vec![1, 2, 3]),
+                ("plugins/bad-unsigned.mvp".to_string(), vec![]),
+            ]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ commands:
   run      boot an image in QEMU with the serial console on this terminal
   bochs    boot an image's ISO in Bochs
   bench    boot-time figures (instruction counts) and image sizes
+  swap     upload a plugin to the image `run` is running and swap it in
 
 `runner <command> --help` describes each command.
 environment: ACCEL=tcg (default) or kvm selects QEMU's accelerator.";
@@ -25,9 +26,13 @@ environment: ACCEL=tcg (default) or kvm selects QEMU's accelerator.";
 pub const BUILD_HELP: &str = "\
 usage: runner build
 
-Builds the loader (cargo, release, x86_64-unknown-none), then for every image
+Builds the loader (cargo, release, x86_64-unknown-none) and every plugin
+variant (signed into images/out/plugins/<name>-<version>.mvp, with the
+unstripped .so beside it for GDB), then for every image
 images/out/<name>/{loader.elf,initrd,cmdline} and the GRUB ISO
-images/out/<name>.iso. Pieces that are up to date are left alone.";
+images/out/<name>.iso; each initrd holds every signed plugin under plugins/.
+Pieces that are up to date are left alone. Plugins are signed with
+keys/plugin-signing.key, made on the first build.";
 
 pub const TEST_HELP: &str = "\
 usage: runner test [--filter SUBSTR] [--jobs N]
@@ -46,8 +51,9 @@ pub const RUN_HELP: &str = "\
 usage: runner run [--image NAME] [-- QEMU-ARGS...]
 
 Boots an image (default: `default`) in QEMU with COM1 and the QEMU monitor on
-this terminal: Ctrl-A X quits, Ctrl-A C switches to the monitor. Arguments
-after `--` are passed to QEMU as they are (make run QEMU_ARGS=...).";
+this terminal: Ctrl-A X quits, Ctrl-A C switches to the monitor. COM2 is the
+unix socket images/out/run/com2.sock, where `runner swap` uploads plugins.
+Arguments after `--` are passed to QEMU as they are (make run QEMU_ARGS=...).";
 
 pub const BOCHS_HELP: &str = "\
 usage: runner bochs [--image NAME]
@@ -59,9 +65,19 @@ power-off or by killing Bochs from another terminal.";
 pub const BENCH_HELP: &str = "\
 usage: runner bench
 
-Boots the `default` image with `bench` added to its command line under
-QEMU -icount shift=0 (guest TSC = instructions), prints the loader's `bench:`
-lines, then the sizes of every image's loader.elf, initrd and ISO.";
+Under QEMU -icount shift=0 (guest TSC = instructions): boots the `default`
+image with `bench` added to its command line, then the `bench-plugins` image
+with -smp 1 and with -smp 4; prints every `bench:` line they print, then the
+sizes of every image's loader.elf, initrd and ISO.";
+
+pub const SWAP_HELP: &str = "\
+usage: runner swap --plugin NAME [--version VERSION]
+
+Builds the plugins, then sends plugin NAME (e.g. counter-plugin), version
+VERSION or else its highest, to the image `runner run` is running, through
+COM2 (images/out/run/com2.sock) with the command `store and swap`. Prints
+the loader's reply and a GDB script (`add-symbol-file` per loaded plugin,
+also written to images/out/run/plugins.gdb).";
 
 /// What the runner was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +97,10 @@ pub enum Command {
         image: &'static Recipe,
     },
     Bench,
+    Swap {
+        plugin: String,
+        version: Option<String>,
+    },
 }
 
 const DEFAULT_JOBS: usize = 2;
@@ -128,8 +148,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Some(image) => Command::Bochs { image },
             None => Command::Help(BOCHS_HELP),
         }),
+        "swap" => parse_swap(&mut parser),
         other => Err(Error::Usage(format!(
-            "runner: unknown command `{other}`; commands are build, test, run, bochs, bench (see `runner --help`)"
+            "runner: unknown command `{other}`; commands are build, test, run, bochs, bench, swap (see `runner --help`)"
         ))),
     }
 }
@@ -197,6 +218,25 @@ fn parse_test(parser: &mut lexopt::Parser) -> Result<Command> {
         }
     }
     Ok(Command::Test { filter, jobs })
+}
+
+fn parse_swap(parser: &mut lexopt::Parser) -> Result<Command> {
+    let (mut plugin, mut version) = (None, None);
+    while let Some(arg) = parser.next().map_err(usage("swap"))? {
+        let slot = match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(SWAP_HELP)),
+            Long("plugin") => &mut plugin,
+            Long("version") => &mut version,
+            other => return Err(usage("swap")(other.unexpected())),
+        };
+        *slot = Some(parser.value().and_then(|v| v.string()).map_err(usage("swap"))?);
+    }
+    match plugin {
+        Some(plugin) if !plugin.is_empty() => Ok(Command::Swap { plugin, version }),
+        _ => Err(Error::Usage(
+            "runner swap: say which plugin: --plugin NAME (make swap PLUGIN=NAME)".into(),
+        )),
+    }
 }
 
 /// `--image NAME` for `run` and `bochs`: the recipe, or `None` when help
@@ -274,6 +314,18 @@ mod tests {
     }
 
     #[test]
+    fn swap_names_a_plugin_and_maybe_a_version() {
+        assert_eq!(
+            p(&["swap", "--plugin", "counter-plugin"]).unwrap(),
+            Command::Swap { plugin: "counter-plugin".into(), version: None }
+        );
+        assert_eq!(
+            p(&["swap", "--version=2.0.0", "--plugin", "counter-plugin"]).unwrap(),
+            Command::Swap { plugin: "counter-plugin".into(), version: Some("2.0.0".into()) }
+        );
+    }
+
+    #[test]
     fn qemu_arguments_after_double_dash() {
         let Command::Run { image, qemu_args } =
             p(&["run", "--image", "boot", "--", "-s", "-S", "--"]).unwrap()
@@ -302,6 +354,7 @@ mod tests {
         assert_eq!(p(&["bochs", "--help"]).unwrap(), Command::Help(BOCHS_HELP));
         assert_eq!(p(&["bench", "--help"]).unwrap(), Command::Help(BENCH_HELP));
         assert_eq!(p(&["build", "--help"]).unwrap(), Command::Help(BUILD_HELP));
+        assert_eq!(p(&["swap", "--help"]).unwrap(), Command::Help(SWAP_HELP));
     }
 
     #[test]
@@ -321,5 +374,9 @@ mod tests {
         );
         assert!(err(&["run", "-s"]).contains("-s"));
         assert!(err(&["bench", "--fast"]).contains("runner bench --help"));
+        assert!(err(&["swap"]).contains("--plugin NAME"));
+        assert!(err(&["swap", "--plugin="]).contains("--plugin NAME"));
+        assert!(err(&["swap", "--plugin"]).contains("--plugin"));
+        assert!(err(&["swap", "--plugin", "x", "--force"]).contains("--force"));
     }
 }

@@ -15,7 +15,7 @@ use loader::exit::Status;
 use crate::builder::{shown, Image};
 use crate::layout::{QemuLayout, BOCHS_CPUS, BOCHS_CPU_MODEL, BOCHS_MEM_MIB, RUN_LAYOUT};
 use crate::outcome::{last_marker, Ended};
-use crate::{out_dir, Error, Result};
+use crate::{out_dir, swap, Error, Result};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const BOCHS: &str = "bochs";
@@ -76,6 +76,8 @@ pub struct QemuBoot<'a> {
     /// `-icount shift=0`: guest time advances 1 ns per instruction, so TSC
     /// figures become deterministic instruction counts.
     pub icount: bool,
+    /// The `-serial` value for COM2 (plugin uploads), if the boot has one.
+    pub com2: Option<&'a str>,
 }
 
 pub fn qemu_args(boot: &QemuBoot) -> Vec<OsString> {
@@ -94,6 +96,11 @@ pub fn qemu_args(boot: &QemuBoot) -> Vec<OsString> {
     match boot.serial {
         Serial::File(p) => push(&format!("file:{}", p.display())),
         Serial::Terminal => push("mon:stdio"),
+    }
+    // The second `-serial` is COM2 (0x2f8).
+    if let Some(com2) = boot.com2 {
+        push("-serial");
+        push(com2);
     }
     push("-device");
     push("isa-debug-exit,iobase=0xf4,iosize=0x04");
@@ -303,6 +310,14 @@ pub fn run_console(
     accel: Accel,
 ) -> Result<ExitCode> {
     let cmdline = image.cmdline()?;
+    let socket = swap::com2_socket();
+    let com2 = swap::com2_serial_arg(&socket)?;
+    fs::create_dir_all(swap::run_dir())
+        .map_err(|e| Error::io(format!("creating {}", swap::run_dir().display()), e))?;
+    // A socket left by an earlier session would make QEMU's bind fail.
+    if socket.exists() {
+        fs::remove_file(&socket).map_err(|e| Error::io(format!("removing {}", socket.display()), e))?;
+    }
     let boot = QemuBoot {
         image,
         cmdline: &cmdline,
@@ -311,6 +326,7 @@ pub fn run_console(
         serial: Serial::Terminal,
         reboots,
         icount: false,
+        com2: Some(&com2),
     };
     let mut args = qemu_args(&boot);
     args.extend(extra.iter().cloned());
@@ -322,6 +338,10 @@ pub fn run_console(
     println!(
         "run: image `{}` on qemu {RUN_LAYOUT}{extra_note}; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor",
         image.name
+    );
+    println!(
+        "run: COM2 is {}: `make swap PLUGIN=<name>` uploads a plugin from another terminal",
+        shown(&socket)
     );
     let status = Command::new(QEMU)
         .args(&args)
@@ -463,6 +483,7 @@ mod tests {
             serial: Serial::File(log),
             reboots: false,
             icount: false,
+            com2: None,
         };
         let args = strings(&qemu_args(&boot)).join(" ");
         assert!(
@@ -493,12 +514,16 @@ mod tests {
             serial: Serial::Terminal,
             reboots: true,
             icount: true,
+            com2: Some("unix:/w/com2.sock,server=on,wait=off"),
         };
         let args = strings(&qemu_args(&boot));
         assert!(!args.contains(&"-no-reboot".to_string()));
         let joined = args.join(" ");
         assert!(joined.contains("-accel kvm -cpu host"), "{joined}");
-        assert!(joined.contains("-serial mon:stdio"), "{joined}");
+        assert!(
+            joined.contains("-serial mon:stdio -serial unix:/w/com2.sock,server=on,wait=off "),
+            "{joined}"
+        );
         assert!(joined.contains("-icount shift=0"), "{joined}");
     }
 

@@ -13,7 +13,11 @@ pub mod cli;
 pub mod emulator;
 pub mod layout;
 pub mod outcome;
+pub mod plugin_build;
+pub mod plugin_elf;
 pub mod recipes;
+pub mod signing;
+pub mod swap;
 pub mod testrun;
 
 use std::fmt;

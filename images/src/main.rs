@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use images::builder::{self, Image};
 use images::cli::{self, Command};
 use images::emulator::{self, Accel};
-use images::{bench, testrun, Error};
+use images::{bench, swap, testrun, Error};
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)).and_then(execute) {
@@ -41,5 +41,6 @@ fn execute(command: Command) -> images::Result<ExitCode> {
             emulator::bochs_console(&Image::of(image.name))
         }
         Command::Bench => bench::bench_command(),
+        Command::Swap { plugin, version } => swap::swap_command(&plugin, version.as_deref()),
     }
 }

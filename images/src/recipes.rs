@@ -29,6 +29,9 @@ pub enum Role {
         /// Resets itself once on purpose, so QEMU must not get `-no-reboot`.
         reboots: bool,
     },
+    /// Runs an in-image benchmark suite for `runner bench` (which picks the
+    /// layouts) and passes; `runner test` leaves it alone.
+    Bench,
     /// Ends badly on purpose, to prove the runner tells the endings apart.
     /// Runs on one QEMU layout; `timeout` overrides the host deadline.
     SelfCheck {
@@ -108,6 +111,12 @@ pub const RECIPES: &[Recipe] = &[
             reboots: false,
         },
     },
+    // The plugin runtime's figures (`bench:` lines), on one and four CPUs.
+    Recipe {
+        name: "bench-plugins",
+        args: "test=bench-plugins",
+        role: Role::Bench,
+    },
     self_check("fail-test", "test=selftest-fail", Status::TestFailure),
     self_check("fail-panic", "test=selftest-panic", Status::Panic),
     self_check(
@@ -157,6 +166,7 @@ impl Recipe {
     pub fn expect(&self) -> Option<Outcome> {
         match self.role {
             Role::Interactive => None,
+            Role::Bench => Some(Outcome::Exited(Status::Pass)),
             Role::Test { expect, .. } | Role::SelfCheck { expect, .. } => Some(expect),
         }
     }
@@ -168,7 +178,7 @@ impl Recipe {
     /// Where `runner test` boots this image.
     pub fn targets(&self) -> Vec<Target> {
         match self.role {
-            Role::Interactive => Vec::new(),
+            Role::Interactive | Role::Bench => Vec::new(),
             Role::Test { bochs, .. } => {
                 let mut t: Vec<Target> = QEMU_LAYOUTS.iter().map(|l| Target::Qemu(*l)).collect();
                 if bochs {
@@ -236,7 +246,7 @@ impl Recipe {
         }
         match (self.role, cl.tests) {
             (Role::Interactive, Some(_)) => bad("an interactive image runs no tests".into()),
-            (Role::Test { .. } | Role::SelfCheck { .. }, None) => {
+            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench, None) => {
                 bad("a test image needs `test=`, or it never exits".into())
             }
             (
@@ -307,6 +317,7 @@ mod tests {
         assert!(r("X", "test=a", pass).contains("a-z"));
         assert!(r("x", "test=a;reboot", pass).contains("letters, digits"));
         assert!(r("x", "test=boot", Role::Interactive).contains("runs no tests"));
+        assert!(r("x", "", Role::Bench).contains("needs `test=`"));
         let rejected = Role::SelfCheck {
             expect: Outcome::Exited(Status::BadCommandLine),
             timeout: None,
@@ -332,6 +343,7 @@ mod tests {
     #[test]
     fn targets_per_role() {
         assert!(find("default").unwrap().targets().is_empty());
+        assert!(find("bench-plugins").unwrap().targets().is_empty());
         let boot = find("boot").unwrap().targets();
         assert_eq!(boot.len(), QEMU_LAYOUTS.len() + 1);
         assert_eq!(boot.last(), Some(&Target::Bochs));

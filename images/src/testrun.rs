@@ -117,6 +117,7 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
                 serial: Serial::File(&serial_path),
                 reboots: run.recipe.reboots(),
                 icount: false,
+                com2: None,
             }));
             c
         }

@@ -28,6 +28,7 @@ extern crate std;
 pub mod ffi;
 pub mod meta;
 pub mod sig;
+pub mod upload;
 #[cfg(feature = "plugin")]
 pub mod runtime;
 

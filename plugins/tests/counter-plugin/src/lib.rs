@@ -1,112 +1,27 @@
 //! `counter`: a counter behind the `counter` interface. Version 1 keeps a
 //! u32 and steps by 1; version 2 keeps a u64 plus a swap count and steps
 //! by 2, so a test sees which version answers and that the state crossed.
+//! Version 3 steps by 3 and refuses every older state layout (the "import
+//! refuses the state" test); 3.0.0 is also outside the range `consumer`
+//! accepts (the "swap would break a consumer" test).
+//!
+//! Built without a version feature the crate is only the [`Counter`] type,
+//! which plugins that require `counter` use as an rlib dependency.
 #![no_std]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+// Links the SDK's panic handler and allocator even when no version feature
+// uses it: cargo also builds the staticlib when this crate is only a
+// dependency, and a staticlib without a panic handler does not compile.
+extern crate plugins;
 
-/// The `counter` interface table, version 1.x and 2.x alike.
+/// The `counter` interface table, the same in every version.
 #[repr(C)]
 pub struct Counter {
     /// Advances the counter and returns the new value.
     pub next: extern "C" fn() -> u64,
-    /// The version of the code answering (1 or 2).
+    /// The version of the code answering (1, 2 or 3).
     pub generation: extern "C" fn() -> u32,
 }
 
-static VALUE: AtomicU64 = AtomicU64::new(0);
-
-#[cfg(feature = "v1")]
-mod version {
-    use super::*;
-    pub const GENERATION: u32 = 1;
-    pub const STEP: u64 = 1;
-    pub const LAYOUT: u32 = 1;
-
-    /// Layout 1: the value as a little-endian u32.
-    pub fn export(buf: &mut [u8]) -> Result<usize, i32> {
-        let v = u32::try_from(VALUE.load(Ordering::SeqCst)).map_err(|_| 2)?;
-        buf.get_mut(..4).ok_or(1)?.copy_from_slice(&v.to_le_bytes());
-        Ok(4)
-    }
-
-    pub fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
-        match layout {
-            1 => VALUE.store(u32::from_le_bytes(buf.try_into().map_err(|_| 3)?) as u64, Ordering::SeqCst),
-            2 => VALUE.store(u64::from_le_bytes(buf.get(..8).ok_or(3)?.try_into().map_err(|_| 3)?), Ordering::SeqCst),
-            _ => return Err(4),
-        }
-        Ok(())
-    }
-}
-
-#[cfg(feature = "v2")]
-mod version {
-    use super::*;
-    pub const GENERATION: u32 = 2;
-    pub const STEP: u64 = 2;
-    pub const LAYOUT: u32 = 2;
-    static SWAPS: AtomicU64 = AtomicU64::new(0);
-
-    /// Layout 2: the value as a little-endian u64, then the swap count.
-    pub fn export(buf: &mut [u8]) -> Result<usize, i32> {
-        let out = buf.get_mut(..16).ok_or(1)?;
-        out[..8].copy_from_slice(&VALUE.load(Ordering::SeqCst).to_le_bytes());
-        out[8..].copy_from_slice(&SWAPS.load(Ordering::SeqCst).to_le_bytes());
-        Ok(16)
-    }
-
-    pub fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
-        let value = match layout {
-            1 => u32::from_le_bytes(buf.try_into().map_err(|_| 3)?) as u64,
-            2 => {
-                let swaps = u64::from_le_bytes(buf.get(8..16).ok_or(3)?.try_into().map_err(|_| 3)?);
-                SWAPS.store(swaps, Ordering::SeqCst);
-                u64::from_le_bytes(buf.get(..8).ok_or(3)?.try_into().map_err(|_| 3)?)
-            }
-            _ => return Err(4),
-        };
-        SWAPS.fetch_add(1, Ordering::SeqCst);
-        VALUE.store(value, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-extern "C" fn next() -> u64 {
-    VALUE.fetch_add(version::STEP, Ordering::SeqCst) + version::STEP
-}
-
-extern "C" fn generation() -> u32 {
-    version::GENERATION
-}
-
-static TABLE: Counter = Counter { next, generation };
-
-unsafe extern "C" fn show(_: plugins::StrRef) -> i32 {
-    plugins::println!("counter {} (generation {})", VALUE.load(Ordering::SeqCst), version::GENERATION);
-    0
-}
-
-fn init() -> Result<(), i32> {
-    plugins::runtime::register_command("counter", "show the counter's value and version", show)?;
-    plugins::info!("counter generation {} ready", version::GENERATION);
-    Ok(())
-}
-
-#[cfg(feature = "v1")]
-plugins::plugin! {
-    name: "counter-plugin", version: "1.0.0",
-    init: init, fini: || {},
-    provides: [("counter", "1.0.0", &TABLE)],
-    requires: [],
-    state: Some((version::LAYOUT, version::export, version::import)),
-}
-
-#[cfg(feature = "v2")]
-plugins::plugin! {
-    name: "counter-plugin", version: "2.0.0",
-    init: init, fini: || {},
-    provides: [("counter", "2.0.0", &TABLE)],
-    requires: [],
-    state: Some((version::LAYOUT, version::export, version::import)),
-}
+#[cfg(any(feature = "v1", feature = "v2", feature = "v3"))]
+mod plugin;

@@ -1,0 +1,388 @@
+//! Uploading plugins to a running loader over its second serial port
+//! (COM2, I/O port 0x2f8). The runner encodes, the loader decodes; both use
+//! this module so the two sides cannot drift apart.
+//!
+//! A frame, all integers little endian:
+//!
+//! ```text
+//! "MVUP"  u8 command  u32 length  payload (length bytes)  u32 CRC-32 of payload
+//! ```
+//!
+//! The command is [`Command::Store`] (1: put the payload, a signed `.mvp`,
+//! into the store) or [`Command::StoreAndSwap`] (2: store it, then load it,
+//! replacing the loaded version of the same plugin). CRC-32 is the common
+//! IEEE one (zlib, PNG, Ethernet). Bytes before a magic are skipped, so a
+//! receiver that started mid-frame finds the next one.
+//!
+//! The loader answers every frame with text lines on COM2 (`\n`-terminated,
+//! a `\r` before it is ignored): either one `error: <message>` line, or an
+//! `ok <summary>` line followed by one [`Loaded`] line per loaded plugin
+//! (`plugin <name> <version> 0x<load address> <path in store>`) and a
+//! final `end` line. [`ReplyParser`] reads such a reply line by line.
+
+use core::fmt;
+
+pub const MAGIC: [u8; 4] = *b"MVUP";
+/// Magic, command, length.
+pub const HEADER_LEN: usize = 9;
+pub const CRC_LEN: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Command {
+    Store = 1,
+    StoreAndSwap = 2,
+}
+
+impl Command {
+    pub const fn from_u8(b: u8) -> Option<Command> {
+        match b {
+            1 => Some(Command::Store),
+            2 => Some(Command::StoreAndSwap),
+            _ => None,
+        }
+    }
+}
+
+/// The bytes that precede the payload.
+pub fn header(command: Command, len: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0; HEADER_LEN];
+    h[..4].copy_from_slice(&MAGIC);
+    h[4] = command as u8;
+    h[5..].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+/// The bytes that follow the payload.
+pub fn trailer(payload: &[u8]) -> [u8; CRC_LEN] {
+    crc32fast::hash(payload).to_le_bytes()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The byte after the magic is no [`Command`].
+    UnknownCommand(u8),
+    /// The announced length exceeds what the receiver accepts.
+    TooLong { len: u32, max: u32 },
+    /// The payload arrived damaged.
+    BadCrc { expected: u32, computed: u32 },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownCommand(c) => write!(f, "upload command {c} is unknown (1 = store, 2 = store and swap)"),
+            Error::TooLong { len, max } => write!(f, "upload of {len} bytes exceeds the limit of {max} bytes"),
+            Error::BadCrc { expected, computed } => write!(
+                f,
+                "upload damaged in transit: CRC-32 {computed:#010x} of the payload, frame says {expected:#010x}; send it again"
+            ),
+        }
+    }
+}
+
+/// What one byte fed to the [`Decoder`] produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Nothing to do yet (magic, header or CRC byte, or skipped noise).
+    Pending,
+    /// A header was accepted: `len` payload bytes follow. The receiver
+    /// prepares a buffer of that size.
+    Start { command: Command, len: u32 },
+    /// The next payload byte.
+    Data(u8),
+    /// The frame is complete and its CRC matched.
+    Done { command: Command },
+    /// The frame is refused; the decoder is hunting for the next magic.
+    Error(Error),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    /// `matched` bytes of the magic seen.
+    Magic { matched: u8 },
+    Command,
+    Length { command: Command, got: u8, len: u32 },
+    Payload { command: Command, left: u32 },
+    Crc { command: Command, got: u8, crc: u32 },
+}
+
+/// A byte-at-a-time frame decoder: no buffer and no allocation of its own,
+/// so the loader can feed it from an interrupt-driven receive path.
+pub struct Decoder {
+    state: State,
+    max_len: u32,
+    hasher: crc32fast::Hasher,
+}
+
+impl Decoder {
+    /// A decoder that refuses payloads longer than `max_len`.
+    pub fn new(max_len: u32) -> Decoder {
+        Decoder { state: State::Magic { matched: 0 }, max_len, hasher: crc32fast::Hasher::new() }
+    }
+
+    pub fn feed(&mut self, byte: u8) -> Event {
+        let (next, event) = match self.state {
+            State::Magic { matched } => {
+                // No proper prefix of "MVUP" is also a suffix of it, so on a
+                // mismatch the only possible restart is this byte being 'M'.
+                let matched = if byte == MAGIC[matched as usize] {
+                    matched + 1
+                } else {
+                    (byte == MAGIC[0]) as u8
+                };
+                if matched as usize == MAGIC.len() {
+                    (State::Command, Event::Pending)
+                } else {
+                    (State::Magic { matched }, Event::Pending)
+                }
+            }
+            State::Command => match Command::from_u8(byte) {
+                Some(command) => (State::Length { command, got: 0, len: 0 }, Event::Pending),
+                None => (State::Magic { matched: 0 }, Event::Error(Error::UnknownCommand(byte))),
+            },
+            State::Length { command, got, len } => {
+                let len = len | (byte as u32) << (8 * got);
+                if got < 3 {
+                    (State::Length { command, got: got + 1, len }, Event::Pending)
+                } else if len > self.max_len {
+                    (State::Magic { matched: 0 }, Event::Error(Error::TooLong { len, max: self.max_len }))
+                } else {
+                    self.hasher = crc32fast::Hasher::new();
+                    let next = if len == 0 {
+                        State::Crc { command, got: 0, crc: 0 }
+                    } else {
+                        State::Payload { command, left: len }
+                    };
+                    (next, Event::Start { command, len })
+                }
+            }
+            State::Payload { command, left } => {
+                self.hasher.update(&[byte]);
+                let next = if left == 1 {
+                    State::Crc { command, got: 0, crc: 0 }
+                } else {
+                    State::Payload { command, left: left - 1 }
+                };
+                (next, Event::Data(byte))
+            }
+            State::Crc { command, got, crc } => {
+                let crc = crc | (byte as u32) << (8 * got);
+                if got < 3 {
+                    (State::Crc { command, got: got + 1, crc }, Event::Pending)
+                } else {
+                    let computed = self.hasher.clone().finalize();
+                    let event = if computed == crc {
+                        Event::Done { command }
+                    } else {
+                        Event::Error(Error::BadCrc { expected: crc, computed })
+                    };
+                    (State::Magic { matched: 0 }, event)
+                }
+            }
+        };
+        self.state = next;
+        event
+    }
+}
+
+/// The first word of a successful reply.
+pub const REPLY_OK: &str = "ok";
+/// The start of a failed reply.
+pub const REPLY_ERROR: &str = "error: ";
+/// The first word of a loaded-plugin line.
+pub const REPLY_PLUGIN: &str = "plugin";
+/// The line that ends a successful reply.
+pub const REPLY_END: &str = "end";
+
+/// One loaded plugin in a successful reply; its `Display` is the line the
+/// loader writes, and [`Loaded::parse`] reads it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// Where the plugin's ELF image (its virtual address 0) was placed.
+    pub load_address: u64,
+    /// The file in the store, e.g. `plugins/counter-plugin-2.0.0.mvp`.
+    pub path: &'a str,
+}
+
+impl fmt::Display for Loaded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{REPLY_PLUGIN} {} {} {:#x} {}", self.name, self.version, self.load_address, self.path)
+    }
+}
+
+impl<'a> Loaded<'a> {
+    /// Reads a `plugin ...` line; `None` if it is not one.
+    pub fn parse(line: &'a str) -> Option<Loaded<'a>> {
+        let mut words = line.split_ascii_whitespace();
+        if words.next()? != REPLY_PLUGIN {
+            return None;
+        }
+        let (name, version, address, path) = (words.next()?, words.next()?, words.next()?, words.next()?);
+        let load_address = u64::from_str_radix(address.strip_prefix("0x")?, 16).ok()?;
+        words.next().is_none().then_some(Loaded { name, version, load_address, path })
+    }
+}
+
+/// Where a reply stands after a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyLine<'a> {
+    /// `ok <summary>`: the operation succeeded; plugin lines follow.
+    Ok(&'a str),
+    Loaded(Loaded<'a>),
+    /// `end`: the reply is complete.
+    End,
+    /// `error: <message>`: the operation failed; the reply is complete.
+    Error(&'a str),
+}
+
+/// A line that does not fit the reply grammar at this point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnexpectedLine<'a>(pub &'a str);
+
+impl fmt::Display for UnexpectedLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unexpected reply line `{}` (want `ok ...`, `error: ...`, `plugin ...` or `end`)", self.0)
+    }
+}
+
+/// Checks the order of reply lines: `error: ...`, or `ok ...`, any number
+/// of `plugin ...`, `end`. Blank lines are skipped (`None`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReplyParser {
+    after_ok: bool,
+}
+
+impl ReplyParser {
+    pub fn line<'a>(&mut self, line: &'a str) -> Result<Option<ReplyLine<'a>>, UnexpectedLine<'a>> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let parsed = if !self.after_ok {
+            if let Some(message) = line.strip_prefix(REPLY_ERROR) {
+                ReplyLine::Error(message)
+            } else if line == REPLY_OK {
+                ReplyLine::Ok("")
+            } else if let Some(summary) = line.strip_prefix(REPLY_OK).and_then(|s| s.strip_prefix(' ')) {
+                ReplyLine::Ok(summary)
+            } else {
+                return Err(UnexpectedLine(line));
+            }
+        } else if line == REPLY_END {
+            ReplyLine::End
+        } else {
+            ReplyLine::Loaded(Loaded::parse(line).ok_or(UnexpectedLine(line))?)
+        };
+        self.after_ok = matches!(parsed, ReplyLine::Ok(_) | ReplyLine::Loaded(_));
+        Ok(Some(parsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn frame(command: Command, payload: &[u8]) -> Vec<u8> {
+        let mut f = header(command, payload.len() as u32).to_vec();
+        f.extend_from_slice(payload);
+        f.extend_from_slice(&trailer(payload));
+        f
+    }
+
+    /// Feeds `bytes`; returns the payload collected and every non-pending,
+    /// non-data event.
+    fn decode(d: &mut Decoder, bytes: &[u8]) -> (Vec<u8>, Vec<Event>) {
+        let (mut data, mut events) = (Vec::new(), Vec::new());
+        for &b in bytes {
+            match d.feed(b) {
+                Event::Pending => {}
+                Event::Data(x) => data.push(x),
+                e => events.push(e),
+            }
+        }
+        (data, events)
+    }
+
+    #[test]
+    fn header_layout_is_magic_command_length() {
+        assert_eq!(header(Command::StoreAndSwap, 0x0102_0304), *b"MVUP\x02\x04\x03\x02\x01");
+        // The IEEE CRC-32 check value.
+        assert_eq!(trailer(b"123456789"), 0xcbf4_3926u32.to_le_bytes());
+    }
+
+    #[test]
+    fn a_frame_round_trips() {
+        let mut d = Decoder::new(1 << 20);
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let (data, events) = decode(&mut d, &frame(Command::StoreAndSwap, &payload));
+        assert_eq!(data, payload);
+        assert_eq!(
+            events,
+            [Event::Start { command: Command::StoreAndSwap, len: 1000 }, Event::Done { command: Command::StoreAndSwap }]
+        );
+        let (data, events) = decode(&mut d, &frame(Command::Store, &[]));
+        assert!(data.is_empty());
+        assert_eq!(events, [Event::Start { command: Command::Store, len: 0 }, Event::Done { command: Command::Store }]);
+    }
+
+    #[test]
+    fn noise_before_a_frame_is_skipped() {
+        let mut d = Decoder::new(100);
+        let mut bytes = b"garbage MV MMVU\r\nMMVUP".to_vec();
+        // The last "MVUP" above starts a frame whose command byte follows.
+        bytes.extend_from_slice(&frame(Command::Store, b"abc")[4..]);
+        let (data, events) = decode(&mut d, &bytes);
+        assert_eq!(data, b"abc");
+        assert_eq!(events.last(), Some(&Event::Done { command: Command::Store }));
+    }
+
+    #[test]
+    fn damaged_frames_are_refused_and_the_next_one_decodes() {
+        let mut d = Decoder::new(100);
+        let mut bad = frame(Command::Store, b"hello");
+        bad[HEADER_LEN + 1] ^= 0x20;
+        let (_, events) = decode(&mut d, &bad);
+        let computed = u32::from_le_bytes(trailer(b"hEllo"));
+        let expected = u32::from_le_bytes(trailer(b"hello"));
+        assert_eq!(events.last(), Some(&Event::Error(Error::BadCrc { expected, computed })));
+        let (_, events) = decode(&mut d, b"MVUP\x07");
+        assert_eq!(events, [Event::Error(Error::UnknownCommand(7))]);
+        let (_, events) = decode(&mut d, &header(Command::Store, 101));
+        assert_eq!(events, [Event::Error(Error::TooLong { len: 101, max: 100 })]);
+        let (data, events) = decode(&mut d, &frame(Command::StoreAndSwap, b"ok"));
+        assert_eq!((data.as_slice(), events.last()), (&b"ok"[..], Some(&Event::Done { command: Command::StoreAndSwap })));
+    }
+
+    #[test]
+    fn loaded_lines_round_trip() {
+        let l = Loaded { name: "counter-plugin", version: "2.0.0", load_address: 0xffff_8000_0010_0000, path: "plugins/counter-plugin-2.0.0.mvp" };
+        let text = std::format!("{l}");
+        assert_eq!(text, "plugin counter-plugin 2.0.0 0xffff800000100000 plugins/counter-plugin-2.0.0.mvp");
+        assert_eq!(Loaded::parse(&text), Some(l));
+        assert_eq!(Loaded::parse("plugin a 1.0.0 100000 p"), None, "address without 0x");
+        assert_eq!(Loaded::parse("plugin a 1.0.0 0x10"), None, "no path");
+        assert_eq!(Loaded::parse("plugin a 1.0.0 0x10 p extra"), None);
+        assert_eq!(Loaded::parse("plugins a 1.0.0 0x10 p"), None);
+    }
+
+    #[test]
+    fn replies_follow_the_grammar() {
+        let mut p = ReplyParser::default();
+        assert_eq!(p.line("ok swapped counter-plugin 1.0.0 -> 2.0.0\r\n"), Ok(Some(ReplyLine::Ok("swapped counter-plugin 1.0.0 -> 2.0.0"))));
+        assert!(matches!(p.line("plugin c 2.0.0 0x1000 plugins/c-2.0.0.mvp"), Ok(Some(ReplyLine::Loaded(_)))));
+        assert_eq!(p.line(""), Ok(None));
+        assert_eq!(p.line("end"), Ok(Some(ReplyLine::End)));
+        assert_eq!(p.line("end"), Err(UnexpectedLine("end")), "end outside a reply");
+        assert_eq!(p.line("ok"), Ok(Some(ReplyLine::Ok(""))));
+        assert_eq!(p.line("garbage"), Err(UnexpectedLine("garbage")));
+
+        let mut p = ReplyParser::default();
+        assert_eq!(p.line("error: signature does not verify"), Ok(Some(ReplyLine::Error("signature does not verify"))));
+        assert_eq!(p.line("okay"), Err(UnexpectedLine("okay")));
+        assert_eq!(p.line("plugin c 2.0.0 0x1000 p"), Err(UnexpectedLine("plugin c 2.0.0 0x1000 p")), "plugin before ok");
+    }
+}

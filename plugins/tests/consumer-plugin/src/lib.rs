@@ -1,0 +1,64 @@
+//! `consumer`: requires `counter` (`>=1.0.0, <3.0.0`) and provides
+//! `consumer` 1.0.0, whose functions forward to the counter through an
+//! [`Interface`]. It is what the runtime's dependency tests need: a plugin
+//! that must be loaded after its provider, keeps working across a swap of
+//! counter 1 -> 2 (the handle is re-pointed), and blocks a swap to counter
+//! 3.0.0, which its range excludes. The shell command `consumer` calls
+//! through once and prints what came back.
+#![no_std]
+
+use counter_plugin::Counter;
+use plugins::runtime::Interface;
+
+/// The `consumer` interface table.
+#[repr(C)]
+pub struct Consumer {
+    /// The counter's `next`, called through the `counter` handle.
+    pub next: extern "C" fn() -> u64,
+    /// The counter's `generation`, likewise.
+    pub generation: extern "C" fn() -> u32,
+}
+
+/// Resolved once in `init`: the handle stays valid until this plugin
+/// unloads, and the loader re-points it when the counter is swapped.
+static COUNTER: spin::Once<Interface<Counter>> = spin::Once::new();
+
+fn counter() -> &'static Interface<Counter> {
+    // `init` fails unless the interface resolved, so no entry point runs
+    // before it is set.
+    COUNTER.get().expect("consumer called before init")
+}
+
+extern "C" fn next() -> u64 {
+    counter().call(|c| (c.next)())
+}
+
+extern "C" fn generation() -> u32 {
+    counter().call(|c| (c.generation)())
+}
+
+static TABLE: Consumer = Consumer { next, generation };
+
+unsafe extern "C" fn command(_: plugins::StrRef) -> i32 {
+    plugins::println!("consumer: counter generation {} says {}", generation(), next());
+    0
+}
+
+/// Error code: the loader resolved no `counter` for this plugin.
+const NO_COUNTER: i32 = 1;
+
+fn init() -> Result<(), i32> {
+    let iface = Interface::get("counter").ok_or(NO_COUNTER)?;
+    COUNTER.call_once(|| iface);
+    plugins::runtime::register_command("consumer", "call the counter through the consumer", command)?;
+    plugins::info!("consumer ready, counter generation {}", generation());
+    Ok(())
+}
+
+plugins::plugin! {
+    name: "consumer-plugin", version: "1.0.0",
+    init: init, fini: || {},
+    provides: [("consumer", "1.0.0", &TABLE)],
+    requires: [("counter", ">=1.0.0, <3.0.0")],
+    state: None,
+}
