@@ -135,6 +135,7 @@ pub fn run() -> ! {
     write_fmt(format_args!("type `help` for commands\n{PROMPT}"));
     loop {
         let Some(b) = try_receive() else {
+            crate::upload::poll();
             x86_64::instructions::hlt();
             continue;
         };
@@ -181,6 +182,13 @@ fn command(cmd: &str) {
         }
         "poweroff" => crate::power::exit(loader::exit::Status::PowerOff),
         "reboot" => crate::power::reboot(),
-        other => crate::println!("error: unknown command `{other}`; type `help` for the list"),
+        other => {
+            let (name, args) = other.split_once(' ').unwrap_or((other, ""));
+            match crate::plugin::commands::run(name, args) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => crate::println!("error: {e}"),
+                None => crate::println!("error: unknown command `{other}`; type `help` for the list"),
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ mod power;
 mod smp;
 mod tests;
 mod time;
+mod upload;
 mod timer;
 mod watchdog;
 
@@ -123,6 +124,10 @@ extern "C" fn boot_cpu_main() -> ! {
     timer::init().unwrap_or_else(|e| panic!("{e}"));
     timer::start_tick();
     smp::init(id);
+    // Without COM2 there is no upload, and the rest works on.
+    if let Err(e) = upload::init(acpi) {
+        log::warn!("plugin upload over COM2 is off: {e}");
+    }
 
     banner(boot, acpi, mode, cal);
     x86_64::instructions::interrupts::enable();

@@ -88,7 +88,7 @@ macro_rules! plugin {
             const __MV_TEXT: &str = $text;
             #[used]
             #[link_section = ".note.modvisor"]
-            static __MV_NOTE: $crate::meta::Note<{ __MV_TEXT.len() }> = $crate::meta::Note::new($abi, __MV_TEXT);
+            static __MV_NOTE: $crate::meta::Note<{ $crate::meta::padded(__MV_TEXT.len()) }> = $crate::meta::Note::new($abi, __MV_TEXT);
         };
     };
     (@body $init:expr, $fini:expr, [$(($pname:literal, $ptable:expr)),*], $state:expr) => {

@@ -16,7 +16,9 @@ pub const NOTE_TYPE: u32 = 0x4d56_0001;
 pub const MAX_LINKS: usize = 8;
 
 /// The note record as the plugin carries it (ELF note layout: namesz,
-/// descsz, type, owner padded to 4, descriptor padded to 4).
+/// descsz, type, owner padded to 4, descriptor padded to 4). `N` is the
+/// text length rounded up to a multiple of 4 ([`padded`]); the padding is
+/// NULs, outside `descsz`.
 #[repr(C, align(4))]
 pub struct Note<const N: usize> {
     namesz: u32,
@@ -25,15 +27,20 @@ pub struct Note<const N: usize> {
     owner: [u8; 12],
     abi: [u8; 8],
     text: [u8; N],
-    pad: [u8; 3],
+}
+
+/// Room for `len` bytes of note text, rounded up to the note alignment.
+pub const fn padded(len: usize) -> usize {
+    (len + 3) & !3
 }
 
 impl<const N: usize> Note<N> {
     pub const fn new(abi: u64, text: &str) -> Self {
         let mut t = [0u8; N];
         let b = text.as_bytes();
+        assert!(padded(b.len()) == N, "Note<N> needs N == padded(text.len())");
         let mut i = 0;
-        while i < N {
+        while i < b.len() {
             t[i] = b[i];
             i += 1;
         }
@@ -45,12 +52,11 @@ impl<const N: usize> Note<N> {
         }
         Note {
             namesz: NOTE_OWNER.len() as u32 + 1,
-            descsz: 8 + N as u32,
+            descsz: 8 + b.len() as u32,
             ty: NOTE_TYPE,
             owner,
             abi: abi.to_le_bytes(),
             text: t,
-            pad: [0; 3],
         }
     }
 }
@@ -174,7 +180,8 @@ mod tests {
     #[test]
     fn note_struct_matches_the_elf_note_layout() {
         const T: &str = "name=a\nversion=1.0.0\n";
-        let n = Note::<{ T.len() }>::new(0x1122, T);
+        let n = Note::<{ padded(T.len()) }>::new(0x1122, T);
+        assert_eq!(core::mem::size_of_val(&n) % 4, 0);
         // SAFETY: `Note` is repr(C) plain data.
         let bytes = unsafe {
             core::slice::from_raw_parts(&n as *const _ as *const u8, core::mem::size_of_val(&n))

@@ -359,7 +359,13 @@ pub fn handle_for(id: u64, interface: &str) -> *const Handle {
 /// Records a shell command of plugin `id` (for `mv_register_command`).
 pub fn add_command(id: u64, name: &str, help: &str, f: CommandFn) -> Result<(), Error> {
     let mut r = REG.lock();
-    let taken = r.plugins.iter().filter(|p| p.id != id && p.state == State::Active).any(|p| p.commands.iter().any(|c| c.name == name));
+    let caller = r.plugins.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
+    // The version a swap replaces may keep the name until the swap commits.
+    let taken = r
+        .plugins
+        .iter()
+        .filter(|p| p.id != id && p.name != caller && p.state == State::Active)
+        .any(|p| p.commands.iter().any(|c| c.name == name));
     if taken || super::commands::is_builtin(name) {
         return Err(Error::CommandExists(name.into()));
     }
@@ -571,11 +577,6 @@ pub fn run_command(name: &str, args: &str) -> Option<Result<i32, Error>> {
             Err(Error::Panicked { name: plugin, operation: "a shell command", message })
         }
     })
-}
-
-/// Whether a loaded plugin `name` is active (for tests and the shell).
-pub fn is_active(name: &str) -> bool {
-    find(&REG.lock(), &resolve::plugin_name(name)).is_some_and(|p| p.state == State::Active)
 }
 
 pub fn version_of(name: &str) -> Option<Version> {

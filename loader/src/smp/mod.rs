@@ -39,7 +39,9 @@ extern "C" {
 }
 
 /// Vector of "run the function in your mailbox" and "park now" requests.
-pub const CALL_VECTOR: u8 = 0xf0;
+/// Its priority class (0xd) is below the stop-the-world vector's, so a CPU
+/// running a posted function can still be stopped.
+pub const CALL_VECTOR: u8 = 0xd0;
 
 /// Pages of each AP's kernel stack.
 const STACK_PAGES: u64 = 16;
@@ -128,8 +130,8 @@ static CALL_LOCK: Mutex<()> = Mutex::new(());
 
 static NMI_COUNT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
-/// Vector of the stop-the-world rendezvous.
-pub const STOP_VECTOR: u8 = 0xf1;
+/// Vector of the stop-the-world rendezvous: the highest priority class.
+pub const STOP_VECTOR: u8 = 0xf0;
 /// Per CPU: how deep it is in sections the world may not stop inside
 /// (calls into plugin code that a swap may free).
 static UNSTOPPABLE_DEPTH: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];

@@ -4,7 +4,8 @@
 //! that must be loaded after its provider, keeps working across a swap of
 //! counter 1 -> 2 (the handle is re-pointed), and blocks a swap to counter
 //! 3.0.0, which its range excludes. The shell command `consumer` calls
-//! through once and prints what came back.
+//! through once and prints what came back; `consumer panic` panics, for the
+//! containment test.
 #![no_std]
 
 use counter_plugin::Counter;
@@ -39,7 +40,11 @@ extern "C" fn generation() -> u32 {
 
 static TABLE: Consumer = Consumer { next, generation };
 
-unsafe extern "C" fn command(_: plugins::StrRef) -> i32 {
+unsafe extern "C" fn command(args: plugins::StrRef) -> i32 {
+    // SAFETY: the loader passes the command's arguments as a live string.
+    if unsafe { args.as_str() }.trim() == "panic" {
+        panic!("asked to panic");
+    }
     plugins::println!("consumer: counter generation {} says {}", generation(), next());
     0
 }
@@ -50,7 +55,7 @@ const NO_COUNTER: i32 = 1;
 fn init() -> Result<(), i32> {
     let iface = Interface::get("counter").ok_or(NO_COUNTER)?;
     COUNTER.call_once(|| iface);
-    plugins::runtime::register_command("consumer", "call the counter through the consumer", command)?;
+    plugins::runtime::register_command("consumer", "call the counter through the consumer (`consumer panic`: panic)", command)?;
     plugins::info!("consumer ready, counter generation {}", generation());
     Ok(())
 }
