@@ -476,8 +476,10 @@ fn transfer(old_id: u64, new_id: u64, name: &str) -> Result<u64, Error> {
         (old.image.descriptor().export_state, old.image.descriptor().state_version, new.image.descriptor().import_state)
     };
     let mut blob = alloc::vec![0u8; STATE_CAPACITY];
-    let world = crate::smp::stop_world().map_err(Error::WorldStop)?;
+    // The blackout counts from the stop request: the first CPU may park
+    // as soon as the IPIs go out.
     let t0 = crate::time::rdtsc();
+    let world = crate::smp::stop_world().map_err(Error::WorldStop)?;
     if let (Some(export), Some(import)) = (export, import) {
         // SAFETY: the old image's entry point, with a buffer of that size.
         let len = guard::call(old_id, name, || unsafe { export(blob.as_mut_ptr(), blob.len()) })
