@@ -30,6 +30,7 @@ static SUITES: &[Suite] = &[
     Suite { name: "cpu", tests: crate::cpu::tests::TESTS },
     Suite { name: "acpi", tests: crate::acpi::tests::TESTS },
     Suite { name: "smp", tests: crate::smp::tests::TESTS },
+    Suite { name: "shell", tests: crate::shell::tests::TESTS },
     Suite { name: "reboot", tests: crate::power::tests::REBOOT },
     Suite { name: "poweroff", tests: crate::power::tests::POWEROFF },
     Suite { name: "selftest-fail", tests: selftest::FAIL },
