@@ -14,6 +14,7 @@ pub mod emulator;
 pub mod layout;
 pub mod outcome;
 pub mod recipes;
+pub mod session;
 pub mod testrun;
 
 use std::fmt;

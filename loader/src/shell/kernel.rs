@@ -13,13 +13,12 @@ use spin::Mutex;
 
 pub use loader::shell::registry::Handler;
 pub use loader::shell::Error;
+use loader::shell::{GREETING, PROMPT};
 
 #[path = "builtins.rs"]
 mod builtins;
 #[path = "tests.rs"]
 pub mod tests;
-
-pub const PROMPT: &str = "modvisor> ";
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry::new(&builtins::BUILTINS));
 
@@ -73,7 +72,7 @@ pub fn run() -> ! {
             log::warn!("{e}; polling COM1 at each timer tick instead, so fast input may be refused as lost");
         }
     }
-    println!("type `help` for commands");
+    println!("{GREETING}");
     let mut editor = Editor::new(PROMPT);
     editor.prompt(&mut Raw);
     loop {

@@ -13,6 +13,12 @@ pub mod ring;
 use alloc::string::String;
 use core::fmt;
 
+/// Printed before each line the shell reads, always at the start of a line
+/// (the runner's scripted session relies on both).
+pub const PROMPT: &str = "modvisor> ";
+/// Printed once when the interactive shell starts, after the boot commands.
+pub const GREETING: &str = "type `help` for commands";
+
 /// Everything a shell command or the shell itself can fail with. Shown to
 /// the user as `error: <message>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
