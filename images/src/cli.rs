@@ -39,12 +39,14 @@ usage: runner test [--filter SUBSTR] [--jobs N]
 
 Builds what is stale, then boots every test image on its layouts (QEMU q35
 and pc with several -smp and -m; Bochs for some) and checks how each boot
-ended and what its banner reported. Serial logs stay in images/out/runs/.
+ended and what its banner reported; then plays the scripted shell session
+`shell-session` on the `default` image's serial console and checks every
+reply. Serial logs stay in images/out/runs/.
 The last line is `N passed, M failed`; the exit status is 1 if M > 0.
 
 options:
-  --filter SUBSTR  only images whose name contains SUBSTR, or only the
-                   emulator named SUBSTR (`qemu`, `bochs`)
+  --filter SUBSTR  only images (or sessions) whose name contains SUBSTR, or
+                   only the emulator named SUBSTR (`qemu`, `bochs`)
   --jobs N         boots at a time (default 2)";
 
 pub const RUN_HELP: &str = "\

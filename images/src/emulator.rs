@@ -61,6 +61,10 @@ pub enum Serial<'a> {
     /// The terminal: QEMU multiplexes it with its monitor (Ctrl-A C /
     /// Ctrl-A X); Bochs puts it in raw mode.
     Terminal,
+    /// A unix socket QEMU listens on and the runner connects to (scripted
+    /// shell sessions). QEMU starts the guest only once connected, so no
+    /// output is lost. Bochs has no such mode.
+    Socket(&'a Path),
 }
 
 /// Everything that makes up one QEMU boot.
@@ -96,6 +100,7 @@ pub fn qemu_args(boot: &QemuBoot) -> Vec<OsString> {
     match boot.serial {
         Serial::File(p) => push(&format!("file:{}", p.display())),
         Serial::Terminal => push("mon:stdio"),
+        Serial::Socket(p) => push(&format!("unix:{},server=on,wait=on", p.display())),
     }
     // The second `-serial` is COM2 (0x2f8).
     if let Some(com2) = boot.com2 {
@@ -161,12 +166,18 @@ pub fn bochs_firmware() -> Result<(PathBuf, PathBuf)> {
     Ok((bios.to_path_buf(), vga.to_path_buf()))
 }
 
-pub fn bochsrc(boot: &BochsBoot) -> String {
+pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
     let com1 = match boot.com1 {
         Serial::File(p) => format!("mode=file, dev=\"{}\"", p.display()),
         Serial::Terminal => "mode=term, dev=/dev/tty".to_string(),
+        Serial::Socket(_) => {
+            return Err(Error::Environment(
+                "Bochs cannot put COM1 on a unix socket; scripted shell sessions run in QEMU"
+                    .into(),
+            ))
+        }
     };
-    format!(
+    Ok(format!(
         "# Written by modvisor's runner for one boot.\n\
          # Debian's Bochs has no `nogui`; rfb without a viewer is headless,\n\
          # and timeout=0 keeps it from waiting for one.\n\
@@ -188,7 +199,7 @@ pub fn bochsrc(boot: &BochsBoot) -> String {
         vga = boot.vga_bios.display(),
         iso = boot.iso.display(),
         log = boot.log.display(),
-    )
+    ))
 }
 
 /// Bochs's arguments: Debian builds the debugger in, which stops at a
@@ -216,7 +227,7 @@ pub fn prepare_bochs(dir: &Path, iso: &Path, com1: Serial) -> Result<Vec<OsStrin
         log: &log,
         bios: &bios,
         vga_bios: &vga_bios,
-    });
+    })?;
     fs::write(&rc_path, text)
         .map_err(|e| Error::io(format!("writing {}", rc_path.display()), e))?;
     fs::write(&cont_path, "c\n")
@@ -235,7 +246,7 @@ pub fn fresh_run_dir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn ended(status: ExitStatus) -> Ended {
+pub fn ended(status: ExitStatus) -> Ended {
     match status.code() {
         Some(c) => Ended::Code(c),
         None => Ended::Signal(status.signal().unwrap_or(0)),
@@ -382,7 +393,8 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
         shown(&output)
     );
     let result = match com1 {
-        Serial::Terminal => {
+        // `prepare_bochs` refuses a socket.
+        Serial::Terminal | Serial::Socket(_) => {
             println!(
                 "bochs: COM1 is this terminal and Bochs takes every key, Ctrl-C included; \
                  leave with the loader's power-off or `kill {}` from elsewhere",
@@ -535,7 +547,8 @@ mod tests {
             log: Path::new("/w/run/bochs.log"),
             bios: Path::new(BOCHS_BIOS),
             vga_bios: Path::new("/usr/share/vgabios/vgabios.bin"),
-        });
+        })
+        .unwrap();
         for line in [
             "display_library: rfb, options=\"timeout=0\"",
             "cpu: model=corei7_skylake_x, count=2, ips=50000000, reset_on_triple_fault=0",
@@ -568,11 +581,40 @@ mod tests {
             log: Path::new("/l"),
             bios: Path::new("/b"),
             vga_bios: Path::new("/v"),
-        });
+        })
+        .unwrap();
         assert!(
             text.contains("com1: enabled=1, mode=term, dev=/dev/tty\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn serial_on_a_socket_is_qemu_only() {
+        let image = Image::of("default");
+        let boot = QemuBoot {
+            image: &image,
+            cmdline: "image=default",
+            layout: RUN_LAYOUT,
+            accel: Accel::Tcg,
+            serial: Serial::Socket(Path::new("/tmp/s.sock")),
+            reboots: false,
+            icount: false,
+        };
+        let joined = strings(&qemu_args(&boot)).join(" ");
+        assert!(
+            joined.contains("-serial unix:/tmp/s.sock,server=on,wait=on "),
+            "{joined}"
+        );
+        let e = bochsrc(&BochsBoot {
+            iso: Path::new("/i.iso"),
+            com1: Serial::Socket(Path::new("/tmp/s.sock")),
+            log: Path::new("/l"),
+            bios: Path::new("/b"),
+            vga_bios: Path::new("/v"),
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("QEMU"), "{e}");
     }
 
     #[test]

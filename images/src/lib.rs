@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod plugin_build;
 pub mod plugin_elf;
 pub mod recipes;
+pub mod session;
 pub mod signing;
 pub mod swap;
 pub mod testrun;

@@ -91,6 +91,7 @@ pub const RECIPES: &[Recipe] = &[
         },
     },
     test("xapic", "test=cpu,smp apic=xapic"),
+    test("shell", "test=shell"),
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {

@@ -1,5 +1,5 @@
-//! `runner test`: boots every (image, emulator, layout) combination, judges
-//! each boot, and reports.
+//! `runner test`: boots every (image, emulator, layout) combination and
+//! plays every scripted shell session, judges each run, and reports.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -12,8 +12,10 @@ use crate::builder::{shown, Image};
 use crate::emulator::{self, Accel, QemuBoot, Serial};
 use crate::layout::Target;
 use crate::outcome::{classify, Ended, Outcome};
-use crate::recipes::{Recipe, RECIPES};
+use crate::recipes::{self, Recipe, RECIPES};
+use crate::session::{self, Scenario, SCENARIOS};
 use crate::{last_lines, read_lossy, Error, Result};
+use loader::exit::Status;
 
 /// How many serial lines a failure report shows.
 const TAIL_LINES: usize = 40;
@@ -23,34 +25,62 @@ const TAIL_LINES: usize = 40;
 pub struct Run {
     pub recipe: &'static Recipe,
     pub target: Target,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Boot and wait for the image to end by itself.
+    Boot,
+    /// Type a scripted session on the serial console; it ends with a
+    /// power-off.
+    Session(&'static Scenario),
 }
 
 impl Run {
+    /// The run's name in the report: the image, or the session.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Boot => self.recipe.name,
+            Kind::Session(s) => s.name,
+        }
+    }
+
     pub fn expect(&self) -> Outcome {
-        self.recipe
-            .expect()
-            .expect("only recipes with an expected outcome are planned")
+        match self.kind {
+            Kind::Boot => self
+                .recipe
+                .expect()
+                .expect("only recipes with an expected outcome are planned"),
+            Kind::Session(_) => Outcome::Exited(Status::PowerOff),
+        }
     }
 
     fn dir_name(&self) -> String {
-        format!("{}.{}", self.recipe.name, self.target.slug())
+        format!("{}.{}", self.name(), self.target.slug())
     }
 }
 
 /// Every run `runner test` performs, in report order. `filter` keeps the
 /// runs whose image name contains it, or whose emulator it names.
 pub fn plan(filter: Option<&str>) -> Vec<Run> {
-    RECIPES
-        .iter()
-        .flat_map(|recipe| {
-            recipe
-                .targets()
-                .into_iter()
-                .map(move |target| Run { recipe, target })
+    let boots = RECIPES.iter().flat_map(|recipe| {
+        recipe.targets().into_iter().map(move |target| Run {
+            recipe,
+            target,
+            kind: Kind::Boot,
         })
+    });
+    let sessions = SCENARIOS.iter().map(|s| Run {
+        recipe: recipes::find(s.image).expect("a scenario names an image of the table"),
+        target: Target::Qemu(s.layout),
+        kind: Kind::Session(s),
+    });
+    boots
+        .chain(sessions)
         .filter(|run| match filter {
             None => true,
-            Some(f) => run.recipe.name.contains(f) || run.target.emulator().name() == f,
+            Some(f) => run.name().contains(f) || run.target.emulator().name() == f,
         })
         .collect()
 }
@@ -105,6 +135,9 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
     let dir = emulator::fresh_run_dir(&run.dir_name())?;
     let serial_path = dir.join("serial.log");
     let output = dir.join("emulator.out");
+    if let (Kind::Session(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
+        return play(run, scenario, &image, layout, accel, &serial_path, &output);
+    }
     let mut command = match run.target {
         Target::Qemu(layout) => {
             let cmdline = image.cmdline()?;
@@ -137,16 +170,81 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
             .map_err(|e| Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
     let verdict = judge(run, ended, &serial);
+    Ok(finished(
+        verdict,
+        took.as_secs_f64(),
+        &serial,
+        &serial_path,
+        &output,
+    ))
+}
+
+fn finished(
+    verdict: Verdict,
+    seconds: f64,
+    serial: &str,
+    serial_path: &Path,
+    output: &Path,
+) -> Finished {
     let details = if verdict.passed() {
         Vec::new()
     } else {
-        failure_details(&verdict, &serial, &serial_path, &output)
+        failure_details(&verdict, serial, serial_path, output)
     };
-    Ok(Finished {
+    Finished {
         passed: verdict.passed(),
-        seconds: took.as_secs_f64(),
+        seconds,
         details,
-    })
+    }
+}
+
+/// Boots `image` with COM1 on a socket and plays `scenario` on it.
+fn play(
+    run: &Run,
+    scenario: &Scenario,
+    image: &Image,
+    layout: crate::layout::QemuLayout,
+    accel: Accel,
+    serial_path: &Path,
+    output: &Path,
+) -> Result<Finished> {
+    // Unix socket paths are limited to about 100 bytes, which a deep
+    // workspace could exceed; the temporary directory is short.
+    let socket = std::env::temp_dir().join(format!(
+        "modvisor-{}-{}.sock",
+        std::process::id(),
+        scenario.name
+    ));
+    let _ = std::fs::remove_file(&socket);
+    let cmdline = scenario.cmdline(&image.cmdline()?);
+    let mut command = Command::new(emulator::QEMU);
+    command.args(emulator::qemu_args(&QemuBoot {
+        image,
+        cmdline: &cmdline,
+        layout,
+        accel,
+        serial: Serial::Socket(&socket),
+        reboots: false,
+        icount: false,
+    }));
+    let driven = session::drive(scenario, &mut command, &socket, output, serial_path);
+    let _ = std::fs::remove_file(&socket);
+    let driven =
+        driven.map_err(|e| Error::io(format!("playing the `{}` session", scenario.name), e))?;
+    let mut verdict = judge(run, driven.ended, &driven.transcript);
+    verdict.problems.extend(driven.problems);
+    verdict.problems.extend(session::check(
+        scenario,
+        &driven.transcript,
+        &driven.sent_at,
+    ));
+    Ok(finished(
+        verdict,
+        driven.took.as_secs_f64(),
+        &driven.transcript,
+        serial_path,
+        output,
+    ))
 }
 
 fn failure_details(
@@ -189,25 +287,29 @@ pub fn progress_line(
     let result = if passed { "ok" } else { "FAILED" };
     format!(
         "[{done:>width$}/{total}] {:<name_width$} {} ... {result} ({seconds:.1} s)",
-        run.recipe.name, run.target
+        run.name(),
+        run.target
     )
 }
 
 /// The per-image summary and the closing count line.
 pub fn summary(runs: &[Run], passed: &[bool]) -> Vec<String> {
     let mut lines = vec!["results per image:".to_string()];
-    let name_width = runs.iter().map(|r| r.recipe.name.len()).max().unwrap_or(0);
-    for recipe in RECIPES {
+    let name_width = runs.iter().map(|r| r.name().len()).max().unwrap_or(0);
+    let mut names: Vec<&str> = Vec::new();
+    for r in runs {
+        if !names.contains(&r.name()) {
+            names.push(r.name());
+        }
+    }
+    for name in names {
         let mine: Vec<(&Run, bool)> = runs
             .iter()
             .zip(passed.iter().copied())
-            .filter(|(r, _)| r.recipe.name == recipe.name)
+            .filter(|(r, _)| r.name() == name)
             .collect();
-        if mine.is_empty() {
-            continue;
-        }
         let ok = mine.iter().filter(|(_, p)| *p).count();
-        let mut line = format!("  {:<name_width$} {ok}/{} passed", recipe.name, mine.len());
+        let mut line = format!("  {name:<name_width$} {ok}/{} passed", mine.len());
         let failed: Vec<String> = mine
             .iter()
             .filter(|(_, p)| !*p)
@@ -233,7 +335,7 @@ pub fn run_all(runs: &[Run], jobs: usize, accel: Accel) -> bool {
     order.sort_by_key(|&i| std::cmp::Reverse(runs[i].recipe.timeout(&runs[i].target)));
     let next = AtomicUsize::new(0);
     let done = Mutex::new((0usize, vec![false; runs.len()]));
-    let name_width = runs.iter().map(|r| r.recipe.name.len()).max().unwrap_or(0);
+    let name_width = runs.iter().map(|r| r.name().len()).max().unwrap_or(0);
     thread::scope(|scope| {
         for _ in 0..jobs.min(runs.len()) {
             scope.spawn(|| {
@@ -296,13 +398,13 @@ mod tests {
     use super::*;
     use crate::layout::{QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
     use crate::recipes::find;
-    use loader::exit::Status;
     use std::fs;
 
     fn run(name: &str, target: Target) -> Run {
         Run {
             recipe: find(name).unwrap(),
             target,
+            kind: Kind::Boot,
         }
     }
 
@@ -313,7 +415,10 @@ mod tests {
     #[test]
     fn plan_covers_every_test_image_and_layout() {
         let all = plan(None);
-        assert!(all.iter().all(|r| r.recipe.name != "default"));
+        // The interactive image boots only for scripted sessions.
+        assert!(all
+            .iter()
+            .all(|r| r.recipe.name != "default" || matches!(r.kind, Kind::Session(_))));
         let smp: Vec<&Run> = all.iter().filter(|r| r.recipe.name == "smp").collect();
         assert_eq!(smp.len(), QEMU_LAYOUTS.len() + 1);
         let bochs: Vec<&str> = all
@@ -326,6 +431,34 @@ mod tests {
             all.iter().filter(|r| r.recipe.name == "fail-panic").count(),
             1
         );
+    }
+
+    #[test]
+    fn sessions_are_planned_and_expect_a_power_off() {
+        let sessions: Vec<Run> = plan(None)
+            .into_iter()
+            .filter(|r| matches!(r.kind, Kind::Session(_)))
+            .collect();
+        assert_eq!(sessions.len(), SCENARIOS.len());
+        let s = sessions[0];
+        assert_eq!((s.name(), s.recipe.name), ("shell-session", "default"));
+        assert_eq!(s.expect(), Outcome::Exited(Status::PowerOff));
+        assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of4-512M");
+        // `--filter shell` takes the in-image suite and the session.
+        let names: Vec<&str> = plan(Some("shell")).iter().map(Run::name).collect();
+        assert!(
+            names.contains(&"shell") && names.contains(&"shell-session"),
+            "{names:?}"
+        );
+        assert_eq!(plan(Some("shell-session")).len(), 1);
+        // A session's serial log holds the whole transcript, banner included.
+        let serial = format!(
+            "cpus: 2 enabled at boot, 2 hot-pluggable\nmemory: 511 MiB usable\n{}\n",
+            Status::PowerOff
+        );
+        assert!(judge(&s, Ended::Code(0), &serial).passed());
+        let v = judge(&s, Ended::TimedOut, &serial);
+        assert_eq!(v.problems, ["expected poweroff, got timeout"]);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! Every word must be known; anything else is refused with an error naming
 //! the word, so a typo in a test image never silently runs the wrong thing.
+//! A value with spaces goes in double quotes, `key="a b"`, as on Linux; the
+//! quotes must enclose the whole value and there is no escape inside them.
 
 use core::fmt;
 
@@ -27,21 +29,30 @@ pub struct CommandLine<'a> {
     pub apic: ApicMode,
     /// Print boot-time figures and power off.
     pub bench: bool,
+    /// Shell commands to run at boot, separated by `;` (see
+    /// [`CommandLine::boot_commands`]).
+    pub shell: Option<&'a str>,
 }
 
 /// One line of help per accepted word, printed with every error.
-pub const HELP: &str = "  image=<name>        name of the booted image
+pub const HELP: &str = r#"  image=<name>        name of the booted image
   test=<suite>[,...]  run in-image test suites (or `all`) and exit
   watchdog=<seconds>  exit with status `watchdog` after this long (0: off)
   log=<level>         off, error, warn, info, debug or trace
   apic=<mode>         auto, xapic or x2apic
-  bench               print boot-time figures and power off";
+  bench               print boot-time figures and power off
+  sh="<cmd>[; ...]"   run shell commands at boot, before tests or the prompt
+a value with spaces goes in double quotes: key="a b""#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error<'a> {
     Unknown(&'a str),
     BadValue { key: &'a str, value: &'a str, expected: &'static str },
     Duplicate(&'a str),
+    /// A `"` opens a value that never closes; holds the rest of the line.
+    UnterminatedQuote(&'a str),
+    /// A `"` anywhere but around a whole value.
+    MisplacedQuote(&'a str),
 }
 
 impl fmt::Display for Error<'_> {
@@ -52,6 +63,13 @@ impl fmt::Display for Error<'_> {
                 write!(f, "bad value `{value}` for command-line argument `{key}`: expected {expected}")
             }
             Error::Duplicate(k) => write!(f, "command-line argument `{k}` given twice"),
+            Error::UnterminatedQuote(w) => {
+                write!(f, "unterminated `\"` in command-line argument `{w}`: close the quote after the value")
+            }
+            Error::MisplacedQuote(w) => write!(
+                f,
+                "misplaced `\"` in command-line argument `{w}`: quotes go around a whole value, as in key=\"a b\""
+            ),
         }
     }
 }
@@ -65,13 +83,18 @@ impl<'a> CommandLine<'a> {
             log_level: log::LevelFilter::Info,
             apic: ApicMode::Auto,
             bench: false,
+            shell: None,
         };
         let mut seen: u8 = 0;
-        for word in line.split_ascii_whitespace() {
+        for word in Words(line) {
+            let word = word?;
             let (key, value) = match word.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
+                Some((k, v)) => (k, Some(unquote(word, v)?)),
                 None => (word, None),
             };
+            if key.contains('"') {
+                return Err(Error::MisplacedQuote(word));
+            }
             let bit = match key {
                 "image" => 0,
                 "test" => 1,
@@ -79,6 +102,7 @@ impl<'a> CommandLine<'a> {
                 "log" => 3,
                 "apic" => 4,
                 "bench" => 5,
+                "sh" => 6,
                 _ => return Err(Error::Unknown(word)),
             };
             if seen & (1 << bit) != 0 {
@@ -91,6 +115,7 @@ impl<'a> CommandLine<'a> {
                 ("bench", Some(_)) => return Err(bad("no value")),
                 (_, None) | (_, Some("")) => return Err(bad("a value after `=`")),
                 ("image", Some(v)) => cl.image = Some(v),
+                ("sh", Some(v)) => cl.shell = Some(v),
                 ("test", Some(v)) => {
                     if v.split(',').any(str::is_empty) {
                         return Err(bad("suite names separated by single commas"));
@@ -121,6 +146,56 @@ impl<'a> CommandLine<'a> {
     pub fn suites(&self) -> impl Iterator<Item = &'a str> + Clone {
         self.tests.into_iter().flat_map(|t| t.split(','))
     }
+
+    /// The commands of `sh=`, trimmed, in order; empty ones (`a;;b`, a
+    /// trailing `;`) are skipped.
+    pub fn boot_commands(&self) -> impl Iterator<Item = &'a str> {
+        self.shell.into_iter().flat_map(|s| s.split(';')).map(str::trim).filter(|c| !c.is_empty())
+    }
+}
+
+/// The words of a command line: split at ASCII whitespace outside double
+/// quotes. A word keeps its quotes; `unquote` checks where they are.
+struct Words<'a>(&'a str);
+
+impl<'a> Iterator for Words<'a> {
+    type Item = Result<&'a str, Error<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.0.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        if rest.is_empty() {
+            return None;
+        }
+        let mut quoted = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                !quoted && c.is_ascii_whitespace()
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        if quoted {
+            self.0 = "";
+            return Some(Err(Error::UnterminatedQuote(rest)));
+        }
+        self.0 = &rest[end..];
+        Some(Ok(&rest[..end]))
+    }
+}
+
+/// The value without its quotes: `"a b"` gives `a b`; quotes elsewhere in
+/// `word` are an error.
+fn unquote<'a>(word: &'a str, value: &'a str) -> Result<&'a str, Error<'a>> {
+    let inner = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => value,
+    };
+    if inner.contains('"') {
+        return Err(Error::MisplacedQuote(word));
+    }
+    Ok(inner)
 }
 
 #[cfg(test)]
@@ -161,5 +236,33 @@ mod tests {
         assert!(matches!(CommandLine::parse("test=a,,b"), Err(Error::BadValue { .. })));
         assert!(matches!(CommandLine::parse("image="), Err(Error::BadValue { .. })));
         assert!(matches!(CommandLine::parse("bench=1"), Err(Error::BadValue { .. })));
+    }
+
+    #[test]
+    fn quoted_values_keep_their_spaces() {
+        let cl = CommandLine::parse(r#"image=default sh="echo hi;  mem ; ;cpus;" log=warn"#).unwrap();
+        assert_eq!(cl.shell, Some("echo hi;  mem ; ;cpus;"));
+        assert_eq!(cl.boot_commands().collect::<std::vec::Vec<_>>(), ["echo hi", "mem", "cpus"]);
+        assert_eq!(cl.log_level, log::LevelFilter::Warn);
+        // Any key may be quoted, and quoting a value without spaces is fine.
+        let cl = CommandLine::parse(r#"image="a b"  test="boot""#).unwrap();
+        assert_eq!((cl.image, cl.tests), (Some("a b"), Some("boot")));
+        assert_eq!(CommandLine::parse("").unwrap().boot_commands().count(), 0);
+        // An empty quoted value is as empty as an unquoted one.
+        assert!(matches!(CommandLine::parse(r#"sh="""#), Err(Error::BadValue { key: "sh", .. })));
+    }
+
+    #[test]
+    fn quote_errors_are_clear() {
+        let e = CommandLine::parse(r#"image=x sh="mem; cpus log=warn"#).unwrap_err();
+        assert_eq!(e, Error::UnterminatedQuote(r#"sh="mem; cpus log=warn"#));
+        assert_eq!(
+            e.to_string(),
+            r#"unterminated `"` in command-line argument `sh="mem; cpus log=warn`: close the quote after the value"#
+        );
+        for bad in [r#"sh=a"b""#, r#"sh="a"b"#, r#""sh"=a"#, r#"sh="a""b""#, r#""bench""#] {
+            assert_eq!(CommandLine::parse(bad), Err(Error::MisplacedQuote(bad)), "{bad}");
+        }
+        assert!(CommandLine::parse(r#"sh=x""#).unwrap_err().to_string().contains("unterminated"));
     }
 }

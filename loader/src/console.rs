@@ -1,9 +1,13 @@
-//! COM1 console behind the `log` facade: `[time cpu level target] message`.
+//! COM1: the `log` facade's output (`[time cpu level target] message`),
+//! raw output for the shell's line editor, and the receive path (interrupt,
+//! queue) that feeds the shell.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
+use loader::shell::ring::{Item, Ring};
 use spin::Mutex;
 use uart_16550::SerialPort;
+use x86_64::instructions::port::{Port, PortReadOnly};
 
 const COM1: u16 = 0x3f8;
 
@@ -46,6 +50,7 @@ impl Write for Crlf<'_> {
             }
             self.0.write_str(line)?;
         }
+        note_line_end(s);
         Ok(())
     }
 }
@@ -76,8 +81,10 @@ pub fn enter_panic() -> bool {
 /// Waits until the UART has shifted out every byte (LSR bit 6, TEMT), so
 /// that nothing is lost when the emulator exits right after.
 pub fn flush() {
-    // SAFETY: reading the line status register of COM1 has no side effects.
-    while unsafe { x86_64::instructions::port::PortReadOnly::<u8>::new(COM1 + 5).read() } & 0x40 == 0 {
+    // SAFETY: reading the line status register of COM1 has no side effects
+    // but clearing its error bits (a lost overrun report at worst, while the
+    // machine is going down).
+    while unsafe { PortReadOnly::<u8>::new(COM1 + 5).read() } & 0x40 == 0 {
         core::hint::spin_loop();
     }
 }
@@ -115,80 +122,121 @@ impl log::Log for Logger {
     }
 }
 
-/// Takes a received byte, if any.
-fn try_receive() -> Option<u8> {
-    // SAFETY: LSR bit 0 says a byte waits in the receive buffer; reading
-    // the buffer then consumes exactly that byte.
-    unsafe {
-        let lsr = x86_64::instructions::port::PortReadOnly::<u8>::new(COM1 + 5).read();
-        (lsr & 1 != 0).then(|| x86_64::instructions::port::PortReadOnly::<u8>::new(COM1).read())
+/// Writes bytes exactly as given (no `\n` translation): the shell's line
+/// editor emits terminal sequences itself.
+pub struct Raw;
+
+impl Write for Raw {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        with_port(|p| {
+            // `send` would expand backspace and DEL into `\x08 \x08`.
+            s.bytes().for_each(|b| p.send_raw(b));
+        });
+        note_line_end(s);
+        Ok(())
     }
 }
 
-const PROMPT: &str = "modvisor> ";
+/// Whether the last byte written ended a line: the shell starts a prompt
+/// on a fresh line even after a command whose output did not end with one.
+static AT_LINE_START: AtomicBool = AtomicBool::new(true);
 
-/// The boot console: a few commands on COM1 until the machine goes down.
-/// Polls the UART at each timer tick; `hlt` sleeps in between.
-pub fn run() -> ! {
-    let mut line = [0u8; 128];
-    let mut len = 0;
-    write_fmt(format_args!("type `help` for commands\n{PROMPT}"));
-    loop {
-        let Some(b) = try_receive() else {
-            crate::upload::poll();
-            x86_64::instructions::hlt();
-            continue;
-        };
-        match b {
-            b'\r' | b'\n' => {
-                write_fmt(format_args!("\n"));
-                let cmd = core::str::from_utf8(&line[..len]).unwrap_or("");
-                command(cmd.trim());
-                len = 0;
-                write_fmt(format_args!("{PROMPT}"));
+fn note_line_end(s: &str) {
+    if let Some(last) = s.bytes().last() {
+        AT_LINE_START.store(last == b'\n', Ordering::Relaxed);
+    }
+}
+
+/// Ends the current output line unless it is already ended.
+pub fn end_line() {
+    if !AT_LINE_START.load(Ordering::Relaxed) {
+        write_fmt(format_args!("\n"));
+    }
+}
+
+/// Received bytes waiting for the shell; 4 KiB is minutes of typing, and
+/// what does not fit is reported as lost rather than dropped silently.
+static RX: Mutex<Ring<4096>> = Mutex::new(Ring::new());
+
+/// Vector of the COM1 receive interrupt.
+pub const RX_VECTOR: u8 = 0x31;
+/// COM1's ISA IRQ.
+const COM1_IRQ: u8 = 4;
+
+/// Moves every byte the UART holds into `RX`, noting overruns (LSR bit 1:
+/// the 16-byte receive FIFO was full and a byte was lost).
+fn drain_uart() {
+    with_port(|_| {
+        let mut rx = RX.lock();
+        loop {
+            // SAFETY: reading LSR only clears its error bits, which are
+            // handled here; reading RBR when LSR bit 0 says a byte waits
+            // consumes exactly that byte. The PORT lock keeps other CPUs'
+            // transmit polling off LSR meanwhile.
+            let (lsr, byte) = unsafe {
+                let lsr = PortReadOnly::<u8>::new(COM1 + 5).read();
+                (lsr, (lsr & 1 != 0).then(|| PortReadOnly::<u8>::new(COM1).read()))
+            };
+            if lsr & 2 != 0 {
+                rx.mark_lost();
             }
-            0x08 | 0x7f if len > 0 => {
-                len -= 1;
-                write_fmt(format_args!("\x08 \x08"));
+            match byte {
+                Some(b) => rx.push(b),
+                None => break,
             }
-            0x20..=0x7e if len < line.len() => {
-                line[len] = b;
-                len += 1;
-                write_fmt(format_args!("{}", b as char));
-            }
-            _ => {}
+        }
+    });
+}
+
+fn rx_interrupt(_: &mut crate::cpu::idt::TrapFrame) {
+    drain_uart();
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Vector(u8),
+    Route(crate::ioapic::Error),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Vector(v) => write!(f, "the COM1 receive vector {v:#x} is already taken"),
+            Error::Route(e) => write!(f, "cannot route COM1's IRQ {COM1_IRQ}: {e}"),
         }
     }
 }
 
-fn command(cmd: &str) {
-    match cmd {
-        "" => {}
-        "help" => crate::println!(
-            "commands:\n  help      this list\n  cpus      CPUs from the MADT and their classification\n  mem       memory usage counters\n  poweroff  ACPI power-off\n  reboot    ACPI reset"
-        ),
-        "cpus" => crate::print_cpus(),
-        "mem" => {
-            let s = crate::mem::stats();
-            crate::println!(
-                "frames: {} of {} free ({} MiB of {} MiB); heap: {} of {} bytes used",
-                s.frames_free,
-                s.frames_total,
-                s.frames_free >> 8,
-                s.frames_total >> 8,
-                s.heap_used,
-                s.heap_bytes
-            )
-        }
-        "poweroff" => crate::power::exit(loader::exit::Status::PowerOff),
-        "reboot" => crate::power::reboot(),
-        other => {
-            let (name, args) = other.split_once(' ').unwrap_or((other, ""));
-            match crate::plugin::commands::run(name, args) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => crate::println!("error: {e}"),
-                None => crate::println!("error: unknown command `{other}`; type `help` for the list"),
-            }
-        }
+/// Takes COM1's receive interrupt (ISA IRQ 4 through the IOAPIC) on this
+/// CPU. Polling at the 100 Hz tick alone would lose bytes: the receive FIFO
+/// holds 16 bytes, about 1.4 ms of input at 115200 baud.
+pub fn start_input(acpi: &crate::acpi::Acpi) -> Result<(), Error> {
+    crate::cpu::idt::set_handler(RX_VECTOR, rx_interrupt).map_err(Error::Vector)?;
+    let (gsi, trigger, polarity) = crate::ioapic::isa_irq(acpi, COM1_IRQ);
+    crate::ioapic::route(acpi, gsi, RX_VECTOR, crate::apic::id(), trigger, polarity).map_err(Error::Route)?;
+    // SAFETY: IER bit 0 enables the "received data available" and
+    // character-timeout interrupts only; `init` already set MCR.OUT2, which
+    // gates the UART's interrupt line.
+    unsafe { Port::<u8>::new(COM1 + 1).write(0x01) };
+    Ok(())
+}
+
+/// The next received item. Also drains the UART itself: that is the whole
+/// input path when the interrupt could not be routed, and it un-sticks the
+/// edge-triggered IRQ if data was already pending when it was unmasked.
+pub fn next_input() -> Option<Item> {
+    drain_uart();
+    x86_64::instructions::interrupts::without_interrupts(|| RX.lock().pop())
+}
+
+/// Sleeps until an interrupt (the receive interrupt or the next tick).
+pub fn wait_for_input() {
+    x86_64::instructions::interrupts::disable();
+    if RX.lock().is_empty() {
+        // `sti; hlt` as one: an interrupt that arrives in between still
+        // ends the `hlt` (STI's one-instruction interrupt shadow).
+        x86_64::instructions::interrupts::enable_and_hlt();
+    } else {
+        x86_64::instructions::interrupts::enable();
     }
 }

@@ -20,11 +20,15 @@ mod mem;
 mod percpu;
 mod plugin;
 mod power;
+// The shell's kernel half sits with its pure half (`loader::shell`) in
+// src/shell/; a plain `mod shell` would pick up the library's mod.rs.
+#[path = "shell/kernel.rs"]
+mod shell;
 mod smp;
 mod tests;
 mod time;
-mod upload;
 mod timer;
+mod upload;
 mod watchdog;
 
 use loader::cmdline::{self, CommandLine};
@@ -128,15 +132,13 @@ extern "C" fn boot_cpu_main() -> ! {
     if let Err(e) = upload::init(acpi) {
         log::warn!("plugin upload over COM2 is off: {e}");
     }
+    plugin::commands::register();
 
     banner(boot, acpi, mode, cal);
     x86_64::instructions::interrupts::enable();
 
-    if cl.tests.is_some() {
-        watchdog::arm(cl.watchdog_secs.unwrap_or(DEFAULT_TEST_WATCHDOG_SECS) as u64);
-        power::exit(tests::run(cl));
-    }
-    watchdog::arm(cl.watchdog_secs.unwrap_or(0) as u64);
+    let watchdog_secs = cl.watchdog_secs.unwrap_or(if cl.tests.is_some() { DEFAULT_TEST_WATCHDOG_SECS } else { 0 });
+    watchdog::arm(watchdog_secs as u64);
     if cl.bench {
         // Under QEMU `-icount shift=0` the TSC counts instructions since
         // reset, so these are deterministic instruction counts.
@@ -144,7 +146,11 @@ extern "C" fn boot_cpu_main() -> ! {
         println!("bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)", time::boot_tsc(), now - time::boot_tsc());
         power::exit(Status::PowerOff);
     }
-    console::run()
+    shell::run_boot_commands(cl.boot_commands());
+    if cl.tests.is_some() {
+        power::exit(tests::run(cl));
+    }
+    shell::run()
 }
 
 fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: apic::Mode, cal: timer::Calibration) {
@@ -164,13 +170,6 @@ fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: apic::Mode, cal: timer
         cal.lapic_hz / 1_000_000,
         cal.lapic_hz / 1000 % 1000
     );
-}
-
-fn print_cpus() {
-    let Some(acpi) = acpi::get() else { return };
-    for (id, c) in acpi.cpus.iter().enumerate() {
-        println!("cpu {id}: APIC id {}, {}", c.apic_id, c.class.name());
-    }
 }
 
 /// `0 1 (2 3)`: boot CPUs, then hot-pluggable slots in parentheses.

@@ -1,5 +1,6 @@
 //! The shell's plugin commands: `plugins`, `store`, `load`, `unload`,
-//! `swap`, `info`, and dispatch to commands that plugins register.
+//! `swap`, `info`, registered with the shell at boot (owner 0, the loader;
+//! plugins are owners 1 and up).
 
 use super::{registry, store};
 use crate::println;
@@ -15,8 +16,18 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("info", "info <plugin>", "everything about one loaded plugin"),
 ];
 
-pub fn is_builtin(name: &str) -> bool {
-    BUILTINS.iter().any(|b| b.0 == name)
+/// Registers the commands above with the shell.
+pub fn register() {
+    for (i, (name, usage, help)) in BUILTINS.iter().enumerate() {
+        let text = alloc::format!("{help}\nusage: {usage}");
+        if let Err(e) = crate::shell::register(0, name, &text, builtin, i) {
+            log::warn!("shell command `{name}` is not available: {e}");
+        }
+    }
+}
+
+fn builtin(index: usize, args: &str) -> Result<(), String> {
+    run(BUILTINS[index].0, args)
 }
 
 fn us_of(tsc: u64) -> u64 {
@@ -26,8 +37,8 @@ fn us_of(tsc: u64) -> u64 {
     }
 }
 
-/// Runs builtin `cmd`; `None` if it is not one of the plugin builtins.
-pub fn run(cmd: &str, args: &str) -> Option<Result<(), String>> {
+/// Runs builtin `cmd` of the table above.
+fn run(cmd: &str, args: &str) -> Result<(), String> {
     let mut words = args.split_whitespace();
     let r = match cmd {
         "plugins" => {
@@ -64,7 +75,7 @@ pub fn run(cmd: &str, args: &str) -> Option<Result<(), String>> {
             let (recursive, name) = match (words.next(), words.next(), words.next()) {
                 (Some("-r"), Some(n), None) => (true, n),
                 (Some(n), None, None) if n != "-r" => (false, n),
-                _ => return Some(Err("usage: unload [-r] <plugin>".into())),
+                _ => return Err("usage: unload [-r] <plugin>".into()),
             };
             registry::unload(name, recursive).map(|done| println!("unloaded {}", done.join(", "))).map_err(|e| e.to_string())
         }
@@ -94,11 +105,7 @@ pub fn run(cmd: &str, args: &str) -> Option<Result<(), String>> {
             }
             _ => Err("usage: info <plugin>".into()),
         },
-        _ => return registry::run_command(cmd, args).map(|r| match r {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(alloc::format!("`{cmd}` failed with code {code}")),
-            Err(e) => Err(e.to_string()),
-        }),
+        _ => unreachable!("only the names of BUILTINS are registered"),
     };
-    Some(r)
+    r
 }

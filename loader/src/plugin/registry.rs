@@ -8,7 +8,7 @@
 
 use super::{guard, image, store};
 use alloc::boxed::Box;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::fmt;
@@ -267,6 +267,8 @@ pub fn load(name: &str, version: Option<&str>) -> Result<(String, Version), Erro
             p.state = State::Active;
             p.load_tsc = crate::time::rdtsc() - start;
             log::info!("loaded {name} {found} at {:#x} ({} bytes)", p.image.base(), p.image.size());
+            drop(r);
+            publish_commands(id);
             Ok((name, found))
         }
         Err(e) => {
@@ -293,6 +295,7 @@ fn init(id: u64) -> Result<(), Error> {
 
 /// Drops plugin `id`'s record: its commands, handles and image (memory).
 fn remove(id: u64) {
+    crate::shell::unregister_owner(id);
     let p = {
         let mut r = REG.lock();
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
@@ -366,7 +369,7 @@ pub fn add_command(id: u64, name: &str, help: &str, f: CommandFn) -> Result<(), 
         .iter()
         .filter(|p| p.id != id && p.name != caller && p.state == State::Active)
         .any(|p| p.commands.iter().any(|c| c.name == name));
-    if taken || super::commands::is_builtin(name) {
+    if taken {
         return Err(Error::CommandExists(name.into()));
     }
     let p = r.plugins.iter_mut().find(|p| p.id == id).ok_or_else(|| Error::NotLoaded(name.into()))?;
@@ -450,6 +453,7 @@ pub fn swap(name: &str, version: &str) -> Result<(), Error> {
             }
             // The old version handed its state over: no fini, just its memory.
             remove(old_id);
+            publish_commands(new_id);
             log::info!("swapped {name} {old_version} -> {version} (world stopped for {blackout} TSC ticks)");
             Ok(())
         }
@@ -559,26 +563,42 @@ pub fn list() -> Vec<Info> {
         .collect()
 }
 
-/// Runs plugin command `name` with `args`. `None`: no plugin has it. A
-/// panic marks the plugin failed and drops its commands.
-pub fn run_command(name: &str, args: &str) -> Option<Result<i32, Error>> {
-    let (id, plugin, f) = {
+/// Shell handler of every plugin command: `ctx` is the plugin id (high
+/// bits) and the command's index in its list (low 16 bits). A panic marks
+/// the plugin failed and takes its commands away.
+fn run_command(ctx: usize, args: &str) -> Result<(), String> {
+    let (id, index) = (ctx as u64 >> 16, ctx & 0xffff);
+    let (plugin, f) = {
         let r = REG.lock();
-        let p = r.plugins.iter().filter(|p| p.state == State::Active).find(|p| p.commands.iter().any(|c| c.name == name))?;
-        (p.id, p.name.clone(), p.commands.iter().find(|c| c.name == name)?.f)
+        let p = r.plugins.iter().find(|p| p.id == id && p.state == State::Active).ok_or("the plugin is gone")?;
+        (p.name.clone(), p.commands.get(index).ok_or("the command is gone")?.f)
     };
     // SAFETY: a command function of the active plugin's mapped image.
-    Some(match guard::call(id, &plugin, || unsafe { f(plugins::StrRef::borrowed(args)) }) {
-        Ok(code) => Ok(code),
+    match guard::call(id, &plugin, || unsafe { f(plugins::StrRef::borrowed(args)) }) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(alloc::format!("failed with code {code}")),
         Err(message) => {
-            let mut r = REG.lock();
-            if let Some(p) = r.plugins.iter_mut().find(|p| p.id == id) {
+            if let Some(p) = REG.lock().plugins.iter_mut().find(|p| p.id == id) {
                 p.state = State::Failed(message.clone());
-                p.commands.clear();
             }
-            Err(Error::Panicked { name: plugin, operation: "a shell command", message })
+            crate::shell::unregister_owner(id);
+            Err(Error::Panicked { name: plugin, operation: "a shell command", message }.to_string())
         }
-    })
+    }
+}
+
+/// Gives plugin `id`'s commands to the shell (once it is active).
+fn publish_commands(id: u64) {
+    let cmds: Vec<(String, String)> = {
+        let r = REG.lock();
+        let p = r.plugins.iter().find(|p| p.id == id).expect("published plugins are registered");
+        p.commands.iter().map(|c| (c.name.clone(), c.help.clone())).collect()
+    };
+    for (i, (name, help)) in cmds.iter().enumerate() {
+        if let Err(e) = crate::shell::register(id, name, help, run_command, (id << 16) as usize | i) {
+            log::warn!("command `{name}` of plugin {id} is not available: {e}");
+        }
+    }
 }
 
 pub fn version_of(name: &str) -> Option<Version> {

@@ -66,9 +66,12 @@ fn load_use_unload() -> Result<(), Failure> {
     let (a, g) = call("counter")?;
     let (b, _) = call("counter")?;
     check_eq!((b - a, g), (1, 1), "version 1 steps by one");
-    check!(super::commands::run("counter", "").is_some(), "the plugin's `counter` command is not registered");
+    crate::shell::execute("counter").map_err(|e| Failure::new(format_args!("the plugin's `counter` command: {e}")))?;
     registry::unload("counter", false).map_err(err)?;
-    check!(super::commands::run("counter", "").is_none(), "the `counter` command outlived its plugin");
+    check!(
+        matches!(crate::shell::execute("counter"), Err(crate::shell::Error::UnknownCommand(_))),
+        "the `counter` command outlived its plugin"
+    );
     check_eq!(usage(), before, "frames and heap bytes in use after unload");
     Ok(())
 }
@@ -158,7 +161,10 @@ fn swap_under_load() -> Result<(), Failure> {
 }
 
 /// Files the image build damages on purpose, and the refusal each must get.
-const BAD_FILES: [(&str, fn(&ElfError) -> bool); 5] = [
+/// A test case: what to load, and whether its error is the expected one.
+type Case<E> = (&'static str, fn(&E) -> bool);
+
+const BAD_FILES: [Case<ElfError>; 5] = [
     ("plugins/bad-truncated.mvp", |e| matches!(e, ElfError::Unsigned | ElfError::Malformed(_))),
     ("plugins/bad-unsigned.mvp", |e| matches!(e, ElfError::Unsigned)),
     ("plugins/bad-signature.mvp", |e| matches!(e, ElfError::BadSignature)),
@@ -170,7 +176,7 @@ fn bad_plugins() -> Result<(), Failure> {
     unload_all();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
     let before = usage();
-    let cases: [(&str, fn(&Error) -> bool); 5] = [
+    let cases: [Case<Error>; 5] = [
         ("bad-missing-import", |e| matches!(e, Error::Image(ElfError::MissingImports(_)))),
         ("bad-unmet-requirement", |e| matches!(e, Error::Unmet(u) if u[0].interface == "nonexistent")),
         ("bad-duplicate-provider", |e| matches!(e, Error::DuplicateProvider { interface, .. } if interface == "counter")),
@@ -222,13 +228,16 @@ fn panicking_command() -> Result<(), Failure> {
     unload_all();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
     registry::load("consumer", None).map_err(err)?;
-    match super::commands::run("consumer", "panic") {
-        Some(Err(m)) => check!(m.contains("panicked"), "reply {m}"),
+    match crate::shell::execute("consumer panic") {
+        Err(crate::shell::Error::Failed { message, .. }) => check!(message.contains("panicked"), "reply {message}"),
         other => return Err(Failure::new(format_args!("`consumer panic`: {other:?}"))),
     }
     let consumer = registry::list().into_iter().find(|p| p.name == "consumer-plugin").expect("still registered");
     check!(matches!(consumer.state, registry::State::Failed(_)), "consumer state {}", consumer.state);
-    check!(super::commands::run("consumer", "").is_none(), "a failed plugin's commands stay");
+    check!(
+        matches!(crate::shell::execute("consumer"), Err(crate::shell::Error::UnknownCommand(_))),
+        "a failed plugin's commands stay"
+    );
     check_eq!(call("counter")?.1, 1, "the rest still works");
     unload_all();
     Ok(())

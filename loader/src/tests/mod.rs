@@ -30,6 +30,7 @@ static SUITES: &[Suite] = &[
     Suite { name: "cpu", tests: crate::cpu::tests::TESTS },
     Suite { name: "acpi", tests: crate::acpi::tests::TESTS },
     Suite { name: "smp", tests: crate::smp::tests::TESTS },
+    Suite { name: "shell", tests: crate::shell::tests::TESTS },
     Suite { name: "plugin-image", tests: crate::plugin::image::tests::TESTS },
     Suite { name: "plugins", tests: crate::plugin::tests::TESTS },
     Suite { name: "bench-plugins", tests: crate::plugin::tests::BENCH },
