@@ -64,9 +64,11 @@ const fn self_check(name: &'static str, args: &'static str, expect: Status) -> R
 }
 
 pub const RECIPES: &[Recipe] = &[
+    // Boots to the shell with the standard plugin set loaded; the store
+    // holds every version, so a swap can be tried at once.
     Recipe {
         name: "default",
-        args: "",
+        args: "load=counter-plugin,consumer-plugin",
         role: Role::Interactive,
     },
     Recipe {
@@ -92,6 +94,15 @@ pub const RECIPES: &[Recipe] = &[
     },
     test("xapic", "test=cpu,smp apic=xapic"),
     test("shell", "test=shell"),
+    Recipe {
+        name: "plugins",
+        args: "test=plugin-image,plugins",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: true,
+            reboots: false,
+        },
+    },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {
@@ -293,7 +304,7 @@ mod tests {
                 r.cmdline()
             );
         }
-        assert_eq!(find("default").unwrap().cmdline(), "image=default");
+        assert_eq!(find("default").unwrap().cmdline(), "image=default load=counter-plugin,consumer-plugin");
         assert_eq!(
             find("xapic").unwrap().cmdline(),
             "image=xapic test=cpu,smp apic=xapic"

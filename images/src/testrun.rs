@@ -224,6 +224,7 @@ fn play(
         layout,
         accel,
         serial: Serial::Socket(&socket),
+        com2: None,
         reboots: false,
         icount: false,
     }));

@@ -32,6 +32,8 @@ pub struct CommandLine<'a> {
     /// Shell commands to run at boot, separated by `;` (see
     /// [`CommandLine::boot_commands`]).
     pub shell: Option<&'a str>,
+    /// Plugins to load at boot, comma-separated, before `sh=` runs.
+    pub load: Option<&'a str>,
 }
 
 /// One line of help per accepted word, printed with every error.
@@ -41,6 +43,7 @@ pub const HELP: &str = r#"  image=<name>        name of the booted image
   log=<level>         off, error, warn, info, debug or trace
   apic=<mode>         auto, xapic or x2apic
   bench               print boot-time figures and power off
+  load=<plugin>[,...] load plugins from the store at boot (a failure is reported, the boot goes on)
   sh="<cmd>[; ...]"   run shell commands at boot, before tests or the prompt
 a value with spaces goes in double quotes: key="a b""#;
 
@@ -84,6 +87,7 @@ impl<'a> CommandLine<'a> {
             apic: ApicMode::Auto,
             bench: false,
             shell: None,
+            load: None,
         };
         let mut seen: u8 = 0;
         for word in Words(line) {
@@ -103,6 +107,7 @@ impl<'a> CommandLine<'a> {
                 "apic" => 4,
                 "bench" => 5,
                 "sh" => 6,
+                "load" => 7,
                 _ => return Err(Error::Unknown(word)),
             };
             if seen & (1 << bit) != 0 {
@@ -121,6 +126,12 @@ impl<'a> CommandLine<'a> {
                         return Err(bad("suite names separated by single commas"));
                     }
                     cl.tests = Some(v)
+                }
+                ("load", Some(v)) => {
+                    if v.split(',').any(str::is_empty) {
+                        return Err(bad("plugin names separated by single commas"));
+                    }
+                    cl.load = Some(v)
                 }
                 ("watchdog", Some(v)) => {
                     cl.watchdog_secs = Some(v.parse().map_err(|_| bad("whole seconds"))?)
@@ -145,6 +156,11 @@ impl<'a> CommandLine<'a> {
     /// The selected test suites, in command-line order.
     pub fn suites(&self) -> impl Iterator<Item = &'a str> + Clone {
         self.tests.into_iter().flat_map(|t| t.split(','))
+    }
+
+    /// The plugins of `load=`, in order.
+    pub fn boot_plugins(&self) -> impl Iterator<Item = &'a str> {
+        self.load.into_iter().flat_map(|t| t.split(','))
     }
 
     /// The commands of `sh=`, trimmed, in order; empty ones (`a;;b`, a
@@ -221,6 +237,14 @@ mod tests {
         assert_eq!(cl.log_level, log::LevelFilter::Debug);
         assert_eq!(cl.apic, ApicMode::XApic);
         assert!(cl.bench);
+    }
+
+    #[test]
+    fn boot_plugins_are_listed_in_order() {
+        let cl = CommandLine::parse("load=counter-plugin,consumer").unwrap();
+        assert_eq!(cl.boot_plugins().collect::<std::vec::Vec<_>>(), ["counter-plugin", "consumer"]);
+        assert!(matches!(CommandLine::parse("load=a,,b"), Err(Error::BadValue { key: "load", .. })));
+        assert_eq!(CommandLine::parse("").unwrap().boot_plugins().count(), 0);
     }
 
     #[test]

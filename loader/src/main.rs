@@ -146,6 +146,14 @@ extern "C" fn boot_cpu_main() -> ! {
         println!("bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)", time::boot_tsc(), now - time::boot_tsc());
         power::exit(Status::PowerOff);
     }
+    for name in cl.boot_plugins() {
+        // A plugin that cannot load here (VMX under QEMU) says why; the
+        // boot goes on.
+        match plugin::registry::load(name, None) {
+            Ok((n, v)) => println!("loaded {n} {v}"),
+            Err(e) => println!("error: cannot load {name}: {e}"),
+        }
+    }
     shell::run_boot_commands(cl.boot_commands());
     if cl.tests.is_some() {
         power::exit(tests::run(cl));
