@@ -68,7 +68,7 @@ pub const RECIPES: &[Recipe] = &[
     // holds every version, so a swap can be tried at once.
     Recipe {
         name: "default",
-        args: "load=counter-plugin,consumer-plugin",
+        args: "load=counter-plugin@1.0.0,consumer-plugin@1.0.0",
         role: Role::Interactive,
     },
     Recipe {
@@ -234,10 +234,10 @@ impl Recipe {
         // mean nothing to GRUB's shell-like syntax.
         if !cmdline
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " =,-_.:/".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || " =,-_.:/@".contains(c))
         {
             return bad(format!(
-                "`{cmdline}`: use only letters, digits, spaces and `=,-_.:/`"
+                "`{cmdline}`: use only letters, digits, spaces and `=,-_.:/@`"
             ));
         }
         let parsed = CommandLine::parse(&cmdline);
@@ -304,7 +304,7 @@ mod tests {
                 r.cmdline()
             );
         }
-        assert_eq!(find("default").unwrap().cmdline(), "image=default load=counter-plugin,consumer-plugin");
+        assert_eq!(find("default").unwrap().cmdline(), "image=default load=counter-plugin@1.0.0,consumer-plugin@1.0.0");
         assert_eq!(
             find("xapic").unwrap().cmdline(),
             "image=xapic test=cpu,smp apic=xapic"

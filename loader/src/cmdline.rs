@@ -32,7 +32,8 @@ pub struct CommandLine<'a> {
     /// Shell commands to run at boot, separated by `;` (see
     /// [`CommandLine::boot_commands`]).
     pub shell: Option<&'a str>,
-    /// Plugins to load at boot, comma-separated, before `sh=` runs.
+    /// Plugins to load at boot, comma-separated `name` or `name@version`,
+    /// before `sh=` runs.
     pub load: Option<&'a str>,
 }
 
@@ -43,7 +44,8 @@ pub const HELP: &str = r#"  image=<name>        name of the booted image
   log=<level>         off, error, warn, info, debug or trace
   apic=<mode>         auto, xapic or x2apic
   bench               print boot-time figures and power off
-  load=<plugin>[,...] load plugins from the store at boot (a failure is reported, the boot goes on)
+  load=<plugin>[@<version>][,...]
+                      load plugins from the store at boot (a failure is reported, the boot goes on)
   sh="<cmd>[; ...]"   run shell commands at boot, before tests or the prompt
 a value with spaces goes in double quotes: key="a b""#;
 
@@ -241,8 +243,8 @@ mod tests {
 
     #[test]
     fn boot_plugins_are_listed_in_order() {
-        let cl = CommandLine::parse("load=counter-plugin,consumer").unwrap();
-        assert_eq!(cl.boot_plugins().collect::<std::vec::Vec<_>>(), ["counter-plugin", "consumer"]);
+        let cl = CommandLine::parse("load=counter-plugin@1.0.0,consumer").unwrap();
+        assert_eq!(cl.boot_plugins().collect::<std::vec::Vec<_>>(), ["counter-plugin@1.0.0", "consumer"]);
         assert!(matches!(CommandLine::parse("load=a,,b"), Err(Error::BadValue { key: "load", .. })));
         assert_eq!(CommandLine::parse("").unwrap().boot_plugins().count(), 0);
     }

@@ -146,10 +146,15 @@ extern "C" fn boot_cpu_main() -> ! {
         println!("bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)", time::boot_tsc(), now - time::boot_tsc());
         power::exit(Status::PowerOff);
     }
-    for name in cl.boot_plugins() {
+    for item in cl.boot_plugins() {
+        // `name@version` or just `name` (the highest version in the store).
+        let (name, version) = match item.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (item, None),
+        };
         // A plugin that cannot load here (VMX under QEMU) says why; the
         // boot goes on.
-        match plugin::registry::load(name, None) {
+        match plugin::registry::load(name, version) {
             Ok((n, v)) => println!("loaded {n} {v}"),
             Err(e) => println!("error: cannot load {name}: {e}"),
         }

@@ -5,6 +5,7 @@
 use super::{registry, store};
 use crate::println;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// (name, usage, help)
 pub const BUILTINS: &[(&str, &str, &str)] = &[
@@ -12,7 +13,11 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
     ("store", "store", "plugin files in the store (initrd and uploads)"),
     ("load", "load <plugin> [version]", "load a plugin from the store (highest version by default)"),
     ("unload", "unload [-r] <plugin>", "unload a plugin; -r unloads the plugins that depend on it first"),
-    ("swap", "swap <plugin> <version>", "replace a loaded plugin by another version, carrying its state"),
+    (
+        "swap",
+        "swap <plugin> <version> [<plugin> <version> ...]",
+        "replace loaded plugins by other versions in one transaction, carrying their state",
+    ),
     ("info", "info <plugin>", "everything about one loaded plugin"),
 ];
 
@@ -79,12 +84,16 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
             };
             registry::unload(name, recursive).map(|done| println!("unloaded {}", done.join(", "))).map_err(|e| e.to_string())
         }
-        "swap" => match (words.next(), words.next(), words.next()) {
-            (Some(name), Some(version), None) => registry::swap(name, version)
-                .map(|()| println!("swapped {name} to {version} (world stopped for {} us)", us_of(registry::last_blackout_tsc())))
-                .map_err(|e| e.to_string()),
-            _ => Err("usage: swap <plugin> <version>".into()),
-        },
+        "swap" => {
+            let words: Vec<&str> = words.collect();
+            if words.is_empty() || words.len() % 2 != 0 {
+                return Err("usage: swap <plugin> <version> [<plugin> <version> ...]".into());
+            }
+            let pairs: Vec<(&str, &str)> = words.chunks(2).map(|c| (c[0], c[1])).collect();
+            registry::swap_all(&pairs)
+                .map(|()| println!("swapped (world stopped for {} us)", us_of(registry::last_blackout_tsc())))
+                .map_err(|e| e.to_string())
+        }
         "info" => match (words.next(), words.next()) {
             (Some(name), None) => {
                 let want = loader::resolve::plugin_name(name);

@@ -92,6 +92,7 @@ pub enum Error {
     StateRefused { name: String, code: i32 },
     NoStateTransfer { name: String },
     SameVersion { name: String, version: Version },
+    TwiceInSwap(String),
     WorldStop(crate::smp::Error),
     CommandExists(String),
 }
@@ -151,6 +152,7 @@ impl fmt::Display for Error {
                 write!(f, "{name} carries state but the new version cannot import it; the old version stays active")
             }
             Error::SameVersion { name, version } => write!(f, "{name} {version} is the version already running"),
+            Error::TwiceInSwap(name) => write!(f, "{name} appears twice in one swap; name each plugin once"),
             Error::WorldStop(e) => write!(f, "could not stop the other CPUs for the swap: {e}"),
             Error::CommandExists(c) => write!(f, "a shell command `{c}` exists already"),
         }
@@ -196,13 +198,25 @@ fn provides_of(img: &image::Image) -> Result<Vec<Provide>, Error> {
         .collect()
 }
 
-/// Resolves `img`'s requirements against active plugins other than
-/// `except`, and checks that it provides nothing another plugin provides.
-fn link(r: &Registry, img: &image::Image, provides: &[Provide], except: Option<u64>) -> Result<Vec<Require>, Error> {
-    let others = || r.plugins.iter().filter(|p| Some(p.id) != except && p.state == State::Active);
+/// An interface on offer while linking: who provides it (id, name) and how.
+type Candidate<'a> = (u64, &'a str, &'a Provide);
+
+/// The interfaces of the active plugins, except those in `except`.
+fn active_offers<'a>(r: &'a Registry, except: &[u64]) -> Vec<Candidate<'a>> {
+    r.plugins
+        .iter()
+        .filter(|p| p.state == State::Active && !except.contains(&p.id))
+        .flat_map(|p| p.provides.iter().map(move |q| (p.id, p.name.as_str(), q)))
+        .collect()
+}
+
+/// Resolves the requirements of `img` (to become plugin `id`) against
+/// `offers`, and checks that it provides nothing another offer provides.
+fn link(id: u64, img: &image::Image, provides: &[Provide], offers: &[Candidate]) -> Result<Vec<Require>, Error> {
+    let others: Vec<&Candidate> = offers.iter().filter(|o| o.0 != id).collect();
     for p in provides {
-        if let Some(o) = others().find(|o| o.provides.iter().any(|q| q.interface == p.interface)) {
-            return Err(Error::DuplicateProvider { interface: p.interface.clone(), existing: o.name.clone() });
+        if let Some(o) = others.iter().find(|o| o.2.interface == p.interface) {
+            return Err(Error::DuplicateProvider { interface: p.interface.clone(), existing: o.1.into() });
         }
     }
     let ranges: Vec<(String, VersionReq)> = img
@@ -211,11 +225,9 @@ fn link(r: &Registry, img: &image::Image, provides: &[Provide], except: Option<u
         .iter()
         .map(|(i, range)| VersionReq::parse(range).map(|r| (i.clone(), r)).map_err(|_| Error::BadVersion(range.clone())))
         .collect::<Result<_, _>>()?;
-    let offers: Vec<(u64, &Provide, Offer)> = others()
-        .flat_map(|o| o.provides.iter().map(move |p| (o.id, p, Offer { plugin: &o.name, interface: &p.interface, version: &p.version })))
-        .collect();
     let needs: Vec<Need> = ranges.iter().map(|(i, range)| Need { interface: i, range }).collect();
-    let plain: Vec<Offer> = offers.iter().map(|(_, _, o)| o.clone()).collect();
+    let plain: Vec<Offer> =
+        others.iter().map(|o| Offer { plugin: o.1, interface: &o.2.interface, version: &o.2.version }).collect();
     let chosen = resolve::resolve(&needs, &plain).map_err(Error::Unmet)?;
     Ok(ranges
         .iter()
@@ -223,8 +235,8 @@ fn link(r: &Registry, img: &image::Image, provides: &[Provide], except: Option<u
         .map(|((interface, range), i)| Require {
             interface: interface.clone(),
             range: range.clone(),
-            provider: offers[i].0,
-            handle: Box::new(Handle::new(offers[i].1.table as *mut c_void)),
+            provider: others[i].0,
+            handle: Box::new(Handle::new(others[i].2.table as *mut c_void)),
         })
         .collect())
 }
@@ -243,8 +255,8 @@ pub fn load(name: &str, version: Option<&str>) -> Result<(String, Version), Erro
     let provides = provides_of(&img)?;
     let id = {
         let mut r = REG.lock();
-        let requires = link(&r, &img, &provides, None)?;
         let id = r.next_id;
+        let requires = link(id, &img, &provides, &active_offers(&r, &[]))?;
         r.next_id += 1;
         r.plugins.push(Plugin {
             id,
@@ -386,132 +398,229 @@ pub fn last_blackout_tsc() -> u64 {
 }
 
 /// Replaces loaded plugin `name` by `version` from the store, carrying its
-/// state across, as one transaction: on any failure the old version stays
-/// active and untouched.
+/// state across (see [`swap_all`]).
 pub fn swap(name: &str, version: &str) -> Result<(), Error> {
+    swap_all(&[(name, version)])
+}
+
+/// One plugin of a swap transaction.
+struct Swap {
+    name: String,
+    old: u64,
+    old_version: Version,
+    new: u64,
+    version: Version,
+}
+
+/// Replaces several loaded plugins by other versions as one transaction:
+/// consumers swapped together may change their ranges with their
+/// providers. On any failure every old version stays active and untouched.
+pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
     let _op = OP.lock();
-    let name = resolve::plugin_name(name);
-    let version = parse_version(version)?;
-    let (old_id, old_version) = {
-        let r = REG.lock();
-        let p = find(&r, &name).ok_or_else(|| Error::NotLoaded(name.clone()))?;
-        (p.id, p.version.clone())
-    };
-    if old_version == version {
-        return Err(Error::SameVersion { name, version });
-    }
-    let (img, _) = load_image(&name, Some(&version))?;
-    let provides = provides_of(&img)?;
-    let new_id = {
-        let mut r = REG.lock();
-        // Every consumer of the old version must accept the new one.
-        let consumers: Vec<(String, String, VersionReq)> = r
-            .plugins
-            .iter()
-            .flat_map(|c| c.requires.iter().filter(|q| q.provider == old_id).map(move |q| (c.name.clone(), q.interface.clone(), q.range.clone())))
-            .collect();
-        let uses: Vec<Use> = consumers.iter().map(|(c, i, range)| Use { consumer: c, interface: i, range }).collect();
-        let offered: Vec<(&str, &Version)> = provides.iter().map(|p| (p.interface.as_str(), &p.version)).collect();
-        resolve::check_replacement(&uses, &offered).map_err(Error::BreaksConsumers)?;
-        let old = r.plugins.iter().find(|p| p.id == old_id).expect("found above");
-        if old.image.descriptor().state_version != 0 && img.descriptor().import_state.is_none() {
-            return Err(Error::NoStateTransfer { name });
+    let mut txn: Vec<Swap> = Vec::new();
+    let mut images = Vec::new();
+    for (name, version) in targets {
+        let name = resolve::plugin_name(name);
+        let version = parse_version(version)?;
+        let (old, old_version) = {
+            let r = REG.lock();
+            let p = find(&r, &name).ok_or_else(|| Error::NotLoaded(name.clone()))?;
+            (p.id, p.version.clone())
+        };
+        if old_version == version {
+            return Err(Error::SameVersion { name, version });
         }
-        let requires = link(&r, &img, &provides, Some(old_id))?;
-        let id = r.next_id;
-        r.next_id += 1;
-        r.plugins.push(Plugin {
-            id,
-            name: name.clone(),
-            version: version.clone(),
-            state: State::Loading,
-            image: img,
-            provides,
-            requires,
-            commands: Vec::new(),
-            load_tsc: 0,
-            loaded_at_us: crate::time::uptime_us(),
-        });
-        id
-    };
-    // Init runs before the world stops: it may need the other CPUs. The new
-    // version is invisible until the handles are re-pointed.
-    let start = crate::time::rdtsc();
-    if let Err(e) = init(new_id) {
-        remove(new_id);
-        return Err(e);
+        if txn.iter().any(|t| t.old == old) {
+            return Err(Error::TwiceInSwap(name));
+        }
+        let (img, _) = load_image(&name, Some(&version))?;
+        images.push((provides_of(&img)?, img));
+        txn.push(Swap { name, old, old_version, new: 0, version });
     }
-    let load_tsc = crate::time::rdtsc() - start;
-    match transfer(old_id, new_id, &name) {
+    let olds: Vec<u64> = txn.iter().map(|t| t.old).collect();
+    {
+        let mut r = REG.lock();
+        for t in txn.iter_mut() {
+            t.new = r.next_id;
+            r.next_id += 1;
+        }
+        check_transaction(&r, &txn, &images)?;
+        let mut offers = active_offers(&r, &olds);
+        for (t, (provides, _)) in txn.iter().zip(&images) {
+            offers.extend(provides.iter().map(|q| (t.new, t.name.as_str(), q)));
+        }
+        let requires: Vec<Vec<Require>> = txn
+            .iter()
+            .zip(&images)
+            .map(|(t, (provides, img))| link(t.new, img, provides, &offers))
+            .collect::<Result<_, _>>()?;
+        drop(offers);
+        for ((t, (provides, img)), requires) in txn.iter().zip(images).zip(requires) {
+            r.plugins.push(Plugin {
+                id: t.new,
+                name: t.name.clone(),
+                version: t.version.clone(),
+                state: State::Loading,
+                image: img,
+                provides,
+                requires,
+                commands: Vec::new(),
+                load_tsc: 0,
+                loaded_at_us: crate::time::uptime_us(),
+            });
+        }
+    }
+    // Inits run before the world stops (they may need the other CPUs),
+    // providers before their consumers; the new versions stay invisible
+    // until the handles are re-pointed.
+    let order = init_order(&txn);
+    let mut inited = Vec::new();
+    let mut result = Ok(0);
+    for &k in &order {
+        let start = crate::time::rdtsc();
+        if let Err(e) = init(txn[k].new) {
+            result = Err(e);
+            break;
+        }
+        set_load_tsc(txn[k].new, crate::time::rdtsc() - start);
+        inited.push(k);
+    }
+    if result.is_ok() {
+        result = transfer(&txn);
+    }
+    match result {
         Ok(blackout) => {
             LAST_BLACKOUT.store(blackout, core::sync::atomic::Ordering::Relaxed);
-            {
-                let mut r = REG.lock();
-                let p = r.plugins.iter_mut().find(|p| p.id == new_id).expect("registered above");
-                p.state = State::Active;
-                p.load_tsc = load_tsc;
+            for t in &txn {
+                if let Some(p) = REG.lock().plugins.iter_mut().find(|p| p.id == t.new) {
+                    p.state = State::Active;
+                }
+                // The old version handed its state over: no fini, just its memory.
+                remove(t.old);
+                publish_commands(t.new);
+                log::info!("swapped {} {} -> {} (world stopped for {blackout} TSC ticks)", t.name, t.old_version, t.version);
             }
-            // The old version handed its state over: no fini, just its memory.
-            remove(old_id);
-            publish_commands(new_id);
-            log::info!("swapped {name} {old_version} -> {version} (world stopped for {blackout} TSC ticks)");
             Ok(())
         }
         Err(e) => {
-            let fini = REG.lock().plugins.iter().find(|p| p.id == new_id).map(|p| p.image.descriptor().fini);
-            if let Some(fini) = fini {
-                // SAFETY: the new image's own entry point, undoing its init.
-                let _ = guard::call(new_id, &name, || unsafe { fini() });
+            for &k in inited.iter().rev() {
+                let fini = REG.lock().plugins.iter().find(|p| p.id == txn[k].new).map(|p| p.image.descriptor().fini);
+                if let Some(fini) = fini {
+                    // SAFETY: the new image's own entry point, undoing its init.
+                    let _ = guard::call(txn[k].new, &txn[k].name, || unsafe { fini() });
+                }
             }
-            remove(new_id);
+            for t in &txn {
+                remove(t.new);
+            }
             Err(e)
         }
     }
 }
 
-/// With the world stopped: old exports its state, new imports it, every
-/// consumer's handle moves to the new tables. Returns the blackout in TSC
-/// ticks.
-fn transfer(old_id: u64, new_id: u64, name: &str) -> Result<u64, Error> {
-    let (export, state_version, import) = {
+/// Checks a transaction before anything runs: consumers outside it must
+/// accept the new versions, and state must be able to cross.
+fn check_transaction(r: &Registry, txn: &[Swap], images: &[(Vec<Provide>, image::Image)]) -> Result<(), Error> {
+    let olds: Vec<u64> = txn.iter().map(|t| t.old).collect();
+    for (t, (provides, img)) in txn.iter().zip(images) {
+        let consumers: Vec<(String, String, VersionReq)> = r
+            .plugins
+            .iter()
+            .filter(|c| !olds.contains(&c.id))
+            .flat_map(|c| {
+                c.requires.iter().filter(|q| q.provider == t.old).map(move |q| (c.name.clone(), q.interface.clone(), q.range.clone()))
+            })
+            .collect();
+        let uses: Vec<Use> = consumers.iter().map(|(c, i, range)| Use { consumer: c, interface: i, range }).collect();
+        let offered: Vec<(&str, &Version)> = provides.iter().map(|p| (p.interface.as_str(), &p.version)).collect();
+        resolve::check_replacement(&uses, &offered).map_err(Error::BreaksConsumers)?;
+        let old = r.plugins.iter().find(|p| p.id == t.old).expect("found when the transaction was built");
+        if old.image.descriptor().state_version != 0 && img.descriptor().import_state.is_none() {
+            return Err(Error::NoStateTransfer { name: t.name.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Indices of `txn` in an order where every new version comes after the
+/// new versions it requires.
+fn init_order(txn: &[Swap]) -> Vec<usize> {
+    let r = REG.lock();
+    let needs = |k: usize| -> Vec<u64> {
+        r.plugins.iter().find(|p| p.id == txn[k].new).map_or(Vec::new(), |p| p.requires.iter().map(|q| q.provider).collect())
+    };
+    let mut order: Vec<usize> = Vec::new();
+    while order.len() < txn.len() {
+        let before = order.len();
+        for k in 0..txn.len() {
+            let ready = needs(k).iter().all(|id| !txn.iter().enumerate().any(|(j, t)| t.new == *id && !order.contains(&j)));
+            if !order.contains(&k) && ready {
+                order.push(k);
+            }
+        }
+        // New versions that require each other have no right order: they
+        // init in the order given.
+        if order.len() == before {
+            order.extend((0..txn.len()).filter(|k| !order.contains(k)).collect::<Vec<_>>());
+        }
+    }
+    order
+}
+
+fn set_load_tsc(id: u64, tsc: u64) {
+    if let Some(p) = REG.lock().plugins.iter_mut().find(|p| p.id == id) {
+        p.load_tsc = tsc;
+    }
+}
+
+/// With the world stopped: each old version exports its state, its new
+/// version imports it, and every consumer's handle moves to the new
+/// tables. Returns the blackout in TSC ticks.
+fn transfer(txn: &[Swap]) -> Result<u64, Error> {
+    type Export = unsafe extern "C" fn(*mut u8, usize) -> isize;
+    type Import = unsafe extern "C" fn(u32, *const u8, usize) -> i32;
+    let pairs: Vec<(Option<Export>, u32, Option<Import>)> = {
         let r = REG.lock();
-        let old = r.plugins.iter().find(|p| p.id == old_id).expect("registered");
-        let new = r.plugins.iter().find(|p| p.id == new_id).expect("registered");
-        (old.image.descriptor().export_state, old.image.descriptor().state_version, new.image.descriptor().import_state)
+        txn.iter()
+            .map(|t| {
+                let old = r.plugins.iter().find(|p| p.id == t.old).expect("registered").image.descriptor();
+                let new = r.plugins.iter().find(|p| p.id == t.new).expect("registered").image.descriptor();
+                (old.export_state, old.state_version, new.import_state)
+            })
+            .collect()
     };
     let mut blob = alloc::vec![0u8; STATE_CAPACITY];
     // The blackout counts from the stop request: the first CPU may park
     // as soon as the IPIs go out.
     let t0 = crate::time::rdtsc();
     let world = crate::smp::stop_world().map_err(Error::WorldStop)?;
-    if let (Some(export), Some(import)) = (export, import) {
+    for (t, (export, state_version, import)) in txn.iter().zip(pairs) {
+        let (Some(export), Some(import)) = (export, import) else { continue };
+        let name = t.name.as_str();
         // SAFETY: the old image's entry point, with a buffer of that size.
-        let len = guard::call(old_id, name, || unsafe { export(blob.as_mut_ptr(), blob.len()) })
+        let len = guard::call(t.old, name, || unsafe { export(blob.as_mut_ptr(), blob.len()) })
             .map_err(|message| Error::Panicked { name: name.into(), operation: "state export", message })?;
         if len < 0 {
             return Err(Error::StateExport { name: name.into(), code: len });
         }
         // SAFETY: the new image's entry point, with the exported bytes.
-        let code = guard::call(new_id, name, || unsafe { import(state_version, blob.as_ptr(), len as usize) })
+        let code = guard::call(t.new, name, || unsafe { import(state_version, blob.as_ptr(), len as usize) })
             .map_err(|message| Error::Panicked { name: name.into(), operation: "state import", message })?;
         if code != 0 {
             return Err(Error::StateRefused { name: name.into(), code });
         }
     }
     let mut r = REG.lock();
-    let tables: Vec<(String, *const c_void)> = r
-        .plugins
-        .iter()
-        .find(|p| p.id == new_id)
-        .expect("registered")
-        .provides
-        .iter()
-        .map(|p| (p.interface.clone(), p.table))
-        .collect();
-    for q in r.plugins.iter_mut().flat_map(|p| p.requires.iter_mut()).filter(|q| q.provider == old_id) {
-        let table = tables.iter().find(|(i, _)| *i == q.interface).expect("check_replacement kept every interface").1;
+    let mut moves: Vec<(u64, u64, Vec<(String, *const c_void)>)> = Vec::new();
+    for t in txn {
+        let p = r.plugins.iter().find(|p| p.id == t.new).expect("registered");
+        moves.push((t.old, t.new, p.provides.iter().map(|q| (q.interface.clone(), q.table)).collect()));
+    }
+    for q in r.plugins.iter_mut().flat_map(|p| p.requires.iter_mut()) {
+        let Some((_, new, tables)) = moves.iter().find(|(old, _, _)| *old == q.provider) else { continue };
+        let table = tables.iter().find(|(i, _)| *i == q.interface).expect("checked: every interface in use stays").1;
         q.handle.table.store(table as *mut c_void, core::sync::atomic::Ordering::Release);
-        q.provider = new_id;
+        q.provider = *new;
     }
     drop(r);
     let blackout = crate::time::rdtsc() - t0;

@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub static TESTS: &[Test] = &[
     Test { name: "load-use-unload", run: load_use_unload },
     Test { name: "swap-carries-state-for-a-consumer", run: swap_with_consumer },
+    Test { name: "swap-with-consumer-in-one-transaction", run: swap_transaction },
     Test { name: "swap-while-another-cpu-calls-in", run: swap_under_load },
     Test { name: "bad-plugins-are-refused", run: bad_plugins },
     Test { name: "unload-with-dependents", run: unload_with_dependents },
@@ -80,7 +81,7 @@ fn swap_with_consumer() -> Result<(), Failure> {
     unload_all();
     let before = usage();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
-    registry::load("consumer", None).map_err(err)?;
+    registry::load("consumer", Some("1.0.0")).map_err(err)?;
     let (v1, g1) = call("consumer")?;
     check_eq!(g1, 1, "generation through the consumer");
     registry::swap("counter", "2.0.0").map_err(err)?;
@@ -97,6 +98,39 @@ fn swap_with_consumer() -> Result<(), Failure> {
     check_eq!(call("consumer")?, (v3 + 1, 1), "after the refused swap");
     unload_all();
     check_eq!(usage(), before, "frames and heap bytes in use after unloading both");
+    Ok(())
+}
+
+fn swap_transaction() -> Result<(), Failure> {
+    unload_all();
+    let before = usage();
+    registry::load("counter", Some("2.0.0")).map_err(err)?;
+    registry::load("consumer", Some("1.0.0")).map_err(err)?;
+    let (v, _) = call("consumer")?;
+    // Alone, counter 3.0.0 breaks consumer 1.0.0's range...
+    check!(
+        matches!(registry::swap("counter", "3.0.0"), Err(Error::BreaksConsumers(_))),
+        "counter 3.0.0 alone was not refused"
+    );
+    // ...together with consumer 2.0.0, whose range takes it, it goes.
+    registry::swap_all(&[("consumer", "2.0.0"), ("counter", "3.0.0")]).map_err(err)?;
+    check_eq!(registry::version_of("consumer"), Some(semver::Version::new(2, 0, 0)), "consumer version");
+    check_eq!(call("consumer")?, (v + 3, 3), "through the new consumer to the new counter, state carried");
+    // A transaction that fails in its middle changes nothing: back to
+    // counter 1.0.0 with consumer 1.0.0 is fine by ranges, but 1.0.0 takes
+    // state layouts 1 and 2 only, and 3.0.0 exports layout 3.
+    check!(
+        matches!(registry::swap_all(&[("counter", "1.0.0"), ("consumer", "1.0.0")]), Err(Error::StateRefused { .. })),
+        "the swap back to counter 1.0.0 was not refused"
+    );
+    check_eq!(registry::version_of("consumer"), Some(semver::Version::new(2, 0, 0)), "consumer after the failed swap");
+    check_eq!(call("consumer")?, (v + 6, 3), "after the failed transaction");
+    check!(
+        matches!(registry::swap_all(&[("counter", "2.0.0"), ("counter", "1.0.0")]), Err(Error::TwiceInSwap(_))),
+        "a plugin named twice was not refused"
+    );
+    unload_all();
+    check_eq!(usage(), before, "frames and heap bytes in use after unloading");
     Ok(())
 }
 
@@ -136,7 +170,7 @@ fn swap_under_load() -> Result<(), Failure> {
         crate::smp::start(ap).map_err(|e| Failure::new(format_args!("start cpu {ap}: {e}")))?;
     }
     registry::load("counter", Some("1.0.0")).map_err(err)?;
-    registry::load("consumer", None).map_err(err)?;
+    registry::load("consumer", Some("1.0.0")).map_err(err)?;
     LOOP_RUNNING.store(true, Ordering::SeqCst);
     LOOP_CALLS.store(0, Ordering::SeqCst);
     LOOP_BAD.store(0, Ordering::SeqCst);
@@ -213,7 +247,7 @@ fn bad_plugins() -> Result<(), Failure> {
 fn unload_with_dependents() -> Result<(), Failure> {
     unload_all();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
-    registry::load("consumer", None).map_err(err)?;
+    registry::load("consumer", Some("1.0.0")).map_err(err)?;
     match registry::unload("counter", false) {
         Err(Error::HasDependents { dependents, .. }) => check_eq!(dependents, ["consumer-plugin"], "dependents"),
         other => return Err(Failure::new(format_args!("unload of a provider in use: {other:?}"))),
@@ -227,7 +261,7 @@ fn unload_with_dependents() -> Result<(), Failure> {
 fn panicking_command() -> Result<(), Failure> {
     unload_all();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
-    registry::load("consumer", None).map_err(err)?;
+    registry::load("consumer", Some("1.0.0")).map_err(err)?;
     match crate::shell::execute("consumer panic") {
         Err(crate::shell::Error::Failed { message, .. }) => check!(message.contains("panicked"), "reply {message}"),
         other => return Err(Failure::new(format_args!("`consumer panic`: {other:?}"))),
@@ -254,7 +288,7 @@ fn bench() -> Result<(), Failure> {
     }
     let online = crate::smp::online_mask().count_ones();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
-    registry::load("consumer", None).map_err(err)?;
+    registry::load("consumer", Some("1.0.0")).map_err(err)?;
     for p in registry::list() {
         crate::println!("bench: load-and-link {} {} tsc", p.name, p.load_tsc);
     }

@@ -3,7 +3,9 @@
 //! [`Interface`]. It is what the runtime's dependency tests need: a plugin
 //! that must be loaded after its provider, keeps working across a swap of
 //! counter 1 -> 2 (the handle is re-pointed), and blocks a swap to counter
-//! 3.0.0, which its range excludes. The shell command `consumer` calls
+//! 3.0.0, which its range excludes. Version 2.0.0 (feature `v2`) takes
+//! counter 2.x and 3.x: swapped together with the counter, it lets the
+//! counter move to 3.0.0 in one transaction. The shell command `consumer` calls
 //! through once and prints what came back; `consumer panic` panics, for the
 //! containment test.
 #![no_std]
@@ -60,10 +62,20 @@ fn init() -> Result<(), i32> {
     Ok(())
 }
 
+#[cfg(feature = "v1")]
 plugins::plugin! {
     name: "consumer-plugin", version: "1.0.0",
     init: init, fini: || {},
     provides: [("consumer", "1.0.0", &TABLE)],
     requires: [("counter", ">=1.0.0, <3.0.0")],
+    state: None,
+}
+
+#[cfg(feature = "v2")]
+plugins::plugin! {
+    name: "consumer-plugin", version: "2.0.0",
+    init: init, fini: || {},
+    provides: [("consumer", "1.1.0", &TABLE)],
+    requires: [("counter", ">=2.0.0, <4.0.0")],
     state: None,
 }

@@ -1,9 +1,10 @@
 //! `counter`: a counter behind the `counter` interface. Version 1 keeps a
 //! u32 and steps by 1; version 2 keeps a u64 plus a swap count and steps
 //! by 2, so a test sees which version answers and that the state crossed.
-//! Version 3 steps by 3 and refuses every older state layout (the "import
-//! refuses the state" test); 3.0.0 is also outside the range `consumer`
-//! accepts (the "swap would break a consumer" test).
+//! Version 3 steps by 3 and refuses version 1's state layout (the "import
+//! refuses the state" test); 3.0.0 is also outside the range consumer 1.0.0
+//! accepts (the "swap would break a consumer" test) but inside consumer
+//! 2.0.0's (the two swapped in one transaction).
 //!
 //! Built without a version feature the crate is only the [`Counter`] type,
 //! which plugins that require `counter` use as an rlib dependency.

@@ -74,13 +74,14 @@ mod version {
         Ok(8)
     }
 
-    /// Only its own layout: a swap from 1.x or 2.x must fail at this step
-    /// and leave the old version running.
+    /// Layouts 2 and 3 only: a swap straight from 1.x (a u32 counter) must
+    /// fail at this step and leave the old version running.
     pub fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
-        if layout != LAYOUT {
-            return Err(4);
+        let value = buf.get(..8).ok_or(3)?.try_into().map_err(|_| 3)?;
+        match layout {
+            2 | 3 => VALUE.store(u64::from_le_bytes(value), Ordering::SeqCst),
+            _ => return Err(4),
         }
-        VALUE.store(u64::from_le_bytes(buf.try_into().map_err(|_| 3)?), Ordering::SeqCst);
         Ok(())
     }
 }
