@@ -598,6 +598,7 @@ mod tests {
             layout: RUN_LAYOUT,
             accel: Accel::Tcg,
             serial: Serial::Socket(Path::new("/tmp/s.sock")),
+            com2: None,
             reboots: false,
             icount: false,
         };

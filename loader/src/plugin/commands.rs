@@ -86,7 +86,7 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
         }
         "swap" => {
             let words: Vec<&str> = words.collect();
-            if words.is_empty() || words.len() % 2 != 0 {
+            if words.is_empty() || !words.len().is_multiple_of(2) {
                 return Err("usage: swap <plugin> <version> [<plugin> <version> ...]".into());
             }
             let pairs: Vec<(&str, &str)> = words.chunks(2).map(|c| (c[0], c[1])).collect();
