@@ -139,13 +139,6 @@ extern "C" fn boot_cpu_main() -> ! {
 
     let watchdog_secs = cl.watchdog_secs.unwrap_or(if cl.tests.is_some() { DEFAULT_TEST_WATCHDOG_SECS } else { 0 });
     watchdog::arm(watchdog_secs as u64);
-    if cl.bench {
-        // Under QEMU `-icount shift=0` the TSC counts instructions since
-        // reset, so these are deterministic instruction counts.
-        let now = time::rdtsc();
-        println!("bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)", time::boot_tsc(), now - time::boot_tsc());
-        power::exit(Status::PowerOff);
-    }
     for item in cl.boot_plugins() {
         // `name@version` or just `name` (the highest version in the store).
         let (name, version) = match item.split_once('@') {
@@ -158,6 +151,14 @@ extern "C" fn boot_cpu_main() -> ! {
             Ok((n, v)) => println!("loaded {n} {v}"),
             Err(e) => println!("error: cannot load {name}: {e}"),
         }
+    }
+    // Boot-to-console includes loading the standard plugin set.
+    if cl.bench {
+        // Under QEMU `-icount shift=0` the TSC counts instructions since
+        // reset, so these are deterministic instruction counts.
+        let now = time::rdtsc();
+        println!("bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)", time::boot_tsc(), now - time::boot_tsc());
+        power::exit(Status::PowerOff);
     }
     shell::run_boot_commands(cl.boot_commands());
     if cl.tests.is_some() {

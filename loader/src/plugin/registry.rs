@@ -611,7 +611,9 @@ fn transfer(txn: &[Swap]) -> Result<u64, Error> {
         }
     }
     let mut r = REG.lock();
-    let mut moves: Vec<(u64, u64, Vec<(String, *const c_void)>)> = Vec::new();
+    // (old id, new id, the new version's tables by interface)
+    type Move = (u64, u64, Vec<(String, *const c_void)>);
+    let mut moves: Vec<Move> = Vec::new();
     for t in txn {
         let p = r.plugins.iter().find(|p| p.id == t.new).expect("registered");
         moves.push((t.old, t.new, p.provides.iter().map(|q| (q.interface.clone(), q.table)).collect()));
