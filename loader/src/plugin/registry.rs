@@ -306,6 +306,12 @@ fn init(id: u64) -> Result<(), Error> {
 }
 
 /// Drops plugin `id`'s record: its commands, handles and image (memory).
+///
+/// Once the record is gone nobody finds the plugin any more, but another
+/// CPU may still be inside a call into it: a stop-the-world round trip waits
+/// until every CPU is outside such calls, and only then is the memory
+/// freed. If a CPU does not answer, the image is leaked rather than freed
+/// under it.
 fn remove(id: u64) {
     crate::shell::unregister_owner(id);
     let p = {
@@ -313,7 +319,16 @@ fn remove(id: u64) {
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
         r.plugins.remove(i)
     };
-    drop(p);
+    match crate::smp::stop_world() {
+        Ok(world) => {
+            drop(world);
+            drop(p);
+        }
+        Err(e) => {
+            log::error!("{} {}: keeping its memory, a CPU may still run its code: {e}", p.name, p.version);
+            core::mem::forget(p);
+        }
+    }
 }
 
 /// Names of the plugins that require something `id` provides.
