@@ -61,6 +61,25 @@ struct Plugin {
     loaded_at_us: u64,
 }
 
+impl Plugin {
+    /// A record for a plugin being loaded or swapped in: linked, not yet
+    /// initialised, invisible to resolution.
+    fn loading(id: u64, name: String, version: Version, image: image::Image, provides: Vec<Provide>, requires: Vec<Require>) -> Plugin {
+        Plugin {
+            id,
+            name,
+            version,
+            state: State::Loading,
+            image,
+            provides,
+            requires,
+            commands: Vec::new(),
+            load_tsc: 0,
+            loaded_at_us: crate::time::uptime_us(),
+        }
+    }
+}
+
 // SAFETY: the raw pointers are addresses inside the plugin's own image,
 // which the record owns; access goes through `REG`.
 unsafe impl Send for Plugin {}
@@ -258,18 +277,7 @@ pub fn load(name: &str, version: Option<&str>) -> Result<(String, Version), Erro
         let id = r.next_id;
         let requires = link(id, &img, &provides, &active_offers(&r, &[]))?;
         r.next_id += 1;
-        r.plugins.push(Plugin {
-            id,
-            name: name.clone(),
-            version: found.clone(),
-            state: State::Loading,
-            image: img,
-            provides,
-            requires,
-            commands: Vec::new(),
-            load_tsc: 0,
-            loaded_at_us: crate::time::uptime_us(),
-        });
+        r.plugins.push(Plugin::loading(id, name.clone(), found.clone(), img, provides, requires));
         id
     };
     match init(id) {
@@ -471,18 +479,7 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
             .collect::<Result<_, _>>()?;
         drop(offers);
         for ((t, (provides, img)), requires) in txn.iter().zip(images).zip(requires) {
-            r.plugins.push(Plugin {
-                id: t.new,
-                name: t.name.clone(),
-                version: t.version.clone(),
-                state: State::Loading,
-                image: img,
-                provides,
-                requires,
-                commands: Vec::new(),
-                load_tsc: 0,
-                loaded_at_us: crate::time::uptime_us(),
-            });
+            r.plugins.push(Plugin::loading(t.new, t.name.clone(), t.version.clone(), img, provides, requires));
         }
     }
     // Inits run before the world stops (they may need the other CPUs),
