@@ -43,7 +43,8 @@ Builds what is stale, then boots every test image on its layouts (QEMU q35
 and pc with several -smp and -m; Bochs for some) and checks how each boot
 ended and what its banner reported; then plays the scripted shell session
 `shell-session` on the `default` image's serial console and checks every
-reply. Serial logs stay in images/out/runs/.
+reply, and drives the `acpihp` image's CPU hot-add and eject over QMP on q35
+and pc (`acpihp-q35`, `acpihp-pc`). Serial logs stay in images/out/runs/.
 The last line is `N passed, M failed`; the exit status is 1 if M > 0.
 
 options:
