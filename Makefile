@@ -6,11 +6,14 @@
 #   make test            host unit tests, then every test image in QEMU and Bochs
 #   make bench           boot-time instruction counts and image sizes
 #   make swap PLUGIN=x   upload plugin x to the running `make run` and swap it in
+#   make cpu-add         hot-add a CPU to the running `make run` (QMP)
+#   make cpu-del CPU=n   hot-remove QEMU's cpu n from the running `make run`
 #   make setup           install missing tools (run, bochs, test, bench do it first)
 #   make clean           remove images/out and cargo's target/
 #
 # Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run), FILTER=<substr>
 # and JOBS=<n> (test), PLUGIN=<name> and VERSION=<version> (swap),
+# FEATURES='"sse4.2": false' (cpu-add: extra CPU properties), CPU=<n> (cpu-del),
 # ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
 
 CARGO ?= cargo
@@ -18,7 +21,7 @@ IMAGE ?= default
 RUNNER := $(CARGO) run --quiet -p images --bin runner --
 export ACCEL
 
-.PHONY: all images setup run bochs test bench swap clean
+.PHONY: all images setup run bochs test bench swap cpu-add cpu-del clean
 
 all: images
 
@@ -43,6 +46,12 @@ bench: setup
 
 swap:
 	$(RUNNER) swap --plugin "$(PLUGIN)" $(if $(VERSION),--version "$(VERSION)")
+
+cpu-add:
+	$(RUNNER) cpu-add $(if $(FEATURES),--features '$(FEATURES)')
+
+cpu-del:
+	$(RUNNER) cpu-del --cpu "$(CPU)"
 
 clean:
 	rm -rf images/out

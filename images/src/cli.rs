@@ -19,6 +19,8 @@ commands:
   bochs    boot an image's ISO in Bochs
   bench    boot-time figures (instruction counts) and image sizes
   swap     upload a plugin to the image `run` is running and swap it in
+  cpu-add  hot-add a CPU to the image `run` is running (QMP)
+  cpu-del  hot-remove a CPU from the image `run` is running (QMP)
 
 `runner <command> --help` describes each command.
 environment: ACCEL=tcg (default) or kvm selects QEMU's accelerator.";
@@ -41,7 +43,8 @@ Builds what is stale, then boots every test image on its layouts (QEMU q35
 and pc with several -smp and -m; Bochs for some) and checks how each boot
 ended and what its banner reported; then plays the scripted shell session
 `shell-session` on the `default` image's serial console and checks every
-reply. Serial logs stay in images/out/runs/.
+reply, and drives the `acpihp` image's CPU hot-add and eject over QMP on q35
+and pc (`acpihp-q35`, `acpihp-pc`). Serial logs stay in images/out/runs/.
 The last line is `N passed, M failed`; the exit status is 1 if M > 0.
 
 options:
@@ -81,6 +84,21 @@ COM2 (images/out/run/com2.sock) with the command `store and swap`. Prints
 the loader's reply and a GDB script (`add-symbol-file` per loaded plugin,
 also written to images/out/run/plugins.gdb).";
 
+pub const CPU_ADD_HELP: &str = "\
+usage: runner cpu-add [--features '\"name\": value, ...']
+
+Through `runner run`'s QMP socket (images/out/run/qmp.sock): device_add of a
+CPU of the boot CPUs' model into the lowest free slot (query-hotpluggable-cpus),
+with the given properties on top, e.g. --features '\"sse4.2\": false' for a
+CPU that differs from the boot CPUs. Prints the guest's _OST answer.";
+
+pub const CPU_DEL_HELP: &str = "\
+usage: runner cpu-del --cpu N
+
+Through `runner run`'s QMP socket: device_del of QEMU's cpu-index N (with
+modvisor's default topology also its APIC id and cpu number). QEMU asks the
+guest, which ejects the CPU or refuses; prints what QEMU reported.";
+
 /// What the runner was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -102,6 +120,12 @@ pub enum Command {
     Swap {
         plugin: String,
         version: Option<String>,
+    },
+    CpuAdd {
+        features: String,
+    },
+    CpuDel {
+        cpu: u64,
     },
 }
 
@@ -151,8 +175,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             None => Command::Help(BOCHS_HELP),
         }),
         "swap" => parse_swap(&mut parser),
+        "cpu-add" => parse_cpu_add(&mut parser),
+        "cpu-del" => parse_cpu_del(&mut parser),
         other => Err(Error::Usage(format!(
-            "runner: unknown command `{other}`; commands are build, test, run, bochs, bench, swap (see `runner --help`)"
+            "runner: unknown command `{other}`; commands are build, test, run, bochs, bench, swap, cpu-add, cpu-del (see `runner --help`)"
         ))),
     }
 }
@@ -241,6 +267,31 @@ fn parse_swap(parser: &mut lexopt::Parser) -> Result<Command> {
     }
 }
 
+fn parse_cpu_add(parser: &mut lexopt::Parser) -> Result<Command> {
+    let mut features = String::new();
+    while let Some(arg) = parser.next().map_err(usage("cpu-add"))? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(CPU_ADD_HELP)),
+            Long("features") => features = parser.value().and_then(|v| v.string()).map_err(usage("cpu-add"))?,
+            other => return Err(usage("cpu-add")(other.unexpected())),
+        }
+    }
+    Ok(Command::CpuAdd { features })
+}
+
+fn parse_cpu_del(parser: &mut lexopt::Parser) -> Result<Command> {
+    let mut cpu = None;
+    while let Some(arg) = parser.next().map_err(usage("cpu-del"))? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(CPU_DEL_HELP)),
+            Long("cpu") => cpu = Some(parser.value().and_then(|v| v.parse()).map_err(usage("cpu-del"))?),
+            other => return Err(usage("cpu-del")(other.unexpected())),
+        }
+    }
+    cpu.map(|cpu| Command::CpuDel { cpu })
+        .ok_or_else(|| Error::Usage("runner cpu-del: say which CPU: --cpu N (make cpu-del CPU=N)".into()))
+}
+
 /// `--image NAME` for `run` and `bochs`: the recipe, or `None` when help
 /// was asked for.
 fn parse_image(parser: &mut lexopt::Parser, name: &'static str) -> Result<Option<&'static Recipe>> {
@@ -313,6 +364,18 @@ mod tests {
                 image: recipes::find("smp").unwrap()
             }
         );
+    }
+
+    #[test]
+    fn cpu_add_and_cpu_del() {
+        assert_eq!(p(&["cpu-add"]).unwrap(), Command::CpuAdd { features: String::new() });
+        assert_eq!(
+            p(&["cpu-add", "--features", r#""sse4.2": false"#]).unwrap(),
+            Command::CpuAdd { features: r#""sse4.2": false"#.into() }
+        );
+        assert_eq!(p(&["cpu-del", "--cpu", "3"]).unwrap(), Command::CpuDel { cpu: 3 });
+        assert!(err(&["cpu-del"]).contains("--cpu N"));
+        assert!(err(&["cpu-del", "--cpu", "x"]).contains("runner cpu-del"));
     }
 
     #[test]

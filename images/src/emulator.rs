@@ -339,7 +339,12 @@ pub fn run_console(
         icount: false,
         com2: Some(&com2),
     };
+    let qmp = crate::hotplug::qmp_socket();
+    if qmp.exists() {
+        fs::remove_file(&qmp).map_err(|e| Error::io(format!("removing {}", qmp.display()), e))?;
+    }
     let mut args = qemu_args(&boot);
+    args.extend(crate::hotplug::qmp_args(&qmp));
     args.extend(extra.iter().cloned());
     // Later QEMU options override earlier ones, so extra `-smp`/`-m` win.
     let extra_note: String = extra
@@ -353,6 +358,10 @@ pub fn run_console(
     println!(
         "run: COM2 is {}: `make swap PLUGIN=<name>` uploads a plugin from another terminal",
         shown(&socket)
+    );
+    println!(
+        "run: QMP is {}: `make cpu-add [FEATURES='\"sse4.2\": false']` and `make cpu-del CPU=<n>` hot-plug CPUs",
+        shown(&qmp)
     );
     let status = Command::new(QEMU)
         .args(&args)

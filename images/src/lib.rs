@@ -17,6 +17,8 @@ pub mod plugin_build;
 pub mod plugin_elf;
 pub mod recipes;
 pub mod session;
+pub mod hotplug;
+pub mod qmp;
 pub mod signing;
 pub mod swap;
 pub mod testrun;
@@ -38,6 +40,8 @@ pub enum Error {
     Recipe(String),
     /// The runner's own environment is unusable (e.g. a bad `ACCEL`).
     Environment(String),
+    /// QEMU refused a QMP command, or QMP itself went wrong.
+    Qmp(String),
 }
 
 impl Error {
@@ -57,6 +61,7 @@ impl fmt::Display for Error {
             Error::Tool { command, detail } => write!(f, "`{command}` failed: {detail}"),
             Error::Recipe(m) => write!(f, "bad image recipe: {m}"),
             Error::Environment(m) => write!(f, "{m}"),
+            Error::Qmp(m) => write!(f, "QMP: {m}"),
         }
     }
 }

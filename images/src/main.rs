@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use images::builder::{self, Image};
 use images::cli::{self, Command};
 use images::emulator::{self, Accel};
-use images::{bench, swap, testrun, Error};
+use images::{bench, hotplug, swap, testrun, Error};
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)).and_then(execute) {
@@ -42,5 +42,7 @@ fn execute(command: Command) -> images::Result<ExitCode> {
         }
         Command::Bench => bench::bench_command(),
         Command::Swap { plugin, version } => swap::swap_command(&plugin, version.as_deref()),
+        Command::CpuAdd { features } => hotplug::cpu_add_command(&features),
+        Command::CpuDel { cpu } => hotplug::cpu_del_command(cpu),
     }
 }

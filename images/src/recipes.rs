@@ -32,6 +32,9 @@ pub enum Role {
     /// Runs an in-image benchmark suite for `runner bench` (which picks the
     /// layouts) and passes; `runner test` leaves it alone.
     Bench,
+    /// Runs an in-image suite that waits for the host to act (QMP CPU
+    /// hotplug): booted only by its driven runs (`hotplug.rs`).
+    Driven,
     /// Ends badly on purpose, to prove the runner tells the endings apart.
     /// Runs on one QEMU layout; `timeout` overrides the host deadline.
     SelfCheck {
@@ -102,6 +105,12 @@ pub const RECIPES: &[Recipe] = &[
             bochs: true,
             reboots: false,
         },
+    },
+    // Waits for the runner's QMP device_add and device_del.
+    Recipe {
+        name: "acpihp",
+        args: "test=acpihp",
+        role: Role::Driven,
     },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
@@ -178,7 +187,7 @@ impl Recipe {
     pub fn expect(&self) -> Option<Outcome> {
         match self.role {
             Role::Interactive => None,
-            Role::Bench => Some(Outcome::Exited(Status::Pass)),
+            Role::Bench | Role::Driven => Some(Outcome::Exited(Status::Pass)),
             Role::Test { expect, .. } | Role::SelfCheck { expect, .. } => Some(expect),
         }
     }
@@ -190,7 +199,7 @@ impl Recipe {
     /// Where `runner test` boots this image.
     pub fn targets(&self) -> Vec<Target> {
         match self.role {
-            Role::Interactive | Role::Bench => Vec::new(),
+            Role::Interactive | Role::Bench | Role::Driven => Vec::new(),
             Role::Test { bochs, .. } => {
                 let mut t: Vec<Target> = QEMU_LAYOUTS.iter().map(|l| Target::Qemu(*l)).collect();
                 if bochs {
@@ -258,7 +267,7 @@ impl Recipe {
         }
         match (self.role, cl.tests) {
             (Role::Interactive, Some(_)) => bad("an interactive image runs no tests".into()),
-            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench, None) => {
+            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench | Role::Driven, None) => {
                 bad("a test image needs `test=`, or it never exits".into())
             }
             (

@@ -286,11 +286,11 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(40);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The received bytes, shared with the reader thread.
-type Received = Arc<(Mutex<Vec<u8>>, Condvar)>;
+pub type Received = Arc<(Mutex<Vec<u8>>, Condvar)>;
 
 /// Waits until `ready` finds what it wants in the transcript; `None` after
 /// `timeout`.
-fn wait_for(
+pub fn wait_for(
     received: &Received,
     timeout: Duration,
     ready: impl Fn(&str) -> Option<usize>,
@@ -317,7 +317,7 @@ fn transcript_len(received: &Received) -> usize {
 /// Connects to QEMU's serial socket, which appears once QEMU is up; QEMU
 /// (`server=on,wait=on`) starts the guest only after this connection, so
 /// nothing the guest prints is missed.
-fn connect(socket: &Path, child: &mut Child) -> std::io::Result<UnixStream> {
+pub fn connect(socket: &Path, child: &mut Child) -> std::io::Result<UnixStream> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         match UnixStream::connect(socket) {
@@ -326,6 +326,24 @@ fn connect(socket: &Path, child: &mut Child) -> std::io::Result<UnixStream> {
             Err(_) => thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// Collects what arrives on `stream` (COM1) into the returned buffer and
+/// `serial_log`, on a thread that ends when QEMU closes the socket.
+pub fn receive(stream: &UnixStream, serial_log: &Path) -> std::io::Result<(Received, thread::JoinHandle<()>)> {
+    let received: Received = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+    let shared = Arc::clone(&received);
+    let mut stream = stream.try_clone()?;
+    let mut log = std::fs::File::create(serial_log)?;
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            let _ = log.write_all(&buf[..n]);
+            shared.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+            shared.1.notify_all();
+        }
+    });
+    Ok((received, reader))
 }
 
 /// Runs QEMU (`command`, whose COM1 is the server socket `socket`), plays
@@ -352,25 +370,7 @@ pub fn drive(
             return Err(e);
         }
     };
-    let received: Received = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-    let reader = {
-        let received = Arc::clone(&received);
-        let mut stream = stream.try_clone()?;
-        let mut log = std::fs::File::create(serial_log)?;
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // Ends when QEMU exits and closes the socket.
-            while let Ok(n @ 1..) = stream.read(&mut buf) {
-                let _ = log.write_all(&buf[..n]);
-                received
-                    .0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&buf[..n]);
-                received.1.notify_all();
-            }
-        })
-    };
+    let (received, reader) = receive(&stream, serial_log)?;
     let mut writer = stream;
     let mut problems = Vec::new();
     let mut sent_at = Vec::new();

@@ -13,6 +13,7 @@ use crate::emulator::{self, Accel, QemuBoot, Serial};
 use crate::layout::Target;
 use crate::outcome::{classify, Ended, Outcome};
 use crate::recipes::{self, Recipe, RECIPES};
+use crate::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
 use crate::session::{self, Scenario, SCENARIOS};
 use crate::{last_lines, read_lossy, Error, Result};
 use loader::exit::Status;
@@ -35,6 +36,8 @@ pub enum Kind {
     /// Type a scripted session on the serial console; it ends with a
     /// power-off.
     Session(&'static Scenario),
+    /// Boot with QMP and answer the image's CPU hotplug handshake.
+    Hotplug(&'static HotplugScenario),
 }
 
 impl Run {
@@ -43,6 +46,7 @@ impl Run {
         match self.kind {
             Kind::Boot => self.recipe.name,
             Kind::Session(s) => s.name,
+            Kind::Hotplug(s) => s.name,
         }
     }
 
@@ -53,6 +57,7 @@ impl Run {
                 .expect()
                 .expect("only recipes with an expected outcome are planned"),
             Kind::Session(_) => Outcome::Exited(Status::PowerOff),
+            Kind::Hotplug(_) => Outcome::Exited(Status::Pass),
         }
     }
 
@@ -76,8 +81,14 @@ pub fn plan(filter: Option<&str>) -> Vec<Run> {
         target: Target::Qemu(s.layout),
         kind: Kind::Session(s),
     });
+    let hotplugs = HOTPLUG_SCENARIOS.iter().map(|s| Run {
+        recipe: recipes::find(s.image).expect("a scenario names an image of the table"),
+        target: Target::Qemu(s.layout),
+        kind: Kind::Hotplug(s),
+    });
     boots
         .chain(sessions)
+        .chain(hotplugs)
         .filter(|run| match filter {
             None => true,
             Some(f) => run.name().contains(f) || run.target.emulator().name() == f,
@@ -137,6 +148,9 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
     let output = dir.join("emulator.out");
     if let (Kind::Session(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
         return play(run, scenario, &image, layout, accel, &serial_path, &output);
+    }
+    if let (Kind::Hotplug(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
+        return play_hotplug(run, scenario, &image, layout, accel, &serial_path, &output);
     }
     let mut command = match run.target {
         Target::Qemu(layout) => {
@@ -246,6 +260,46 @@ fn play(
         serial_path,
         output,
     ))
+}
+
+/// Boots `image` with COM1 and QMP on sockets and drives its hotplug
+/// handshake.
+fn play_hotplug(
+    run: &Run,
+    scenario: &HotplugScenario,
+    image: &Image,
+    layout: crate::layout::QemuLayout,
+    accel: Accel,
+    serial_path: &Path,
+    output: &Path,
+) -> Result<Finished> {
+    // Short paths: unix socket names hold about 100 bytes.
+    let socket = |what: &str| {
+        std::env::temp_dir().join(format!("modvisor-{}-{}.{what}.sock", std::process::id(), scenario.name))
+    };
+    let (serial, qmp) = (socket("com1"), socket("qmp"));
+    let _ = std::fs::remove_file(&serial);
+    let _ = std::fs::remove_file(&qmp);
+    let cmdline = image.cmdline()?;
+    let mut command = Command::new(emulator::QEMU);
+    command.args(emulator::qemu_args(&QemuBoot {
+        image,
+        cmdline: &cmdline,
+        layout,
+        accel,
+        serial: Serial::Socket(&serial),
+        com2: None,
+        reboots: false,
+        icount: false,
+    }));
+    command.args(hotplug::qmp_args(&qmp));
+    let driven = hotplug::drive(&mut command, &serial, &qmp, output, serial_path);
+    let _ = std::fs::remove_file(&serial);
+    let _ = std::fs::remove_file(&qmp);
+    let driven = driven?;
+    let mut verdict = judge(run, driven.ended, &driven.transcript);
+    verdict.problems.extend(driven.problems);
+    Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
 }
 
 fn failure_details(

@@ -66,6 +66,8 @@ pub struct Acpi {
     pub pm_timer: Option<(u16, bool)>,
     pub reset: Option<(GenericAddress, u8)>,
     pub s5: Option<SleepType>,
+    /// I/O base of QEMU's CPU hotplug block, as the DSDT declares it.
+    pub cpu_hotplug: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -173,11 +175,12 @@ fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> 
     } else {
         None
     };
-    let s5 = tables.dsdt().ok().and_then(|d| {
+    let dsdt = tables.dsdt().ok().map(|d| {
         // SAFETY: the crate found the DSDT at this address with this length.
-        let aml = unsafe { core::slice::from_raw_parts(d.address as *const u8, d.length as usize) };
-        loader::s5::find(aml)
+        unsafe { core::slice::from_raw_parts(d.address as *const u8, d.length as usize) }
     });
+    let s5 = dsdt.and_then(loader::s5::find);
+    let cpu_hotplug = dsdt.and_then(plugins::acpihp::find_in_dsdt);
     Ok(Acpi {
         rsdp,
         cpus,
@@ -192,6 +195,7 @@ fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> 
         pm_timer,
         reset,
         s5,
+        cpu_hotplug,
     })
 }
 

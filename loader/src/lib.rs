@@ -11,6 +11,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod cmdline;
+pub mod deferred;
 pub mod elf;
 pub mod exit;
 pub mod frames;

@@ -24,6 +24,7 @@ mod power;
 // src/shell/; a plain `mod shell` would pick up the library's mod.rs.
 #[path = "shell/kernel.rs"]
 mod shell;
+mod sci;
 mod smp;
 mod tests;
 mod time;
@@ -131,6 +132,10 @@ extern "C" fn boot_cpu_main() -> ! {
     // Without COM2 there is no upload, and the rest works on.
     if let Err(e) = upload::init(acpi) {
         log::warn!("plugin upload over COM2 is off: {e}");
+    }
+    // Without the SCI there is no physical CPU hotplug; the rest works on.
+    if let Err(e) = sci::init(acpi) {
+        log::warn!("ACPI SCI is off: {e}");
     }
     plugin::commands::register();
 

@@ -129,6 +129,10 @@ pub const LOADER_EXPORTS: &[&str] = &[
     "mv_call_enter",
     "mv_call_exit",
     "mv_register_command",
+    "mv_gpe_register",
+    "mv_gpe_unregister",
+    "mv_defer",
+    "mv_acpi_cpu_hotplug_base",
 ];
 
 extern "C" {
@@ -152,4 +156,22 @@ extern "C" {
     /// Registers a shell command owned by the calling plugin (removed when
     /// it unloads); 0 on success.
     pub fn mv_register_command(name: StrRef, help: StrRef, f: CommandFn) -> i32;
+    /// Runs `f(ctx)` in thread context (from the shell's idle loop) each
+    /// time GPE0 bit `gpe` fires, and enables that GPE; the loader clears
+    /// its status bit in the SCI handler. One handler per GPE; removed when
+    /// the caller unloads or is swapped out (the new version registers
+    /// again in its init). 0 on success, -1 if taken or not in GPE0.
+    /// CPU hotplug: `gpe` = [`crate::acpihp::GPE_BIT`].
+    pub fn mv_gpe_register(gpe: u32, f: extern "C" fn(usize), ctx: usize) -> i32;
+    /// Disables `gpe` and drops the caller's handler; 0 on success.
+    pub fn mv_gpe_unregister(gpe: u32) -> i32;
+    /// Queues `f(ctx)` to run once in thread context (the shell's idle
+    /// loop); 0 on success, -1 if the queue (64 items) is full. Dropped if
+    /// the caller unloads first.
+    pub fn mv_defer(f: extern "C" fn(usize), ctx: usize) -> i32;
+    /// The I/O base of QEMU's CPU hotplug register block as the DSDT
+    /// declares it (0x0cd8 on q35, 0xaf00 on pc), or -1 if there is none.
+    /// Drive it with [`crate::acpihp::CpuHotplug`] over
+    /// [`crate::acpihp::HwPorts`].
+    pub fn mv_acpi_cpu_hotplug_base() -> i32;
 }

@@ -25,6 +25,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod acpihp;
 pub mod ffi;
 pub mod meta;
 pub mod sig;

@@ -20,6 +20,10 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_register_command" => {
             mv_register_command as unsafe extern "C" fn(StrRef, StrRef, CommandFn) -> i32 as usize
         }
+        "mv_gpe_register" => mv_gpe_register as extern "C" fn(u32, extern "C" fn(usize), usize) -> i32 as usize,
+        "mv_gpe_unregister" => mv_gpe_unregister as extern "C" fn(u32) -> i32 as usize,
+        "mv_defer" => mv_defer as extern "C" fn(extern "C" fn(usize), usize) -> i32 as usize,
+        "mv_acpi_cpu_hotplug_base" => mv_acpi_cpu_hotplug_base as extern "C" fn() -> i32 as usize,
         _ => return None,
     };
     debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
@@ -115,4 +119,42 @@ unsafe extern "C" fn mv_register_command(name: StrRef, help: StrRef, f: CommandF
             -1
         }
     }
+}
+
+/// The caller's plugin id, or `None` outside a guarded call (a plugin
+/// calling from a context the loader did not enter, e.g. an interrupt).
+fn caller() -> Option<u64> {
+    guard::current().map(|f| f.plugin)
+}
+
+fn status(what: &str, r: Result<(), crate::sci::Error>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "{what}: {e}");
+            -1
+        }
+    }
+}
+
+extern "C" fn mv_gpe_register(gpe: u32, f: extern "C" fn(usize), ctx: usize) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    status("mv_gpe_register", crate::sci::register(owner, gpe, crate::sci::Call { f, ctx }))
+}
+
+extern "C" fn mv_gpe_unregister(gpe: u32) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    status("mv_gpe_unregister", crate::sci::unregister(owner, gpe))
+}
+
+extern "C" fn mv_defer(f: extern "C" fn(usize), ctx: usize) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    match crate::sci::defer(owner, crate::sci::Call { f, ctx }) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
+}
+
+extern "C" fn mv_acpi_cpu_hotplug_base() -> i32 {
+    crate::acpi::get().and_then(|a| a.cpu_hotplug).map_or(-1, i32::from)
 }

@@ -4,7 +4,7 @@
 
 pub mod commands;
 pub mod exports;
-mod guard;
+pub mod guard;
 pub mod image;
 pub mod registry;
 pub mod store;

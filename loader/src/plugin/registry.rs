@@ -322,6 +322,7 @@ fn init(id: u64) -> Result<(), Error> {
 /// under it.
 fn remove(id: u64) {
     crate::shell::unregister_owner(id);
+    crate::sci::drop_owner(id);
     let p = {
         let mut r = REG.lock();
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
@@ -337,6 +338,12 @@ fn remove(id: u64) {
             core::mem::forget(p);
         }
     }
+}
+
+/// The name of plugin `id` while it is active (deferred work of a plugin
+/// that failed or went away is not run).
+pub fn active_name(id: u64) -> Option<String> {
+    REG.lock().plugins.iter().find(|p| p.id == id && p.state == State::Active).map(|p| p.name.clone())
 }
 
 /// Names of the plugins that require something `id` provides.

@@ -82,6 +82,7 @@ pub fn run() -> ! {
         let entered = match console::next_input() {
             None => {
                 crate::upload::poll();
+                crate::sci::run_pending();
                 console::wait_for_input();
                 continue;
             }

@@ -34,6 +34,7 @@ static SUITES: &[Suite] = &[
     Suite { name: "plugin-image", tests: crate::plugin::image::tests::TESTS },
     Suite { name: "plugins", tests: crate::plugin::tests::TESTS },
     Suite { name: "bench-plugins", tests: crate::plugin::tests::BENCH },
+    Suite { name: "acpihp", tests: crate::sci::tests::TESTS },
     Suite { name: "reboot", tests: crate::power::tests::REBOOT },
     Suite { name: "poweroff", tests: crate::power::tests::POWEROFF },
     Suite { name: "selftest-fail", tests: selftest::FAIL },
@@ -42,9 +43,10 @@ static SUITES: &[Suite] = &[
     Suite { name: "selftest-hang", tests: selftest::HANG },
 ];
 
-/// Suites that end the run themselves (a reset, a power-off): `all` leaves
+/// Suites that end the run themselves (a reset, a power-off) or wait for
+/// the host runner to act (`acpihp`: QMP hot-add and remove): `all` leaves
 /// them out, so they run only when named.
-const ENDS_THE_RUN: [&str; 2] = ["reboot", "poweroff"];
+const NOT_IN_ALL: [&str; 3] = ["reboot", "poweroff", "acpihp"];
 
 /// A failed check. Formatted into a fixed buffer so that reporting a
 /// failure never depends on the heap, which some tests exhaust on purpose.
@@ -135,7 +137,7 @@ pub fn list() -> impl Iterator<Item = &'static str> {
 /// `selftest-*` ones and those that end the run) and returns the image's
 /// exit status.
 pub fn run(cl: &loader::cmdline::CommandLine) -> Status {
-    let in_all = |s: &Suite| !s.name.starts_with("selftest") && !ENDS_THE_RUN.contains(&s.name);
+    let in_all = |s: &Suite| !s.name.starts_with("selftest") && !NOT_IN_ALL.contains(&s.name);
     let selected = |s: &&Suite| cl.suites().any(|n| n == s.name || (n == "all" && in_all(s)));
     let (mut passed, mut failed) = (0, 0);
     for suite in SUITES.iter().filter(selected) {
