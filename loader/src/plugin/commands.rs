@@ -103,8 +103,9 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
                         println!("{} {} [{}]", p.name, p.version, p.state);
                         println!("  image: {:#x}..{:#x} ({} bytes)", p.base, p.base + p.size, p.size);
                         println!("  loaded at {} us after boot, load and link took {} us", p.loaded_at_us, us_of(p.load_tsc));
-                        println!("  provides: {}", p.provides.join(", "));
-                        println!("  requires: {}", p.requires.join(", "));
+                        let list = |l: &[String]| if l.is_empty() { "-".to_string() } else { l.join(", ") };
+                        println!("  provides: {}", list(&p.provides));
+                        println!("  requires: {}", list(&p.requires));
                         for (c, h) in p.commands {
                             println!("  command {c}: {h}");
                         }
