@@ -64,17 +64,82 @@ pub fn bench_lines(serial: &str) -> Vec<&str> {
         .collect()
 }
 
-/// One row of the size table: name, then the sizes of loader.elf, initrd
-/// and the ISO in bytes.
-pub fn size_row(name: &str, sizes: [u64; 3], name_width: usize) -> String {
-    format!(
-        "  {name:<name_width$} {:>12} {:>10} {:>10}",
-        sizes[0], sizes[1], sizes[2]
-    )
+/// One figure of a `bench:` line: `bench: <what> <n> tsc [(<detail>)]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Figure<'a> {
+    pub what: String,
+    pub tsc: u64,
+    /// What follows `tsc`, e.g. the parts a total is made of.
+    pub detail: &'a str,
 }
 
-/// Runs one boot and prints its figures; returns why it failed, if it did.
-fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<Option<String>> {
+/// Reads a figure line as `bench_lines` returns it; `None` if it has no
+/// `<n> tsc`.
+pub fn figure(line: &str) -> Option<Figure<'_>> {
+    let rest = line.strip_prefix("bench:")?.trim_start();
+    let at = rest.find(" tsc")?;
+    let (head, tail) = rest.split_at(at);
+    let (what, n) = head.rsplit_once(' ')?;
+    Some(Figure {
+        what: what.to_string(),
+        tsc: n.parse().ok()?,
+        detail: tail[" tsc".len()..].trim(),
+    })
+}
+
+/// `1234567` as `1,234,567`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The summary table: one row per figure, with the CPUs of its boot.
+pub fn figure_table(figures: &[(u32, Figure)]) -> Vec<String> {
+    let width = figures.iter().map(|(_, f)| f.what.len()).max().unwrap_or(0).max("figure".len());
+    let mut lines = vec![format!("  {:<width$} {:>4} {:>14}", "figure", "cpus", "instructions")];
+    for (cpus, f) in figures {
+        let mut line = format!("  {:<width$} {cpus:>4} {:>14}", f.what, grouped(f.tsc));
+        if !f.detail.is_empty() {
+            line.push_str(&format!("  {}", f.detail));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// The size table: images whose three sizes (loader.elf, initrd, ISO, in
+/// bytes) are equal share one row, so the table stays short while every
+/// image carries the same loader and store.
+pub fn size_table(sizes: &[(&str, [u64; 3])]) -> Vec<String> {
+    let mut groups: Vec<([u64; 3], Vec<&str>)> = Vec::new();
+    for (name, s) in sizes {
+        match groups.iter_mut().find(|(g, _)| g == s) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((*s, vec![name])),
+        }
+    }
+    let mut lines = vec![format!("  {:>12} {:>10} {:>12}  images", "loader.elf", "initrd", "iso")];
+    for (s, names) in groups {
+        let who = if names.len() == sizes.len() && names.len() > 1 {
+            format!("all {}", names.len())
+        } else {
+            names.join(", ")
+        };
+        lines.push(format!("  {:>12} {:>10} {:>12}  {who}", grouped(s[0]), grouped(s[1]), grouped(s[2])));
+    }
+    lines
+}
+
+/// Runs one boot and prints its figures; returns them, and why it failed
+/// if it did.
+fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<String>)> {
     let image = Image::of(boot.image);
     let cmdline = boot.cmdline()?;
     CommandLine::parse(&cmdline)
@@ -101,8 +166,9 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<Option<String>> {
     let outcome = classify(Emulator::Qemu, ended, &serial);
     let figures = bench_lines(&serial);
     for line in &figures {
-        println!("{line}");
+        println!("  {line}");
     }
+    let owned = figures.iter().map(|l| l.to_string()).collect();
     let mut problems = Vec::new();
     if outcome != boot.expect {
         problems.push(format!("expected {}, got {outcome}", boot.expect));
@@ -111,41 +177,44 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<Option<String>> {
         problems.push("the loader printed no `bench:` line".to_string());
     }
     if problems.is_empty() {
-        return Ok(None);
+        return Ok((owned, None));
     }
     let mut report = format!("`{cmdline}` on {}: {}\n", boot.layout, problems.join("; "));
     report += &format!("serial log {}, last lines:\n", builder::shown(&serial_path));
     for line in last_lines(&serial, 40) {
         report += &format!("| {line}\n");
     }
-    Ok(Some(report))
+    Ok((owned, Some(report)))
 }
 
 pub fn bench_command() -> Result<ExitCode> {
     let accel = Accel::from_env()?;
     builder::build_all()?;
     let mut failures = Vec::new();
+    let mut lines = Vec::new();
     for boot in &BENCH_BOOTS {
-        failures.extend(run_boot(boot, accel)?);
+        let (figures, failure) = run_boot(boot, accel)?;
+        lines.extend(figures.into_iter().map(|f| (boot.layout.cpus, f)));
+        failures.extend(failure);
     }
 
-    println!("sizes in bytes:");
-    let width = RECIPES.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    println!(
-        "  {:<width$} {:>12} {:>10} {:>10}",
-        "image", "loader.elf", "initrd", "iso"
-    );
-    for recipe in RECIPES {
-        let i = Image::of(recipe.name);
-        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        println!(
-            "{}",
-            size_row(
-                recipe.name,
-                [size(&i.loader()), size(&i.initrd()), size(&i.iso)],
-                width
-            )
-        );
+    println!("bench: figures in instructions (the guest TSC under -icount shift=0):");
+    let figures: Vec<(u32, Figure)> =
+        lines.iter().filter_map(|(cpus, l)| Some((*cpus, figure(l)?))).collect();
+    for line in figure_table(&figures) {
+        println!("{line}");
+    }
+    println!("bench: sizes in bytes (loader.elf with debug info):");
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let sizes: Vec<(&str, [u64; 3])> = RECIPES
+        .iter()
+        .map(|r| {
+            let i = Image::of(r.name);
+            (r.name, [size(&i.loader()), size(&i.initrd()), size(&i.iso)])
+        })
+        .collect();
+    for line in size_table(&sizes) {
+        println!("{line}");
     }
 
     if failures.is_empty() {
@@ -182,11 +251,42 @@ modvisor-exit: 0x16 poweroff
     }
 
     #[test]
-    fn size_rows_align() {
+    fn figures_are_read_from_their_lines() {
+        let f = figure("bench: boot-to-console 42849798 tsc (firmware and boot loader 17173412 tsc, loader 25676386 tsc)").unwrap();
+        assert_eq!((f.what.as_str(), f.tsc), ("boot-to-console", 42_849_798));
+        assert_eq!(f.detail, "(firmware and boot loader 17173412 tsc, loader 25676386 tsc)");
+        let f = figure("bench: swap-blackout cpus=4 2520 tsc").unwrap();
+        assert_eq!((f.what.as_str(), f.tsc, f.detail), ("swap-blackout cpus=4", 2520, ""));
+        assert_eq!(figure("bench: load-and-link counter-plugin 2342416 tsc").unwrap().what, "load-and-link counter-plugin");
+        assert_eq!(figure("bench: no figure here"), None);
+        assert_eq!(figure("bench: x many tsc"), None);
+        assert_eq!(figure("boot-to-console 1 tsc"), None);
+    }
+
+    #[test]
+    fn tables_align_and_group() {
+        assert_eq!(grouped(42_849_798), "42,849,798");
+        assert_eq!(grouped(2003), "2,003");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(0), "0");
+        let figures = [
+            (1, figure("bench: boot-to-console 42849798 tsc (parts)").unwrap()),
+            (4, figure("bench: swap-blackout cpus=4 2520 tsc").unwrap()),
+        ];
         assert_eq!(
-            size_row("boot", [1_234_567, 10_240, 798_720], 6),
-            "  boot        1234567      10240     798720"
+            figure_table(&figures),
+            [
+                "  figure               cpus   instructions",
+                "  boot-to-console         1     42,849,798  (parts)",
+                "  swap-blackout cpus=4    4          2,520",
+            ]
         );
+        let same = [1_234_567, 10_240, 798_720];
+        let t = size_table(&[("boot", same), ("smp", same), ("big", [1, 2, 3])]);
+        assert_eq!(t[0], "    loader.elf     initrd          iso  images");
+        assert_eq!(t[1], "     1,234,567     10,240      798,720  boot, smp");
+        assert_eq!(t[2], "             1          2            3  big");
+        assert_eq!(size_table(&[("a", same), ("b", same)])[1], "     1,234,567     10,240      798,720  all 2");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Scripted shell sessions: `runner test` boots an image with COM1 on a
 //! unix socket, waits for the prompt, types each step and checks what the
-//! shell answered. The scenario is data and the checks are pure functions
-//! over the transcript; `drive` (at the end) is the thin process plumbing.
+//! shell answered. A step may instead push a plugin file over COM2 (a
+//! second socket) with `runner swap`'s client and check the loader's reply
+//! there. The scenario is data and the checks are pure functions over the
+//! transcript and the replies; `drive` (at the end) is the thin process
+//! plumbing.
 //!
 //! Offsets are byte offsets into the transcript as text (the loader writes
-//! ASCII only). A step is typed only after the previous prompt arrived,
-//! and a step's reply is everything from its first typed byte to the
+//! ASCII only). A step is sent only after the previous one was answered,
+//! and a typed step's reply is everything from its first typed byte to the
 //! `prompts`-th prompt that starts a line after it.
 
 use std::io::{Read, Write};
@@ -16,10 +19,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ed25519_compact::KeyPair;
 use loader::shell::{GREETING, PROMPT};
+use plugins::upload::{Command as UploadCommand, HEADER_LEN};
 
 use crate::layout::{QemuLayout, RUN_LAYOUT};
 use crate::outcome::Ended;
+use crate::{signing, swap};
 
 /// One thing a reply must (or must not) show. Lines are split at `\r\n`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +40,46 @@ pub enum Expect {
     Absent(&'static str),
 }
 
+/// What a step sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes typed on COM1 at once, after the prompt.
+    Keys(&'static [u8]),
+    /// A plugin file pushed on COM2 in one frame; the loader's reply there
+    /// (`ok ...`/`plugin ...`/`end`, or `error: ...`) answers it.
+    Upload(Upload),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
-    /// Bytes typed at once, after the prompt.
-    pub send: &'static [u8],
-    /// Prompts that answer them (one per Enter or Ctrl-C).
+    pub input: Input,
+    /// Prompts that answer typed keys (one per Enter or Ctrl-C); 0 for an
+    /// upload, which the shell does not answer.
     pub prompts: usize,
+    /// Checked against the typed step's reply, or the upload's reply lines.
     pub expect: &'static [Expect],
+}
+
+/// A store file pushed over COM2, spoiled first as the test asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub plugin: &'static str,
+    pub version: &'static str,
+    pub command: UploadCommand,
+    pub spoil: Spoil,
+}
+
+/// How an upload is damaged on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spoil {
+    /// The signed file as built.
+    Intact,
+    /// One payload byte flipped after the CRC was computed: damaged in transit.
+    FlipPayloadByte,
+    /// The signature trailer cut off, the frame itself sound.
+    StripSignature,
+    /// Signed again with a key the loader does not know.
+    ForeignKey,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +99,25 @@ pub struct Scenario {
 
 const fn step(send: &'static [u8], expect: &'static [Expect]) -> Step {
     Step {
-        send,
+        input: Input::Keys(send),
         prompts: 1,
+        expect,
+    }
+}
+
+const fn upload(
+    version: &'static str,
+    spoil: Spoil,
+    expect: &'static [Expect],
+) -> Step {
+    Step {
+        input: Input::Upload(Upload {
+            plugin: "counter-plugin",
+            version,
+            command: UploadCommand::StoreAndSwap,
+            spoil,
+        }),
+        prompts: 0,
         expect,
     }
 }
@@ -138,7 +194,7 @@ pub const SCENARIOS: &[Scenario] = &[Scenario {
         step(b"\x1bOA\x1bOA\r", &[Line("world")]),
         // Three lines in one burst: none may lose a byte.
         Step {
-            send: b"echo one\recho two\recho three, a longer line than the FIFO\r",
+            input: Input::Keys(b"echo one\recho two\recho three, a longer line than the FIFO\r"),
             prompts: 3,
             expect: &[
                 Line("one"),
@@ -163,13 +219,158 @@ pub const SCENARIOS: &[Scenario] = &[Scenario {
         ),
     ],
     finish: b"poweroff\r",
+}, Scenario {
+    name: "upload-session",
+    image: "default",
+    layout: RUN_LAYOUT,
+    boot_commands: "",
+    at_boot: &[
+        Line("loaded counter-plugin 1.0.0"),
+        Line("loaded consumer-plugin 1.0.0"),
+    ],
+    steps: &[
+        step(b"consumer\r", &[Line("consumer: counter generation 1 says 1")]),
+        upload(
+            "2.0.0",
+            Spoil::Intact,
+            &[
+                Line("ok swapped counter-plugin to 2.0.0"),
+                LineStarting("plugin consumer-plugin 1.0.0 0x"),
+                LineStarting("plugin counter-plugin 2.0.0 0x"),
+                Contains(" plugins/counter-plugin-2.0.0.mvp"),
+                Line("end"),
+            ],
+        ),
+        // Generation 2 steps by 2 from the 1 that generation 1 handed over;
+        // without the state it would say 2.
+        step(b"consumer\r", &[Line("consumer: counter generation 2 says 3")]),
+        step(b"counter\r", &[Line("counter 3 (generation 2)")]),
+        upload(
+            "2.0.0",
+            Spoil::FlipPayloadByte,
+            &[LineStarting("error: upload damaged in transit: CRC-32 ")],
+        ),
+        step(b"plugins\r", STILL_2),
+        upload(
+            "2.0.0",
+            Spoil::StripSignature,
+            &[LineStarting(
+                "error: upload refused: the plugin file has no modvisor signature trailer",
+            )],
+        ),
+        step(b"plugins\r", STILL_2),
+        upload(
+            "2.0.0",
+            Spoil::ForeignKey,
+            &[LineStarting(
+                "error: upload refused: the plugin's signature does not verify with this loader's key",
+            )],
+        ),
+        step(b"plugins\r", STILL_2),
+        // 3.0.0 is signed and sound, so it is stored; the consumer's range
+        // keeps it from running.
+        upload(
+            "3.0.0",
+            Spoil::Intact,
+            &[LineStarting(
+                "error: counter-plugin 3.0.0 is stored but: the swap would break consumers: \
+                 consumer-plugin needs `counter >=1.0.0, <3.0.0`",
+            )],
+        ),
+        step(b"plugins\r", STILL_2),
+        step(b"counter\r", &[Line("counter 3 (generation 2)")]),
+    ],
+    finish: b"poweroff\r",
 }];
+
+/// `plugins` after a refused upload: 2.0.0 still runs, nothing replaced it.
+const STILL_2: &[Expect] = &[
+    LineStarting("counter-plugin 2.0.0 [active] "),
+    LineStarting("consumer-plugin 1.0.0 [active] "),
+    Absent("counter-plugin 1.0.0"),
+    Absent("counter-plugin 3.0.0"),
+];
 
 impl Scenario {
     /// The image's command line with the boot commands added.
     pub fn cmdline(&self, image_cmdline: &str) -> String {
-        format!("{image_cmdline} sh=\"{}\"", self.boot_commands)
+        if self.boot_commands.is_empty() {
+            image_cmdline.to_string()
+        } else {
+            format!("{image_cmdline} sh=\"{}\"", self.boot_commands)
+        }
     }
+
+    /// Whether a step pushes over COM2 (so the boot needs it on a socket).
+    pub fn uploads(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s.input, Input::Upload(_)))
+    }
+}
+
+impl Upload {
+    /// The file in the build's store (`images/out/`), as the initrd names it.
+    pub fn store_path(&self) -> String {
+        format!(
+            "{}/{}-{}.mvp",
+            crate::plugin_build::STORE_DIR,
+            self.plugin,
+            self.version
+        )
+    }
+
+    /// The frame that carries `file` (signed with the tree's key), spoiled;
+    /// `foreign` signs for [`Spoil::ForeignKey`].
+    pub fn frame(&self, file: &[u8], foreign: &KeyPair) -> crate::Result<Vec<u8>> {
+        let unsigned = || {
+            plugins::sig::split(file).map(|(body, _)| body).map_err(|e| {
+                crate::Error::Recipe(format!("{}: {e}", self.store_path()))
+            })
+        };
+        Ok(match self.spoil {
+            Spoil::Intact => swap::frame(self.command, file)?,
+            Spoil::StripSignature => swap::frame(self.command, unsigned()?)?,
+            Spoil::ForeignKey => {
+                swap::frame(self.command, &signing::sign(unsigned()?, foreign))?
+            }
+            Spoil::FlipPayloadByte => {
+                let mut f = swap::frame(self.command, file)?;
+                // Inside the payload, so the header still parses and only
+                // the CRC can tell.
+                f[HEADER_LEN + file.len() / 2] ^= 0x01;
+                f
+            }
+        })
+    }
+
+    /// How the COM2 log names this push.
+    pub fn describe(&self) -> String {
+        format!("{:?} {} ({:?})", self.command, self.store_path(), self.spoil)
+    }
+}
+
+/// The frames of `scenario`'s uploads, in step order: `read` gives a store
+/// file's bytes, and one throwaway key signs every foreign upload.
+pub fn frames(
+    scenario: &Scenario,
+    read: impl Fn(&str) -> crate::Result<Vec<u8>>,
+    foreign: &KeyPair,
+) -> crate::Result<Vec<Vec<u8>>> {
+    scenario
+        .steps
+        .iter()
+        .filter_map(|s| match s.input {
+            Input::Upload(u) => Some(u),
+            Input::Keys(_) => None,
+        })
+        .map(|u| u.frame(&read(&u.store_path())?, foreign))
+        .collect()
+}
+
+/// A key that no tree signs with: a fresh random one per run.
+pub fn throwaway_key() -> crate::Result<KeyPair> {
+    Ok(KeyPair::from_seed(ed25519_compact::Seed::new(
+        signing::random_seed()?,
+    )))
 }
 
 /// The end of the `n`-th prompt that starts a line at or after `from`.
@@ -213,6 +414,14 @@ fn reply(text: &str, from: usize, prompts: usize) -> Option<&str> {
     Some(&text[from..end - PROMPT.len()])
 }
 
+/// A step as problem reports name it.
+fn step_name(i: usize, step: &Step) -> String {
+    match step.input {
+        Input::Keys(k) => format!("step {} ({})", i + 1, shown(k)),
+        Input::Upload(u) => format!("step {} (upload {})", i + 1, u.describe()),
+    }
+}
+
 /// Shows typed bytes readably in problem reports.
 pub fn shown(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
@@ -223,22 +432,35 @@ pub fn shown(bytes: &[u8]) -> String {
     }
 }
 
-/// Everything wrong with a finished session: `sent_at[i]` is where the
-/// transcript ended when step `i` was typed (steps never typed are absent).
-pub fn check(scenario: &Scenario, text: &str, sent_at: &[usize]) -> Vec<String> {
+/// What became of one step that was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Typed when the transcript was this long.
+    Typed(usize),
+    /// Pushed on COM2; the reply's lines joined with `\r\n`.
+    Uploaded(String),
+}
+
+/// Everything wrong with a finished session: `sent[i]` is what became of
+/// step `i` (steps never sent are absent).
+pub fn check(scenario: &Scenario, text: &str, sent: &[Sent]) -> Vec<String> {
     let mut problems = Vec::new();
     match text.find(GREETING) {
         None => problems.push(format!("the shell never printed `{GREETING}`")),
         Some(g) => problems.extend(check_expect("boot commands", &text[..g], scenario.at_boot)),
     }
     for (i, step) in scenario.steps.iter().enumerate() {
-        let what = format!("step {} ({})", i + 1, shown(step.send));
-        match sent_at
-            .get(i)
-            .and_then(|&from| reply(text, from, step.prompts))
-        {
-            Some(r) => problems.extend(check_expect(&what, r, step.expect)),
-            None => problems.push(format!("{what}: no answer ending in a prompt")),
+        let what = step_name(i, step);
+        match (step.input, sent.get(i)) {
+            (Input::Keys(_), Some(Sent::Typed(from))) => match reply(text, *from, step.prompts) {
+                Some(r) => problems.extend(check_expect(&what, r, step.expect)),
+                None => problems.push(format!("{what}: no answer ending in a prompt")),
+            },
+            (Input::Upload(_), Some(Sent::Uploaded(r))) => {
+                problems.extend(check_expect(&what, r, step.expect))
+            }
+            (_, None) => problems.push(format!("{what}: never answered")),
+            (_, Some(s)) => unreachable!("{what} was sent as {s:?}"),
         }
     }
     // Every prompt starts a line: command output always ends with one.
@@ -273,9 +495,20 @@ pub struct Driven {
     pub ended: Ended,
     pub took: Duration,
     pub transcript: String,
-    pub sent_at: Vec<usize>,
-    /// Waits that timed out; the checks then fail too, this says where.
+    pub sent: Vec<Sent>,
+    /// Waits that timed out or uploads that got no reply; the checks then
+    /// fail too, this says where.
     pub problems: Vec<String>,
+}
+
+/// The COM2 side of a session that uploads.
+pub struct Com2<'a> {
+    /// QEMU's listening socket for the guest's COM2.
+    pub socket: &'a Path,
+    /// One frame per upload step, in order ([`frames`]).
+    pub frames: &'a [Vec<u8>],
+    /// What was pushed and what came back, for post-mortems.
+    pub log: &'a Path,
 }
 
 /// How long the shell may take to answer one step (a whole boot for the
@@ -346,12 +579,14 @@ pub fn receive(stream: &UnixStream, serial_log: &Path) -> std::io::Result<(Recei
     Ok((received, reader))
 }
 
-/// Runs QEMU (`command`, whose COM1 is the server socket `socket`), plays
-/// the scenario, copies everything received to `serial_log`.
+/// Runs QEMU (`command`, whose COM1 is the server socket `socket`, and
+/// COM2 `com2`'s when the scenario uploads), plays the scenario, copies
+/// everything received on COM1 to `serial_log`.
 pub fn drive(
     scenario: &Scenario,
     command: &mut Command,
     socket: &Path,
+    com2: Option<&Com2>,
     output: &Path,
     serial_log: &Path,
 ) -> std::io::Result<Driven> {
@@ -373,7 +608,7 @@ pub fn drive(
     let (received, reader) = receive(&stream, serial_log)?;
     let mut writer = stream;
     let mut problems = Vec::new();
-    let mut sent_at = Vec::new();
+    let mut sent = Vec::new();
     let mut alive = wait_for(&received, BOOT_TIMEOUT, ready).is_some();
     if !alive {
         problems.push(format!(
@@ -381,25 +616,64 @@ pub fn drive(
             BOOT_TIMEOUT.as_secs()
         ));
     }
+    // Connected at the first upload: QEMU listens from its start, and by
+    // then the guest has long set up COM2.
+    let mut uplink: Option<(UnixStream, std::fs::File)> = None;
+    let mut frames = com2.iter().flat_map(|c| c.frames.iter());
     for (i, step) in scenario.steps.iter().enumerate() {
         if !alive {
             break;
         }
-        let from = transcript_len(&received);
-        sent_at.push(from);
-        writer.write_all(step.send)?;
-        if wait_for(&received, STEP_TIMEOUT, |t| {
-            prompt_end(t, from, step.prompts)
-        })
-        .is_none()
-        {
-            problems.push(format!(
-                "step {} ({}): no prompt within {} s",
-                i + 1,
-                shown(step.send),
-                STEP_TIMEOUT.as_secs()
-            ));
-            alive = false;
+        match step.input {
+            Input::Keys(keys) => {
+                let from = transcript_len(&received);
+                sent.push(Sent::Typed(from));
+                writer.write_all(keys)?;
+                if wait_for(&received, STEP_TIMEOUT, |t| {
+                    prompt_end(t, from, step.prompts)
+                })
+                .is_none()
+                {
+                    problems.push(format!(
+                        "{}: no prompt within {} s",
+                        step_name(i, step),
+                        STEP_TIMEOUT.as_secs()
+                    ));
+                    alive = false;
+                }
+            }
+            Input::Upload(u) => {
+                let (Some(com2), Some(frame)) = (com2, frames.next()) else {
+                    problems.push(format!("{}: no COM2 frame prepared", step_name(i, step)));
+                    alive = false;
+                    continue;
+                };
+                if uplink.is_none() {
+                    match UnixStream::connect(com2.socket) {
+                        Ok(s) => uplink = Some((s, std::fs::File::create(com2.log)?)),
+                        Err(e) => {
+                            problems.push(format!("{}: cannot connect to COM2: {e}", step_name(i, step)));
+                            alive = false;
+                            continue;
+                        }
+                    }
+                }
+                let (stream, log) = uplink.as_mut().expect("connected above");
+                writeln!(log, "> {} ({} bytes)", u.describe(), frame.len())?;
+                match swap::push(stream, frame) {
+                    Ok(lines) => {
+                        for l in &lines {
+                            writeln!(log, "< {l}")?;
+                        }
+                        sent.push(Sent::Uploaded(lines.join("\r\n")));
+                    }
+                    Err(e) => {
+                        writeln!(log, "! {e}")?;
+                        problems.push(format!("{}: {e}", step_name(i, step)));
+                        alive = false;
+                    }
+                }
+            }
         }
     }
     if alive {
@@ -425,7 +699,7 @@ pub fn drive(
         ended,
         took: start.elapsed(),
         transcript,
-        sent_at,
+        sent,
         problems,
     })
 }
@@ -472,43 +746,49 @@ mod tests {
 
     /// The transcript of a session with these answers, and where each
     /// step was typed.
-    fn session(answers: &[String]) -> (String, Vec<usize>) {
+    fn session(answers: &[String]) -> (String, Vec<Sent>) {
         let mut text = boot();
-        let mut sent_at = Vec::new();
+        let mut sent = Vec::new();
         for a in answers {
-            sent_at.push(text.len());
+            sent.push(Sent::Typed(text.len()));
             text.push_str(a);
             text.push_str(PROMPT);
         }
         text.push_str("poweroff\r\nmodvisor-exit: 0x16 poweroff\r\n");
-        (text, sent_at)
+        (text, sent)
     }
 
-    fn with_answer(i: usize, answer: &str) -> (String, Vec<usize>) {
+    fn with_answer(i: usize, answer: &str) -> (String, Vec<Sent>) {
         let mut answers = good_answers();
         answers[i] = answer.to_string();
         session(&answers)
     }
 
     #[test]
-    fn the_scenario_is_complete() {
-        let s = &SCENARIOS[0];
-        assert_eq!(s.image, "default");
-        assert!(crate::recipes::find(s.image).is_ok());
-        // Each step ends with the key that brings the prompt back.
-        for st in s.steps {
-            assert!(
-                matches!(st.send.last(), Some(b'\r' | 0x03)),
-                "{}",
-                shown(st.send)
-            );
-            let enters = st.send.iter().filter(|b| matches!(b, b'\r' | 0x03)).count();
-            assert_eq!(enters, st.prompts, "{}", shown(st.send));
+    fn the_scenarios_are_complete() {
+        for s in SCENARIOS {
+            assert!(crate::recipes::find(s.image).is_ok(), "{}", s.name);
+            for st in s.steps {
+                match st.input {
+                    // Each typed step ends with the key that brings the
+                    // prompt back.
+                    Input::Keys(keys) => {
+                        assert!(matches!(keys.last(), Some(b'\r' | 0x03)), "{}", shown(keys));
+                        let enters = keys.iter().filter(|b| matches!(b, b'\r' | 0x03)).count();
+                        assert_eq!(enters, st.prompts, "{}", shown(keys));
+                    }
+                    Input::Upload(u) => assert_eq!(st.prompts, 0, "{}", u.describe()),
+                }
+            }
+            assert_eq!(s.finish, b"poweroff\r");
+            let cl = s.cmdline("image=default");
+            let parsed = loader::cmdline::CommandLine::parse(&cl).unwrap();
+            assert_eq!(parsed.boot_commands().count(), s.boot_commands.split(';').filter(|c| !c.trim().is_empty()).count());
         }
-        assert_eq!(s.finish, b"poweroff\r");
-        let cl = s.cmdline("image=default");
-        let parsed = loader::cmdline::CommandLine::parse(&cl).unwrap();
-        assert_eq!(parsed.boot_commands().count(), 3);
+        assert_eq!(SCENARIOS[0].cmdline("image=x"), format!("image=x sh=\"{}\"", SCENARIOS[0].boot_commands));
+        assert!(!SCENARIOS[0].uploads());
+        assert_eq!(UP.cmdline("image=default"), "image=default", "no empty sh=");
+        assert!(UP.uploads());
     }
 
     #[test]
@@ -557,13 +837,15 @@ mod tests {
     fn missing_prompts_lost_input_and_glued_prompts_are_caught() {
         let (text, sent_at) = session(&good_answers());
         // The session stopped after step 3.
-        let cut = &text[..sent_at[3] + 3];
+        let Sent::Typed(at) = sent_at[3] else { unreachable!("all typed") };
+        let cut = &text[..at + 3];
         let p = check(S, cut, &sent_at[..4]);
         assert!(
             p[0].starts_with("step 4 ") && p[0].ends_with("no answer ending in a prompt"),
             "{p:?}"
         );
         assert_eq!(p.len(), S.steps.len() - 3, "{p:?}");
+        assert!(p[1].starts_with("step 5 ") && p[1].ends_with("never answered"), "{p:?}");
         let (text, sent_at) = with_answer(2, "mem\r\nerror: input was lost\r\n");
         let p = check(S, &text, &sent_at);
         assert!(p.iter().any(|l| l.contains("`input was lost`")), "{p:?}");
@@ -576,6 +858,145 @@ mod tests {
         );
         let p = check(S, "nothing at all", &[]);
         assert!(p[0].contains("never printed"), "{p:?}");
+    }
+
+    const UP: &Scenario = &SCENARIOS[1];
+
+    /// The upload session when all is well: COM1 text and COM2 replies.
+    fn good_upload_session() -> (String, Vec<Sent>) {
+        let still = "plugins\r\nconsumer-plugin 1.0.0 [active] at 0x2223000, ...\r\n\
+                     counter-plugin 2.0.0 [active] at 0x2228000, ...\r\n";
+        let answers = [
+            "consumer\r\nconsumer: counter generation 1 says 1\r\n",
+            "ok swapped counter-plugin to 2.0.0\r\n\
+             plugin consumer-plugin 1.0.0 0x2223000 plugins/consumer-plugin-1.0.0.mvp\r\n\
+             plugin counter-plugin 2.0.0 0x2228000 plugins/counter-plugin-2.0.0.mvp\r\nend",
+            // Log lines of the swap land after the idle prompt.
+            "[    0.3 0 INFO  loader::upload] received counter-plugin 2.0.0 on COM2\r\n\
+             consumer\r\nconsumer: counter generation 2 says 3\r\n",
+            "counter\r\ncounter 3 (generation 2)\r\n",
+            "error: upload damaged in transit: CRC-32 0x1 of the payload, frame says 0x2; send it again",
+            still,
+            "error: upload refused: the plugin file has no modvisor signature trailer: it is unsigned",
+            still,
+            "error: upload refused: the plugin's signature does not verify with this loader's key: ...",
+            still,
+            "error: counter-plugin 3.0.0 is stored but: the swap would break consumers: \
+             consumer-plugin needs `counter >=1.0.0, <3.0.0` but the new version provides 3.0.0",
+            still,
+            "counter\r\ncounter 3 (generation 2)\r\n",
+        ];
+        let mut text = "loaded counter-plugin 1.0.0\r\nloaded consumer-plugin 1.0.0\r\n\
+                        type `help` for commands\r\nmodvisor> "
+            .to_string();
+        let mut sent = Vec::new();
+        for (step, answer) in UP.steps.iter().zip(answers) {
+            match step.input {
+                Input::Keys(_) => {
+                    sent.push(Sent::Typed(text.len()));
+                    text.push_str(answer);
+                    text.push_str(PROMPT);
+                }
+                Input::Upload(_) => sent.push(Sent::Uploaded(answer.to_string())),
+            }
+        }
+        assert_eq!(sent.len(), UP.steps.len());
+        (text, sent)
+    }
+
+    #[test]
+    fn a_good_upload_session_passes() {
+        let (text, sent) = good_upload_session();
+        assert_eq!(check(UP, &text, &sent), Vec::<String>::new());
+    }
+
+    #[test]
+    fn upload_sessions_catch_lost_state_and_accepted_bad_files() {
+        // The swap worked but the value started again from 0.
+        let (text, sent) = good_upload_session();
+        let text = text.replace("generation 2 says 3", "generation 2 says 2");
+        let p = check(UP, &text, &sent);
+        assert!(p.len() == 1 && p[0].starts_with("step 3 (\"consumer\\r\")"), "{p:?}");
+        // The foreign-signed file was taken and swapped in.
+        let (text, mut sent) = good_upload_session();
+        sent[8] = Sent::Uploaded("ok swapped counter-plugin to 2.0.0\r\nend".into());
+        let p = check(UP, &text, &sent);
+        assert!(
+            p.len() == 1
+                && p[0].starts_with("step 9 (upload StoreAndSwap plugins/counter-plugin-2.0.0.mvp (ForeignKey)): expected")
+                && p[0].contains("does not verify"),
+            "{p:?}"
+        );
+        // 3.0.0 went in after all.
+        let (text, sent) = good_upload_session();
+        let text = text.replacen("counter-plugin 2.0.0 [active]", "counter-plugin 3.0.0 [active]", 4);
+        let p = check(UP, &text, &sent);
+        assert!(p.iter().any(|l| l.starts_with("step 12 ") && l.contains("Absent(\"counter-plugin 3.0.0\")")), "{p:?}");
+        // The session died at the first upload.
+        let (text, sent) = good_upload_session();
+        let p = check(UP, &text, &sent[..1]);
+        assert!(p[0].starts_with("step 2 (upload ") && p[0].ends_with("never answered"), "{p:?}");
+    }
+
+    /// Decodes one frame as the loader does: the payload and the final event.
+    fn decode(frame: &[u8]) -> (Vec<u8>, plugins::upload::Event) {
+        use plugins::upload::{Decoder, Event};
+        let mut d = Decoder::new(1 << 20);
+        let mut payload = Vec::new();
+        let mut last = Event::Pending;
+        for &b in frame {
+            match d.feed(b) {
+                Event::Data(x) => payload.push(x),
+                Event::Pending => {}
+                e => last = e,
+            }
+        }
+        (payload, last)
+    }
+
+    #[test]
+    fn spoiled_uploads_fail_where_the_loader_checks() {
+        use ed25519_compact::Seed;
+        use loader::elf::{verify, Error as ElfError};
+        use plugins::upload::{Error as FrameError, Event};
+        let tree = KeyPair::from_seed(Seed::new([1; 32]));
+        let foreign = KeyPair::from_seed(Seed::new([2; 32]));
+        let file = signing::sign(b"\x7fELF plugin body", &tree);
+        let up = |spoil| Upload { plugin: "p", version: "1.0.0", command: UploadCommand::StoreAndSwap, spoil };
+        let done = Event::Done { command: UploadCommand::StoreAndSwap };
+
+        let (payload, end) = decode(&up(Spoil::Intact).frame(&file, &foreign).unwrap());
+        assert_eq!((payload.as_slice(), end), (file.as_slice(), done));
+        assert_eq!(verify(&payload, &tree.pk), Ok(&b"\x7fELF plugin body"[..]));
+
+        let (_, end) = decode(&up(Spoil::FlipPayloadByte).frame(&file, &foreign).unwrap());
+        assert!(matches!(end, Event::Error(FrameError::BadCrc { .. })), "{end:?}");
+
+        let (payload, end) = decode(&up(Spoil::StripSignature).frame(&file, &foreign).unwrap());
+        assert_eq!((payload.as_slice(), end), (&b"\x7fELF plugin body"[..], done));
+        assert_eq!(verify(&payload, &tree.pk), Err(ElfError::Unsigned));
+
+        let (payload, end) = decode(&up(Spoil::ForeignKey).frame(&file, &foreign).unwrap());
+        assert_eq!(end, done);
+        assert_eq!(verify(&payload, &tree.pk), Err(ElfError::BadSignature));
+        assert!(verify(&payload, &foreign.pk).is_ok());
+
+        let e = up(Spoil::StripSignature).frame(b"never signed", &foreign).unwrap_err().to_string();
+        assert!(e.contains("plugins/p-1.0.0.mvp"), "{e}");
+    }
+
+    #[test]
+    fn frames_follow_the_upload_steps() {
+        let tree = KeyPair::from_seed(ed25519_compact::Seed::new([1; 32]));
+        let read = |path: &str| Ok(signing::sign(path.as_bytes(), &tree));
+        let payloads: Vec<Vec<u8>> = frames(UP, read, &tree).unwrap().iter().map(|f| decode(f).0).collect();
+        assert_eq!(payloads.len(), 5);
+        assert_eq!(payloads[0], signing::sign(b"plugins/counter-plugin-2.0.0.mvp", &tree));
+        assert_eq!(payloads[2], b"plugins/counter-plugin-2.0.0.mvp");
+        assert_eq!(payloads[4], signing::sign(b"plugins/counter-plugin-3.0.0.mvp", &tree));
+        let missing = |path: &str| Err(crate::Error::Usage(format!("no {path}")));
+        assert_eq!(frames(UP, missing, &tree).unwrap_err().to_string(), "no plugins/counter-plugin-2.0.0.mvp");
+        assert!(frames(S, missing, &tree).unwrap().is_empty());
     }
 
     #[test]

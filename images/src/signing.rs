@@ -40,16 +40,23 @@ pub fn signing_key() -> Result<KeyPair> {
     Ok(KeyPair::from_seed(Seed::new(seed)))
 }
 
+/// A fresh seed from the kernel's random source: for the tree's key, and
+/// for the throwaway keys that prove a foreign signature is refused.
+pub fn random_seed() -> Result<[u8; SEED_LEN]> {
+    let mut seed = [0u8; SEED_LEN];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(|e| Error::io("reading /dev/urandom for a new signing key", e))?;
+    Ok(seed)
+}
+
 /// Writes 32 random bytes (mode 0600) to a private file and links it into
 /// place, so a reader never sees a half-written key, and a key another
 /// process made meanwhile wins.
 fn create_key(path: &Path) -> Result<()> {
     let dir = path.parent().expect("the key path has a directory");
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let mut seed = [0u8; SEED_LEN];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .map_err(|e| Error::io("reading /dev/urandom for a new signing key", e))?;
+    let seed = random_seed()?;
     let tmp = dir.join(format!(".plugin-signing.key.{}", std::process::id()));
     let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
     OpenOptions::new()

@@ -83,8 +83,18 @@ pub fn gdb_script(loaded: &[Loaded]) -> String {
         .collect()
 }
 
-/// The reply's lines up to and including `end` or `error: ...`.
-fn read_reply(stream: UnixStream) -> Result<Vec<String>> {
+/// Sends one frame (whole or damaged on purpose) and returns the loader's
+/// reply. Frames go one at a time: the loader answers each before the next.
+pub fn push(stream: &UnixStream, frame: &[u8]) -> Result<Vec<String>> {
+    let mut writer = stream;
+    writer.write_all(frame).map_err(|e| Error::io("writing to the COM2 socket", e))?;
+    read_reply(stream)
+}
+
+/// The reply's lines up to and including `end` or `error: ...`. The
+/// loader sends nothing unasked, so the buffer dropped here holds nothing
+/// of the next reply on the same stream.
+fn read_reply(stream: &UnixStream) -> Result<Vec<String>> {
     stream
         .set_read_timeout(Some(REPLY_TIMEOUT))
         .map_err(|e| Error::io("setting a timeout on the COM2 socket", e))?;
@@ -121,17 +131,14 @@ pub fn swap_command(plugin: &str, version: Option<&str>) -> Result<ExitCode> {
     let store = plugin_build::build_plugins()?;
     let file = choose(&store, plugin, version)?;
     let socket = com2_socket();
-    let mut stream = UnixStream::connect(&socket).map_err(|e| {
+    let stream = UnixStream::connect(&socket).map_err(|e| {
         Error::Environment(format!(
             "cannot connect to {} ({e}); start the image with `make run` first",
             shown(&socket)
         ))
     })?;
     println!("swap: sending {} ({} bytes) to COM2", file.path, file.bytes.len());
-    stream
-        .write_all(&frame(Command::StoreAndSwap, &file.bytes)?)
-        .map_err(|e| Error::io("writing to the COM2 socket", e))?;
-    let lines = read_reply(stream)?;
+    let lines = push(&stream, &frame(Command::StoreAndSwap, &file.bytes)?)?;
     for line in &lines {
         println!("loader: {line}");
     }
@@ -230,7 +237,7 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             s.write_all(b"ok\nplugin c").unwrap();
         });
-        let reply = |p: &Path| read_reply(UnixStream::connect(p).unwrap());
+        let reply = |p: &Path| read_reply(&UnixStream::connect(p).unwrap());
         assert_eq!(reply(&path).unwrap(), ["ok swapped", "plugin c 2.0.0 0x1000 plugins/c-2.0.0.mvp", "end"]);
         assert_eq!(reply(&path).unwrap(), ["error: bad signature"]);
         let e = reply(&path).unwrap_err().to_string();

@@ -15,7 +15,7 @@ use crate::outcome::{classify, Ended, Outcome};
 use crate::recipes::{self, Recipe, RECIPES};
 use crate::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
 use crate::session::{self, Scenario, SCENARIOS};
-use crate::{last_lines, read_lossy, Error, Result};
+use crate::{last_lines, out_dir, read_lossy, swap, Error, Result};
 use loader::exit::Status;
 
 /// How many serial lines a failure report shows.
@@ -224,12 +224,33 @@ fn play(
 ) -> Result<Finished> {
     // Unix socket paths are limited to about 100 bytes, which a deep
     // workspace could exceed; the temporary directory is short.
-    let socket = std::env::temp_dir().join(format!(
-        "modvisor-{}-{}.sock",
-        std::process::id(),
-        scenario.name
-    ));
-    let _ = std::fs::remove_file(&socket);
+    let socket_path = |port: &str| {
+        std::env::temp_dir().join(format!(
+            "modvisor-{}-{}-{port}.sock",
+            std::process::id(),
+            scenario.name
+        ))
+    };
+    let (socket, com2_socket) = (socket_path("com1"), socket_path("com2"));
+    let frames = if scenario.uploads() {
+        let read = |path: &str| {
+            let file = out_dir().join(path);
+            std::fs::read(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))
+        };
+        session::frames(scenario, read, &session::throwaway_key()?)?
+    } else {
+        Vec::new()
+    };
+    let com2_arg = swap::com2_serial_arg(&com2_socket)?;
+    let com2_log = output.with_file_name("com2.log");
+    let com2 = scenario.uploads().then_some(session::Com2 {
+        socket: &com2_socket,
+        frames: &frames,
+        log: &com2_log,
+    });
+    for s in [&socket, &com2_socket] {
+        let _ = std::fs::remove_file(s);
+    }
     let cmdline = scenario.cmdline(&image.cmdline()?);
     let mut command = Command::new(emulator::QEMU);
     command.args(emulator::qemu_args(&QemuBoot {
@@ -238,12 +259,14 @@ fn play(
         layout,
         accel,
         serial: Serial::Socket(&socket),
-        com2: None,
+        com2: com2.as_ref().map(|_| com2_arg.as_str()),
         reboots: false,
         icount: false,
     }));
-    let driven = session::drive(scenario, &mut command, &socket, output, serial_path);
-    let _ = std::fs::remove_file(&socket);
+    let driven = session::drive(scenario, &mut command, &socket, com2.as_ref(), output, serial_path);
+    for s in [&socket, &com2_socket] {
+        let _ = std::fs::remove_file(s);
+    }
     let driven =
         driven.map_err(|e| Error::io(format!("playing the `{}` session", scenario.name), e))?;
     let mut verdict = judge(run, driven.ended, &driven.transcript);
@@ -251,7 +274,7 @@ fn play(
     verdict.problems.extend(session::check(
         scenario,
         &driven.transcript,
-        &driven.sent_at,
+        &driven.sent,
     ));
     Ok(finished(
         verdict,
