@@ -4,7 +4,7 @@
 //! A corrupt, unsigned or otherwise bad upload is refused and changes
 //! nothing.
 
-use crate::plugin::{image, registry, store};
+use crate::plugin::{registry, store};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -126,10 +126,13 @@ fn send(port: &mut SerialPort, text: &str) {
 /// Verifies and stores an upload, then loads or swaps it if asked. The
 /// reply lists every loaded plugin with its load address (for debuggers).
 fn complete(command: Command, file: Vec<u8>) -> String {
-    // Loading the image checks signature, ELF, note, ABI and linking
-    // without running any of its code; it is dropped again at once.
-    let (name, version) = match image::load(&file, crate::plugin::exports::resolve) {
-        Ok(img) => (img.metadata().name.clone(), img.metadata().version.clone()),
+    // Signature, ELF structure, metadata note, ABI and relocation types are
+    // checked without mapping anything; linking is checked when it loads.
+    let checked = loader::elf::verify(&file, &loader::elf::SIGNING_KEY)
+        .and_then(loader::elf::Plan::parse)
+        .map(|plan| (plan.metadata.name.to_string(), plan.metadata.version.to_string()));
+    let (name, version) = match checked {
+        Ok(nv) => nv,
         Err(e) => return alloc::format!("error: upload refused: {e}\n"),
     };
     let Ok(parsed) = semver::Version::parse(&version) else {
