@@ -3,8 +3,8 @@
 //! decisions (signature, ELF rules, layout, relocation, protections) are
 //! `loader::elf`'s; this module owns the frames and the page rights.
 //!
-//! `protect()` flushes only this CPU's TLB: until remote shootdown exists,
-//! other running CPUs may keep stale rights for an image's pages.
+//! `protect()` flushes only this CPU's TLB; after changing an image's
+//! rights the other CPUs are told to flush theirs (`smp::shootdown`).
 
 pub mod tests;
 
@@ -59,6 +59,7 @@ pub fn load(file: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image,
         mem::protect(base + r.offset, r.len, r.protection)
             .map_err(|error| Error::Protect { offset: r.offset, len: r.len, error })?;
     }
+    shootdown(&image.metadata.name);
     log::info!(
         "plugin {} {} loaded at {base:#x} ({} KiB)",
         image.metadata.name,
@@ -106,6 +107,13 @@ impl Image {
     }
 }
 
+/// Other CPUs drop stale rights for the image's pages.
+fn shootdown(name: &str) {
+    if let Err(e) = crate::smp::shootdown() {
+        log::error!("plugin {name}: other CPUs did not flush their TLBs: {e}");
+    }
+}
+
 impl Drop for Image {
     fn drop(&mut self) {
         if self.protected {
@@ -115,6 +123,7 @@ impl Drop for Image {
                 log::error!("plugin {}: cannot make its image writable again, leaking it: {e}", self.metadata.name);
                 return;
             }
+            shootdown(&self.metadata.name);
         }
         let frames = self.size / PAGE_SIZE;
         if let Err(e) = mem::free_frames(self.base, frames) {

@@ -432,6 +432,8 @@ fn join_stop() {
     while STOP_RELEASED.load(Ordering::Acquire) < gen {
         core::hint::spin_loop();
     }
+    // Whoever stopped the world may have changed page rights.
+    x86_64::instructions::tlb::flush_all();
 }
 
 /// Every other online CPU is parked in the rendezvous, outside any
@@ -465,4 +467,14 @@ pub fn stop_world() -> Result<WorldStopped, Error> {
         return Err(Error::CallTimeout(targets & !STOP_ARRIVED.load(Ordering::Acquire)));
     }
     Ok(stopped)
+}
+
+/// Makes every other online CPU drop its TLB, after page rights changed
+/// (`mem::protect` flushes only the calling CPU's): a stop-the-world round
+/// trip, since each CPU flushes as it leaves the rendezvous, before it runs
+/// anything else. (Not through `run_on`: a CPU may be busy in a posted
+/// function, and the call lock may be held by the caller's own
+/// `start_on`.)
+pub fn shootdown() -> Result<(), Error> {
+    stop_world().map(drop)
 }
