@@ -32,7 +32,7 @@ pub struct BenchBoot {
 }
 
 /// The boots of `runner bench`, in order.
-pub const BENCH_BOOTS: [BenchBoot; 3] = [
+pub const BENCH_BOOTS: [BenchBoot; 4] = [
     BenchBoot { image: "default", extra: "bench", layout: BENCH_LAYOUT, expect: Outcome::Exited(Status::PowerOff) },
     BenchBoot { image: "bench-plugins", extra: "", layout: BENCH_LAYOUT, expect: Outcome::Exited(Status::Pass) },
     // Four CPUs under icount: mind the platform note on spinning APs.
@@ -40,6 +40,13 @@ pub const BENCH_BOOTS: [BenchBoot; 3] = [
         image: "bench-plugins",
         extra: "",
         layout: QemuLayout::new(Machine::Q35, 4, 4, 128),
+        expect: Outcome::Exited(Status::Pass),
+    },
+    // Two CPUs: the boot CPU takes the other offline and online again.
+    BenchBoot {
+        image: "bench-cpuhp",
+        extra: "",
+        layout: QemuLayout::new(Machine::Q35, 2, 2, 128),
         expect: Outcome::Exited(Status::Pass),
     },
 ];
@@ -292,7 +299,7 @@ modvisor-exit: 0x16 poweroff
     #[test]
     fn bench_command_lines_are_accepted_by_the_loader() {
         let lines: Vec<String> = BENCH_BOOTS.iter().map(|b| b.cmdline().unwrap()).collect();
-        assert_eq!(lines, ["image=default load=counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins"]);
+        assert_eq!(lines, ["image=default load=counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins", "image=bench-cpuhp test=bench-cpuhp"]);
         assert!(CommandLine::parse(&lines[0]).unwrap().bench);
         assert_eq!(CommandLine::parse(&lines[1]).unwrap().tests, Some("bench-plugins"));
         assert_eq!([BENCH_BOOTS[1].layout.cpus, BENCH_BOOTS[2].layout.cpus], [1, 4]);

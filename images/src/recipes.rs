@@ -112,6 +112,17 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=acpihp",
         role: Role::Driven,
     },
+    // cpuhp with the hprecorder test plugin; the layouts cover 1, 2 of 4
+    // and 4 CPUs, Bochs 2.
+    Recipe {
+        name: "cpuhp",
+        args: "test=cpuhp",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            bochs: true,
+            reboots: false,
+        },
+    },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {
@@ -136,6 +147,12 @@ pub const RECIPES: &[Recipe] = &[
     Recipe {
         name: "bench-plugins",
         args: "test=bench-plugins",
+        role: Role::Bench,
+    },
+    // One CPU offline->online through every cpuhp state (`bench:` line).
+    Recipe {
+        name: "bench-cpuhp",
+        args: "test=bench-cpuhp",
         role: Role::Bench,
     },
     self_check("fail-test", "test=selftest-fail", Status::TestFailure),

@@ -504,7 +504,7 @@ mod tests {
             .filter(|r| r.target == Target::Bochs)
             .map(|r| r.recipe.name)
             .collect();
-        assert_eq!(bochs, ["boot", "smp", "plugins"]);
+        assert_eq!(bochs, ["boot", "smp", "plugins", "cpuhp"]);
         assert_eq!(
             all.iter().filter(|r| r.recipe.name == "fail-panic").count(),
             1
@@ -544,7 +544,7 @@ mod tests {
         let f = plan(Some("fail-"));
         assert!(!f.is_empty() && f.iter().all(|r| r.recipe.name.starts_with("fail-")));
         let b = plan(Some("bochs"));
-        assert_eq!(b.len(), 3);
+        assert_eq!(b.len(), 4);
         assert!(b.iter().all(|r| r.target == Target::Bochs));
         assert!(plan(Some("nothing-like-this")).is_empty());
     }

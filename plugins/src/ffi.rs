@@ -133,7 +133,69 @@ pub const LOADER_EXPORTS: &[&str] = &[
     "mv_gpe_unregister",
     "mv_defer",
     "mv_acpi_cpu_hotplug_base",
+    "mv_cpu_count",
+    "mv_cpu_info",
+    "mv_cpu_start",
+    "mv_cpu_park",
+    "mv_run_on",
+    "mv_current_cpu",
 ];
+
+/// What [`mv_cpu_info`] says about one possible CPU (a MADT entry; the
+/// index is the logical CPU number and stays the same across hotplug).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuInfo {
+    pub apic_id: u32,
+    /// [`cpu_class::BOOT`] or [`cpu_class::HOT_PLUGGABLE`].
+    pub class: u32,
+    /// 1 when the loader runs the CPU (started and not parked).
+    pub online: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<CpuInfo>() == 12);
+
+/// [`CpuInfo::class`] values: what the MADT said at boot.
+pub mod cpu_class {
+    /// Enabled at boot.
+    pub const BOOT: u32 = 0;
+    /// An online-capable slot: a CPU may be inserted at run time.
+    pub const HOT_PLUGGABLE: u32 = 1;
+}
+
+/// Flags of [`mv_run_on`].
+pub mod run_on {
+    /// Run the function with interrupts disabled (IF clear) for its whole
+    /// duration, as CPU hotplug's STARTING callbacks need; without it the
+    /// function runs with interrupts enabled.
+    pub const IRQS_OFF: u32 = 1;
+}
+
+/// Error codes of the CPU exports (all negative; 0 is success).
+pub mod cpu_error {
+    /// No such logical CPU in the MADT.
+    pub const NO_SUCH_CPU: i32 = -1;
+    /// The CPU is the one making the call (it cannot start or park itself).
+    pub const IS_CALLER: i32 = -2;
+    /// Start: the CPU already runs. Park or run-on: it does not run.
+    pub const WRONG_STATE: i32 = -3;
+    /// The CPU did not come up in time (no CPU in that slot, or broken).
+    pub const START_TIMEOUT: i32 = -4;
+    /// The CPU did not finish the call or the park in time.
+    pub const CALL_TIMEOUT: i32 = -5;
+    /// No memory for the CPU's stacks.
+    pub const NO_MEMORY: i32 = -6;
+    /// The local APIC refused the IPI.
+    pub const APIC: i32 = -7;
+    /// The function panicked on the target CPU (the panic was contained).
+    pub const PANICKED: i32 = -8;
+    /// Unknown bits in `flags`.
+    pub const BAD_FLAGS: i32 = -9;
+}
+
+/// A function [`mv_run_on`] runs on another CPU; its return value comes
+/// back through `result`.
+pub type RemoteFn = extern "C" fn(arg: usize) -> i32;
 
 extern "C" {
     /// Logs `msg` at `level` under the calling plugin's name.
@@ -174,4 +236,21 @@ extern "C" {
     /// Drive it with [`crate::acpihp::CpuHotplug`] over
     /// [`crate::acpihp::HwPorts`].
     pub fn mv_acpi_cpu_hotplug_base() -> i32;
+    /// How many possible CPUs the MADT lists (logical CPUs 0..count).
+    pub fn mv_cpu_count() -> u32;
+    /// Fills `*info` for logical CPU `cpu`; 0 or a [`cpu_error`] code.
+    pub fn mv_cpu_info(cpu: u32, info: *mut CpuInfo) -> i32;
+    /// Starts `cpu` (INIT-SIPI-SIPI) and waits until it runs, idle with
+    /// interrupts on; 0 or a [`cpu_error`] code.
+    pub fn mv_cpu_start(cpu: u32) -> i32;
+    /// Parks a running `cpu`: interrupts off, halted until the next start.
+    pub fn mv_cpu_park(cpu: u32) -> i32;
+    /// Runs `f(arg)` on running `cpu` (inline when it is the caller's) and
+    /// waits; `*result` gets its return value. [`run_on::IRQS_OFF`] in
+    /// `flags` runs it with interrupts off. 0 or a [`cpu_error`] code (then
+    /// `*result` is untouched). Panics in `f` are contained. The call is
+    /// bracketed on the target CPU so that no swap frees `f` under it.
+    pub fn mv_run_on(cpu: u32, f: RemoteFn, arg: usize, flags: u32, result: *mut i32) -> i32;
+    /// The logical number of the CPU running the caller.
+    pub fn mv_current_cpu() -> u32;
 }

@@ -4,7 +4,9 @@
 
 use super::guard;
 use alloc::alloc::Layout;
-use plugins::{CommandFn, Handle, StrRef};
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuInfo, Handle, RemoteFn, StrRef};
+use spin::Mutex;
 
 /// The address of export `name`, for the ELF linker.
 pub fn resolve(name: &str) -> Option<u64> {
@@ -24,6 +26,12 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_gpe_unregister" => mv_gpe_unregister as extern "C" fn(u32) -> i32 as usize,
         "mv_defer" => mv_defer as extern "C" fn(extern "C" fn(usize), usize) -> i32 as usize,
         "mv_acpi_cpu_hotplug_base" => mv_acpi_cpu_hotplug_base as extern "C" fn() -> i32 as usize,
+        "mv_cpu_count" => mv_cpu_count as extern "C" fn() -> u32 as usize,
+        "mv_cpu_info" => mv_cpu_info as unsafe extern "C" fn(u32, *mut CpuInfo) -> i32 as usize,
+        "mv_cpu_start" => mv_cpu_start as extern "C" fn(u32) -> i32 as usize,
+        "mv_cpu_park" => mv_cpu_park as extern "C" fn(u32) -> i32 as usize,
+        "mv_run_on" => mv_run_on as unsafe extern "C" fn(u32, RemoteFn, usize, u32, *mut i32) -> i32 as usize,
+        "mv_current_cpu" => mv_current_cpu as extern "C" fn() -> u32 as usize,
         _ => return None,
     };
     debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
@@ -157,4 +165,131 @@ extern "C" fn mv_defer(f: extern "C" fn(usize), ctx: usize) -> i32 {
 
 extern "C" fn mv_acpi_cpu_hotplug_base() -> i32 {
     crate::acpi::get().and_then(|a| a.cpu_hotplug).map_or(-1, i32::from)
+}
+
+/// The SMP mechanism's errors as the plugin-facing codes.
+fn cpu_code(e: crate::smp::Error) -> i32 {
+    use crate::smp::Error as E;
+    match e {
+        E::NoSuchCpu(_) => cpu_error::NO_SUCH_CPU,
+        E::IsBootCpu(_) => cpu_error::IS_CALLER,
+        E::WrongState { .. } => cpu_error::WRONG_STATE,
+        E::StartTimeout(_) => cpu_error::START_TIMEOUT,
+        E::CallTimeout(_) => cpu_error::CALL_TIMEOUT,
+        E::Memory => cpu_error::NO_MEMORY,
+        E::Apic => cpu_error::APIC,
+    }
+}
+
+fn cpu_status(r: Result<(), crate::smp::Error>) -> i32 {
+    r.map_or_else(cpu_code, |()| 0)
+}
+
+extern "C" fn mv_cpu_count() -> u32 {
+    crate::acpi::get().map_or(1, |a| a.cpus.len() as u32)
+}
+
+unsafe extern "C" fn mv_cpu_info(cpu: u32, info: *mut CpuInfo) -> i32 {
+    let Some(entry) = crate::acpi::get().and_then(|a| a.cpus.iter().nth(cpu as usize)) else {
+        return cpu_error::NO_SUCH_CPU;
+    };
+    let class = match entry.class {
+        loader::madt::CpuClass::Boot => cpu_class::BOOT,
+        loader::madt::CpuClass::HotPluggable => cpu_class::HOT_PLUGGABLE,
+    };
+    let online = (crate::smp::state(cpu as usize) == crate::smp::State::Online) as u32;
+    // SAFETY: the SDK passes a pointer to a live `CpuInfo`; `write` does
+    // not read the old value.
+    unsafe { info.write(CpuInfo { apic_id: entry.apic_id, class, online }) };
+    0
+}
+
+extern "C" fn mv_cpu_start(cpu: u32) -> i32 {
+    cpu_status(crate::smp::start(cpu as usize))
+}
+
+extern "C" fn mv_cpu_park(cpu: u32) -> i32 {
+    cpu_status(crate::smp::park(cpu as usize))
+}
+
+extern "C" fn mv_current_cpu() -> u32 {
+    crate::percpu::current_id()
+}
+
+/// The request of the `mv_run_on` in progress. In a static, not on the
+/// caller's stack: a CPU answering after a timeout still finds valid memory
+/// (it may run a stale request; its result is then ignored by sequence).
+struct Remote {
+    seq: u64,
+    f: RemoteFn,
+    arg: usize,
+    irqs_off: bool,
+    /// The caller's guarded-call frame, so that the callee runs as the
+    /// same plugin (panic containment, log target).
+    plugin: u64,
+    plugin_name: *const str,
+}
+
+// SAFETY: `plugin_name` points into the registry, which keeps it while the
+// plugin is registered; the plugin cannot unload while it waits here.
+unsafe impl Send for Remote {}
+
+/// One `mv_run_on` at a time owns `REMOTE` and the results.
+static REMOTE_LOCK: Mutex<()> = Mutex::new(());
+static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
+static REMOTE_SEQ: AtomicU64 = AtomicU64::new(0);
+/// Sequence number of the request whose result is in `REMOTE_RESULT`.
+static REMOTE_DONE: AtomicU64 = AtomicU64::new(0);
+/// The function's return value, or `cpu_error::PANICKED`.
+static REMOTE_RESULT: AtomicI32 = AtomicI32::new(0);
+
+/// Runs on the target CPU (from the call IPI, or inline on the caller).
+fn remote_entry(_cpu: usize, _: usize) {
+    let Some((seq, f, arg, irqs_off, plugin, name)) =
+        REMOTE.lock().as_ref().map(|r| (r.seq, r.f, r.arg, r.irqs_off, r.plugin, r.plugin_name))
+    else {
+        return;
+    };
+    // The world may not stop while plugin code runs here: a swap would free
+    // it under us (the same bracket as `mv_call_enter`).
+    crate::smp::enter_unstoppable();
+    // SAFETY: see `Remote`: the name outlives the wait of the caller.
+    let name = unsafe { &*name };
+    let run = || guard::call(plugin, name, || f(arg)).unwrap_or(cpu_error::PANICKED);
+    // The call IPI handler runs functions with interrupts on; STARTING
+    // callbacks need them off for their whole duration.
+    let result = if irqs_off { x86_64::instructions::interrupts::without_interrupts(run) } else { run() };
+    crate::smp::exit_unstoppable();
+    REMOTE_RESULT.store(result, Ordering::Relaxed);
+    REMOTE_DONE.store(seq, Ordering::Release);
+}
+
+unsafe extern "C" fn mv_run_on(cpu: u32, f: RemoteFn, arg: usize, flags: u32, result: *mut i32) -> i32 {
+    if flags & !run_on::IRQS_OFF != 0 {
+        return cpu_error::BAD_FLAGS;
+    }
+    let cpu = cpu as usize;
+    if crate::acpi::get().is_none_or(|a| cpu >= a.cpus.len()) {
+        return cpu_error::NO_SUCH_CPU;
+    }
+    // `smp::run_on` skips CPUs that are not running; say so instead.
+    if crate::smp::state(cpu) != crate::smp::State::Online {
+        return cpu_error::WRONG_STATE;
+    }
+    let (plugin, plugin_name) = guard::current().map_or((0, "plugin" as *const str), |fr| (fr.plugin, fr.plugin_name));
+    let _one = REMOTE_LOCK.lock();
+    let seq = REMOTE_SEQ.fetch_add(1, Ordering::Relaxed) + 1;
+    *REMOTE.lock() = Some(Remote { seq, f, arg, irqs_off: flags & run_on::IRQS_OFF != 0, plugin, plugin_name });
+    let r = crate::smp::run_on(1 << cpu, remote_entry, 0);
+    *REMOTE.lock() = None;
+    if let Err(e) = r {
+        return cpu_code(e);
+    }
+    if REMOTE_DONE.load(Ordering::Acquire) != seq {
+        // The CPU went away between the check and the call.
+        return cpu_error::WRONG_STATE;
+    }
+    // SAFETY: the SDK passes a pointer to a live i32.
+    unsafe { result.write(REMOTE_RESULT.load(Ordering::Relaxed)) };
+    0
 }

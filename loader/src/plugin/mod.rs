@@ -8,4 +8,5 @@ pub mod guard;
 pub mod image;
 pub mod registry;
 pub mod store;
+pub mod cpuhp_tests;
 pub mod tests;

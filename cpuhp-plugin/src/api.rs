@@ -1,0 +1,157 @@
+//! The `cpuhp` interface (1.x): the `#[repr(C)]` table other plugins
+//! reach through `Interface<Cpuhp>`, and its error codes.
+//!
+//! Functions returning `i32` return 0 (or, for `setup*`/`subscribe`, a
+//! positive id) on success and a negative [`code`] on failure. CPU numbers
+//! are the loader's logical numbers (MADT order).
+//!
+//! Callbacks (state startup/teardown) and subscribers run while the hotplug
+//! write lock is held: they must not call `read_lock`, `setup*`, `remove`,
+//! `cpu_online`/`cpu_offline` or `hotplug_*` (those wait for the lock; the
+//! read side refuses with [`code::WOULD_DEADLOCK`] instead of hanging).
+//! Queries (`is_online`, `is_boot_cpu`, `arrived_later`) never block.
+
+pub use crate::events::{Event, EventFn, Kind};
+pub use crate::machine::{Fallible, Infallible};
+use plugins::StrRef;
+
+/// Section numbers for `setup` (STARTING states use `setup_starting`).
+pub mod section {
+    pub const PREPARE: u32 = 0;
+    pub const STARTING: u32 = 1;
+    pub const ONLINE: u32 = 2;
+}
+
+/// The directions of `fail`.
+pub mod direction {
+    pub const UP: u32 = 0;
+    pub const DOWN: u32 = 1;
+}
+
+/// The negative error codes of the interface (one per `Error` kind).
+pub mod code {
+    pub const NO_SUCH_CPU: i32 = -1;
+    pub const ABSENT: i32 = -2;
+    pub const PRESENT: i32 = -3;
+    pub const ALREADY_ONLINE: i32 = -4;
+    pub const ALREADY_OFFLINE: i32 = -5;
+    pub const BOOT_CPU: i32 = -6;
+    pub const LAST_CPU: i32 = -7;
+    pub const CONTROL_CPU: i32 = -8;
+    pub const STILL_ONLINE: i32 = -9;
+    pub const NO_SUCH_STATE: i32 = -10;
+    pub const STATIC_STATE: i32 = -11;
+    pub const STARTING_CANNOT_FAIL: i32 = -12;
+    pub const NOTHING_TO_FAIL: i32 = -13;
+    pub const NAME_TAKEN: i32 = -14;
+    pub const BAD_ARGUMENT: i32 = -15;
+    pub const TOO_MANY_STATES: i32 = -16;
+    /// A bring-up or tear-down failed and was rolled back: `last_failure`
+    /// has the state, the owner (the state name's prefix) and the error.
+    pub const FAILED: i32 = -17;
+    /// A setup's startup failed on some CPU and was undone everywhere.
+    pub const SETUP_FAILED: i32 = -18;
+    /// `read_unlock` without `read_lock`.
+    pub const NOT_LOCKED: i32 = -19;
+    /// `read_lock` from a callback or subscriber, which run under the
+    /// write side.
+    pub const WOULD_DEADLOCK: i32 = -20;
+    pub const NO_SUCH_SUBSCRIBER: i32 = -21;
+}
+
+/// One state as `state_at` describes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateInfo {
+    pub id: u32,
+    /// A [`section`] number.
+    pub section: u32,
+    /// 1 for cpuhp's own states.
+    pub builtin: u32,
+    /// NUL-padded.
+    pub name: [u8; crate::machine::NAME_LEN],
+}
+
+#[repr(C)]
+pub struct Cpuhp {
+    /// Registers a PREPARE or ONLINE state `name` ("owner:what") and runs
+    /// `startup` on every online CPU; if it fails on one, the CPUs done are
+    /// torn down and [`code::SETUP_FAILED`] returned. The state id (> 0).
+    pub setup: extern "C" fn(name: StrRef, section: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> i32,
+    /// The same without running any callback now.
+    pub setup_nocalls:
+        extern "C" fn(name: StrRef, section: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> i32,
+    /// Registers a STARTING state; its callbacks return nothing. `calls`:
+    /// 1 runs `startup` on every online CPU now (interrupts off), 0 not.
+    pub setup_starting:
+        extern "C" fn(name: StrRef, startup: Option<Infallible>, teardown: Option<Infallible>, ctx: usize, calls: u32) -> i32,
+    /// Runs the teardown of state `id` on every online CPU, then removes it.
+    pub remove: extern "C" fn(id: u32) -> i32,
+    /// Removes state `id` without running its teardown.
+    pub remove_nocalls: extern "C" fn(id: u32) -> i32,
+    pub read_lock: extern "C" fn() -> i32,
+    pub read_unlock: extern "C" fn() -> i32,
+    /// Calls `f(event, ctx)` for every event from now on, synchronously.
+    /// Returns the subscription id (> 0).
+    pub subscribe: extern "C" fn(f: EventFn, ctx: usize) -> i32,
+    pub unsubscribe: extern "C" fn(id: u32) -> i32,
+    /// Logical online (bring-up through every state) of a present CPU.
+    pub cpu_online: extern "C" fn(cpu: u32) -> i32,
+    /// Logical offline (tear-down through every state); refused for the
+    /// boot CPU, the last online CPU and the calling CPU.
+    pub cpu_offline: extern "C" fn(cpu: u32) -> i32,
+    /// 1 if `cpu` has passed every state (active), else 0.
+    pub is_online: extern "C" fn(cpu: u32) -> u32,
+    /// 1 if `cpu` was enabled at boot (and has not been ejected since).
+    pub is_boot_cpu: extern "C" fn(cpu: u32) -> u32,
+    /// 1 if `cpu` was inserted at run time.
+    pub arrived_later: extern "C" fn(cpu: u32) -> u32,
+    /// Physical hot-add: slot `cpu` now holds a CPU (after the platform
+    /// inserted it); marks it present and brings it up. 0, or an error
+    /// with the CPU present but offline (e.g. [`code::FAILED`]: a state
+    /// refused it).
+    pub hotplug_add: extern "C" fn(cpu: u32) -> i32,
+    /// Physical eject request: tears `cpu` down (if online) and marks the
+    /// slot empty. 0 means the platform may eject it now; on an error the
+    /// CPU stays as it was (online when a teardown refused).
+    pub hotplug_remove: extern "C" fn(cpu: u32) -> i32,
+    /// Makes state `id` fail on `cpu` on its next walk in `direction`.
+    pub fail: extern "C" fn(cpu: u32, id: u32, direction: u32) -> i32,
+    /// The number of states (cpuhp's own included), in order.
+    pub state_count: extern "C" fn() -> u32,
+    /// Fills `*out` with the state at `index` of the order; 0 or an error.
+    pub state_at: extern "C" fn(index: u32, out: *mut StateInfo) -> i32,
+    /// The `failed` event of the last walk that failed; 0, or
+    /// [`code::NO_SUCH_STATE`] if none failed yet.
+    pub last_failure: extern "C" fn(out: *mut Event) -> i32,
+    /// The sequence number the next event will get.
+    pub next_seq: extern "C" fn() -> u64,
+    /// Which build answers (1 for 1.0.0, 2 for 1.1.0): for swap tests.
+    pub generation: extern "C" fn() -> u32,
+}
+
+impl crate::machine::Error {
+    pub fn code(&self) -> i32 {
+        use crate::machine::Error as E;
+        match self {
+            E::NoSuchCpu(_) => code::NO_SUCH_CPU,
+            E::Absent(_) => code::ABSENT,
+            E::Present(_) => code::PRESENT,
+            E::AlreadyOnline(_) => code::ALREADY_ONLINE,
+            E::AlreadyOffline(_) => code::ALREADY_OFFLINE,
+            E::BootCpu(_) => code::BOOT_CPU,
+            E::LastCpu(_) => code::LAST_CPU,
+            E::ControlCpu(_) => code::CONTROL_CPU,
+            E::StillOnline(_) => code::STILL_ONLINE,
+            E::NoSuchState(_) | E::UnknownState(_) => code::NO_SUCH_STATE,
+            E::StaticState(_) => code::STATIC_STATE,
+            E::StartingCannotFail(_) => code::STARTING_CANNOT_FAIL,
+            E::NothingToFail(_) => code::NOTHING_TO_FAIL,
+            E::NameTaken(_) => code::NAME_TAKEN,
+            E::BadName => code::BAD_ARGUMENT,
+            E::TooManyStates => code::TOO_MANY_STATES,
+            E::Failed { .. } => code::FAILED,
+            E::SetupFailed { .. } => code::SETUP_FAILED,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The state a swap carries from one cpuhp to the next (layout 1): the
+//! states with their callbacks, every CPU's stage, origin and pending fault,
+//! the event log with its sequence, and the subscribers. Callbacks travel as
+//! addresses: both versions live in the same address space and the plugins
+//! that own them are not part of the swap.
+
+use crate::events::{Event, EventFn, EventLog, Subscriber, Subscribers};
+use crate::machine::{Cpu, Direction, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Stage, StartingHooks, State, NAME_LEN};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub const LAYOUT: u32 = 1;
+const MAGIC: &[u8; 8] = b"CPUHP\0\0\x01";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobError {
+    /// The buffer is too small for the state.
+    NoRoom,
+    /// A layout this version does not read.
+    Layout(u32),
+    /// Truncated or inconsistent bytes.
+    Malformed,
+}
+
+impl BlobError {
+    /// Error codes of the descriptor's export/import entries.
+    pub fn code(self) -> i32 {
+        match self {
+            BlobError::NoRoom => 1,
+            BlobError::Layout(_) => 2,
+            BlobError::Malformed => 3,
+        }
+    }
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, b: &[u8]) -> Result<(), BlobError> {
+        self.buf.get_mut(self.at..self.at + b.len()).ok_or(BlobError::NoRoom)?.copy_from_slice(b);
+        self.at += b.len();
+        Ok(())
+    }
+    fn u8(&mut self, v: u8) -> Result<(), BlobError> {
+        self.bytes(&[v])
+    }
+    fn u32(&mut self, v: u32) -> Result<(), BlobError> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> Result<(), BlobError> {
+        self.bytes(&v.to_le_bytes())
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn bytes(&mut self, n: usize) -> Result<&[u8], BlobError> {
+        let b = self.buf.get(self.at..self.at + n).ok_or(BlobError::Malformed)?;
+        self.at += n;
+        Ok(b)
+    }
+    fn u8(&mut self) -> Result<u8, BlobError> {
+        Ok(self.bytes(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, BlobError> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().map_err(|_| BlobError::Malformed)?))
+    }
+    fn u64(&mut self) -> Result<u64, BlobError> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| BlobError::Malformed)?))
+    }
+}
+
+/// A callback address as written by `export` (0: none).
+fn addr<T: Copy>(f: Option<T>, to_usize: fn(T) -> usize) -> u64 {
+    f.map_or(0, to_usize) as u64
+}
+
+/// Turns an exported callback address back into a function pointer.
+///
+/// # Safety
+/// `a` must be 0 or the address of a live function of type `F` (it was
+/// written by [`export`] in this address space and its owner is loaded).
+unsafe fn func<F: Copy>(a: u64) -> Option<F> {
+    const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<usize>()) };
+    // SAFETY: per the caller, `a` is a function of type `F`; function
+    // pointers are address-sized.
+    (a != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&(a as usize)) })
+}
+
+pub fn export(m: &Machine, subs: &Subscribers, buf: &mut [u8]) -> Result<usize, BlobError> {
+    let mut w = Writer { buf, at: 0 };
+    w.bytes(MAGIC)?;
+    w.u32(m.boot_cpu() as u32)?;
+    w.u32(m.next_id())?;
+    w.u32(m.states().len() as u32)?;
+    for s in m.states() {
+        w.u32(s.id)?;
+        let (tag, up, down, ctx) = match s.hooks {
+            Hooks::Prepare(h) => (0, addr(h.startup, |f: Fallible| f as usize), addr(h.teardown, |f: Fallible| f as usize), h.ctx),
+            Hooks::Bringup => (1, 0, 0, 0),
+            Hooks::Starting(h) => (2, addr(h.startup, |f: Infallible| f as usize), addr(h.teardown, |f: Infallible| f as usize), h.ctx),
+            Hooks::Online(h) => (3, addr(h.startup, |f: Fallible| f as usize), addr(h.teardown, |f: Fallible| f as usize), h.ctx),
+        };
+        w.u8(tag)?;
+        w.u64(up)?;
+        w.u64(down)?;
+        w.u64(ctx as u64)?;
+        w.u8(s.name.len() as u8)?;
+        w.bytes(s.name.as_bytes())?;
+    }
+    w.u32(m.cpus().len() as u32)?;
+    for c in m.cpus() {
+        w.u32(c.apic_id)?;
+        w.u8(c.origin.map_or(0, |o| o as u8 + 1))?;
+        w.u8(c.stage as u8)?;
+        w.u32(c.fail.map_or(0, |(s, _)| s))?;
+        w.u8(c.fail.map_or(0, |(_, d)| d as u8))?;
+    }
+    w.u64(m.events.next_seq())?;
+    w.u64(m.events.dropped())?;
+    w.u32(m.events.events().count() as u32)?;
+    for e in m.events.events() {
+        w.u64(e.seq)?;
+        w.u32(e.kind)?;
+        w.u32(e.cpu)?;
+        w.u32(e.state)?;
+        w.u32(e.code as u32)?;
+        w.bytes(&e.name)?;
+    }
+    w.u32(subs.next_id)?;
+    w.u32(subs.list.len() as u32)?;
+    for s in &subs.list {
+        w.u32(s.id)?;
+        w.u64(s.f as usize as u64)?;
+        w.u64(s.ctx as u64)?;
+    }
+    Ok(w.at)
+}
+
+/// Reads a blob [`export`] wrote.
+///
+/// # Safety
+/// The blob must come from `export` in this address space, with every
+/// plugin whose callbacks it names still loaded.
+pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), BlobError> {
+    if layout != LAYOUT {
+        return Err(BlobError::Layout(layout));
+    }
+    let mut r = Reader { buf, at: 0 };
+    if r.bytes(MAGIC.len())? != MAGIC {
+        return Err(BlobError::Malformed);
+    }
+    let boot_cpu = r.u32()? as usize;
+    let next_id = r.u32()?;
+    let mut states = Vec::new();
+    for _ in 0..r.u32()? {
+        let id = r.u32()?;
+        let (tag, up, down, ctx) = (r.u8()?, r.u64()?, r.u64()?, r.u64()? as usize);
+        // SAFETY (all three): the addresses were written from live
+        // callbacks of the matching type, per this function's contract.
+        let fallible = || unsafe { FallibleHooks { startup: func::<Fallible>(up), teardown: func::<Fallible>(down), ctx } };
+        let hooks = match tag {
+            0 => Hooks::Prepare(fallible()),
+            1 => Hooks::Bringup,
+            // SAFETY: as above.
+            2 => Hooks::Starting(unsafe { StartingHooks { startup: func::<Infallible>(up), teardown: func::<Infallible>(down), ctx } }),
+            3 => Hooks::Online(fallible()),
+            _ => return Err(BlobError::Malformed),
+        };
+        let len = r.u8()? as usize;
+        if len > NAME_LEN {
+            return Err(BlobError::Malformed);
+        }
+        let name = String::from(core::str::from_utf8(r.bytes(len)?).map_err(|_| BlobError::Malformed)?);
+        states.push(State { id, name, hooks });
+    }
+    let mut cpus = Vec::new();
+    for _ in 0..r.u32()? {
+        let apic_id = r.u32()?;
+        let origin = match r.u8()? {
+            0 => None,
+            1 => Some(Origin::Boot),
+            2 => Some(Origin::HotAdded),
+            _ => return Err(BlobError::Malformed),
+        };
+        let stage = match r.u8()? {
+            0 => Stage::Absent,
+            1 => Stage::Offline,
+            2 => Stage::Online,
+            _ => return Err(BlobError::Malformed),
+        };
+        let (fail_state, dir) = (r.u32()?, if r.u8()? == 0 { Direction::Up } else { Direction::Down });
+        cpus.push(Cpu { apic_id, origin, stage, fail: (fail_state != 0).then_some((fail_state, dir)) });
+    }
+    let (next_seq, dropped) = (r.u64()?, r.u64()?);
+    let mut events = Vec::new();
+    for _ in 0..r.u32()? {
+        let (seq, kind, cpu, state, code) = (r.u64()?, r.u32()?, r.u32()?, r.u32()?, r.u32()? as i32);
+        let name = r.bytes(NAME_LEN)?.try_into().map_err(|_| BlobError::Malformed)?;
+        events.push(Event { seq, kind, cpu, state, code, name });
+    }
+    let mut subs = Subscribers { list: Vec::new(), next_id: r.u32()? };
+    for _ in 0..r.u32()? {
+        let id = r.u32()?;
+        // SAFETY: as above, for the subscriber callbacks.
+        let f = unsafe { func::<EventFn>(r.u64()?) }.ok_or(BlobError::Malformed)?;
+        subs.list.push(Subscriber { id, f, ctx: r.u64()? as usize });
+    }
+    if boot_cpu >= cpus.len() || r.at != buf.len() {
+        return Err(BlobError::Malformed);
+    }
+    Ok((Machine::from_parts(states, cpus, boot_cpu, next_id, EventLog::from_parts(events, next_seq, dropped)), subs))
+}

@@ -1,0 +1,212 @@
+//! Lifecycle events: numbered, kept in a bounded log, and handed to
+//! subscribers as they happen. Subscribers get every event synchronously,
+//! so none is lost to them; the log keeps the newest [`LOG_CAPACITY`] and
+//! counts what it had to let go, which readers see as an explicit gap.
+
+use crate::machine::{State, NAME_LEN};
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+pub const LOG_CAPACITY: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Kind {
+    /// A CPU is present: enabled at boot, or inserted.
+    Discovered = 1,
+    BringUpStarted = 2,
+    /// A state's startup ran (or was rolled back up to).
+    StateReached = 3,
+    /// The CPU passed STARTING: it runs and takes interrupts.
+    Online = 4,
+    /// Every state passed: work may be placed on the CPU.
+    Active = 5,
+    TearDownStarted = 6,
+    /// A state's teardown ran (or was rolled back down to).
+    StateLeft = 7,
+    /// Every state left: the CPU is parked.
+    Offline = 8,
+    /// The CPU left its slot (eject).
+    Removed = 9,
+    /// A callback failed (`code`); a rollback follows.
+    Failed = 10,
+    /// The rollback after a failure at `state` is complete.
+    RolledBack = 11,
+    /// A callback failed while rolling back; the walk back went on.
+    RollbackStepFailed = 12,
+}
+
+impl Kind {
+    pub fn from_u32(v: u32) -> Option<Kind> {
+        use Kind::*;
+        [Discovered, BringUpStarted, StateReached, Online, Active, TearDownStarted, StateLeft, Offline, Removed, Failed, RolledBack, RollbackStepFailed]
+            .into_iter()
+            .find(|k| *k as u32 == v)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Discovered => "discovered",
+            Kind::BringUpStarted => "bring-up-started",
+            Kind::StateReached => "state-reached",
+            Kind::Online => "online",
+            Kind::Active => "active",
+            Kind::TearDownStarted => "tear-down-started",
+            Kind::StateLeft => "state-left",
+            Kind::Offline => "offline",
+            Kind::Removed => "removed",
+            Kind::Failed => "failed",
+            Kind::RolledBack => "rolled-back",
+            Kind::RollbackStepFailed => "rollback-step-failed",
+        }
+    }
+}
+
+/// One event, as subscribers receive it (`#[repr(C)]`: it crosses the
+/// plugin boundary). `state` is 0 when no state is involved; the name is
+/// copied in, so an event stays readable after its state is removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: u32,
+    pub cpu: u32,
+    pub state: u32,
+    pub code: i32,
+    pub name: [u8; NAME_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<Event>() == 56);
+
+impl Event {
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_u32(self.kind)
+    }
+
+    pub fn state_name(&self) -> &str {
+        let n = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+impl core::fmt::Display for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let kind = self.kind().map_or("?", Kind::name);
+        write!(f, "#{} cpu {} {kind}", self.seq, self.cpu)?;
+        if self.state != 0 {
+            write!(f, " state={}", self.state_name())?;
+        }
+        if self.code != 0 {
+            write!(f, " error={}", self.code)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventLog {
+    ring: VecDeque<Event>,
+    /// The next event's sequence number (the first is 1).
+    next_seq: u64,
+    /// Events the log let go of to stay bounded.
+    dropped: u64,
+}
+
+/// What [`EventLog::last`] found: the events, and how many older ones in
+/// the range asked for are gone.
+pub struct Tail {
+    pub events: Vec<Event>,
+    pub missing: u64,
+}
+
+impl EventLog {
+    pub fn new() -> EventLog {
+        EventLog { ring: VecDeque::new(), next_seq: 1, dropped: 0 }
+    }
+
+    pub fn from_parts(events: Vec<Event>, next_seq: u64, dropped: u64) -> EventLog {
+        EventLog { ring: events.into(), next_seq, dropped }
+    }
+
+    pub fn push(&mut self, kind: Kind, cpu: usize, state: Option<&State>, code: i32) -> Event {
+        let mut name = [0; NAME_LEN];
+        if let Some(s) = state {
+            let n = s.name.len().min(NAME_LEN);
+            name[..n].copy_from_slice(&s.name.as_bytes()[..n]);
+        }
+        let e = Event { seq: self.next_seq, kind: kind as u32, cpu: cpu as u32, state: state.map_or(0, |s| s.id), code, name };
+        self.next_seq += 1;
+        if self.ring.len() == LOG_CAPACITY {
+            self.ring.pop_front();
+            self.dropped += 1;
+        }
+        self.ring.push_back(e);
+        e
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.ring.iter()
+    }
+
+    /// The last `n` events; `missing` counts those of the last `n` the log
+    /// no longer has.
+    pub fn last(&self, n: usize) -> Tail {
+        let have = self.ring.len().min(n);
+        let total = (self.next_seq - 1) as usize;
+        Tail { events: self.ring.iter().skip(self.ring.len() - have).copied().collect(), missing: (n.min(total) - have) as u64 }
+    }
+}
+
+/// A subscriber's callback: the event, and the context it subscribed with.
+pub type EventFn = extern "C" fn(event: *const Event, ctx: usize);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Subscriber {
+    pub id: u32,
+    pub f: EventFn,
+    pub ctx: usize,
+}
+
+/// By address, as for state hooks.
+impl PartialEq for Subscriber {
+    fn eq(&self, o: &Self) -> bool {
+        (self.id, self.f as usize, self.ctx) == (o.id, o.f as usize, o.ctx)
+    }
+}
+impl Eq for Subscriber {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribers {
+    pub list: Vec<Subscriber>,
+    pub next_id: u32,
+}
+
+impl Default for Subscribers {
+    fn default() -> Self {
+        Subscribers { list: Vec::new(), next_id: 1 }
+    }
+}
+
+impl Subscribers {
+    pub fn add(&mut self, f: EventFn, ctx: usize) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.list.push(Subscriber { id, f, ctx });
+        id
+    }
+
+    /// False if there is no such subscription.
+    pub fn remove(&mut self, id: u32) -> bool {
+        let before = self.list.len();
+        self.list.retain(|s| s.id != id);
+        self.list.len() != before
+    }
+}

@@ -1,0 +1,626 @@
+//! The CPU hotplug state machine, pure: no hardware, no FFI. The plugin
+//! drives it with a [`Platform`] that starts, parks and calls into real
+//! CPUs; the host tests drive it with a modelled CPU set.
+//!
+//! The rules are Linux's (kernel/cpu.c), in our words:
+//! - States are ordered and grouped in sections: PREPARE (callbacks run on
+//!   the control CPU before the new CPU executes; may fail), then cpuhp's
+//!   own `cpuhp:bringup` (starts the CPU; its teardown parks it), STARTING
+//!   (on the new CPU, interrupts off; callbacks return nothing, so they
+//!   cannot fail: there is no way to roll back from that context), ONLINE
+//!   (on the CPU, interrupts on; may fail). Having passed every state the
+//!   CPU is active: only then may work be placed on it.
+//! - Bring-up walks the states in order, tear-down in reverse. A failure in
+//!   either direction walks the CPU back over every state it passed in that
+//!   operation, in exact reverse, so a failed bring-up leaves it offline and
+//!   a refused tear-down leaves it online.
+//! - Dynamic states join the end of their section (later registrations run
+//!   later on the way up, earlier on the way down). Registering with calls
+//!   runs the startup on every online CPU and undoes the CPUs done if one
+//!   fails; removing with calls runs the teardown on every online CPU.
+//! - Fault injection (Linux's `hotplug/fail`): a PREPARE or ONLINE state
+//!   fails on one CPU on its next bring-up or tear-down, instead of running
+//!   its callback. STARTING states cannot be made to fail.
+//!
+//! Every operation runs under the caller's hotplug write lock, so outside
+//! one every CPU has passed either no state or all of them.
+
+use crate::events::{Event, EventLog, Kind};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub const MAX_CPUS: usize = 64;
+/// Room for dynamic states (Linux has a fixed range of dynamic slots too).
+pub const MAX_DYNAMIC: usize = 48;
+/// Longest state name kept (it travels in events).
+pub const NAME_LEN: usize = 32;
+
+/// The id of cpuhp's own bring-up state; dynamic ids start above the
+/// static ones and are never reused.
+pub const BRINGUP_ID: u32 = 1;
+pub const FIRST_DYNAMIC_ID: u32 = 16;
+
+/// The error code an injected failure reports (Linux uses -EAGAIN).
+pub const INJECTED: i32 = -11;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Section {
+    Prepare = 0,
+    Starting = 1,
+    Online = 2,
+}
+
+impl Section {
+    pub fn from_u32(v: u32) -> Option<Section> {
+        match v {
+            0 => Some(Section::Prepare),
+            1 => Some(Section::Starting),
+            2 => Some(Section::Online),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Prepare => "prepare",
+            Section::Starting => "starting",
+            Section::Online => "online",
+        }
+    }
+}
+
+/// A PREPARE or ONLINE callback: 0 or an error.
+pub type Fallible = extern "C" fn(cpu: u32, ctx: usize) -> i32;
+/// A STARTING callback: nothing to report, by construction.
+pub type Infallible = extern "C" fn(cpu: u32, ctx: usize);
+
+#[derive(Clone, Copy, Debug)]
+pub struct FallibleHooks {
+    pub startup: Option<Fallible>,
+    pub teardown: Option<Fallible>,
+    pub ctx: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct StartingHooks {
+    pub startup: Option<Infallible>,
+    pub teardown: Option<Infallible>,
+    pub ctx: usize,
+}
+
+// Hooks compare by callback address: that is what a swap must carry over
+// unchanged, and what the blob tests check.
+impl PartialEq for FallibleHooks {
+    fn eq(&self, o: &Self) -> bool {
+        let a = |f: Option<Fallible>| f.map(|f| f as usize);
+        (a(self.startup), a(self.teardown), self.ctx) == (a(o.startup), a(o.teardown), o.ctx)
+    }
+}
+impl Eq for FallibleHooks {}
+
+impl PartialEq for StartingHooks {
+    fn eq(&self, o: &Self) -> bool {
+        let a = |f: Option<Infallible>| f.map(|f| f as usize);
+        (a(self.startup), a(self.teardown), self.ctx) == (a(o.startup), a(o.teardown), o.ctx)
+    }
+}
+impl Eq for StartingHooks {}
+
+/// What a state does; the variant fixes the section, so a STARTING state
+/// cannot carry a callback that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hooks {
+    Prepare(FallibleHooks),
+    /// cpuhp's own: starts the CPU; its teardown parks it.
+    Bringup,
+    Starting(StartingHooks),
+    Online(FallibleHooks),
+}
+
+impl Hooks {
+    pub fn section(&self) -> Section {
+        match self {
+            Hooks::Prepare(_) | Hooks::Bringup => Section::Prepare,
+            Hooks::Starting(_) => Section::Starting,
+            Hooks::Online(_) => Section::Online,
+        }
+    }
+
+    /// Position in the order: PREPARE, bring-up, STARTING, ONLINE.
+    fn rank(&self) -> u8 {
+        match self {
+            Hooks::Prepare(_) => 0,
+            Hooks::Bringup => 1,
+            Hooks::Starting(_) => 2,
+            Hooks::Online(_) => 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    pub id: u32,
+    pub name: String,
+    pub hooks: Hooks,
+}
+
+impl State {
+    /// Who registered the state: its name up to the first `:`, as in
+    /// Linux's "subsystem:what" names.
+    pub fn owner(&self) -> &str {
+        self.name.split(':').next().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Direction {
+    Up = 0,
+    Down = 1,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Origin {
+    /// Enabled at boot (MADT).
+    Boot = 0,
+    /// Inserted at run time.
+    HotAdded = 1,
+}
+
+/// Where a CPU is in its life, between operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    /// A hot-pluggable slot without a CPU.
+    Absent = 0,
+    /// Present, no state passed.
+    Offline = 1,
+    /// Every state passed: active.
+    Online = 2,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Absent => "absent",
+            Stage::Offline => "offline",
+            Stage::Online => "online",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    pub apic_id: u32,
+    /// `None` for a slot that never held a CPU.
+    pub origin: Option<Origin>,
+    pub stage: Stage,
+    /// Injected failure for the next walk in that direction.
+    pub fail: Option<(u32, Direction)>,
+}
+
+/// One callback invocation, as the platform sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub cpu: usize,
+    pub state: u32,
+    pub dir: Direction,
+}
+
+/// The CPUs as the machine drives them.
+pub trait Platform {
+    /// The CPU running the machine (the control CPU).
+    fn current_cpu(&self) -> usize;
+    /// Runs a PREPARE callback on the control CPU, on behalf of `call.cpu`.
+    fn prepare(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32>;
+    /// Runs a STARTING callback on `call.cpu` with interrupts off.
+    fn starting(&mut self, call: Call, f: Infallible, ctx: usize);
+    /// Runs an ONLINE callback on `call.cpu` with interrupts on.
+    fn online(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32>;
+    /// Starts the CPU; it then idles, able to run callbacks.
+    fn start(&mut self, cpu: usize) -> Result<(), i32>;
+    /// Parks the CPU.
+    fn park(&mut self, cpu: usize) -> Result<(), i32>;
+    /// Hands an event to every subscriber, synchronously.
+    fn publish(&mut self, event: &Event);
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    NoSuchCpu(usize),
+    /// The slot holds no CPU (hot-add it first).
+    Absent(usize),
+    /// Hot-add of a slot that already holds a CPU.
+    Present(usize),
+    AlreadyOnline(usize),
+    AlreadyOffline(usize),
+    /// The boot CPU stays online.
+    BootCpu(usize),
+    /// Offlining it would leave no CPU online.
+    LastCpu(usize),
+    /// A CPU cannot take itself down (the control CPU runs the walk).
+    ControlCpu(usize),
+    /// Hot-remove of a CPU that is still online.
+    StillOnline(usize),
+    NoSuchState(u32),
+    UnknownState(String),
+    /// cpuhp's own states cannot be removed.
+    StaticState(u32),
+    /// STARTING callbacks cannot fail, so no failure can be injected there.
+    StartingCannotFail(String),
+    /// A state with no callback in that direction has nothing to fail.
+    NothingToFail(String),
+    NameTaken(String),
+    BadName,
+    TooManyStates,
+    /// A walk failed at `state` and the CPU was rolled back.
+    Failed { cpu: usize, dir: Direction, state: u32, name: String, code: i32 },
+    /// A setup's startup failed on `cpu`; the CPUs already done were torn
+    /// down and nothing was registered.
+    SetupFailed { cpu: usize, name: String, code: i32 },
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::NoSuchCpu(c) => write!(f, "there is no cpu {c} (see `cpu list`)"),
+            Error::Absent(c) => write!(f, "cpu {c} is an empty slot; hot-add a CPU there first"),
+            Error::Present(c) => write!(f, "cpu {c} is already present"),
+            Error::AlreadyOnline(c) => write!(f, "cpu {c} is already online"),
+            Error::AlreadyOffline(c) => write!(f, "cpu {c} is already offline"),
+            Error::BootCpu(c) => write!(f, "cpu {c} is the boot CPU, which stays online"),
+            Error::LastCpu(c) => write!(f, "cpu {c} is the last online CPU"),
+            Error::ControlCpu(c) => write!(f, "cpu {c} runs this command; take it down from another CPU"),
+            Error::StillOnline(c) => write!(f, "cpu {c} is online; offline it before removing it"),
+            Error::NoSuchState(id) => write!(f, "no state with id {id} (see `cpu states`)"),
+            Error::UnknownState(n) => write!(f, "no state `{n}` (see `cpu states`)"),
+            Error::StaticState(id) => write!(f, "state {id} belongs to cpuhp and cannot be removed"),
+            Error::StartingCannotFail(n) => write!(f, "`{n}` is a STARTING state, whose callbacks cannot fail"),
+            Error::NothingToFail(n) => write!(f, "`{n}` has no callback in that direction"),
+            Error::NameTaken(n) => write!(f, "a state named `{n}` exists already"),
+            Error::BadName => write!(f, "state names are 1 to {NAME_LEN} bytes of `owner:what`"),
+            Error::TooManyStates => write!(f, "all {MAX_DYNAMIC} dynamic state slots are taken"),
+            Error::Failed { cpu, dir, name, code, .. } => write!(
+                f,
+                "cpu {cpu} {}: state `{name}` failed with {code}; rolled back, cpu {cpu} is {}",
+                match dir {
+                    Direction::Up => "bring-up",
+                    Direction::Down => "tear-down",
+                },
+                match dir {
+                    Direction::Up => "offline",
+                    Direction::Down => "online",
+                }
+            ),
+            Error::SetupFailed { cpu, name, code } => {
+                write!(f, "setup of `{name}`: startup failed on cpu {cpu} with {code}; undone on the CPUs done")
+            }
+        }
+    }
+}
+
+pub struct Machine {
+    states: Vec<State>,
+    cpus: Vec<Cpu>,
+    boot_cpu: usize,
+    next_id: u32,
+    pub events: EventLog,
+}
+
+impl Machine {
+    /// `cpus`: (APIC id, enabled at boot) per logical CPU; `boot_cpu` is
+    /// online already (the loader runs it), the others are offline or
+    /// absent.
+    pub fn new(cpus: &[(u32, bool)], boot_cpu: usize) -> Machine {
+        let cpus = cpus
+            .iter()
+            .enumerate()
+            .map(|(i, &(apic_id, boot))| Cpu {
+                apic_id,
+                origin: boot.then_some(Origin::Boot),
+                stage: match (boot, i == boot_cpu) {
+                    (_, true) => Stage::Online,
+                    (true, false) => Stage::Offline,
+                    (false, false) => Stage::Absent,
+                },
+                fail: None,
+            })
+            .collect();
+        let bringup = State { id: BRINGUP_ID, name: String::from("cpuhp:bringup"), hooks: Hooks::Bringup };
+        let mut m = Machine { states: alloc::vec![bringup], cpus, boot_cpu, next_id: FIRST_DYNAMIC_ID, events: EventLog::new() };
+        for cpu in 0..m.cpus.len() {
+            if m.cpus[cpu].origin.is_some() {
+                m.events.push(Kind::Discovered, cpu, None, 0);
+            }
+        }
+        m
+    }
+
+    /// Rebuilds a machine from exported parts (a swap).
+    pub fn from_parts(states: Vec<State>, cpus: Vec<Cpu>, boot_cpu: usize, next_id: u32, events: EventLog) -> Machine {
+        Machine { states, cpus, boot_cpu, next_id, events }
+    }
+
+    pub fn states(&self) -> &[State] {
+        &self.states
+    }
+
+    pub fn cpus(&self) -> &[Cpu] {
+        &self.cpus
+    }
+
+    pub fn boot_cpu(&self) -> usize {
+        self.boot_cpu
+    }
+
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.cpus.iter().filter(|c| c.stage == Stage::Online).count()
+    }
+
+    fn cpu(&self, cpu: usize) -> Result<&Cpu, Error> {
+        self.cpus.get(cpu).ok_or(Error::NoSuchCpu(cpu))
+    }
+
+    pub fn find_state(&self, name_or_id: &str) -> Result<&State, Error> {
+        let by_id = name_or_id.parse::<u32>().ok();
+        self.states
+            .iter()
+            .find(|s| s.name == name_or_id || Some(s.id) == by_id)
+            .ok_or_else(|| Error::UnknownState(name_or_id.into()))
+    }
+
+    fn emit<P: Platform>(&mut self, p: &mut P, kind: Kind, cpu: usize, state: Option<usize>, code: i32) {
+        let state = state.map(|i| &self.states[i]);
+        let e = self.events.push(kind, cpu, state, code);
+        p.publish(&e);
+    }
+
+    /// Runs state `i`'s callback for `cpu` in `dir`. An injected failure
+    /// replaces the callback and is used up.
+    fn step<P: Platform>(&mut self, p: &mut P, cpu: usize, i: usize, dir: Direction, inject: bool) -> Result<(), i32> {
+        let s = &self.states[i];
+        if inject && self.cpus[cpu].fail == Some((s.id, dir)) {
+            self.cpus[cpu].fail = None;
+            return Err(INJECTED);
+        }
+        let call = Call { cpu, state: s.id, dir };
+        let pick = |h: FallibleHooks| if dir == Direction::Up { h.startup } else { h.teardown };
+        match s.hooks {
+            Hooks::Prepare(h) => pick(h).map_or(Ok(()), |f| p.prepare(call, f, h.ctx)),
+            Hooks::Online(h) => pick(h).map_or(Ok(()), |f| p.online(call, f, h.ctx)),
+            Hooks::Starting(h) => {
+                if let Some(f) = if dir == Direction::Up { h.startup } else { h.teardown } {
+                    p.starting(call, f, h.ctx);
+                }
+                Ok(())
+            }
+            Hooks::Bringup => match dir {
+                Direction::Up => p.start(cpu),
+                Direction::Down => p.park(cpu),
+            },
+        }
+    }
+
+    /// Index of the last state at or before STARTING: passing it makes
+    /// the CPU "online" (running, interrupts about to be on), the rest
+    /// makes it active.
+    fn last_starting(&self) -> usize {
+        self.states.iter().rposition(|s| s.hooks.rank() <= 2).expect("cpuhp:bringup is always there")
+    }
+
+    /// Brings `cpu` from offline through every state.
+    pub fn bring_up<P: Platform>(&mut self, p: &mut P, cpu: usize) -> Result<(), Error> {
+        match self.cpu(cpu)?.stage {
+            Stage::Absent => return Err(Error::Absent(cpu)),
+            Stage::Online => return Err(Error::AlreadyOnline(cpu)),
+            Stage::Offline => {}
+        }
+        self.emit(p, Kind::BringUpStarted, cpu, None, 0);
+        let online_at = self.last_starting();
+        for i in 0..self.states.len() {
+            if let Err(code) = self.step(p, cpu, i, Direction::Up, true) {
+                return Err(self.roll_back(p, cpu, i, Direction::Up, code));
+            }
+            self.emit(p, Kind::StateReached, cpu, Some(i), 0);
+            if i == online_at {
+                self.emit(p, Kind::Online, cpu, None, 0);
+            }
+        }
+        self.cpus[cpu].stage = Stage::Online;
+        self.emit(p, Kind::Active, cpu, None, 0);
+        Ok(())
+    }
+
+    /// Takes `cpu` from active back through every state, in reverse.
+    pub fn tear_down<P: Platform>(&mut self, p: &mut P, cpu: usize) -> Result<(), Error> {
+        match self.cpu(cpu)?.stage {
+            Stage::Absent => return Err(Error::Absent(cpu)),
+            Stage::Offline => return Err(Error::AlreadyOffline(cpu)),
+            Stage::Online => {}
+        }
+        if cpu == self.boot_cpu {
+            return Err(Error::BootCpu(cpu));
+        }
+        if self.online_count() <= 1 {
+            return Err(Error::LastCpu(cpu));
+        }
+        if cpu == p.current_cpu() {
+            return Err(Error::ControlCpu(cpu));
+        }
+        self.emit(p, Kind::TearDownStarted, cpu, None, 0);
+        for i in (0..self.states.len()).rev() {
+            if let Err(code) = self.step(p, cpu, i, Direction::Down, true) {
+                return Err(self.roll_back(p, cpu, i, Direction::Down, code));
+            }
+            self.emit(p, Kind::StateLeft, cpu, Some(i), 0);
+        }
+        self.cpus[cpu].stage = Stage::Offline;
+        self.emit(p, Kind::Offline, cpu, None, 0);
+        Ok(())
+    }
+
+    /// State `failed` failed while walking `dir`: undoes the states this
+    /// walk passed, in exact reverse. Rollback steps are not injected into;
+    /// one that still fails is reported and the walk back goes on (the
+    /// state it leaves is the best one left).
+    fn roll_back<P: Platform>(&mut self, p: &mut P, cpu: usize, failed: usize, dir: Direction, code: i32) -> Error {
+        self.emit(p, Kind::Failed, cpu, Some(failed), code);
+        let (back, passed): (Direction, Vec<usize>) = match dir {
+            Direction::Up => (Direction::Down, (0..failed).rev().collect()),
+            Direction::Down => (Direction::Up, (failed + 1..self.states.len()).collect()),
+        };
+        for i in passed {
+            match self.step(p, cpu, i, back, false) {
+                Ok(()) => {
+                    let kind = if back == Direction::Up { Kind::StateReached } else { Kind::StateLeft };
+                    self.emit(p, kind, cpu, Some(i), 0)
+                }
+                Err(c) => self.emit(p, Kind::RollbackStepFailed, cpu, Some(i), c),
+            }
+        }
+        self.emit(p, Kind::RolledBack, cpu, Some(failed), code);
+        let s = &self.states[failed];
+        Error::Failed { cpu, dir, state: s.id, name: s.name.clone(), code }
+    }
+
+    /// Marks a CPU that already runs (started before cpuhp loaded, or its
+    /// states were passed by a previous cpuhp) as online without calls.
+    /// Only valid while no dynamic state exists: there is nothing to run.
+    pub fn adopt(&mut self, cpu: usize) -> Result<(), Error> {
+        match self.cpu(cpu)?.stage {
+            Stage::Offline if self.states.len() == 1 => {
+                self.cpus[cpu].stage = Stage::Online;
+                self.events.push(Kind::Active, cpu, None, 0);
+                Ok(())
+            }
+            Stage::Offline => Err(Error::TooManyStates),
+            Stage::Absent => Err(Error::Absent(cpu)),
+            Stage::Online => Err(Error::AlreadyOnline(cpu)),
+        }
+    }
+
+    /// Registers a dynamic state at the end of its section; with `calls`,
+    /// runs its startup on every online CPU first (see the module docs).
+    /// Returns the new state's id.
+    pub fn setup<P: Platform>(&mut self, p: &mut P, name: &str, hooks: Hooks, calls: bool) -> Result<u32, Error> {
+        if name.is_empty() || name.len() > NAME_LEN || matches!(hooks, Hooks::Bringup) {
+            return Err(Error::BadName);
+        }
+        if self.states.iter().any(|s| s.name == name) {
+            return Err(Error::NameTaken(name.into()));
+        }
+        if self.states.len() > MAX_DYNAMIC {
+            return Err(Error::TooManyStates);
+        }
+        let at = self.states.iter().rposition(|s| s.hooks.rank() <= hooks.rank()).map_or(0, |i| i + 1);
+        let id = self.next_id;
+        self.states.insert(at, State { id, name: name.into(), hooks });
+        if calls {
+            let online: Vec<usize> = (0..self.cpus.len()).filter(|&c| self.cpus[c].stage == Stage::Online).collect();
+            for (k, &cpu) in online.iter().enumerate() {
+                if let Err(code) = self.step(p, cpu, at, Direction::Up, false) {
+                    self.emit(p, Kind::Failed, cpu, Some(at), code);
+                    for &done in online[..k].iter().rev() {
+                        if let Err(c) = self.step(p, done, at, Direction::Down, false) {
+                            self.emit(p, Kind::RollbackStepFailed, done, Some(at), c);
+                        }
+                    }
+                    self.states.remove(at);
+                    return Err(Error::SetupFailed { cpu, name: name.into(), code });
+                }
+                self.emit(p, Kind::StateReached, cpu, Some(at), 0);
+            }
+        }
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    /// Removes dynamic state `id`; with `calls`, runs its teardown on every
+    /// online CPU (in reverse CPU order) first. A teardown failure here is
+    /// reported as an event and the removal goes on: the owner is leaving.
+    pub fn remove<P: Platform>(&mut self, p: &mut P, id: u32, calls: bool) -> Result<(), Error> {
+        let at = self.states.iter().position(|s| s.id == id).ok_or(Error::NoSuchState(id))?;
+        if matches!(self.states[at].hooks, Hooks::Bringup) {
+            return Err(Error::StaticState(id));
+        }
+        if calls {
+            let online: Vec<usize> = (0..self.cpus.len()).rev().filter(|&c| self.cpus[c].stage == Stage::Online).collect();
+            for cpu in online {
+                match self.step(p, cpu, at, Direction::Down, false) {
+                    Ok(()) => self.emit(p, Kind::StateLeft, cpu, Some(at), 0),
+                    Err(c) => self.emit(p, Kind::Failed, cpu, Some(at), c),
+                }
+            }
+        }
+        for c in self.cpus.iter_mut().filter(|c| c.fail.is_some_and(|(s, _)| s == id)) {
+            c.fail = None;
+        }
+        self.states.remove(at);
+        Ok(())
+    }
+
+    /// Makes state `name_or_id` fail on `cpu` on its next walk in `dir`.
+    pub fn inject(&mut self, cpu: usize, name_or_id: &str, dir: Direction) -> Result<u32, Error> {
+        self.cpu(cpu)?;
+        let s = self.find_state(name_or_id)?;
+        let has_callback = match s.hooks {
+            Hooks::Starting(_) => return Err(Error::StartingCannotFail(s.name.clone())),
+            Hooks::Bringup => true,
+            Hooks::Prepare(h) | Hooks::Online(h) => match dir {
+                Direction::Up => h.startup.is_some(),
+                Direction::Down => h.teardown.is_some(),
+            },
+        };
+        if !has_callback {
+            return Err(Error::NothingToFail(s.name.clone()));
+        }
+        let id = s.id;
+        self.cpus[cpu].fail = Some((id, dir));
+        Ok(id)
+    }
+
+    /// A CPU was inserted into slot `cpu` (physical hotplug): present,
+    /// offline, recorded as arrived later.
+    pub fn insert<P: Platform>(&mut self, p: &mut P, cpu: usize) -> Result<(), Error> {
+        if self.cpu(cpu)?.stage != Stage::Absent {
+            return Err(Error::Present(cpu));
+        }
+        let c = &mut self.cpus[cpu];
+        c.stage = Stage::Offline;
+        c.origin = Some(Origin::HotAdded);
+        self.emit(p, Kind::Discovered, cpu, None, 0);
+        Ok(())
+    }
+
+    /// The CPU in slot `cpu` is going away (eject): it must be offline.
+    pub fn eject<P: Platform>(&mut self, p: &mut P, cpu: usize) -> Result<(), Error> {
+        match self.cpu(cpu)?.stage {
+            Stage::Absent => return Err(Error::Absent(cpu)),
+            Stage::Online => return Err(Error::StillOnline(cpu)),
+            Stage::Offline => {}
+        }
+        if cpu == self.boot_cpu {
+            return Err(Error::BootCpu(cpu));
+        }
+        let c = &mut self.cpus[cpu];
+        c.stage = Stage::Absent;
+        c.fail = None;
+        self.emit(p, Kind::Removed, cpu, None, 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,522 @@
+//! The plugin: the machine behind the hotplug lock, a [`Platform`] over
+//! the loader's CPU exports, the `cpuhp` table, the `cpu` shell command and
+//! the swap state. Decisions stay in the pure modules.
+
+use crate::api::{code, section, Cpuhp, StateInfo};
+use crate::blob;
+use crate::events::{Event, EventFn, Kind, Subscribers};
+use crate::lock::HotplugLock;
+use crate::machine::{
+    Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Stage, StartingHooks, MAX_CPUS,
+    NAME_LEN,
+};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use plugins::{ffi, println, CpuInfo, StrRef};
+use spin::Mutex;
+
+#[cfg(feature = "v1")]
+const GENERATION: u32 = 1;
+#[cfg(feature = "v2")]
+const GENERATION: u32 = 2;
+
+static LOCK: HotplugLock = HotplugLock::new();
+
+struct Inner {
+    m: Machine,
+    subs: Subscribers,
+    last_failure: Option<Event>,
+}
+
+/// Taken only by the holder of LOCK's write side (and by swap export,
+/// with the world stopped), so it never waits.
+static INNER: Mutex<Option<Inner>> = Mutex::new(None);
+
+/// Per CPU, lock-free for queries: the stage and origin as of the last
+/// finished operation (published under the write lock).
+static STAGE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(Stage::Absent as u8) }; MAX_CPUS];
+static ORIGIN: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Per CPU: running a hotplug walk (control CPU) or one of its callbacks.
+/// `read_lock` there would wait for itself.
+static IN_HOTPLUG: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn current_cpu() -> usize {
+    // SAFETY: a plain query of the loader.
+    unsafe { ffi::mv_current_cpu() as usize }
+}
+
+fn publish_mirror(m: &Machine) {
+    for (i, c) in m.cpus().iter().enumerate() {
+        STAGE[i].store(c.stage as u8, Ordering::Release);
+        ORIGIN[i].store(c.origin.map_or(0, |o| o as u8 + 1), Ordering::Release);
+    }
+}
+
+/// The callback a remote call runs. A static, not the caller's stack: the
+/// loader's call may time out and the CPU answer late.
+#[derive(Clone, Copy)]
+enum Remote {
+    Fallible(Fallible, u32, usize),
+    Infallible(Infallible, u32, usize),
+}
+
+static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
+
+extern "C" fn remote_trampoline(_: usize) -> i32 {
+    let Some(r) = *REMOTE.lock() else { return code::BAD_ARGUMENT };
+    let me = current_cpu();
+    let nested = IN_HOTPLUG[me].swap(true, Ordering::AcqRel);
+    let rc = match r {
+        Remote::Fallible(f, cpu, ctx) => f(cpu, ctx),
+        Remote::Infallible(f, cpu, ctx) => {
+            f(cpu, ctx);
+            0
+        }
+    };
+    IN_HOTPLUG[me].store(nested, Ordering::Release);
+    rc
+}
+
+/// Runs `r` on `cpu` through the loader (inline when `cpu` is this one),
+/// so that a panic in it is contained and a swap cannot free it meanwhile.
+fn run_on(cpu: usize, r: Remote, irqs_off: bool) -> Result<(), i32> {
+    *REMOTE.lock() = Some(r);
+    let mut result = 0;
+    let flags = if irqs_off { ffi::run_on::IRQS_OFF } else { 0 };
+    // SAFETY: the trampoline is this plugin's; `result` is a live i32.
+    let rc = unsafe { ffi::mv_run_on(cpu as u32, remote_trampoline, 0, flags, &mut result) };
+    *REMOTE.lock() = None;
+    match (rc, result) {
+        (0, 0) => Ok(()),
+        (0, e) | (e, _) => Err(e),
+    }
+}
+
+/// The real CPUs, for the machine.
+struct Cpus<'a> {
+    subs: &'a Subscribers,
+    last_failure: &'a mut Option<Event>,
+}
+
+impl Platform for Cpus<'_> {
+    fn current_cpu(&self) -> usize {
+        current_cpu()
+    }
+
+    fn prepare(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32> {
+        // On the control CPU, but through the loader all the same: a panic
+        // in the callback then fails the step instead of the whole walk.
+        run_on(current_cpu(), Remote::Fallible(f, call.cpu as u32, ctx), false)
+    }
+
+    fn starting(&mut self, call: Call, f: Infallible, ctx: usize) {
+        if let Err(e) = run_on(call.cpu, Remote::Infallible(f, call.cpu as u32, ctx), true) {
+            // Nothing can be rolled back from here (a STARTING step does not
+            // fail); say so loudly and go on.
+            plugins::warn!("cpu {}: STARTING callback of state {} could not run or panicked ({e})", call.cpu, call.state);
+        }
+    }
+
+    fn online(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32> {
+        run_on(call.cpu, Remote::Fallible(f, call.cpu as u32, ctx), false)
+    }
+
+    fn start(&mut self, cpu: usize) -> Result<(), i32> {
+        // SAFETY: a plain request to the loader.
+        match unsafe { ffi::mv_cpu_start(cpu as u32) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    fn park(&mut self, cpu: usize) -> Result<(), i32> {
+        // SAFETY: a plain request to the loader.
+        match unsafe { ffi::mv_cpu_park(cpu as u32) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    fn publish(&mut self, event: &Event) {
+        if event.kind() == Some(Kind::Failed) {
+            *self.last_failure = Some(*event);
+        }
+        for s in &self.subs.list {
+            (s.f)(event, s.ctx);
+        }
+    }
+}
+
+/// Runs `f` as the hotplug writer: write lock, then the machine.
+fn write<R>(f: impl FnOnce(&mut Machine, &mut Cpus, &mut Subscribers) -> R) -> R {
+    LOCK.write();
+    let me = current_cpu();
+    IN_HOTPLUG[me].store(true, Ordering::Release);
+    let r = {
+        let mut g = INNER.lock();
+        let Inner { m, subs, last_failure } = g.as_mut().expect("init sets the machine up");
+        let mut new_subs = subs.clone();
+        let r = f(m, &mut Cpus { subs, last_failure }, &mut new_subs);
+        *subs = new_subs;
+        publish_mirror(m);
+        r
+    };
+    IN_HOTPLUG[me].store(false, Ordering::Release);
+    LOCK.write_unlock();
+    r
+}
+
+fn status(r: Result<(), Error>) -> i32 {
+    r.map_or_else(|e| e.code(), |()| 0)
+}
+
+/// A name passed by pointer and length, checked.
+fn text<'a>(s: StrRef) -> Option<&'a str> {
+    if s.ptr.is_null() {
+        return None;
+    }
+    // SAFETY: callers pass a live string (the SDK's `StrRef`); it is
+    // checked for UTF-8 rather than trusted.
+    core::str::from_utf8(unsafe { core::slice::from_raw_parts(s.ptr, s.len) }).ok()
+}
+
+fn setup_any(name: StrRef, hooks: Option<Hooks>, calls: bool) -> i32 {
+    let (Some(name), Some(hooks)) = (text(name), hooks) else { return code::BAD_ARGUMENT };
+    write(|m, p, _| match m.setup(p, name, hooks, calls) {
+        Ok(id) => id as i32,
+        Err(e) => {
+            plugins::warn!("{e}");
+            e.code()
+        }
+    })
+}
+
+fn fallible_hooks(sec: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> Option<Hooks> {
+    let h = FallibleHooks { startup, teardown, ctx };
+    match sec {
+        section::PREPARE => Some(Hooks::Prepare(h)),
+        section::ONLINE => Some(Hooks::Online(h)),
+        _ => None,
+    }
+}
+
+extern "C" fn setup(name: StrRef, sec: u32, up: Option<Fallible>, down: Option<Fallible>, ctx: usize) -> i32 {
+    setup_any(name, fallible_hooks(sec, up, down, ctx), true)
+}
+
+extern "C" fn setup_nocalls(name: StrRef, sec: u32, up: Option<Fallible>, down: Option<Fallible>, ctx: usize) -> i32 {
+    setup_any(name, fallible_hooks(sec, up, down, ctx), false)
+}
+
+extern "C" fn setup_starting(name: StrRef, up: Option<Infallible>, down: Option<Infallible>, ctx: usize, calls: u32) -> i32 {
+    setup_any(name, Some(Hooks::Starting(StartingHooks { startup: up, teardown: down, ctx })), calls != 0)
+}
+
+extern "C" fn remove(id: u32) -> i32 {
+    write(|m, p, _| status(m.remove(p, id, true)))
+}
+
+extern "C" fn remove_nocalls(id: u32) -> i32 {
+    write(|m, p, _| status(m.remove(p, id, false)))
+}
+
+extern "C" fn read_lock() -> i32 {
+    if IN_HOTPLUG[current_cpu()].load(Ordering::Acquire) {
+        return code::WOULD_DEADLOCK;
+    }
+    LOCK.read();
+    0
+}
+
+extern "C" fn read_unlock() -> i32 {
+    LOCK.read_unlock().map_or(code::NOT_LOCKED, |()| 0)
+}
+
+extern "C" fn subscribe(f: EventFn, ctx: usize) -> i32 {
+    write(|_, _, subs| subs.add(f, ctx) as i32)
+}
+
+extern "C" fn unsubscribe(id: u32) -> i32 {
+    write(|_, _, subs| if subs.remove(id) { 0 } else { code::NO_SUCH_SUBSCRIBER })
+}
+
+fn online(cpu: usize) -> Result<(), Error> {
+    write(|m, p, _| m.bring_up(p, cpu))
+}
+
+fn offline(cpu: usize) -> Result<(), Error> {
+    write(|m, p, _| m.tear_down(p, cpu))
+}
+
+extern "C" fn cpu_online(cpu: u32) -> i32 {
+    status(online(cpu as usize))
+}
+
+extern "C" fn cpu_offline(cpu: u32) -> i32 {
+    status(offline(cpu as usize))
+}
+
+fn stage_of(cpu: u32) -> u8 {
+    STAGE.get(cpu as usize).map_or(Stage::Absent as u8, |s| s.load(Ordering::Acquire))
+}
+
+fn origin_of(cpu: u32) -> u8 {
+    ORIGIN.get(cpu as usize).map_or(0, |s| s.load(Ordering::Acquire))
+}
+
+extern "C" fn is_online(cpu: u32) -> u32 {
+    (stage_of(cpu) == Stage::Online as u8) as u32
+}
+
+extern "C" fn is_boot_cpu(cpu: u32) -> u32 {
+    (origin_of(cpu) == Origin::Boot as u8 + 1) as u32
+}
+
+extern "C" fn arrived_later(cpu: u32) -> u32 {
+    (origin_of(cpu) == Origin::HotAdded as u8 + 1) as u32
+}
+
+extern "C" fn hotplug_add(cpu: u32) -> i32 {
+    let cpu = cpu as usize;
+    status(write(|m, p, _| {
+        m.insert(p, cpu)?;
+        m.bring_up(p, cpu)
+    }))
+}
+
+extern "C" fn hotplug_remove(cpu: u32) -> i32 {
+    let cpu = cpu as usize;
+    status(write(|m, p, _| {
+        if m.cpus().get(cpu).is_some_and(|c| c.stage == Stage::Online) {
+            m.tear_down(p, cpu)?;
+        }
+        m.eject(p, cpu)
+    }))
+}
+
+fn direction(v: u32) -> Option<Direction> {
+    match v {
+        0 => Some(Direction::Up),
+        1 => Some(Direction::Down),
+        _ => None,
+    }
+}
+
+extern "C" fn fail(cpu: u32, id: u32, dir: u32) -> i32 {
+    let Some(dir) = direction(dir) else { return code::BAD_ARGUMENT };
+    let id = alloc::format!("{id}");
+    write(|m, _, _| m.inject(cpu as usize, &id, dir).map_or_else(|e| e.code(), |_| 0))
+}
+
+extern "C" fn state_count() -> u32 {
+    LOCK.read();
+    let n = INNER.lock().as_ref().map_or(0, |i| i.m.states().len() as u32);
+    let _ = LOCK.read_unlock();
+    n
+}
+
+extern "C" fn state_at(index: u32, out: *mut StateInfo) -> i32 {
+    LOCK.read();
+    let info = INNER.lock().as_ref().and_then(|i| i.m.states().get(index as usize).cloned());
+    let _ = LOCK.read_unlock();
+    let Some(s) = info else { return code::NO_SUCH_STATE };
+    let mut name = [0; NAME_LEN];
+    name[..s.name.len()].copy_from_slice(s.name.as_bytes());
+    let builtin = matches!(s.hooks, Hooks::Bringup) as u32;
+    // SAFETY: the caller passes a pointer to a live `StateInfo`.
+    unsafe { out.write(StateInfo { id: s.id, section: s.hooks.section() as u32, builtin, name }) };
+    0
+}
+
+extern "C" fn last_failure(out: *mut Event) -> i32 {
+    let Some(e) = INNER.lock().as_ref().and_then(|i| i.last_failure) else { return code::NO_SUCH_STATE };
+    // SAFETY: the caller passes a pointer to a live `Event`.
+    unsafe { out.write(e) };
+    0
+}
+
+extern "C" fn next_seq() -> u64 {
+    INNER.lock().as_ref().map_or(0, |i| i.m.events.next_seq())
+}
+
+extern "C" fn generation() -> u32 {
+    GENERATION
+}
+
+static TABLE: Cpuhp = Cpuhp {
+    setup,
+    setup_nocalls,
+    setup_starting,
+    remove,
+    remove_nocalls,
+    read_lock,
+    read_unlock,
+    subscribe,
+    unsubscribe,
+    cpu_online,
+    cpu_offline,
+    is_online,
+    is_boot_cpu,
+    arrived_later,
+    hotplug_add,
+    hotplug_remove,
+    fail,
+    state_count,
+    state_at,
+    last_failure,
+    next_seq,
+    generation,
+};
+
+const USAGE: &str = "usage: cpu list | states | events [n] | online N | offline N | fail N <state> [up|down]";
+
+fn cpu_number(w: Option<&str>) -> Result<usize, alloc::string::String> {
+    let w = w.ok_or_else(|| alloc::string::String::from(USAGE))?;
+    w.parse().map_err(|_| alloc::format!("`{w}` is not a CPU number"))
+}
+
+fn command(args: &str) -> Result<(), alloc::string::String> {
+    let mut w = args.split_whitespace();
+    let with_inner = |f: &mut dyn FnMut(&Inner)| {
+        LOCK.read();
+        if let Some(i) = INNER.lock().as_ref() {
+            f(i)
+        }
+        let _ = LOCK.read_unlock();
+    };
+    match w.next() {
+        Some("list") | None => with_inner(&mut |i| {
+            for (n, c) in i.m.cpus().iter().enumerate() {
+                let origin = match c.origin {
+                    Some(Origin::Boot) => "boot",
+                    Some(Origin::HotAdded) => "hot-added",
+                    None => "-",
+                };
+                println!("cpu {n} apic {} {} {origin}", c.apic_id, c.stage.name());
+            }
+        }),
+        Some("states") => with_inner(&mut |i| {
+            println!("cpuhp generation {GENERATION}: {} states, bring-up order", i.m.states().len());
+            for s in i.m.states() {
+                println!("  {:>3} {:<8} {} (owner {})", s.id, s.hooks.section().name(), s.name, s.owner());
+            }
+        }),
+        Some("events") => {
+            let n = w.next().map(|n| n.parse::<usize>().map_err(|_| alloc::format!("`{n}` is not a count"))).transpose()?;
+            with_inner(&mut |i| {
+                let tail = i.m.events.last(n.unwrap_or(20));
+                if tail.missing > 0 {
+                    println!("({} earlier events are no longer in the log; {} dropped in all)", tail.missing, i.m.events.dropped());
+                }
+                for e in &tail.events {
+                    println!("{e}");
+                }
+            })
+        }
+        Some("online") => online(cpu_number(w.next())?).map_err(|e| alloc::format!("{e}"))?,
+        Some("offline") => offline(cpu_number(w.next())?).map_err(|e| alloc::format!("{e}"))?,
+        Some("fail") => {
+            let cpu = cpu_number(w.next())?;
+            let state = w.next().ok_or(USAGE)?;
+            let dir = match w.next() {
+                None | Some("up") => Direction::Up,
+                Some("down") => Direction::Down,
+                Some(d) => return Err(alloc::format!("`{d}` is not up or down")),
+            };
+            let id = write(|m, _, _| m.inject(cpu, state, dir)).map_err(|e| alloc::format!("{e}"))?;
+            println!("cpu {cpu}: state {id} ({state}) fails on the next {}", dir.name());
+        }
+        Some(other) => return Err(alloc::format!("unknown subcommand `{other}`; {USAGE}")),
+    }
+    if w.next().is_some() {
+        return Err(USAGE.into());
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn cpu_command(args: StrRef) -> i32 {
+    match command(text(args).unwrap_or("")) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Error code of `init`: the loader lists more CPUs than cpuhp tracks.
+const TOO_MANY_CPUS: i32 = 2;
+
+fn init() -> Result<(), i32> {
+    // SAFETY: plain queries of the loader.
+    let (count, boot) = unsafe { (ffi::mv_cpu_count() as usize, ffi::mv_current_cpu() as usize) };
+    if count > MAX_CPUS {
+        return Err(TOO_MANY_CPUS);
+    }
+    let infos: Vec<CpuInfo> = (0..count)
+        .map(|cpu| {
+            let mut info = CpuInfo::default();
+            // SAFETY: `info` is a live CpuInfo; cpu < count.
+            unsafe { ffi::mv_cpu_info(cpu as u32, &mut info) };
+            info
+        })
+        .collect();
+    let list: Vec<(u32, bool)> = infos.iter().map(|i| (i.apic_id, i.class == ffi::cpu_class::BOOT)).collect();
+    *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default(), last_failure: None });
+    plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu list, states, events [n], online N, offline N, fail N <state> [up|down]", cpu_command)?;
+    // The loader runs only the boot CPU; the policy of bringing the others
+    // up is ours. A CPU the loader already runs (started by someone else,
+    // or by the cpuhp this one is replacing in a swap, whose state import
+    // then takes over) is adopted: no dynamic state exists yet to run.
+    write(|m, p, _| {
+        for (cpu, info) in infos.iter().enumerate().filter(|(c, i)| *c != boot && i.class == ffi::cpu_class::BOOT) {
+            let r = if info.online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
+            if let Err(e) = r {
+                plugins::warn!("cpu {cpu} stays offline: {e}");
+            }
+        }
+    });
+    plugins::info!("cpuhp generation {GENERATION}: {} of {count} CPUs online", infos.iter().enumerate().filter(|(c, _)| is_online(*c as u32) == 1).count());
+    Ok(())
+}
+
+/// Error code of the state export: hotplug is in progress or the lock is
+/// held by a reader (a swap now would lose it); try again.
+const BUSY: i32 = 5;
+
+fn export(buf: &mut [u8]) -> Result<usize, i32> {
+    if LOCK.is_busy() {
+        return Err(BUSY);
+    }
+    let g = INNER.try_lock().ok_or(BUSY)?;
+    let i = g.as_ref().ok_or(BUSY)?;
+    blob::export(&i.m, &i.subs, buf).map_err(|e| e.code())
+}
+
+fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
+    // SAFETY: the loader hands over what the previous cpuhp exported in
+    // this address space, with the world stopped; the callbacks' owners
+    // depend on cpuhp and so are still loaded.
+    let (m, subs) = unsafe { blob::import(layout, buf) }.map_err(|e| e.code())?;
+    publish_mirror(&m);
+    *INNER.lock() = Some(Inner { m, subs, last_failure: None });
+    Ok(())
+}
+
+#[cfg(feature = "v1")]
+plugins::plugin! {
+    name: "cpuhp-plugin", version: "1.0.0",
+    init: init, fini: || {},
+    provides: [("cpuhp", "1.0.0", &TABLE)],
+    requires: [],
+    state: Some((blob::LAYOUT, export, import)),
+}
+
+#[cfg(feature = "v2")]
+plugins::plugin! {
+    name: "cpuhp-plugin", version: "1.1.0",
+    init: init, fini: || {},
+    provides: [("cpuhp", "1.1.0", &TABLE)],
+    requires: [],
+    state: Some((blob::LAYOUT, export, import)),
+}

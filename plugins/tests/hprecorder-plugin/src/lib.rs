@@ -1,0 +1,163 @@
+//! `hprecorder`: registers one cpuhp state in each section
+//! (`hprecorder:prepare`, `hprecorder:starting`, `hprecorder:online`) and
+//! records every callback per CPU, in order, so the in-image tests can
+//! check that teardowns run in exact reverse after injected failures. It
+//! can be told to make its PREPARE or ONLINE callback fail (STARTING ones
+//! cannot fail). Interface `hprecorder` 1.0.0; shell command `hprecorder`.
+#![no_std]
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use cpuhp_plugin::api::{section, Cpuhp};
+use plugins::runtime::Interface;
+use plugins::StrRef;
+
+/// One record: `slot << 1 | direction` (slot 0 prepare, 1 starting,
+/// 2 online; direction 0 up, 1 down).
+pub const SLOTS: usize = 3;
+const MAX_CPUS: usize = 64;
+const DEPTH: usize = 64;
+
+static LOG: [[AtomicU32; DEPTH]; MAX_CPUS] = [const { [const { AtomicU32::new(0) }; DEPTH] }; MAX_CPUS];
+static LEN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Bit `slot * 2 + direction`: that callback fails (every time, until
+/// cleared).
+static FAIL: AtomicU32 = AtomicU32::new(0);
+static IDS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
+
+/// The error the recorder's callbacks fail with when told to.
+pub const REFUSED: i32 = -77;
+
+fn record(cpu: u32, slot: u32, dir: u32) -> i32 {
+    let c = cpu as usize % MAX_CPUS;
+    let n = LEN[c].fetch_add(1, Ordering::AcqRel);
+    if let Some(e) = LOG[c].get(n) {
+        e.store(slot << 1 | dir, Ordering::Release);
+    }
+    if FAIL.load(Ordering::Acquire) & 1 << (slot * 2 + dir) != 0 {
+        REFUSED
+    } else {
+        0
+    }
+}
+
+extern "C" fn prepare_up(cpu: u32, _: usize) -> i32 {
+    record(cpu, 0, 0)
+}
+extern "C" fn prepare_down(cpu: u32, _: usize) -> i32 {
+    record(cpu, 0, 1)
+}
+extern "C" fn starting_up(cpu: u32, _: usize) {
+    record(cpu, 1, 0);
+}
+extern "C" fn starting_down(cpu: u32, _: usize) {
+    record(cpu, 1, 1);
+}
+extern "C" fn online_up(cpu: u32, _: usize) -> i32 {
+    record(cpu, 2, 0)
+}
+extern "C" fn online_down(cpu: u32, _: usize) -> i32 {
+    record(cpu, 2, 1)
+}
+
+/// The `hprecorder` interface table.
+#[repr(C)]
+pub struct Recorder {
+    /// Copies `cpu`'s records (up to `cap`) into `buf`, clears them and
+    /// returns how many there were (more than `cap`: some were lost).
+    pub take: extern "C" fn(cpu: u32, buf: *mut u32, cap: usize) -> usize,
+    /// The cpuhp state ids of the three slots.
+    pub state_id: extern "C" fn(slot: u32) -> u32,
+    /// Makes callback (slot, direction) fail (`on` 1) or work (`on` 0).
+    pub set_fail: extern "C" fn(slot: u32, dir: u32, on: u32) -> i32,
+}
+
+extern "C" fn take(cpu: u32, buf: *mut u32, cap: usize) -> usize {
+    let c = cpu as usize % MAX_CPUS;
+    let n = LEN[c].swap(0, Ordering::AcqRel);
+    for (i, e) in LOG[c].iter().enumerate().take(n.min(cap).min(DEPTH)) {
+        // SAFETY: the caller passes `cap` writable u32s; i < cap.
+        unsafe { buf.add(i).write(e.load(Ordering::Acquire)) };
+    }
+    n
+}
+
+extern "C" fn state_id(slot: u32) -> u32 {
+    IDS.get(slot as usize).map_or(0, |i| i.load(Ordering::Acquire))
+}
+
+extern "C" fn set_fail(slot: u32, dir: u32, on: u32) -> i32 {
+    if slot as usize >= SLOTS || slot == 1 || dir > 1 {
+        return -1;
+    }
+    let bit = 1 << (slot * 2 + dir);
+    if on != 0 {
+        FAIL.fetch_or(bit, Ordering::AcqRel);
+    } else {
+        FAIL.fetch_and(!bit, Ordering::AcqRel);
+    }
+    0
+}
+
+static TABLE: Recorder = Recorder { take, state_id, set_fail };
+
+static CPUHP: spin::Once<Interface<Cpuhp>> = spin::Once::new();
+
+unsafe extern "C" fn command(_: StrRef) -> i32 {
+    for (c, len) in LEN.iter().enumerate() {
+        let n = len.load(Ordering::Acquire).min(DEPTH);
+        if n > 0 {
+            let mut line = plugins::runtime::Buf::format(format_args!("cpu {c}:"));
+            for e in LOG[c].iter().take(n) {
+                let v = e.load(Ordering::Acquire);
+                let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {}{}", ["prepare", "starting", "online"][(v >> 1) as usize % 3], ["+", "-"][(v & 1) as usize]));
+            }
+            plugins::println!("{}", line.as_str());
+        }
+    }
+    0
+}
+
+/// Error codes of `init`.
+const NO_CPUHP: i32 = 1;
+const SETUP: i32 = 2;
+
+fn init() -> Result<(), i32> {
+    let iface = Interface::get("cpuhp").ok_or(NO_CPUHP)?;
+    let cpuhp = CPUHP.call_once(|| iface);
+    let ids = cpuhp.call(|t| {
+        [
+            (t.setup)(StrRef::new("hprecorder:prepare"), section::PREPARE, Some(prepare_up), Some(prepare_down), 0),
+            (t.setup_starting)(StrRef::new("hprecorder:starting"), Some(starting_up), Some(starting_down), 0, 1),
+            (t.setup)(StrRef::new("hprecorder:online"), section::ONLINE, Some(online_up), Some(online_down), 0),
+        ]
+    });
+    if ids.iter().any(|id| *id <= 0) {
+        // Leave no state behind whose callbacks would outlive this image.
+        for id in ids.iter().rev().filter(|id| **id > 0) {
+            cpuhp.call(|t| (t.remove)(*id as u32));
+        }
+        return Err(SETUP);
+    }
+    for (slot, id) in ids.iter().enumerate() {
+        IDS[slot].store(*id as u32, Ordering::Release);
+    }
+    plugins::runtime::register_command("hprecorder", "the recorder's callbacks per CPU since the last take", command)?;
+    Ok(())
+}
+
+fn fini() {
+    if let Some(c) = CPUHP.get() {
+        for id in IDS.iter().rev() {
+            c.call(|t| (t.remove)(id.load(Ordering::Acquire)));
+        }
+    }
+}
+
+#[cfg(feature = "v1")]
+plugins::plugin! {
+    name: "hprecorder-plugin", version: "1.0.0",
+    init: init, fini: fini,
+    provides: [("hprecorder", "1.0.0", &TABLE)],
+    requires: [("cpuhp", "^1")],
+    state: None,
+}
