@@ -19,6 +19,7 @@ pub mod blob;
 pub mod events;
 pub mod lock;
 pub mod machine;
+pub mod physical;
 
 #[cfg(test)]
 mod tests;

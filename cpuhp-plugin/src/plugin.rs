@@ -10,8 +10,10 @@ use crate::machine::{
     Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Stage, StartingHooks, MAX_CPUS,
     NAME_LEN,
 };
+use crate::physical::{self, RemoveAnswer};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use plugins::acpihp::{ost_status, CpuHotplug, EventKind, HwPorts, Ost, GPE_BIT};
 use plugins::{ffi, println, CpuInfo, StrRef};
 use spin::Mutex;
 
@@ -444,6 +446,101 @@ unsafe extern "C" fn cpu_command(args: StrRef) -> i32 {
     }
 }
 
+/// QEMU's CPU hotplug block in modern mode, once cpuhp took GPE 2. Taken
+/// only by the GPE handler, before the hotplug write lock.
+static BLOCK: Mutex<Option<CpuHotplug<HwPorts>>> = Mutex::new(None);
+
+/// At most this many events per GPE: each is acknowledged, so the block
+/// runs dry sooner; the bound only keeps a misbehaving block from holding
+/// the shell forever (what is left fires again).
+const MAX_EVENTS: usize = 2 * MAX_CPUS;
+
+/// The loader's APIC id per logical CPU.
+fn apic_ids() -> Vec<u32> {
+    // SAFETY: a plain query of the loader.
+    let count = unsafe { ffi::mv_cpu_count() };
+    (0..count)
+        .map(|cpu| {
+            let mut info = CpuInfo::default();
+            // SAFETY: `info` is a live CpuInfo; cpu < count.
+            unsafe { ffi::mv_cpu_info(cpu, &mut info) };
+            info.apic_id
+        })
+        .collect()
+}
+
+/// Why an inserted CPU stayed offline, from the `failed` event.
+fn failure_reason() -> alloc::string::String {
+    let mut e = Event { seq: 0, kind: 0, cpu: 0, state: 0, code: 0, name: [0; NAME_LEN] };
+    match last_failure(&mut e) {
+        0 => alloc::format!("state {} refused with error {} (event #{})", e.state_name(), e.code, e.seq),
+        _ => "no failure recorded".into(),
+    }
+}
+
+/// GPE 2: QEMU has CPU hotplug events. Runs in thread context (the shell's
+/// idle loop), so bringing a CPU up and waiting for it is allowed here.
+extern "C" fn on_gpe(_: usize) {
+    let mut block = BLOCK.lock();
+    let Some(hp) = block.as_mut() else { return };
+    let apics = apic_ids();
+    for _ in 0..MAX_EVENTS {
+        let Some(e) = hp.next_event() else { return };
+        let cpu = physical::cpu_of_apic(&apics, e.apic_id);
+        match (e.kind, cpu) {
+            (EventKind::Insert, cpu) => {
+                let rc = cpu.map_or(code::NO_SUCH_CPU, |c| hotplug_add(c as u32));
+                let ost = physical::insert_ost(rc);
+                match (cpu, rc) {
+                    (Some(c), 0) => plugins::info!("cpu {c} (APIC id {}) inserted and online", e.apic_id),
+                    (Some(c), code::FAILED) => plugins::warn!("cpu {c} (APIC id {}) inserted but stays offline: {}", e.apic_id, failure_reason()),
+                    (c, rc) => plugins::warn!("insertion of APIC id {} (cpu {c:?}) refused ({rc})", e.apic_id),
+                }
+                hp.ost(e.selector, ost);
+                hp.ack(&e);
+            }
+            (EventKind::Remove, Some(c)) => match physical::remove_answer(hotplug_remove(c as u32)) {
+                RemoveAnswer::Eject => {
+                    // Logged before the _OST: the host reads the log
+                    // once QEMU has the _OST.
+                    plugins::info!("cpu {c} (APIC id {}) offline, ejecting it", e.apic_id);
+                    hp.ack(&e);
+                    hp.eject(e.selector);
+                    hp.ost(e.selector, Ost::EJECTED);
+                }
+                RemoveAnswer::Refuse(ost) => {
+                    plugins::warn!("eject of cpu {c} refused (_OST status {:#x}): {}", ost.status, failure_reason());
+                    hp.ost(e.selector, ost);
+                    hp.ack(&e);
+                }
+            },
+            (EventKind::Remove, None) => {
+                plugins::warn!("eject request for unknown APIC id {}", e.apic_id);
+                hp.ost(e.selector, Ost::eject_refused(ost_status::EJECT_NOT_SUPPORTED));
+                hp.ack(&e);
+            }
+        }
+    }
+}
+
+/// Deferred from init: switches the block to modern mode and takes GPE 2.
+/// Not in init itself: during a swap the old version still owns GPE 2 until
+/// the swap ends (the loader then drops its handler), and deferred work
+/// runs only after that.
+extern "C" fn take_gpe(base: usize) {
+    match CpuHotplug::modern(HwPorts, base as u16) {
+        Ok(hp) => *BLOCK.lock() = Some(hp),
+        Err(e) => return plugins::warn!("no physical CPU hotplug: {e}"),
+    }
+    // SAFETY: `on_gpe` is this plugin's; the loader drops it when we go.
+    if unsafe { ffi::mv_gpe_register(GPE_BIT, on_gpe, 0) } != 0 {
+        return plugins::warn!("no physical CPU hotplug: GPE {GPE_BIT} is taken");
+    }
+    // Events that came while no handler was registered (before the load,
+    // or during a swap) are still latched in the block.
+    on_gpe(0);
+}
+
 /// Error code of `init`: the loader lists more CPUs than cpuhp tracks.
 const TOO_MANY_CPUS: i32 = 2;
 
@@ -477,6 +574,13 @@ fn init() -> Result<(), i32> {
         }
     });
     plugins::info!("cpuhp generation {GENERATION}: {} of {count} CPUs online", infos.iter().enumerate().filter(|(c, _)| is_online(*c as u32) == 1).count());
+    // SAFETY: a plain query of the loader.
+    let base = unsafe { ffi::mv_acpi_cpu_hotplug_base() };
+    // No block (Bochs, other machines): no physical hotplug, nothing to do.
+    // SAFETY: `take_gpe` is this plugin's; the loader drops it if we go first.
+    if base >= 0 && unsafe { ffi::mv_defer(take_gpe, base as usize) } != 0 {
+        plugins::warn!("no physical CPU hotplug: the loader's work queue is full");
+    }
     Ok(())
 }
 

@@ -9,9 +9,9 @@
 //! | `acpihp: ready for device_del`    | checks query-cpus-fast and _OST, device_del |
 //! | (the image exits)                 | checks DEVICE_DELETED and _OST       |
 //!
-//! The in-image side is the loader's `acpihp` suite; when the cpuhp plugin
-//! takes over physical hotplug, a scenario for it drives the same QMP
-//! steps and reads its lines instead.
+//! The in-image side is the loader's `acpihp` suite. The cpuhp plugin's
+//! runs (`cpuhp-qmp-q35`, `cpuhp-qmp-pc`) play [`crate::cpuhp_qmp`]
+//! instead: QMP operations and shell commands, checked against a model.
 
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
@@ -23,23 +23,60 @@ use serde_json::json;
 
 use crate::layout::{Machine, QemuLayout};
 use crate::outcome::Ended;
+use crate::outcome::Outcome;
 use crate::qmp::{self, Qmp};
+use crate::cpuhp_qmp;
+use crate::emulator::Accel;
+use loader::exit::Status;
 use crate::session::{self, Received};
 use crate::{swap, Error, Result};
 
-/// One QMP-driven run of the `acpihp` image.
+/// One QMP-driven run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HotplugScenario {
     pub name: &'static str,
     pub image: &'static str,
     pub layout: QemuLayout,
+    pub script: Script,
+}
+
+/// What the runner plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Script {
+    /// The loader's `acpihp` suite's handshake; the image passes.
+    Handshake,
+    /// cpuhp's physical hotplug through QMP and the shell
+    /// ([`crate::cpuhp_qmp`], its plan for the accelerator); the runner
+    /// powers the image off.
+    Cpuhp,
+}
+
+impl HotplugScenario {
+    pub fn expect(&self) -> Outcome {
+        match self.script {
+            Script::Handshake => Outcome::Exited(Status::Pass),
+            Script::Cpuhp => Outcome::Exited(Status::PowerOff),
+        }
+    }
 }
 
 /// Both machines whose blocks differ (0x0cd8 vs 0xaf00), from two CPUs
 /// of four.
 pub const HOTPLUG_SCENARIOS: &[HotplugScenario] = &[
-    HotplugScenario { name: "acpihp-q35", image: "acpihp", layout: QemuLayout::new(Machine::Q35, 2, 4, 128) },
-    HotplugScenario { name: "acpihp-pc", image: "acpihp", layout: QemuLayout::new(Machine::Pc, 2, 4, 128) },
+    HotplugScenario { name: "acpihp-q35", image: "acpihp", layout: QemuLayout::new(Machine::Q35, 2, 4, 128), script: Script::Handshake },
+    HotplugScenario { name: "acpihp-pc", image: "acpihp", layout: QemuLayout::new(Machine::Pc, 2, 4, 128), script: Script::Handshake },
+    HotplugScenario {
+        name: "cpuhp-qmp-q35",
+        image: "cpuhp-qmp",
+        layout: QemuLayout::new(Machine::Q35, 2, cpuhp_qmp::MAX_CPUS, 128),
+        script: Script::Cpuhp,
+    },
+    HotplugScenario {
+        name: "cpuhp-qmp-pc",
+        image: "cpuhp-qmp",
+        layout: QemuLayout::new(Machine::Pc, 2, cpuhp_qmp::MAX_CPUS, 128),
+        script: Script::Cpuhp,
+    },
 ];
 
 /// The device id the scenario gives its CPU.
@@ -51,6 +88,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// and ejection success (Eject Processing 0x103, 0).
 pub const OST_INSERTED: (u64, u64) = (0x01, 0);
 pub const OST_EJECTED: (u64, u64) = (0x103, 0);
+/// Insertion failed (Device Check, driver load failure 0x81).
+pub const OST_INSERT_FAILED: (u64, u64) = (0x01, 0x81);
 
 /// The `-qmp` arguments for a server on `socket` that does not wait.
 pub fn qmp_args(socket: &Path) -> Vec<OsString> {
@@ -76,7 +115,7 @@ fn expect_line(received: &Received, line: &str, timeout: Duration, problems: &mu
 
 /// Runs QEMU (`command`: COM1 on `serial_socket`, QMP on `qmp_socket`)
 /// and plays the hot-add / eject handshake.
-pub fn drive(command: &mut Command, serial_socket: &Path, qmp_socket: &Path, output: &Path, serial_log: &Path) -> Result<Driven> {
+pub fn drive(script: Script, accel: Accel, command: &mut Command, serial_socket: &Path, qmp_socket: &Path, output: &Path, serial_log: &Path) -> Result<Driven> {
     let out = std::fs::File::create(output).map_err(|e| Error::io("creating the emulator output", e))?;
     let start = Instant::now();
     let mut child = command
@@ -86,7 +125,10 @@ pub fn drive(command: &mut Command, serial_socket: &Path, qmp_socket: &Path, out
         .spawn()
         .map_err(|e| Error::io("starting QEMU", e))?;
     let mut problems = Vec::new();
-    let r = play(&mut child, serial_socket, qmp_socket, serial_log, &mut problems);
+    let r = match script {
+        Script::Handshake => play(&mut child, serial_socket, qmp_socket, serial_log, &mut problems),
+        Script::Cpuhp => play_cpuhp(&mut child, serial_socket, qmp_socket, serial_log, &cpuhp_qmp::plan_for(accel), &mut problems),
+    };
     // QEMU ends by itself when the image exits; a run that went wrong
     // before that is stopped here.
     let deadline = Instant::now() + if r.is_ok() && problems.is_empty() { STEP_TIMEOUT } else { Duration::ZERO };
@@ -116,6 +158,21 @@ pub fn drive(command: &mut Command, serial_socket: &Path, qmp_socket: &Path, out
 }
 
 type Playing = (Received, std::thread::JoinHandle<()>);
+
+fn play_cpuhp(
+    child: &mut Child,
+    serial_socket: &Path,
+    qmp_socket: &Path,
+    serial_log: &Path,
+    plan: &cpuhp_qmp::Plan,
+    problems: &mut Vec<String>,
+) -> Result<Playing> {
+    let stream: UnixStream = session::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
+    let (received, reader) = session::receive(&stream, serial_log).map_err(|e| Error::io("reading COM1", e))?;
+    let mut q = Qmp::connect(qmp_socket, STEP_TIMEOUT)?;
+    problems.extend(cpuhp_qmp::play(&stream, &received, &mut q, plan)?);
+    Ok((received, reader))
+}
 
 fn play(child: &mut Child, serial_socket: &Path, qmp_socket: &Path, serial_log: &Path, problems: &mut Vec<String>) -> Result<Playing> {
     let stream: UnixStream =
@@ -203,3 +260,4 @@ fn report_ost(q: &Qmp, seen: bool, what: &str) {
         println!("qemu event: {e}");
     }
 }
+

@@ -18,6 +18,7 @@ pub mod plugin_elf;
 pub mod recipes;
 pub mod session;
 pub mod hotplug;
+pub mod cpuhp_qmp;
 pub mod qmp;
 pub mod signing;
 pub mod swap;

@@ -117,6 +117,18 @@ pub fn free_slot(hotpluggable: &Value) -> Option<(String, Map<String, Value>)> {
     })
 }
 
+/// Possible CPU `index`'s slot of `query-hotpluggable-cpus`, if it is
+/// free: its CPU type and topology properties. QEMU lists the possible
+/// CPUs last to first, whatever the topology (sockets or cores), and a
+/// CPU's cpu-index is its place in that order.
+pub fn slot(hotpluggable: &Value, index: usize) -> Option<(String, Map<String, Value>)> {
+    let s = hotpluggable.as_array()?.iter().rev().nth(index)?;
+    if s.get("qom-path").is_some() {
+        return None;
+    }
+    Some((s.get("type")?.as_str()?.to_string(), s.get("props")?.as_object()?.clone()))
+}
+
 /// `device_add`'s arguments: the slot's driver and topology, the device
 /// `id`, and `features`, the body of a JSON object of extra properties
 /// (e.g. `"sse4.2": false`), as `make cpu-add FEATURES=...` takes them.
@@ -190,6 +202,23 @@ mod tests {
         let full = json!([{"props": {}, "type": "x", "qom-path": "/p"}]);
         assert_eq!(free_slot(&full), None);
         assert_eq!(free_slot(&json!({})), None);
+    }
+
+    #[test]
+    fn a_given_socket_is_found_if_free() {
+        let (driver, props) = slot(&hotpluggable(), 3).unwrap();
+        assert_eq!((driver.as_str(), &props["socket-id"]), ("max-x86_64-cpu", &json!(3)));
+        // QEMU 7.2's own answer prefers cores to sockets.
+        let cores = json!([
+            {"props": {"core-id": 3, "thread-id": 0, "socket-id": 0}, "vcpus-count": 1, "type": "max-x86_64-cpu"},
+            {"props": {"core-id": 2, "thread-id": 0, "socket-id": 0}, "vcpus-count": 1, "type": "max-x86_64-cpu"},
+            {"props": {"core-id": 1, "thread-id": 0, "socket-id": 0}, "qom-path": "/machine/unattached/device[2]", "type": "max-x86_64-cpu"},
+            {"props": {"core-id": 0, "thread-id": 0, "socket-id": 0}, "qom-path": "/machine/unattached/device[0]", "type": "max-x86_64-cpu"}
+        ]);
+        assert_eq!(slot(&cores, 2).unwrap().1["core-id"], 2);
+        assert_eq!(slot(&cores, 1), None);
+        assert_eq!(slot(&hotpluggable(), 1), None);
+        assert_eq!(slot(&hotpluggable(), 9), None);
     }
 
     #[test]

@@ -112,6 +112,13 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=acpihp",
         role: Role::Driven,
     },
+    // cpuhp taking physical hotplug, with cpuidcheck's ONLINE state: the
+    // shell for the runner's QMP scenario (hotplug.rs, cpuhp_qmp.rs).
+    Recipe {
+        name: "cpuhp-qmp",
+        args: "load=cpuhp-plugin@1.0.0,cpuidcheck-plugin",
+        role: Role::Interactive,
+    },
     // cpuhp with the hprecorder test plugin; the layouts cover 1, 2 of 4
     // and 4 CPUs, Bochs 2.
     Recipe {

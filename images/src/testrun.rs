@@ -57,7 +57,7 @@ impl Run {
                 .expect()
                 .expect("only recipes with an expected outcome are planned"),
             Kind::Session(_) => Outcome::Exited(Status::PowerOff),
-            Kind::Hotplug(_) => Outcome::Exited(Status::Pass),
+            Kind::Hotplug(s) => s.expect(),
         }
     }
 
@@ -316,7 +316,7 @@ fn play_hotplug(
         icount: false,
     }));
     command.args(hotplug::qmp_args(&qmp));
-    let driven = hotplug::drive(&mut command, &serial, &qmp, output, serial_path);
+    let driven = hotplug::drive(scenario.script, accel, &mut command, &serial, &qmp, output, serial_path);
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&qmp);
     let driven = driven?;

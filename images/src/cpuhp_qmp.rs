@@ -1,0 +1,518 @@
+//! The cpuhp physical hotplug scenario (`cpuhp-qmp-q35`, `cpuhp-qmp-pc`):
+//! the `cpuhp-qmp` image (cpuhp and cpuidcheck loaded, the shell on COM1)
+//! boots with two CPUs of four; the runner hot-adds and removes CPUs
+//! through QMP and onlines/offlines them through the shell, and after each
+//! operation checks the event log (`cpu events`) for the operation's
+//! events with no sequence gap; at the end `cpu list` and QEMU's
+//! `query-cpus-fast` must both match the model. Last, a CPU without
+//! SSE4.2 is hot-added: cpuidcheck's ONLINE state must refuse it.
+//!
+//! The plan and every check are pure (data in, problems out) and unit
+//! tested; [`play`] is the thin plumbing over COM1 and QMP. Every wait has
+//! a timeout and waits for something the guest or QEMU says.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::hotplug;
+use crate::qmp::{self, Qmp};
+use crate::session::{self, Received};
+use crate::{Error, Result};
+
+/// What one scenario does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Seeds the random operations (the same seed, the same run).
+    pub seed: u64,
+    /// Random operations after the fixed prefix.
+    pub random_ops: usize,
+    /// Whether a CPU may be hot-added after one was ejected. Not under
+    /// QEMU 7.2's TCG: ejecting a CPU frees its address space but leaves
+    /// TCG's memory listener on it (fixed in QEMU 8.2 by
+    /// `cpu_address_space_destroy`), so the next memory transaction (the
+    /// next CPU's realize) corrupts QEMU's heap and it aborts.
+    pub readd: bool,
+}
+
+pub const PLAN: Plan = Plan { seed: 0x6d76_6370_7568_7031, random_ops: 50, readd: true };
+
+/// The plan for `accel`: no hot-add after an eject under TCG.
+pub fn plan_for(accel: crate::emulator::Accel) -> Plan {
+    Plan { readd: accel != crate::emulator::Accel::Tcg, ..PLAN }
+}
+
+/// CPUs the image boots with, and the slots in all (QEMU's `maxcpus`):
+/// two for the add/remove operations and [`REFUSED_SLOT`], which the CPU
+/// without [`DROPPED_FEATURE`] takes before any eject (see
+/// [`Plan::readd`]) and keeps.
+pub const BOOT_CPUS: usize = 2;
+pub const SLOTS: usize = 5;
+pub const MAX_CPUS: u32 = SLOTS as u32;
+pub const REFUSED_SLOT: usize = SLOTS - 1;
+/// The feature switched off on the last hot-added CPU, as QEMU spells the
+/// property and cpuidcheck names the feature, and cpuidcheck's error for it
+/// (-(1000 + word 0 * 32 + bit 20)).
+pub const DROPPED_FEATURE: &str = "sse4.2";
+pub const DROPPED_FEATURE_ERROR: i32 = -1020;
+pub const CHECK_STATE: &str = "cpuidcheck:online";
+
+/// How long the guest may take to answer one operation.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(40);
+/// Events read back after each operation: more than any one operation
+/// makes (about 10 with cpuhp's and cpuidcheck's states).
+const EVENTS_READ: usize = 40;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// device_add into slot (cpu-index) `slot`, with `features` switched off.
+    Add { slot: usize, without: Option<&'static str> },
+    /// device_del of the CPU in `slot`.
+    Remove(usize),
+    /// `cpu online N` in the shell.
+    Online(usize),
+    /// `cpu offline N` in the shell.
+    Offline(usize),
+}
+
+/// A slot as the model sees it (cpuhp's `cpu list` words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Absent,
+    Offline,
+    Online,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Absent => "absent",
+            Stage::Offline => "offline",
+            Stage::Online => "online",
+        }
+    }
+}
+
+/// The expected state of the machine: one stage per slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model(pub [Stage; SLOTS]);
+
+impl Model {
+    pub fn boot() -> Model {
+        let mut s = [Stage::Absent; SLOTS];
+        s[..BOOT_CPUS].fill(Stage::Online);
+        Model(s)
+    }
+
+    /// Every operation allowed now. CPU 0 (the boot CPU) is never touched;
+    /// only hot-pluggable slots are added and removed, since QEMU refuses
+    /// to unplug the CPUs of `-smp` on some machine versions.
+    /// `plug`: hot-adds and removals are allowed (without, online and
+    /// offline only).
+    pub fn choices(&self, plug: bool) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for (slot, stage) in self.0.iter().enumerate().take(REFUSED_SLOT).skip(1) {
+            let pluggable = slot >= BOOT_CPUS;
+            match stage {
+                Stage::Absent if plug => ops.push(Op::Add { slot, without: None }),
+                Stage::Absent => {}
+                Stage::Online => ops.push(Op::Offline(slot)),
+                Stage::Offline => ops.push(Op::Online(slot)),
+            }
+            if plug && pluggable && *stage != Stage::Absent {
+                ops.push(Op::Remove(slot));
+            }
+        }
+        ops
+    }
+
+    /// Applies `op`; the event kinds it must publish for its CPU, in order.
+    pub fn apply(&mut self, op: Op) -> &'static [&'static str] {
+        let (slot, before) = (op.cpu(), self.0[op.cpu()]);
+        let (after, kinds): (Stage, &'static [&'static str]) = match (op, before) {
+            (Op::Add { without: Some(_), .. }, _) => (Stage::Offline, &["discovered", "bring-up-started", "failed", "rolled-back"]),
+            (Op::Add { .. }, _) => (Stage::Online, &["discovered", "bring-up-started", "online", "active"]),
+            (Op::Remove(_), Stage::Online) => (Stage::Absent, &["tear-down-started", "offline", "removed"]),
+            (Op::Remove(_), _) => (Stage::Absent, &["removed"]),
+            (Op::Online(_), _) => (Stage::Online, &["bring-up-started", "online", "active"]),
+            (Op::Offline(_), _) => (Stage::Offline, &["tear-down-started", "offline"]),
+        };
+        self.0[slot] = after;
+        kinds
+    }
+}
+
+impl Op {
+    pub fn cpu(self) -> usize {
+        match self {
+            Op::Add { slot, .. } | Op::Remove(slot) | Op::Online(slot) | Op::Offline(slot) => slot,
+        }
+    }
+}
+
+/// xorshift64*: small, seeded, the same on every host.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// The whole sequence: hot-add two; the CPU without [`DROPPED_FEATURE`]
+/// (refused, it stays offline in [`REFUSED_SLOT`]); remove one and, if
+/// `readd`, add it back; `random_ops` seeded operations (without `readd`,
+/// online and offline only, then the other CPU's removal); and an
+/// offline/online of CPU 1 to show the rest still works.
+pub fn operations(plan: &Plan) -> Vec<Op> {
+    let mut model = Model::boot();
+    let mut ops = vec![
+        Op::Add { slot: 2, without: None },
+        Op::Add { slot: 3, without: None },
+        Op::Add { slot: REFUSED_SLOT, without: Some(DROPPED_FEATURE) },
+        Op::Remove(3),
+    ];
+    if plan.readd {
+        ops.push(Op::Add { slot: 3, without: None });
+    }
+    for op in &ops {
+        model.apply(*op);
+    }
+    let mut rng = plan.seed | 1;
+    for _ in 0..plan.random_ops {
+        let choices = model.choices(plan.readd);
+        let op = choices[(next(&mut rng) % choices.len() as u64) as usize];
+        model.apply(op);
+        ops.push(op);
+    }
+    if !plan.readd {
+        ops.push(Op::Remove(2));
+        model.apply(Op::Remove(2));
+    }
+    if model.0[1] == Stage::Offline {
+        ops.push(Op::Online(1));
+    }
+    ops.extend([Op::Offline(1), Op::Online(1)]);
+    ops
+}
+
+/// One line of `cpu events`: `#seq cpu N kind [state=..] [error=..]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub cpu: usize,
+    pub kind: String,
+    pub state: Option<String>,
+    pub error: Option<i32>,
+}
+
+pub fn parse_events(text: &str) -> Vec<Event> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let seq = w.next()?.strip_prefix('#')?.parse().ok()?;
+            (w.next()? == "cpu").then_some(())?;
+            let cpu = w.next()?.parse().ok()?;
+            let kind = w.next()?.to_string();
+            let (mut state, mut error) = (None, None);
+            for rest in w {
+                if let Some(s) = rest.strip_prefix("state=") {
+                    state = Some(s.to_string());
+                } else if let Some(e) = rest.strip_prefix("error=") {
+                    error = e.parse().ok();
+                }
+            }
+            Some(Event { seq, cpu, kind, state, error })
+        })
+        .collect()
+}
+
+/// The host's copy of the guest's event log, merged from overlapping
+/// tails; a tail that starts past the copy's end is a gap.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub events: BTreeMap<u64, Event>,
+}
+
+impl Log {
+    pub fn last_seq(&self) -> u64 {
+        self.events.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Merges `tail`; a problem if sequence numbers are missing between
+    /// what the log had and what `tail` brings, or inside `tail`.
+    pub fn merge(&mut self, tail: Vec<Event>) -> Option<String> {
+        let mut expected = self.events.keys().next().map(|_| self.last_seq() + 1);
+        let mut problem = None;
+        for e in tail {
+            if e.seq > self.last_seq() {
+                if let Some(x) = expected.filter(|x| e.seq != *x) {
+                    problem.get_or_insert(format!("event log gap: #{x} missing before #{}", e.seq));
+                }
+                expected = Some(e.seq + 1);
+            }
+            self.events.insert(e.seq, e);
+        }
+        problem
+    }
+
+    /// Whether the events after `after` hold `kinds` for `cpu`, in order.
+    pub fn check(&self, after: u64, cpu: usize, kinds: &[&str]) -> Option<String> {
+        let mut want = kinds.iter().peekable();
+        for e in self.events.range(after + 1..).map(|(_, e)| e).filter(|e| e.cpu == cpu) {
+            if want.peek().is_some_and(|k| **k == e.kind) {
+                want.next();
+            }
+        }
+        want.peek().map(|k| format!("cpu {cpu}: no `{k}` event (of {kinds:?}) after #{after}"))
+    }
+}
+
+/// `cpu list` rows: `cpu N apic A stage origin`, by CPU.
+pub fn parse_list(text: &str) -> BTreeMap<usize, (String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["cpu", n, "apic", _, stage, origin] => Some((n.parse().ok()?, (stage.to_string(), origin.to_string()))),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `cpu list` and QEMU's CPUs (cpu-index, which is the slot with the
+/// default topology) against the model.
+pub fn check_final(model: &Model, list: &BTreeMap<usize, (String, String)>, qemu: &[u64]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let unused: Vec<usize> = list.iter().filter(|(c, (s, _))| **c >= SLOTS && s != "absent").map(|(c, _)| *c).collect();
+    if !unused.is_empty() || qemu.iter().any(|c| *c >= SLOTS as u64) {
+        problems.push(format!("CPUs past slot {SLOTS} are in: cpu list {unused:?}, query-cpus-fast {qemu:?}"));
+    }
+    for (cpu, stage) in model.0.iter().enumerate() {
+        let want_origin = match (cpu < BOOT_CPUS, stage) {
+            (_, Stage::Absent) => None,
+            (true, _) => Some("boot"),
+            (false, _) => Some("hot-added"),
+        };
+        match list.get(&cpu) {
+            Some((s, o)) if s == stage.name() && want_origin.is_none_or(|w| w == o) => {}
+            got => problems.push(format!("cpu list: cpu {cpu} is {got:?}, expected {} {want_origin:?}", stage.name())),
+        }
+        if qemu.contains(&(cpu as u64)) != (*stage != Stage::Absent) {
+            problems.push(format!("query-cpus-fast {qemu:?}: cpu {cpu} should be {}", stage.name()));
+        }
+    }
+    problems
+}
+
+/// The COM1 shell: types a command, returns its reply (up to the next
+/// prompt).
+struct Shell<'a> {
+    writer: UnixStream,
+    received: &'a Received,
+}
+
+impl Shell<'_> {
+    fn run(&mut self, line: &str) -> Result<String> {
+        let from = transcript(self.received).len();
+        write!(self.writer, "{line}\r").map_err(|e| Error::io("typing on COM1", e))?;
+        session::wait_for(self.received, STEP_TIMEOUT, |t| session::prompt_end(t, from, 1))
+            .map(|end| transcript(self.received)[from..end].to_string())
+            .ok_or_else(|| Error::Qmp(format!("`{line}`: no prompt within {} s", STEP_TIMEOUT.as_secs())))
+    }
+}
+
+fn transcript(received: &Received) -> String {
+    String::from_utf8_lossy(&received.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+/// Plays [`operations`] on a booted image; the problems found. Ends the
+/// machine with `poweroff`.
+pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    if session::wait_for(received, BOOT_TIMEOUT, session::ready).is_none() {
+        return Ok(vec![format!("no prompt within {} s of starting", BOOT_TIMEOUT.as_secs())]);
+    }
+    let mut sh = Shell { writer: stream.try_clone().map_err(|e| Error::io("cloning COM1", e))?, received };
+    let mut model = Model::boot();
+    let mut log = Log::default();
+    let mut ids: [Option<String>; SLOTS] = Default::default();
+    // Asked once, before any eject: the slots' properties do not change,
+    // and QEMU 7.2 crashes answering query-hotpluggable-cpus after a CPU
+    // was ejected.
+    let hotpluggable = q.execute("query-hotpluggable-cpus", json!({}))?;
+    if let Some(p) = log.merge(parse_events(&sh.run(&format!("cpu events {EVENTS_READ}"))?)) {
+        problems.push(p);
+    }
+    for (n, op) in operations(plan).into_iter().enumerate() {
+        let before = log.last_seq();
+        q.events.clear();
+        match op {
+            Op::Add { slot, without } => {
+                let (driver, props) =
+                    qmp::slot(&hotpluggable, slot).ok_or_else(|| Error::Qmp(format!("op {n}: slot {slot} is not free")))?;
+                let id = format!("hp{n}");
+                let features = without.map(|f| format!("\"{f}\": false")).unwrap_or_default();
+                q.execute("device_add", qmp::device_add_args(&driver, &props, &id, &features)?)?;
+                ids[slot] = Some(id);
+                let want = if without.is_some() { hotplug::OST_INSERT_FAILED } else { hotplug::OST_INSERTED };
+                if !q.wait_event(STEP_TIMEOUT, |e| qmp::ost_reports(std::slice::from_ref(e)).contains(&want))? {
+                    problems.push(format!("op {n} {op:?}: no _OST {want:x?}; got {:x?}", qmp::ost_reports(&q.events)));
+                }
+            }
+            Op::Remove(slot) => {
+                let id = ids[slot].take().ok_or_else(|| Error::Qmp(format!("op {n}: nothing was added to slot {slot}")))?;
+                q.execute("device_del", json!({ "id": id }))?;
+                if !q.wait_event(STEP_TIMEOUT, |e| qmp::is_deleted(e, &id))? {
+                    problems.push(format!("op {n} {op:?}: QEMU never reported DEVICE_DELETED for `{id}`"));
+                }
+                if !q.wait_event(STEP_TIMEOUT, |e| qmp::ost_reports(std::slice::from_ref(e)) == [hotplug::OST_EJECTED])? {
+                    problems.push(format!("op {n} {op:?}: no _OST {:x?} (ejected)", hotplug::OST_EJECTED));
+                }
+            }
+            Op::Online(cpu) | Op::Offline(cpu) => {
+                let verb = if matches!(op, Op::Online(_)) { "online" } else { "offline" };
+                let reply = sh.run(&format!("cpu {verb} {cpu}"))?;
+                if reply.contains("error:") {
+                    problems.push(format!("op {n} `cpu {verb} {cpu}`: {reply:?}"));
+                }
+            }
+        }
+        let kinds = model.apply(op);
+        // The handler has answered QEMU (or the command its prompt), so
+        // its events are in the log.
+        if let Some(p) = log.merge(parse_events(&sh.run(&format!("cpu events {EVENTS_READ}"))?)) {
+            problems.push(format!("op {n} {op:?}: {p}"));
+        }
+        if let Some(p) = log.check(before, op.cpu(), kinds) {
+            problems.push(format!("op {n} {op:?}: {p}"));
+        }
+        if let Op::Add { slot, without: Some(f) } = op {
+            problems.extend(check_refusal(&log, before, slot, f, &transcript(received)));
+        }
+        if problems.len() > 5 {
+            break;
+        }
+    }
+    let list = parse_list(&sh.run("cpu list")?);
+    let qemu: Vec<u64> = qmp::cpus(&q.execute("query-cpus-fast", json!({}))?).into_iter().map(|(i, _)| i).collect();
+    problems.extend(check_final(&model, &list, &qemu));
+    write!(sh.writer, "poweroff\r").map_err(|e| Error::io("typing on COM1", e))?;
+    Ok(problems)
+}
+
+/// The refused CPU: the failure event names cpuidcheck's state and its
+/// error, and cpuidcheck's log line names the feature.
+pub fn check_refusal(log: &Log, after: u64, cpu: usize, feature: &str, transcript: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let failed = log.events.range(after + 1..).map(|(_, e)| e).find(|e| e.cpu == cpu && e.kind == "failed");
+    match failed {
+        Some(e) if e.state.as_deref() == Some(CHECK_STATE) && e.error == Some(DROPPED_FEATURE_ERROR) => {}
+        other => problems.push(format!("cpu {cpu}: expected `failed state={CHECK_STATE} error={DROPPED_FEATURE_ERROR}`, got {other:?}")),
+    }
+    let refused = format!("cpu {cpu} refused: its CPUID differs from the boot CPU's in {feature}");
+    if !transcript.contains(&refused) {
+        problems.push(format!("no `{refused}` in the log"));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_is_fixed_valid_and_refuses_one_cpu() {
+        for plan in [PLAN, plan_for(crate::emulator::Accel::Tcg)] {
+            let ops = operations(&plan);
+            assert_eq!(ops, operations(&plan), "the same seed gives the same run");
+            assert_eq!(&ops[..4], [
+                Op::Add { slot: 2, without: None },
+                Op::Add { slot: 3, without: None },
+                Op::Add { slot: REFUSED_SLOT, without: Some("sse4.2") },
+                Op::Remove(3),
+            ]);
+            assert_eq!(ops[4] == (Op::Add { slot: 3, without: None }), plan.readd);
+            assert!(ops.len() >= 4 + plan.random_ops + 2);
+            // Replayed on the model, every later operation is one of the
+            // allowed; without readd no hot-add follows the first removal.
+            let mut m = Model::boot();
+            for (i, op) in ops.iter().enumerate() {
+                if i >= 4 && *op != Op::Remove(2) {
+                    assert!(m.choices(plan.readd || i == 4).contains(op), "{op:?} not allowed in {m:?}");
+                }
+                m.apply(*op);
+            }
+            assert_eq!(m.0[REFUSED_SLOT], Stage::Offline);
+            assert_eq!(&ops[ops.len() - 2..], [Op::Offline(1), Op::Online(1)]);
+            for k in [Op::Remove(2), Op::Online(1), Op::Offline(1)] {
+                assert!(ops.iter().any(|o| std::mem::discriminant(o) == std::mem::discriminant(&k)), "{k:?}");
+            }
+            assert_ne!(operations(&Plan { seed: 7, ..plan }), ops);
+        }
+        let readds = |p: &Plan| operations(p).iter().skip(4).filter(|o| matches!(o, Op::Add { .. })).count();
+        assert!(readds(&PLAN) > 2);
+        assert_eq!(readds(&plan_for(crate::emulator::Accel::Tcg)), 0);
+    }
+
+    #[test]
+    fn choices_never_touch_the_boot_cpu_the_refused_slot_or_remove_boot_cpus() {
+        let m = Model::boot();
+        assert_eq!(m.choices(true), [Op::Offline(1), Op::Add { slot: 2, without: None }, Op::Add { slot: 3, without: None }]);
+        assert_eq!(m.choices(false), [Op::Offline(1)]);
+        let m = Model([Stage::Online, Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]);
+        assert_eq!(m.choices(false), [Op::Offline(1), Op::Online(2)]);
+        let mut m = Model([Stage::Online, Stage::Offline, Stage::Offline, Stage::Online, Stage::Offline]);
+        assert_eq!(m.choices(true), [Op::Online(1), Op::Online(2), Op::Remove(2), Op::Offline(3), Op::Remove(3)]);
+        assert_eq!(m.apply(Op::Remove(2)), ["removed"]);
+        assert_eq!(m.apply(Op::Remove(3)), ["tear-down-started", "offline", "removed"]);
+        assert_eq!(m.apply(Op::Add { slot: 4, without: Some("sse4.2") }), ["discovered", "bring-up-started", "failed", "rolled-back"]);
+        assert_eq!(m, Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Absent, Stage::Offline]));
+    }
+
+    const EVENTS: &str = "cpu events 3\r\n#7 cpu 2 discovered\r\n#8 cpu 2 bring-up-started\r\n\
+        [1.2 0 WARN cpuidcheck-plugin] cpu 2 refused: its CPUID differs from the boot CPU's in sse4.2 (absent on this CPU, present on the boot CPU)\r\n\
+        #9 cpu 2 failed state=cpuidcheck:online error=-1020\r\n#10 cpu 2 rolled-back state=cpuidcheck:online\r\n";
+
+    #[test]
+    fn events_parse_and_merge_without_gaps() {
+        let e = parse_events(EVENTS);
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[2], Event { seq: 9, cpu: 2, kind: "failed".into(), state: Some("cpuidcheck:online".into()), error: Some(-1020) });
+        let mut log = Log::default();
+        assert_eq!(log.merge(e[..2].to_vec()), None);
+        // Overlap is fine; a skipped number is not.
+        assert_eq!(log.merge(e[1..].to_vec()), None);
+        assert_eq!(log.last_seq(), 10);
+        let later = parse_events("#12 cpu 1 offline\r\n");
+        assert_eq!(log.merge(later), Some("event log gap: #11 missing before #12".into()));
+        let mut log = Log::default();
+        log.merge(parse_events(EVENTS));
+        assert_eq!(log.check(6, 2, &["discovered", "bring-up-started", "failed", "rolled-back"]), None);
+        assert!(log.check(7, 2, &["discovered"]).unwrap().contains("no `discovered`"));
+        assert!(log.check(6, 3, &["discovered"]).is_some());
+        assert!(check_refusal(&log, 6, 2, "sse4.2", EVENTS).is_empty());
+        let p = check_refusal(&log, 6, 2, "avx", EVENTS);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(check_refusal(&log, 9, 2, "sse4.2", EVENTS)[0].contains("got None"));
+    }
+
+    #[test]
+    fn the_final_state_is_compared_with_both_views() {
+        let list = parse_list(
+            "cpu list\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\n\
+             cpu 3 apic 3 online hot-added\r\ncpu 4 apic 4 offline hot-added\r\n",
+        );
+        let m = Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Online, Stage::Offline]);
+        assert_eq!(check_final(&m, &list, &[0, 1, 3, 4]), Vec::<String>::new());
+        let p = check_final(&m, &list, &[0, 1, 2, 3, 4]);
+        assert_eq!(p, ["query-cpus-fast [0, 1, 2, 3, 4]: cpu 2 should be absent"]);
+        assert!(check_final(&m, &list, &[0, 1, 3, 4, 9])[0].starts_with("CPUs past slot 5"));
+        let m2 = Model([Stage::Online, Stage::Online, Stage::Absent, Stage::Online, Stage::Offline]);
+        assert!(check_final(&m2, &list, &[0, 1, 3, 4])[0].starts_with("cpu list: cpu 1"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The plugin: reads the boot CPU's words at init and checks every CPU
+//! that comes online against them.
+
+use crate::features::{first_difference, Features};
+use core::sync::atomic::{AtomicU32, Ordering};
+use cpuhp_plugin::api::{section, Cpuhp};
+use plugins::runtime::Interface;
+use plugins::StrRef;
+
+/// The boot CPU's words (read at init, on the CPU that loads the plugin:
+/// the shell's, the boot CPU).
+static BOOT: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
+static STATE: AtomicU32 = AtomicU32::new(0);
+static CPUHP: spin::Once<Result<Interface<Cpuhp>, i32>> = spin::Once::new();
+
+/// This CPU's words.
+fn features() -> Features {
+    let (l1, l7) = (core::arch::x86_64::__cpuid(1), core::arch::x86_64::__cpuid_count(7, 0));
+    Features([l1.ecx, l1.edx, l7.ebx])
+}
+
+fn boot() -> Features {
+    Features([0, 1, 2].map(|i| BOOT[i].load(Ordering::Acquire)))
+}
+
+/// ONLINE startup, on the CPU coming up.
+extern "C" fn check(cpu: u32, _: usize) -> i32 {
+    match first_difference(boot(), features()) {
+        None => 0,
+        Some(d) => {
+            plugins::warn!("cpu {cpu} refused: its CPUID differs from the boot CPU's in {d}");
+            d.refusal_code()
+        }
+    }
+}
+
+/// Error codes of `init`.
+const NO_CPUHP: i32 = 1;
+const SETUP: i32 = 2;
+
+fn init() -> Result<(), i32> {
+    for (slot, word) in BOOT.iter().zip(features().0) {
+        slot.store(word, Ordering::Release);
+    }
+    let cpuhp = CPUHP.call_once(|| Interface::get("cpuhp").ok_or(NO_CPUHP)).as_ref().map_err(|e| *e)?;
+    let id = cpuhp.call(|t| (t.setup)(StrRef::new("cpuidcheck:online"), section::ONLINE, Some(check), None, 0));
+    if id <= 0 {
+        return Err(SETUP);
+    }
+    STATE.store(id as u32, Ordering::Release);
+    Ok(())
+}
+
+fn fini() {
+    if let (Some(Ok(c)), id @ 1..) = (CPUHP.get(), STATE.load(Ordering::Acquire)) {
+        c.call(|t| (t.remove)(id));
+    }
+}
+
+plugins::plugin! {
+    name: "cpuidcheck-plugin", version: "1.0.0",
+    init: init, fini: fini,
+    provides: [],
+    requires: [("cpuhp", "^1")],
+    state: None,
+}
