@@ -77,6 +77,9 @@ pub enum Op {
     Online(usize),
     /// `cpu offline N` in the shell.
     Offline(usize),
+    /// `cpu fail N cpuhp:bringup down` (the tear-down's park fails), then
+    /// device_del: cpuhp must refuse the eject and keep the CPU online.
+    RefusedRemove(usize),
 }
 
 /// A slot as the model sees it (cpuhp's `cpu list` words).
@@ -140,6 +143,7 @@ impl Model {
             (Op::Remove(_), _) => (Stage::Absent, &["removed"]),
             (Op::Online(_), _) => (Stage::Online, &["bring-up-started", "online", "active"]),
             (Op::Offline(_), _) => (Stage::Offline, &["tear-down-started", "offline"]),
+            (Op::RefusedRemove(_), _) => (Stage::Online, &["tear-down-started", "failed", "rolled-back"]),
         };
         self.0[slot] = after;
         kinds
@@ -149,7 +153,7 @@ impl Model {
 impl Op {
     pub fn cpu(self) -> usize {
         match self {
-            Op::Add { slot, .. } | Op::Remove(slot) | Op::Online(slot) | Op::Offline(slot) => slot,
+            Op::Add { slot, .. } | Op::Remove(slot) | Op::Online(slot) | Op::Offline(slot) | Op::RefusedRemove(slot) => slot,
         }
     }
 }
@@ -165,7 +169,8 @@ fn next(state: &mut u64) -> u64 {
 /// The whole sequence: hot-add two; the CPU without [`DROPPED_FEATURE`]
 /// (refused, it stays offline in [`REFUSED_SLOT`]); remove one and, if
 /// `readd`, add it back; `random_ops` seeded operations (without `readd`,
-/// online and offline only, then the other CPU's removal); and an
+/// online and offline only); an eject of CPU 2 refused by an injected
+/// teardown failure (then, without `readd`, CPU 2's removal); and an
 /// offline/online of CPU 1 to show the rest still works.
 pub fn operations(plan: &Plan) -> Vec<Op> {
     let mut model = Model::boot();
@@ -188,9 +193,18 @@ pub fn operations(plan: &Plan) -> Vec<Op> {
         model.apply(op);
         ops.push(op);
     }
+    // An eject a teardown refuses, on CPU 2 brought online for it.
+    match model.0[2] {
+        Stage::Absent => ops.push(Op::Add { slot: 2, without: None }),
+        Stage::Offline => ops.push(Op::Online(2)),
+        Stage::Online => {}
+    }
+    ops.push(Op::RefusedRemove(2));
     if !plan.readd {
         ops.push(Op::Remove(2));
-        model.apply(Op::Remove(2));
+    }
+    for op in &ops[4 + plan.readd as usize + plan.random_ops..] {
+        model.apply(*op);
     }
     if model.0[1] == Stage::Offline {
         ops.push(Op::Online(1));
@@ -374,6 +388,20 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
                     problems.push(format!("op {n} {op:?}: no _OST {:x?} (ejected)", hotplug::OST_EJECTED));
                 }
             }
+            Op::RefusedRemove(slot) => {
+                let reply = sh.run(&format!("cpu fail {slot} cpuhp:bringup down"))?;
+                if reply.contains("error:") {
+                    problems.push(format!("op {n} `cpu fail {slot} cpuhp:bringup down`: {reply:?}"));
+                }
+                let id = ids[slot].clone().ok_or_else(|| Error::Qmp(format!("op {n}: nothing was added to slot {slot}")))?;
+                q.execute("device_del", json!({ "id": id }))?;
+                if !q.wait_event(STEP_TIMEOUT, |e| qmp::ost_reports(std::slice::from_ref(e)) == [hotplug::OST_EJECT_REFUSED])? {
+                    problems.push(format!("op {n} {op:?}: no _OST {:x?} (eject refused, busy)", hotplug::OST_EJECT_REFUSED));
+                }
+                if q.events.iter().any(|e| qmp::is_deleted(e, &id)) {
+                    problems.push(format!("op {n} {op:?}: `{id}` was ejected although its teardown refused"));
+                }
+            }
             Op::Online(cpu) | Op::Offline(cpu) => {
                 let verb = if matches!(op, Op::Online(_)) { "online" } else { "offline" };
                 let reply = sh.run(&format!("cpu {verb} {cpu}"))?;
@@ -441,14 +469,20 @@ mod tests {
             // Replayed on the model, every later operation is one of the
             // allowed; without readd no hot-add follows the first removal.
             let mut m = Model::boot();
+            let tail = ops.iter().rposition(|o| matches!(o, Op::RefusedRemove(_))).unwrap();
+            assert_eq!(ops[tail], Op::RefusedRemove(2));
             for (i, op) in ops.iter().enumerate() {
-                if i >= 4 && *op != Op::Remove(2) {
+                if i == tail {
+                    assert_eq!(m.0[2], Stage::Online, "CPU 2 must be online for the refused eject");
+                }
+                if (4..4 + plan.readd as usize + plan.random_ops).contains(&i) {
                     assert!(m.choices(plan.readd || i == 4).contains(op), "{op:?} not allowed in {m:?}");
                 }
                 m.apply(*op);
             }
             assert_eq!(m.0[REFUSED_SLOT], Stage::Offline);
             assert_eq!(&ops[ops.len() - 2..], [Op::Offline(1), Op::Online(1)]);
+            assert_eq!(ops[tail + 1] == Op::Remove(2), !plan.readd);
             for k in [Op::Remove(2), Op::Online(1), Op::Offline(1)] {
                 assert!(ops.iter().any(|o| std::mem::discriminant(o) == std::mem::discriminant(&k)), "{k:?}");
             }

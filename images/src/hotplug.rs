@@ -88,6 +88,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// and ejection success (Eject Processing 0x103, 0).
 pub const OST_INSERTED: (u64, u64) = (0x01, 0);
 pub const OST_EJECTED: (u64, u64) = (0x103, 0);
+/// An eject request refused: device busy (Eject Request 0x03, 0x82).
+pub const OST_EJECT_REFUSED: (u64, u64) = (0x03, 0x82);
 /// Insertion failed (Device Check, driver load failure 0x81).
 pub const OST_INSERT_FAILED: (u64, u64) = (0x01, 0x81);
 
