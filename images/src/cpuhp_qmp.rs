@@ -53,6 +53,11 @@ pub const BOOT_CPUS: usize = 2;
 pub const SLOTS: usize = 5;
 pub const MAX_CPUS: u32 = SLOTS as u32;
 pub const REFUSED_SLOT: usize = SLOTS - 1;
+/// The cpuhp version swapped in after the fixed operations (the image
+/// loads 1.0.0; the store holds both).
+pub const SWAPPED_TO: &str = "1.1.0";
+/// Fixed operations before the random ones, besides the re-add.
+const PREFIX: usize = 5;
 /// The feature switched off on the last hot-added CPU, as QEMU spells the
 /// property and cpuidcheck names the feature, and cpuidcheck's error for it
 /// (-(1000 + word 0 * 32 + bit 20)).
@@ -80,6 +85,9 @@ pub enum Op {
     /// `cpu fail N cpuhp:bringup down` (the tear-down's park fails), then
     /// device_del: cpuhp must refuse the eject and keep the CPU online.
     RefusedRemove(usize),
+    /// `swap cpuhp-plugin <version>` in the shell: every later hotplug
+    /// event reaches the new version's GPE handler.
+    Swap(&'static str),
 }
 
 /// A slot as the model sees it (cpuhp's `cpu list` words).
@@ -144,6 +152,7 @@ impl Model {
             (Op::Online(_), _) => (Stage::Online, &["bring-up-started", "online", "active"]),
             (Op::Offline(_), _) => (Stage::Offline, &["tear-down-started", "offline"]),
             (Op::RefusedRemove(_), _) => (Stage::Online, &["tear-down-started", "failed", "rolled-back"]),
+            (Op::Swap(_), stage) => (stage, &[]),
         };
         self.0[slot] = after;
         kinds
@@ -154,6 +163,7 @@ impl Op {
     pub fn cpu(self) -> usize {
         match self {
             Op::Add { slot, .. } | Op::Remove(slot) | Op::Online(slot) | Op::Offline(slot) | Op::RefusedRemove(slot) => slot,
+            Op::Swap(_) => 0,
         }
     }
 }
@@ -168,7 +178,7 @@ fn next(state: &mut u64) -> u64 {
 
 /// The whole sequence: hot-add two; the CPU without [`DROPPED_FEATURE`]
 /// (refused, it stays offline in [`REFUSED_SLOT`]); remove one and, if
-/// `readd`, add it back; `random_ops` seeded operations (without `readd`,
+/// `readd`, add it back; a swap of cpuhp; `random_ops` seeded operations (without `readd`,
 /// online and offline only); an eject of CPU 2 refused by an injected
 /// teardown failure (then, without `readd`, CPU 2's removal); and an
 /// offline/online of CPU 1 to show the rest still works.
@@ -183,6 +193,7 @@ pub fn operations(plan: &Plan) -> Vec<Op> {
     if plan.readd {
         ops.push(Op::Add { slot: 3, without: None });
     }
+    ops.push(Op::Swap(SWAPPED_TO));
     for op in &ops {
         model.apply(*op);
     }
@@ -203,7 +214,7 @@ pub fn operations(plan: &Plan) -> Vec<Op> {
     if !plan.readd {
         ops.push(Op::Remove(2));
     }
-    for op in &ops[4 + plan.readd as usize + plan.random_ops..] {
+    for op in &ops[PREFIX + plan.readd as usize + plan.random_ops..] {
         model.apply(*op);
     }
     if model.0[1] == Stage::Offline {
@@ -402,6 +413,12 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
                     problems.push(format!("op {n} {op:?}: `{id}` was ejected although its teardown refused"));
                 }
             }
+            Op::Swap(version) => {
+                let reply = sh.run(&format!("swap cpuhp-plugin {version}"))?;
+                if reply.contains("error:") || !reply.contains("swapped cpuhp-plugin") {
+                    problems.push(format!("op {n} {op:?}: {reply:?}"));
+                }
+            }
             Op::Online(cpu) | Op::Offline(cpu) => {
                 let verb = if matches!(op, Op::Online(_)) { "online" } else { "offline" };
                 let reply = sh.run(&format!("cpu {verb} {cpu}"))?;
@@ -465,7 +482,8 @@ mod tests {
                 Op::Remove(3),
             ]);
             assert_eq!(ops[4] == (Op::Add { slot: 3, without: None }), plan.readd);
-            assert!(ops.len() >= 4 + plan.random_ops + 2);
+            assert_eq!(ops[4 + plan.readd as usize], Op::Swap("1.1.0"));
+            assert!(ops.len() >= PREFIX + plan.random_ops + 2);
             // Replayed on the model, every later operation is one of the
             // allowed; without readd no hot-add follows the first removal.
             let mut m = Model::boot();
@@ -475,7 +493,7 @@ mod tests {
                 if i == tail {
                     assert_eq!(m.0[2], Stage::Online, "CPU 2 must be online for the refused eject");
                 }
-                if (4..4 + plan.readd as usize + plan.random_ops).contains(&i) {
+                if (PREFIX + plan.readd as usize..PREFIX + plan.readd as usize + plan.random_ops).contains(&i) {
                     assert!(m.choices(plan.readd || i == 4).contains(op), "{op:?} not allowed in {m:?}");
                 }
                 m.apply(*op);
@@ -488,7 +506,7 @@ mod tests {
             }
             assert_ne!(operations(&Plan { seed: 7, ..plan }), ops);
         }
-        let readds = |p: &Plan| operations(p).iter().skip(4).filter(|o| matches!(o, Op::Add { .. })).count();
+        let readds = |p: &Plan| operations(p).iter().skip(PREFIX - 1).filter(|o| matches!(o, Op::Add { .. })).count();
         assert!(readds(&PLAN) > 2);
         assert_eq!(readds(&plan_for(crate::emulator::Accel::Tcg)), 0);
     }
