@@ -366,9 +366,9 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
     let mut model = Model::boot();
     let mut log = Log::default();
     let mut ids: [Option<String>; SLOTS] = Default::default();
-    // Asked once, before any eject: the slots' properties do not change,
-    // and QEMU 7.2 crashes answering query-hotpluggable-cpus after a CPU
-    // was ejected.
+    // Asked once: the slots' properties do not change, and the fewer QMP
+    // requests after an eject, the less of QEMU 7.2's unplug path is
+    // touched (see `Plan::readd`).
     let hotpluggable = q.execute("query-hotpluggable-cpus", json!({}))?;
     if let Some(p) = log.merge(parse_events(&sh.run(&format!("cpu events {EVENTS_READ}"))?)) {
         problems.push(p);
