@@ -394,24 +394,47 @@ pub fn ready(text: &str) -> Option<usize> {
     prompt_end(text, g, 1)
 }
 
+/// Whether `line` is one of the loader's log lines (`[time cpu LEVEL
+/// target] message`). They are printed whenever something happens (an
+/// upload finishing on COM2, a CPU event), so they are no part of a
+/// command's answer and may land inside one.
+fn is_log_line(line: &str) -> bool {
+    let mut words = line.strip_prefix('[').unwrap_or(line).split_whitespace();
+    let time = words.next().is_some_and(|t| t.parse::<f64>().is_ok());
+    let cpu = words.next().is_some_and(|c| c.parse::<u32>().is_ok());
+    let level = words
+        .next()
+        .is_some_and(|l| ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&l));
+    time && cpu && level && line.contains("] ")
+}
+
 fn check_expect(what: &str, reply: &str, expect: &[Expect]) -> Vec<String> {
-    let lines: Vec<&str> = reply.split("\r\n").collect();
+    let lines: Vec<&str> = reply.split("\r\n").filter(|l| !is_log_line(l)).collect();
+    let answer = lines.join("\r\n");
     expect
         .iter()
         .filter(|e| match e {
             Line(l) => !lines.contains(l),
             LineStarting(p) => !lines.iter().any(|l| l.starts_with(p)),
-            Contains(t) => !reply.contains(t),
-            Absent(t) => reply.contains(t),
+            Contains(t) => !answer.contains(t),
+            Absent(t) => answer.contains(t),
         })
         .map(|e| format!("{what}: expected {e:?} in {reply:?}"))
         .collect()
 }
 
 /// How `text[from..]` reads as one step's reply (without the last prompt).
+/// Keys typed while a log line was being printed are echoed after it, so
+/// the rest of that line is no part of the reply.
 fn reply(text: &str, from: usize, prompts: usize) -> Option<&str> {
     let end = prompt_end(text, from, prompts)?;
-    Some(&text[from..end - PROMPT.len()])
+    let before = &text[..from];
+    let start = if before.is_empty() || before.ends_with('\n') || before.ends_with(PROMPT) {
+        from
+    } else {
+        text[from..end].find("\r\n").map_or(from, |n| from + n + 2)
+    };
+    Some(&text[start..end - PROMPT.len()])
 }
 
 /// A step as problem reports name it.
@@ -902,6 +925,26 @@ mod tests {
         }
         assert_eq!(sent.len(), UP.steps.len());
         (text, sent)
+    }
+
+    #[test]
+    fn log_lines_inside_a_reply_are_not_its_answer() {
+        let (mut text, mut sent) = good_upload_session();
+        // Step 12 typed while the 3.0.0 upload's log line was half printed.
+        let Sent::Typed(at) = sent[11] else { panic!("step 12 is typed") };
+        let log = "[    1.5 0 INFO  loader::plugin::image] plugin counter-plugin 3.0.0 loaded at 0x1\r\n";
+        text.insert_str(at, log);
+        let shift = log.len();
+        for s in &mut sent[11..] {
+            if let Sent::Typed(from) = s {
+                *from += if *from == at { 10 } else { shift };
+            }
+        }
+        assert_eq!(check(UP, &text, &sent), Vec::<String>::new());
+        assert!(is_log_line("[    0.3 0 INFO  loader::upload] received"));
+        assert!(is_log_line("    0.3 0 WARN  cpuhp-plugin] cpu 3 refused"));
+        assert!(!is_log_line("counter-plugin 3.0.0 [active] at 0x1"));
+        assert!(!is_log_line("cpu 0: APIC id 0, boot, online"));
     }
 
     #[test]
