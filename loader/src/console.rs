@@ -78,6 +78,16 @@ pub fn enter_panic() -> bool {
     first
 }
 
+/// Called by the emergency round once the other CPUs have halted for good:
+/// one may have stopped while holding the console lock.
+pub fn claim_from_stopped_cpus() {
+    if PORT.is_locked() {
+        // SAFETY: whoever holds the lock has stopped for good, and the
+        // caller holds no console lock itself; the port stays valid.
+        unsafe { PORT.force_unlock() };
+    }
+}
+
 /// Waits until the UART has shifted out every byte (LSR bit 6, TEMT), so
 /// that nothing is lost when the emulator exits right after.
 pub fn flush() {

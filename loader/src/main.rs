@@ -26,6 +26,7 @@ mod power;
 mod shell;
 mod sci;
 mod smp;
+mod system;
 mod tests;
 mod time;
 mod timer;
@@ -212,6 +213,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
     if console::enter_panic() {
         println!("panic on cpu {}: {info}", percpu::current_id());
+        system::emergency(plugins::system_state::PANIC);
         power::exit(Status::Panic);
     }
     power::halt_forever("nested panic")

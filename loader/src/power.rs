@@ -21,19 +21,27 @@ pub fn exit(status: Status) -> ! {
     halt_forever("the emulator did not exit; it is safe to turn off")
 }
 
-/// ACPI S5; without ACPI or if it does not take, halts every CPU.
+/// ACPI S5 after the plugins' shutdown; without ACPI or if it does not
+/// take, halts every CPU.
 pub fn poweroff() -> ! {
     log::info!("powering off");
+    crate::system::shut_down(plugins::system_state::POWER_OFF);
     crate::console::flush();
     crate::acpi::poweroff();
     bochs_shutdown();
     halt_forever("ACPI power-off did not take; it is safe to turn off")
 }
 
-/// ACPI reset register, then the 8042 pulse, then a triple fault. Each
-/// fallback announces itself, so the log shows which path reset the machine.
+/// The plugins' shutdown, then [`reset`].
 pub fn reboot() -> ! {
     log::info!("rebooting");
+    crate::system::shut_down(plugins::system_state::RESTART);
+    reset()
+}
+
+/// ACPI reset register, then the 8042 pulse, then a triple fault. Each
+/// fallback announces itself, so the log shows which path reset the machine.
+pub fn reset() -> ! {
     crate::console::flush();
     crate::acpi::reset();
     log::warn!("no reset through the ACPI reset register; pulsing the 8042 reset line");

@@ -44,3 +44,15 @@ pub fn delay_us(us: u64) {
         core::hint::spin_loop();
     }
 }
+
+/// Spins until `done` or `us` microseconds pass; true if done.
+pub fn wait_until(us: u64, done: impl Fn() -> bool) -> bool {
+    let end = rdtsc() + us * tsc_hz() / 1_000_000;
+    while !done() {
+        if rdtsc() > end {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+    true
+}

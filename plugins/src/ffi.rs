@@ -139,7 +139,39 @@ pub const LOADER_EXPORTS: &[&str] = &[
     "mv_cpu_park",
     "mv_run_on",
     "mv_current_cpu",
+    "mv_virt_to_phys",
+    "mv_system_state",
+    "mv_system_register",
+    "mv_system_unregister",
+    "mv_swapping_in",
 ];
+
+/// What [`mv_system_state`] says, as Linux's `system_state`: a shutdown
+/// never ends, so any value but [`system_state::RUNNING`] stays.
+pub mod system_state {
+    pub const RUNNING: u32 = 0;
+    pub const POWER_OFF: u32 = 1;
+    pub const RESTART: u32 = 2;
+    /// A panic is taking the machine down.
+    pub const PANIC: u32 = 3;
+}
+
+/// The hooks a plugin registers with [`mv_system_register`] to take part in
+/// taking the machine down. Both may be absent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SystemHooks {
+    /// An orderly reboot or power-off begins: runs in thread context on
+    /// the CPU that shuts down, with every CPU still running, and gets the
+    /// new [`system_state`]. Turn things off here.
+    pub shutdown: Option<extern "C" fn(state: u32)>,
+    /// Runs on every running CPU once the machine is going down for good
+    /// (after `shutdown`, and on a panic without it), with interrupts off,
+    /// possibly from an NMI that interrupted anything: it must not take
+    /// locks, allocate or log. Returns 1 if it turned something off, 0 if
+    /// nothing was on, or a negative error of the plugin's.
+    pub emergency: Option<extern "C" fn() -> i32>,
+}
 
 /// What [`mv_cpu_info`] says about one possible CPU (a MADT entry; the
 /// index is the logical CPU number and stays the same across hotplug).
@@ -253,4 +285,23 @@ extern "C" {
     pub fn mv_run_on(cpu: u32, f: RemoteFn, arg: usize, flags: u32, result: *mut i32) -> i32;
     /// The logical number of the CPU running the caller.
     pub fn mv_current_cpu() -> u32;
+    /// The physical address `addr` maps to (for structures the CPU reads
+    /// by physical address, such as a VMXON region), or `u64::MAX` if
+    /// nothing is mapped there.
+    pub fn mv_virt_to_phys(addr: *const u8) -> u64;
+    /// The [`system_state`] now.
+    pub fn mv_system_state() -> u32;
+    /// Registers the caller's [`SystemHooks`] (one set per plugin; copied;
+    /// dropped when the caller unloads or is swapped out, so a new version
+    /// registers again in its init). 0, -1 if the caller has a set already,
+    /// -2 if every slot is taken. A shutdown that begins after this returns
+    /// calls the hooks; check [`mv_system_state`] afterwards to catch one
+    /// that began before.
+    pub fn mv_system_register(hooks: *const SystemHooks) -> i32;
+    /// Drops the caller's hooks; 0, or -1 if it had none.
+    pub fn mv_system_unregister() -> i32;
+    /// 1 while the caller is the new version of a swap (from its init to
+    /// its state import): its predecessor still runs, and what the
+    /// predecessor set up comes with the state.
+    pub fn mv_swapping_in() -> u32;
 }

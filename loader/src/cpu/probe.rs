@@ -45,12 +45,25 @@ probe_rdmsr:                    /* (msr) -> rax value, rdx 0 or 1 */
     xor %eax, %eax
     ret
 
+.global probe_vmptrst
+probe_vmptrst:                  /* () -> rax current-VMCS pointer, rdx 0 or 1 (faulted) */
+    push %rax
+9:  vmptrst (%rsp)
+    pop %rax
+    xor %edx, %edx
+    ret
+10: pop %rax
+    mov $1, %edx
+    xor %eax, %eax
+    ret
+
 .section .extable, "a"
 .balign 8
     .quad 1b, 2b
     .quad 3b, 4b
     .quad 5b, 6b
     .quad 7b, 8b
+    .quad 9b, 10b
 "#,
     options(att_syntax)
 );
@@ -66,6 +79,7 @@ extern "C" {
     fn probe_write_u64(addr: u64, value: u64) -> u64;
     fn probe_ud2() -> u64;
     fn probe_rdmsr(msr: u32) -> ValueOrFault;
+    fn probe_vmptrst() -> ValueOrFault;
     static __extable_start: [u64; 0];
     static __extable_end: [u64; 0];
 }
@@ -120,5 +134,15 @@ pub fn rdmsr(msr: u32) -> Result<u64, Fault> {
     // SAFETY: reading an MSR has no side effects on the MSRs this loader
     // reads; a #GP is caught and reported.
     let r = unsafe { probe_rdmsr(msr) };
+    if r.faulted != 0 { Err(last_fault()) } else { Ok(r.value) }
+}
+
+/// VMPTRST, which only VMX operation executes (elsewhere it raises #UD):
+/// the proof that this CPU is in VMX operation. The current-VMCS pointer
+/// (all ones when none is loaded), or the fault.
+pub fn vmptrst() -> Result<u64, Fault> {
+    // SAFETY: VMPTRST only stores the pointer into the probe's own stack
+    // slot; a #UD is caught and reported.
+    let r = unsafe { probe_vmptrst() };
     if r.faulted != 0 { Err(last_fault()) } else { Ok(r.value) }
 }

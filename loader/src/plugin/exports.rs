@@ -5,7 +5,7 @@
 use super::guard;
 use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuInfo, Handle, RemoteFn, StrRef};
+use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuInfo, Handle, RemoteFn, StrRef, SystemHooks};
 use spin::Mutex;
 
 /// The address of export `name`, for the ELF linker.
@@ -32,6 +32,11 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_cpu_park" => mv_cpu_park as extern "C" fn(u32) -> i32 as usize,
         "mv_run_on" => mv_run_on as unsafe extern "C" fn(u32, RemoteFn, usize, u32, *mut i32) -> i32 as usize,
         "mv_current_cpu" => mv_current_cpu as extern "C" fn() -> u32 as usize,
+        "mv_virt_to_phys" => mv_virt_to_phys as extern "C" fn(*const u8) -> u64 as usize,
+        "mv_system_state" => mv_system_state as extern "C" fn() -> u32 as usize,
+        "mv_system_register" => mv_system_register as unsafe extern "C" fn(*const SystemHooks) -> i32 as usize,
+        "mv_system_unregister" => mv_system_unregister as extern "C" fn() -> i32 as usize,
+        "mv_swapping_in" => mv_swapping_in as extern "C" fn() -> u32 as usize,
         _ => return None,
     };
     debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
@@ -214,6 +219,47 @@ extern "C" fn mv_cpu_park(cpu: u32) -> i32 {
 
 extern "C" fn mv_current_cpu() -> u32 {
     crate::percpu::current_id()
+}
+
+extern "C" fn mv_virt_to_phys(addr: *const u8) -> u64 {
+    match crate::mem::translate(addr as u64) {
+        Ok(Some(leaf)) => leaf.phys + (addr as u64 - leaf.virt),
+        _ => u64::MAX,
+    }
+}
+
+extern "C" fn mv_system_state() -> u32 {
+    crate::system::state()
+}
+
+unsafe extern "C" fn mv_system_register(hooks: *const SystemHooks) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    // SAFETY: the SDK passes a pointer to a live `SystemHooks`; it is
+    // copied here.
+    let hooks = unsafe { hooks.read() };
+    // A stopped CPU must not hold the hooks' lock.
+    crate::smp::enter_unstoppable();
+    let r = crate::system::register(owner, caller_name(), hooks);
+    crate::smp::exit_unstoppable();
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_system_register: {e}");
+            if e == crate::system::Error::AlreadyRegistered { -1 } else { -2 }
+        }
+    }
+}
+
+extern "C" fn mv_swapping_in() -> u32 {
+    caller().is_some_and(super::registry::is_swapping_in) as u32
+}
+
+extern "C" fn mv_system_unregister() -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    crate::smp::enter_unstoppable();
+    let r = crate::system::unregister(owner);
+    crate::smp::exit_unstoppable();
+    r.map_or(-1, |()| 0)
 }
 
 /// The request of the `mv_run_on` in progress. In a static, not on the

@@ -323,6 +323,7 @@ fn init(id: u64) -> Result<(), Error> {
 fn remove(id: u64) {
     crate::shell::unregister_owner(id);
     crate::sci::drop_owner(id);
+    crate::system::drop_owner(id);
     let p = {
         let mut r = REG.lock();
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
@@ -442,6 +443,16 @@ struct Swap {
     version: Version,
 }
 
+/// The new versions of the swap in progress, from their inits to the end
+/// of the state transfer.
+static SWAPPING_IN: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+
+/// Whether plugin `id` is the new version of a swap in progress, so that
+/// its init knows its state will come from its predecessor.
+pub fn is_swapping_in(id: u64) -> bool {
+    SWAPPING_IN.lock().contains(&id)
+}
+
 /// Replaces several loaded plugins by other versions as one transaction:
 /// consumers swapped together may change their ranges with their
 /// providers. On any failure every old version stays active and untouched.
@@ -493,6 +504,7 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
     // providers before their consumers; the new versions stay invisible
     // until the handles are re-pointed.
     let order = init_order(&txn);
+    *SWAPPING_IN.lock() = txn.iter().map(|t| t.new).collect();
     let mut inited = Vec::new();
     let mut result = Ok(0);
     for &k in &order {
@@ -507,6 +519,7 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
     if result.is_ok() {
         result = transfer(&txn);
     }
+    SWAPPING_IN.lock().clear();
     match result {
         Ok(blackout) => {
             LAST_BLACKOUT.store(blackout, core::sync::atomic::Ordering::Relaxed);

@@ -213,7 +213,7 @@ pub fn start(cpu: usize) -> Result<(), Error> {
     if state(cpu) == State::Starting {
         send(sipi)?;
     }
-    if !wait_until(START_TIMEOUT_US, || state(cpu) == State::Online) {
+    if !crate::time::wait_until(START_TIMEOUT_US, || state(cpu) == State::Online) {
         // Leave it in INIT so that a late arrival cannot run on stale data.
         let _ = send(Ipi::Init);
         STATE[cpu].store(State::Offline as u8, Ordering::Release);
@@ -242,18 +242,6 @@ fn write_trampoline(cpu: usize, stack_top: u64) {
         crate::mem::protect(TRAMPOLINE, 4096, crate::mem::Protection::ReadExecute).expect("trampoline page");
         core::ptr::write_volatile(TRAMPOLINE_DATA as *mut TrampolineData, data);
     }
-}
-
-/// Spins until `done` or `us` microseconds pass; true if done.
-fn wait_until(us: u64, done: impl Fn() -> bool) -> bool {
-    let end = crate::time::rdtsc() + us * crate::time::tsc_hz() / 1_000_000;
-    while !done() {
-        if crate::time::rdtsc() > end {
-            return done();
-        }
-        core::hint::spin_loop();
-    }
-    true
 }
 
 /// The first Rust code of an AP, on its own kernel stack.
@@ -312,7 +300,7 @@ pub struct Running {
 impl Running {
     /// Waits until every target finished (or the timeout passed).
     pub fn wait(self) -> Result<(), Error> {
-        if !wait_until(CALL_TIMEOUT_US, || PENDING.load(Ordering::Acquire) == 0) {
+        if !crate::time::wait_until(CALL_TIMEOUT_US, || PENDING.load(Ordering::Acquire) == 0) {
             return Err(Error::CallTimeout(PENDING.load(Ordering::Acquire)));
         }
         Ok(())
@@ -377,6 +365,7 @@ fn call_ipi(_: &mut crate::cpu::idt::TrapFrame) {
 
 fn nmi(_: &mut crate::cpu::idt::TrapFrame) {
     NMI_COUNT[percpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
+    crate::system::on_nmi();
 }
 
 /// Sends an NMI to `cpu`.
@@ -463,7 +452,7 @@ pub fn stop_world() -> Result<WorldStopped, Error> {
     for cpu in (0..cpu_count()).filter(|c| targets & (1 << c) != 0) {
         apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(STOP_VECTOR)).map_err(|_| Error::Apic)?;
     }
-    if !wait_until(CALL_TIMEOUT_US, || STOP_ARRIVED.load(Ordering::Acquire) == targets) {
+    if !crate::time::wait_until(CALL_TIMEOUT_US, || STOP_ARRIVED.load(Ordering::Acquire) == targets) {
         return Err(Error::CallTimeout(targets & !STOP_ARRIVED.load(Ordering::Acquire)));
     }
     Ok(stopped)

@@ -52,7 +52,7 @@ fn start_every_boot_cpu() -> Result<(), Failure> {
 }
 
 fn wait(us: u64, done: impl Fn() -> bool) -> bool {
-    super::wait_until(us, done)
+    crate::time::wait_until(us, done)
 }
 
 fn aps_take_timer_interrupts() -> Result<(), Failure> {
