@@ -128,6 +128,10 @@ pub struct Cpuhp {
     pub next_seq: extern "C" fn() -> u64,
     /// Which build answers (1 for 1.0.0, 2 for 1.1.0): for swap tests.
     pub generation: extern "C" fn() -> u32,
+    /// Gives PREPARE or ONLINE state `id` new callbacks, keeping its place
+    /// and every CPU's progress: for the new version of a swapped plugin,
+    /// from its state import, to take over its predecessor's state.
+    pub rebind: extern "C" fn(id: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> i32,
 }
 
 impl crate::machine::Error {

@@ -574,6 +574,19 @@ impl Machine {
         Ok(())
     }
 
+    /// Gives PREPARE or ONLINE state `id` new callbacks, keeping its place
+    /// and every CPU's progress: the new version of a swapped plugin takes
+    /// over the state its predecessor registered.
+    pub fn rebind(&mut self, id: u32, new: FallibleHooks) -> Result<(), Error> {
+        let s = self.states.iter_mut().find(|s| s.id == id).ok_or(Error::NoSuchState(id))?;
+        match &mut s.hooks {
+            Hooks::Prepare(h) | Hooks::Online(h) => *h = new,
+            Hooks::Bringup => return Err(Error::StaticState(id)),
+            Hooks::Starting(_) => return Err(Error::StartingCannotFail(s.name.clone())),
+        }
+        Ok(())
+    }
+
     /// Makes state `name_or_id` fail on `cpu` on its next walk in `dir`.
     pub fn inject(&mut self, cpu: usize, name_or_id: &str, dir: Direction) -> Result<u32, Error> {
         self.cpu(cpu)?;

@@ -218,6 +218,10 @@ extern "C" fn remove(id: u32) -> i32 {
     write(|m, p, _| status(m.remove(p, id, true)))
 }
 
+extern "C" fn rebind(id: u32, up: Option<Fallible>, down: Option<Fallible>, ctx: usize) -> i32 {
+    write(|m, _, _| status(m.rebind(id, FallibleHooks { startup: up, teardown: down, ctx })))
+}
+
 extern "C" fn remove_nocalls(id: u32) -> i32 {
     write(|m, p, _| status(m.remove(p, id, false)))
 }
@@ -368,6 +372,7 @@ static TABLE: Cpuhp = Cpuhp {
     last_failure,
     next_seq,
     generation,
+    rebind,
 };
 
 const USAGE: &str = "usage: cpu list | states | events [n] | online N | offline N | fail N <state> [up|down]";

@@ -392,3 +392,24 @@ fn state_blob_round_trips() {
         assert!(matches!(blob::import(9, &buf[..n]), Err(blob::BlobError::Layout(9))));
     }
 }
+
+extern "C" fn other_fallible(_: u32, _: usize) -> i32 {
+    1
+}
+
+#[test]
+fn rebind_swaps_callbacks_in_place_and_refuses_other_states() {
+    let (mut m, _, ids) = machine();
+    let before = order(&m);
+    let new = FallibleHooks { startup: Some(other_fallible), teardown: None, ctx: 7 };
+    // ids[0] is `a:online1`, ids[1] `a:prep1`, ids[2] `a:start1`.
+    m.rebind(ids[0], new).unwrap();
+    m.rebind(ids[1], new).unwrap();
+    assert_eq!(order(&m), before, "rebinding moved a state");
+    let hooks = |id| m.states().iter().find(|s| s.id == id).unwrap().hooks;
+    assert_eq!(hooks(ids[0]), Hooks::Online(new));
+    assert_eq!(hooks(ids[1]), Hooks::Prepare(new));
+    assert_eq!(m.rebind(ids[2], new), Err(Error::StartingCannotFail("a:start1".into())));
+    assert_eq!(m.rebind(BRINGUP_ID, new), Err(Error::StaticState(BRINGUP_ID)));
+    assert_eq!(m.rebind(999, new), Err(Error::NoSuchState(999)));
+}
