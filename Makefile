@@ -38,7 +38,7 @@ bochs: setup
 	$(RUNNER) bochs --image $(IMAGE)
 
 test: setup
-	$(CARGO) test -p loader --lib -p images -p plugins -p cpuhp-plugin -p cpuidcheck-plugin
+	$(CARGO) test -p loader --lib -p images -p plugins -p cpuhp-plugin -p cpuidcheck-plugin -p vmx-plugin
 	$(RUNNER) test $(if $(FILTER),--filter "$(FILTER)") $(if $(JOBS),--jobs $(JOBS))
 
 bench: setup

@@ -1,0 +1,21 @@
+//! `vmx`: VMX on every online CPU, through a cpuhp ONLINE state whose
+//! startup checks the CPU against the boot CPU and enters VMX operation.
+//!
+//! Built without a version feature the crate is the pure parts only, tested
+//! on the host against capability MSRs recorded in Bochs (`testdata/`):
+//! [`msr`] (the MSRs and one CPU's raw values), [`config`] (the controls
+//! modvisor uses, decided from them) and [`compat`] (whether a CPU may
+//! enable VMX).
+#![cfg_attr(target_os = "none", no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+// Links the SDK's panic handler and allocator into the staticlib when a
+// plugin build turns them on (see counter-plugin).
+extern crate plugins;
+
+pub mod compat;
+pub mod config;
+pub mod msr;
+
+#[cfg(test)]
+mod tests;
