@@ -188,11 +188,22 @@ fn report(cpus: u64) {
     }
 }
 
-/// What `slot`'s emergency callback returned on `cpu` in the round (for
-/// tests), if it ran.
-pub fn emergency_result(cpu: usize, owner: u64) -> Option<i32> {
-    let t = SLOTS_TABLE.lock();
-    let slot = t.iter().position(|s| s.as_ref().is_some_and(|s| s.owner == owner))?;
-    let r = RESULTS[cpu][slot].load(Ordering::Acquire);
-    (r != NOT_RUN).then_some(r)
+/// Whether `cpu` took part in the emergency round (for tests).
+pub fn emergency_ran(cpu: usize) -> bool {
+    DONE.load(Ordering::Acquire) & 1 << cpu != 0
+}
+
+/// Whether any plugin holds system hooks (for tests).
+pub fn any_registered() -> bool {
+    SLOTS_TABLE.lock().iter().any(Option::is_some)
+}
+
+/// Runs `f` in `state` as a shutdown that has just begun shows it (no
+/// hooks, no emergency round), then goes back to running: for the test of
+/// a load that must notice the shutdown.
+pub fn with_state<R>(state: u32, f: impl FnOnce() -> R) -> R {
+    enter(state);
+    let r = f();
+    STATE.store(system_state::RUNNING, Ordering::SeqCst);
+    r
 }

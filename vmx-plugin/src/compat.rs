@@ -187,3 +187,24 @@ pub fn check(probe: &Probe, boot: &Reference) -> Result<Action, Error> {
         None => Ok(action),
     }
 }
+
+/// A control register value VMX operation does not allow, by
+/// IA32_VMX_CRx_FIXED0/1 (SDM Vol. 3D, A.7 and A.8): VMXON raises #GP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedBits {
+    /// Bits that must be 1 and are 0.
+    pub missing: u64,
+    /// Bits that must be 0 and are 1.
+    pub extra: u64,
+}
+
+/// Whether `value` meets `fixed0` (bits that must be 1) and `fixed1` (bits
+/// that may be 1).
+pub fn fixed_bits(value: u64, fixed0: u64, fixed1: u64) -> Result<(), FixedBits> {
+    let (missing, extra) = (fixed0 & !value, value & !fixed1);
+    if missing | extra == 0 {
+        Ok(())
+    } else {
+        Err(FixedBits { missing, extra })
+    }
+}

@@ -5,7 +5,7 @@
 //! on the host against capability MSRs recorded in Bochs (`testdata/`):
 //! [`msr`] (the MSRs and one CPU's raw values), [`config`] (the controls
 //! modvisor uses, decided from them) and [`compat`] (whether a CPU may
-//! enable VMX).
+//! enable VMX). [`api`] is the `vmx` interface table other plugins use.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -13,9 +13,15 @@
 // plugin build turns them on (see counter-plugin).
 extern crate plugins;
 
+pub mod api;
 pub mod compat;
 pub mod config;
 pub mod msr;
+
+#[cfg(any(feature = "v1", feature = "v2"))]
+mod insn;
+#[cfg(any(feature = "v1", feature = "v2"))]
+mod plugin;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The configuration and compatibility logic on the capability MSRs that
 //! Bochs's CPU models report (`testdata/`, see its README).
 
-use crate::compat::{check, Action, Cpuid, Error, Probe, Reference};
+use crate::compat::{check, fixed_bits, Action, Cpuid, Error, FixedBits, Probe, Reference};
 use crate::config::*;
 use crate::msr::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -435,4 +435,19 @@ fn first_difference_is_none_exactly_when_equal() {
     assert_eq!(skylake, next);
     next.exit ^= 1 << 20;
     assert_eq!(skylake.first_difference(&next), Some("vm-exit controls"));
+}
+
+#[test]
+fn control_registers_are_checked_against_the_fixed_bits() {
+    let c = dump("corei7_skylake_x").config(EPT).unwrap();
+    // The loader's long mode: PE, NE, WP, PG; CR4 with PAE, PGE, OSFXSR,
+    // OSXMMEXCPT, OSXSAVE and VMXE.
+    let (cr0, cr4) = (0x8001_0021, 0x4_06a0 | 1 << 13);
+    assert_eq!(fixed_bits(cr0, c.cr0_fixed0, c.cr0_fixed1), Ok(()));
+    assert_eq!(fixed_bits(cr4, c.cr4_fixed0, c.cr4_fixed1), Ok(()));
+    // Without NE, VMXON would raise #GP.
+    assert_eq!(fixed_bits(cr0 & !0x20, c.cr0_fixed0, c.cr0_fixed1), Err(FixedBits { missing: 0x20, extra: 0 }));
+    assert_eq!(fixed_bits(cr4 & !(1 << 13), c.cr4_fixed0, c.cr4_fixed1), Err(FixedBits { missing: 1 << 13, extra: 0 }));
+    // LA57 (bit 12) is outside skylake_x's CR4 fixed1.
+    assert_eq!(fixed_bits(cr4 | 1 << 12, c.cr4_fixed0, c.cr4_fixed1), Err(FixedBits { missing: 0, extra: 1 << 12 }));
 }

@@ -100,8 +100,10 @@ common32:
     or $(1 << 11), %eax                       /* NXE, when the CPU has NX */
 3:  wrmsr
 
+    /* NE: x87 errors raise #MF, the native way, which VMX operation
+       requires (IA32_VMX_CR0_FIXED0). */
     mov %cr0, %eax
-    or $0x80010001, %eax                      /* PG | WP | PE */
+    or $0x80010021, %eax                      /* PG | WP | NE | PE */
     mov %eax, %cr0
 
     lgdt boot_gdt_ptr

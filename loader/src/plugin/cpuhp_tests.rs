@@ -23,36 +23,36 @@ pub static BENCH: &[Test] = &[Test { name: "cpu-offline-online", run: bench }];
 /// The `cpuhp` 1.x table (cpuhp-plugin's `api::Cpuhp`); the entries this
 /// suite does not call are declared as addresses, which keeps the layout.
 #[repr(C)]
-struct Cpuhp {
-    setup: usize,
-    setup_nocalls: usize,
-    setup_starting: usize,
-    remove: usize,
-    remove_nocalls: usize,
-    read_lock: usize,
-    read_unlock: usize,
-    subscribe: extern "C" fn(f: extern "C" fn(*const u8, usize), ctx: usize) -> i32,
-    unsubscribe: extern "C" fn(id: u32) -> i32,
-    cpu_online: extern "C" fn(cpu: u32) -> i32,
-    cpu_offline: extern "C" fn(cpu: u32) -> i32,
-    is_online: extern "C" fn(cpu: u32) -> u32,
-    is_boot_cpu: extern "C" fn(cpu: u32) -> u32,
-    arrived_later: extern "C" fn(cpu: u32) -> u32,
-    hotplug_add: usize,
-    hotplug_remove: usize,
-    fail: extern "C" fn(cpu: u32, id: u32, direction: u32) -> i32,
-    state_count: extern "C" fn() -> u32,
-    state_at: extern "C" fn(index: u32, out: *mut StateInfo) -> i32,
-    last_failure: usize,
-    next_seq: usize,
-    generation: extern "C" fn() -> u32,
+pub(super) struct Cpuhp {
+    pub(super) setup: usize,
+    pub(super) setup_nocalls: usize,
+    pub(super) setup_starting: usize,
+    pub(super) remove: usize,
+    pub(super) remove_nocalls: usize,
+    pub(super) read_lock: usize,
+    pub(super) read_unlock: usize,
+    pub(super) subscribe: extern "C" fn(f: extern "C" fn(*const u8, usize), ctx: usize) -> i32,
+    pub(super) unsubscribe: extern "C" fn(id: u32) -> i32,
+    pub(super) cpu_online: extern "C" fn(cpu: u32) -> i32,
+    pub(super) cpu_offline: extern "C" fn(cpu: u32) -> i32,
+    pub(super) is_online: extern "C" fn(cpu: u32) -> u32,
+    pub(super) is_boot_cpu: extern "C" fn(cpu: u32) -> u32,
+    pub(super) arrived_later: extern "C" fn(cpu: u32) -> u32,
+    pub(super) hotplug_add: usize,
+    pub(super) hotplug_remove: usize,
+    pub(super) fail: extern "C" fn(cpu: u32, id: u32, direction: u32) -> i32,
+    pub(super) state_count: extern "C" fn() -> u32,
+    pub(super) state_at: extern "C" fn(index: u32, out: *mut StateInfo) -> i32,
+    pub(super) last_failure: usize,
+    pub(super) next_seq: usize,
+    pub(super) generation: extern "C" fn() -> u32,
 }
 
 #[repr(C)]
 #[derive(Default)]
-struct StateInfo {
-    id: u32,
-    section: u32,
+pub(super) struct StateInfo {
+    pub(super) id: u32,
+    pub(super) section: u32,
     builtin: u32,
     name: [u8; 32],
 }
@@ -66,16 +66,16 @@ struct Recorder {
 }
 
 /// cpuhp's codes this suite expects.
-const FAILED: i32 = -17;
+pub(super) const FAILED: i32 = -17;
 const BOOT_CPU: i32 = -6;
 const STARTING_CANNOT_FAIL: i32 = -12;
 const STARTING: u32 = 1;
-const UP: u32 = 0;
+pub(super) const UP: u32 = 0;
 const DOWN: u32 = 1;
 
 /// Calls into `interface`'s table as loader code must: bracketed, so that
 /// a swap never frees code under the call.
-fn with<T, R>(interface: &str, f: impl FnOnce(&T) -> R) -> Result<R, Failure> {
+pub(super) fn with<T, R>(interface: &str, f: impl FnOnce(&T) -> R) -> Result<R, Failure> {
     crate::smp::enter_unstoppable();
     // SAFETY: the active provider's table has layout `T` (declared above).
     let r = registry::provider_table(interface).map(|t| f(unsafe { &*(t as *const T) }));
@@ -83,7 +83,7 @@ fn with<T, R>(interface: &str, f: impl FnOnce(&T) -> R) -> Result<R, Failure> {
     r.ok_or_else(|| failure!("nothing provides `{interface}`"))
 }
 
-fn cpuhp<R>(f: impl FnOnce(&Cpuhp) -> R) -> Result<R, Failure> {
+pub(super) fn cpuhp<R>(f: impl FnOnce(&Cpuhp) -> R) -> Result<R, Failure> {
     with("cpuhp", f)
 }
 
@@ -105,7 +105,7 @@ fn fresh() -> Result<(), Failure> {
 }
 
 /// CPUs enabled at boot other than the one running the tests.
-fn boot_aps() -> alloc::vec::Vec<usize> {
+pub(super) fn boot_aps() -> alloc::vec::Vec<usize> {
     let me = crate::percpu::current_id() as usize;
     let cpus = &crate::acpi::get().expect("ACPI is read at boot").cpus;
     cpus.iter().enumerate().filter(|(i, c)| *i != me && c.class == CpuClass::Boot).map(|(i, _)| i).collect()

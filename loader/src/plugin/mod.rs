@@ -9,4 +9,5 @@ pub mod image;
 pub mod registry;
 pub mod store;
 pub mod cpuhp_tests;
+pub mod vmx_tests;
 pub mod tests;

@@ -519,7 +519,7 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
     if result.is_ok() {
         result = transfer(&txn);
     }
-    SWAPPING_IN.lock().clear();
+    *SWAPPING_IN.lock() = Vec::new();
     match result {
         Ok(blackout) => {
             LAST_BLACKOUT.store(blackout, core::sync::atomic::Ordering::Relaxed);

@@ -34,8 +34,10 @@ trampoline_start:
     mov (DATA - TRAMPOLINE + DATA_EFER), %eax
     xor %edx, %edx
     wrmsr
+    /* NE: x87 errors raise #MF, the native way, which VMX operation
+       requires (IA32_VMX_CR0_FIXED0). */
     mov %cr0, %eax
-    or $0x80010001, %eax                      /* PG | WP | PE */
+    or $0x80010021, %eax                      /* PG | WP | NE | PE */
     mov %eax, %cr0
     ljmpl $0x08, $(TRAMPOLINE + tr_long - trampoline_start)
 

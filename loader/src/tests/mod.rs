@@ -37,6 +37,9 @@ static SUITES: &[Suite] = &[
     Suite { name: "acpihp", tests: crate::sci::tests::TESTS },
     Suite { name: "cpuhp", tests: crate::plugin::cpuhp_tests::TESTS },
     Suite { name: "bench-cpuhp", tests: crate::plugin::cpuhp_tests::BENCH },
+    Suite { name: "vmx", tests: crate::plugin::vmx_tests::TESTS },
+    Suite { name: "vmx-absent", tests: crate::plugin::vmx_tests::ABSENT },
+    Suite { name: "bench-vmx", tests: crate::plugin::vmx_tests::BENCH },
     Suite { name: "reboot", tests: crate::power::tests::REBOOT },
     Suite { name: "poweroff", tests: crate::power::tests::POWEROFF },
     Suite { name: "selftest-fail", tests: selftest::FAIL },
@@ -45,10 +48,11 @@ static SUITES: &[Suite] = &[
     Suite { name: "selftest-hang", tests: selftest::HANG },
 ];
 
-/// Suites that end the run themselves (a reset, a power-off) or wait for
-/// the host runner to act (`acpihp`: QMP hot-add and remove): `all` leaves
+/// Suites that end the run themselves (a reset, a power-off), wait for
+/// the host runner to act (`acpihp`: QMP hot-add and remove), or hold only
+/// where the emulator has VMX (Bochs) or has not (QEMU's TCG): `all` leaves
 /// them out, so they run only when named.
-const NOT_IN_ALL: [&str; 3] = ["reboot", "poweroff", "acpihp"];
+const NOT_IN_ALL: [&str; 6] = ["reboot", "poweroff", "acpihp", "vmx", "vmx-absent", "bench-vmx"];
 
 /// A failed check. Formatted into a fixed buffer so that reporting a
 /// failure never depends on the heap, which some tests exhaust on purpose.

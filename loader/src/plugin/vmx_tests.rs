@@ -1,0 +1,269 @@
+//! The `vmx` suite (Bochs, which emulates VMX): vmx-plugin over cpuhp on
+//! every online CPU, proven with VMPTRST (only VMX operation executes it);
+//! logical offline and online, a CPU that comes online after the load, an
+//! injected failure rolled back, a swap that keeps VMX on, unload, a load
+//! refused while the system goes down, and the reboot path leaving VMX on
+//! every CPU. The `vmx-absent` suite (QEMU, no VMX under TCG): the load
+//! fails with "not supported", registers nothing, and cpuhp keeps working.
+
+use super::cpuhp_tests::{boot_aps, cpuhp, with, StateInfo, FAILED, UP};
+use super::registry;
+use crate::tests::{Failure, Test};
+use crate::{check, check_eq, failure};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub static TESTS: &[Test] = &[
+    Test { name: "load-enables-vmx-on-every-online-cpu", run: load_enables },
+    Test { name: "late-cpu-enables-vmx-when-it-comes-online", run: late_cpu },
+    Test { name: "offline-leaves-vmx-online-reenters", run: offline_online },
+    Test { name: "injected-failures-roll-back-with-vmx-off", run: injected_failures },
+    Test { name: "swap-keeps-vmx-on", run: swap_keeps_vmx_on },
+    Test { name: "unload-leaves-vmx-off-everywhere", run: unload },
+    Test { name: "load-during-shutdown-is-busy", run: busy },
+    // Last: it stops the other CPUs for good, as a reboot does.
+    Test { name: "reboot-path-leaves-vmx-on-every-cpu", run: reboot_path },
+];
+
+pub static ABSENT: &[Test] = &[Test { name: "load-fails-not-supported-cpuhp-unaffected", run: absent }];
+
+pub static BENCH: &[Test] = &[Test { name: "vmx-enable-disable", run: bench }];
+
+/// vmx-plugin's `vmx` 1.x table (its `api::Vmx`).
+#[repr(C)]
+struct Vmx {
+    cpu_enabled: extern "C" fn(cpu: u32) -> u32,
+    vmxon_region: extern "C" fn(cpu: u32) -> u64,
+    load_vmcs: extern "C" fn(cpu: u32) -> i32,
+    loaded_vmcs: extern "C" fn(cpu: u32) -> u64,
+    state_id: extern "C" fn() -> u32,
+    enable_ticks: extern "C" fn(cpu: u32) -> u64,
+    disable_ticks: extern "C" fn(cpu: u32) -> u64,
+    generation: extern "C" fn() -> u32,
+}
+
+/// vmx-plugin's codes this suite expects (its `api::code`).
+const NOT_SUPPORTED: i32 = -1;
+const BUSY: i32 = -6;
+
+fn vmx<R>(f: impl FnOnce(&Vmx) -> R) -> Result<R, Failure> {
+    with("vmx", f)
+}
+
+static PROBE: AtomicU64 = AtomicU64::new(0);
+const IN_VMX: u64 = 1;
+const NOT_IN_VMX: u64 = 2;
+
+fn probe_here(_: usize, _: usize) {
+    let r = match crate::cpu::probe::vmptrst() {
+        Ok(_) => IN_VMX,
+        Err(_) => NOT_IN_VMX,
+    };
+    PROBE.store(r, Ordering::SeqCst);
+}
+
+/// Whether `cpu` (running) is in VMX operation, by executing VMPTRST there.
+fn in_vmx(cpu: usize) -> Result<bool, Failure> {
+    PROBE.store(0, Ordering::SeqCst);
+    crate::smp::run_on(1 << cpu, probe_here, 0).map_err(|e| failure!("run on cpu {cpu}: {e}"))?;
+    match PROBE.load(Ordering::SeqCst) {
+        IN_VMX => Ok(true),
+        NOT_IN_VMX => Ok(false),
+        _ => Err(failure!("the VMPTRST probe did not run on cpu {cpu}")),
+    }
+}
+
+fn online_cpus() -> alloc::vec::Vec<usize> {
+    (0..loader::madt::MAX_CPUS).filter(|&c| crate::smp::online_mask() & 1 << c != 0).collect()
+}
+
+/// Every running CPU in VMX operation, and vmx-plugin agreeing.
+fn all_in_vmx(when: &str) -> Result<(), Failure> {
+    for cpu in online_cpus() {
+        check!(in_vmx(cpu)?, "cpu {cpu} is not in VMX operation {when}");
+        check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 1, "vmx-plugin's flag for cpu {cpu} {when}");
+    }
+    Ok(())
+}
+
+fn unload_all() {
+    for p in registry::list() {
+        let _ = registry::unload(&p.name, true);
+    }
+}
+
+fn load(name: &str, version: Option<&str>) -> Result<(), Failure> {
+    registry::load(name, version).map(drop).map_err(|e| failure!("load {name}: {e}"))
+}
+
+fn fresh() -> Result<(), Failure> {
+    unload_all();
+    load("cpuhp-plugin", Some("1.0.0"))?;
+    load("vmx-plugin", Some("1.0.0"))
+}
+
+fn load_enables() -> Result<(), Failure> {
+    fresh()?;
+    check!(!boot_aps().is_empty(), "the vmx suite needs a second CPU");
+    all_in_vmx("after load")
+}
+
+/// A CPU offline when vmx-plugin loads (as one kept offline at boot, or
+/// arriving later, is) gets VMX from the ONLINE state when it comes up.
+fn late_cpu() -> Result<(), Failure> {
+    unload_all();
+    load("cpuhp-plugin", Some("1.0.0"))?;
+    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    if cpuhp(|t| (t.is_online)(cpu as u32))? == 1 {
+        check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu} before the load");
+    }
+    load("vmx-plugin", Some("1.0.0"))?;
+    check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX on offline cpu {cpu}");
+    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}");
+    check!(in_vmx(cpu)?, "cpu {cpu} came online without VMX");
+    all_in_vmx("after the late CPU came up")
+}
+
+/// With a VMCS loaded, so that the teardown has to VMCLEAR it first.
+fn offline_online() -> Result<(), Failure> {
+    fresh()?;
+    for cpu in boot_aps() {
+        for round in 0..2 {
+            check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu}");
+            check!(vmx(|t| (t.loaded_vmcs)(cpu as u32))? != 0, "no VMCS loaded on cpu {cpu}");
+            check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}, round {round}");
+            check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of offline cpu {cpu}");
+            check_eq!(vmx(|t| (t.loaded_vmcs)(cpu as u32))?, 0, "VMCS still loaded on offline cpu {cpu}");
+            check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}, round {round}");
+            check!(in_vmx(cpu)?, "cpu {cpu} online again without VMX, round {round}");
+        }
+    }
+    Ok(())
+}
+
+/// A failure at `vmx:online` (VMX never entered) and at the last state
+/// (VMX entered, so the rollback must leave it): the CPU ends offline with
+/// VMX off, and comes up with VMX once the failure is gone.
+fn injected_failures() -> Result<(), Failure> {
+    fresh()?;
+    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    let vmx_state = vmx(|t| (t.state_id)())?;
+    let last = cpuhp(|t| (t.state_count)())? - 1;
+    let mut info = StateInfo::default();
+    check_eq!(cpuhp(|t| (t.state_at)(last, &mut info))?, 0, "state_at {last}");
+    for id in [vmx_state, info.id] {
+        check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}");
+        check_eq!(cpuhp(|t| (t.fail)(cpu as u32, id, UP))?, 0, "inject at state {id}");
+        check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, FAILED, "online with state {id} failing");
+        check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 0, "cpu {cpu} online after state {id} failed");
+        check!(crate::smp::state(cpu) != crate::smp::State::Online, "cpu {cpu} still runs after the rollback");
+        check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of cpu {cpu} after state {id} failed");
+        check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} without the failure");
+        check!(in_vmx(cpu)?, "cpu {cpu} without VMX after a clean online");
+    }
+    Ok(())
+}
+
+fn swap_keeps_vmx_on() -> Result<(), Failure> {
+    fresh()?;
+    let cpus = online_cpus();
+    for &cpu in &cpus {
+        check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu}");
+    }
+    let regions: alloc::vec::Vec<(u64, u64)> = cpus
+        .iter()
+        .map(|&c| vmx(|t| ((t.vmxon_region)(c as u32), (t.loaded_vmcs)(c as u32))))
+        .collect::<Result<_, _>>()?;
+    for (version, generation) in [("1.1.0", 2), ("1.0.0", 1)] {
+        registry::swap("vmx", version).map_err(|e| failure!("swap vmx to {version}: {e}"))?;
+        check_eq!(vmx(|t| (t.generation)())?, generation, "generation after the swap to {version}");
+        all_in_vmx("right after the swap")?;
+        for (&cpu, &regions) in cpus.iter().zip(&regions) {
+            let now = vmx(|t| ((t.vmxon_region)(cpu as u32), (t.loaded_vmcs)(cpu as u32)))?;
+            check_eq!(now, regions, "cpu {cpu}'s VMXON region and loaded VMCS after the swap");
+        }
+        // The new version's callbacks run the ONLINE state now.
+        for cpu in boot_aps() {
+            check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu} after the swap");
+            check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} after the swap");
+            check!(in_vmx(cpu)?, "cpu {cpu} without VMX after offline/online past the swap");
+            check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu} past the swap");
+        }
+    }
+    Ok(())
+}
+
+fn unload() -> Result<(), Failure> {
+    fresh()?;
+    let states = cpuhp(|t| (t.state_count)())?;
+    registry::unload("vmx", false).map_err(|e| failure!("unload vmx: {e}"))?;
+    for cpu in online_cpus() {
+        check!(!in_vmx(cpu)?, "cpu {cpu} still in VMX operation after unload");
+    }
+    check_eq!(cpuhp(|t| (t.state_count)())?, states - 1, "cpuhp states after unload");
+    Ok(())
+}
+
+fn busy() -> Result<(), Failure> {
+    unload_all();
+    load("cpuhp-plugin", Some("1.0.0"))?;
+    let states = cpuhp(|t| (t.state_count)())?;
+    // What a reboot or power-off does first (`system::shut_down`), without
+    // its hooks and its emergency round: the load must see it.
+    let r = crate::system::with_state(plugins::system_state::RESTART, || registry::load("vmx-plugin", None));
+    match r {
+        Err(registry::Error::InitFailed { code, .. }) => check_eq!(code, BUSY, "init's error"),
+        other => return Err(failure!("load during shutdown: {other:?}")),
+    }
+    check_eq!(cpuhp(|t| (t.state_count)())?, states, "cpuhp states after the refused load");
+    check!(!crate::system::any_registered(), "system hooks left behind by the refused load");
+    for cpu in online_cpus() {
+        check!(!in_vmx(cpu)?, "cpu {cpu} left in VMX operation by the refused load");
+    }
+    Ok(())
+}
+
+/// What the shell's `reboot` runs before the reset (`power::reboot` is
+/// `system::shut_down` then `power::reset`): every CPU leaves VMX.
+fn reboot_path() -> Result<(), Failure> {
+    fresh()?;
+    all_in_vmx("before the reboot")?;
+    let cpus = online_cpus();
+    crate::system::shut_down(plugins::system_state::RESTART);
+    for &cpu in &cpus {
+        check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of cpu {cpu} after the shutdown");
+        check!(crate::system::emergency_ran(cpu), "the emergency round did not run on cpu {cpu}");
+    }
+    check!(crate::cpu::probe::vmptrst().is_err(), "this CPU is still in VMX operation after the shutdown");
+    Ok(())
+}
+
+fn absent() -> Result<(), Failure> {
+    unload_all();
+    load("cpuhp-plugin", Some("1.0.0"))?;
+    let states = cpuhp(|t| (t.state_count)())?;
+    match registry::load("vmx-plugin", None) {
+        Err(registry::Error::InitFailed { code, .. }) => check_eq!(code, NOT_SUPPORTED, "init's error"),
+        other => return Err(failure!("load without VMX: {other:?}")),
+    }
+    check!(registry::provider_table("vmx").is_none(), "`vmx` provided after the failed load");
+    check_eq!(cpuhp(|t| (t.state_count)())?, states, "cpuhp states after the failed load");
+    check!(!crate::system::any_registered(), "system hooks left behind by the failed load");
+    for cpu in boot_aps() {
+        check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}");
+        check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}");
+    }
+    Ok(())
+}
+
+/// Per-CPU enable (compatibility check + VMXON) and disable (VMCLEAR +
+/// VMXOFF) as vmx-plugin timed them, after one offline/online of a CPU.
+fn bench() -> Result<(), Failure> {
+    fresh()?;
+    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline");
+    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online");
+    let (up, down) = vmx(|t| ((t.enable_ticks)(cpu as u32), (t.disable_ticks)(cpu as u32)))?;
+    crate::println!("bench: vmx-enable {up} tsc cpu={cpu}");
+    crate::println!("bench: vmx-disable {down} tsc cpu={cpu}");
+    Ok(())
+}
