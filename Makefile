@@ -11,7 +11,8 @@
 #   make setup           install missing tools (run, bochs, test, bench do it first)
 #   make clean           remove images/out and cargo's target/
 #
-# Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run), FILTER=<substr>
+# Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run),
+# BOCHS_MODEL=corei7_skylake_x|tigerlake (bochs; default corei7_skylake_x), FILTER=<substr>
 # and JOBS=<n> (test), PLUGIN=<name> and VERSION=<version> (swap),
 # FEATURES='"sse4.2": false' (cpu-add: extra CPU properties), CPU=<n> (cpu-del),
 # ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
@@ -35,7 +36,7 @@ run: setup
 	$(RUNNER) run --image $(IMAGE) -- $(QEMU_ARGS)
 
 bochs: setup
-	$(RUNNER) bochs --image $(IMAGE)
+	$(RUNNER) bochs --image $(IMAGE) $(if $(BOCHS_MODEL),--model $(BOCHS_MODEL))
 
 test: setup
 	$(CARGO) test -p loader --lib -p images -p plugins -p cpuhp-plugin -p cpuidcheck-plugin -p vmx-plugin

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 
 use lexopt::prelude::*;
 
+use crate::layout::BochsModel;
 use crate::recipes::{self, Recipe};
 use crate::{Error, Result};
 
@@ -61,9 +62,10 @@ unix socket images/out/run/com2.sock, where `runner swap` uploads plugins.
 Arguments after `--` are passed to QEMU as they are (make run QEMU_ARGS=...).";
 
 pub const BOCHS_HELP: &str = "\
-usage: runner bochs [--image NAME]
+usage: runner bochs [--image NAME] [--model MODEL]
 
-Boots an image's ISO (default: `default`) in Bochs with two Skylake-X CPUs.
+Boots an image's ISO (default: `default`) in Bochs with two CPUs of Bochs's
+model MODEL: corei7_skylake_x (default) or tigerlake (make bochs BOCHS_MODEL=...).
 COM1 is this terminal; Bochs takes every key, so leave through the loader's
 power-off or by killing Bochs from another terminal.";
 
@@ -115,6 +117,7 @@ pub enum Command {
     },
     Bochs {
         image: &'static Recipe,
+        model: BochsModel,
     },
     Bench,
     Swap {
@@ -166,14 +169,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         "build" => no_options(&mut parser, "build", BUILD_HELP, Command::Build),
         "bench" => no_options(&mut parser, "bench", BENCH_HELP, Command::Bench),
         "test" => parse_test(&mut parser),
-        "run" => Ok(match parse_image(&mut parser, "run")? {
+        "run" => Ok(match parse_image(&mut parser, "run", None)? {
             Some(image) => Command::Run { image, qemu_args: passthrough.unwrap_or_default() },
             None => Command::Help(RUN_HELP),
         }),
-        "bochs" => Ok(match parse_image(&mut parser, "bochs")? {
-            Some(image) => Command::Bochs { image },
-            None => Command::Help(BOCHS_HELP),
-        }),
+        "bochs" => {
+            let mut model = BochsModel::SkylakeX;
+            Ok(match parse_image(&mut parser, "bochs", Some(&mut model))? {
+                Some(image) => Command::Bochs { image, model },
+                None => Command::Help(BOCHS_HELP),
+            })
+        }
         "swap" => parse_swap(&mut parser),
         "cpu-add" => parse_cpu_add(&mut parser),
         "cpu-del" => parse_cpu_del(&mut parser),
@@ -292,20 +298,37 @@ fn parse_cpu_del(parser: &mut lexopt::Parser) -> Result<Command> {
         .ok_or_else(|| Error::Usage("runner cpu-del: say which CPU: --cpu N (make cpu-del CPU=N)".into()))
 }
 
-/// `--image NAME` for `run` and `bochs`: the recipe, or `None` when help
-/// was asked for.
-fn parse_image(parser: &mut lexopt::Parser, name: &'static str) -> Result<Option<&'static Recipe>> {
+/// `--image NAME` for `run` and `bochs`, and `--model MODEL` where `model`
+/// is given (`bochs`): the recipe, or `None` when help was asked for.
+fn parse_image(
+    parser: &mut lexopt::Parser,
+    name: &'static str,
+    mut model: Option<&mut BochsModel>,
+) -> Result<Option<&'static Recipe>> {
     let mut image = DEFAULT_IMAGE.to_string();
     while let Some(arg) = parser.next().map_err(usage(name))? {
-        match arg {
-            Short('h') | Long("help") => return Ok(None),
-            Long("image") => {
+        match (arg, model.as_deref_mut()) {
+            (Short('h') | Long("help"), _) => return Ok(None),
+            (Long("image"), _) => {
                 image = parser
                     .value()
                     .and_then(|v| v.string())
                     .map_err(usage(name))?
             }
-            other => return Err(usage(name)(other.unexpected())),
+            (Long("model"), Some(slot)) => {
+                let value = parser
+                    .value()
+                    .and_then(|v| v.string())
+                    .map_err(usage(name))?;
+                *slot = BochsModel::parse(&value).ok_or_else(|| {
+                    let known: Vec<&str> = BochsModel::ALL.iter().map(|m| m.name()).collect();
+                    Error::Usage(format!(
+                        "runner {name}: --model `{value}` is not one of {}",
+                        known.join(", ")
+                    ))
+                })?;
+            }
+            (other, _) => return Err(usage(name)(other.unexpected())),
         }
     }
     recipes::find(&image)
@@ -361,7 +384,15 @@ mod tests {
         assert_eq!(
             p(&["bochs", "--image", "smp"]).unwrap(),
             Command::Bochs {
-                image: recipes::find("smp").unwrap()
+                image: recipes::find("smp").unwrap(),
+                model: BochsModel::SkylakeX
+            }
+        );
+        assert_eq!(
+            p(&["bochs", "--model", "tigerlake"]).unwrap(),
+            Command::Bochs {
+                image: default,
+                model: BochsModel::TigerLake
             }
         );
     }
@@ -438,6 +469,13 @@ mod tests {
             "{e}"
         );
         assert!(err(&["run", "-s"]).contains("-s"));
+        // Only Bochs has a CPU model to choose.
+        assert!(err(&["run", "--model", "tigerlake"]).contains("--model"));
+        let e = err(&["bochs", "--model", "skylake"]);
+        assert!(
+            e.contains("`skylake`") && e.contains("corei7_skylake_x, tigerlake"),
+            "{e}"
+        );
         assert!(err(&["bench", "--fast"]).contains("runner bench --help"));
         assert!(err(&["swap"]).contains("--plugin NAME"));
         assert!(err(&["swap", "--plugin="]).contains("--plugin NAME"));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use loader::exit::Status;
 
 use crate::builder::{shown, Image};
-use crate::layout::{QemuLayout, BOCHS_CPUS, BOCHS_CPU_MODEL, BOCHS_MEM_MIB, RUN_LAYOUT};
+use crate::layout::{BochsModel, QemuLayout, BOCHS_CPUS, BOCHS_MEM_MIB, RUN_LAYOUT};
 use crate::outcome::{last_marker, Ended};
 use crate::{out_dir, swap, Error, Result};
 
@@ -129,6 +129,7 @@ pub fn qemu_args(boot: &QemuBoot) -> Vec<OsString> {
 #[derive(Clone, Copy, Debug)]
 pub struct BochsBoot<'a> {
     pub iso: &'a Path,
+    pub model: BochsModel,
     pub com1: Serial<'a>,
     /// Bochs's own log (its messages, not the guest's).
     pub log: &'a Path,
@@ -183,7 +184,7 @@ pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
          # and timeout=0 keeps it from waiting for one.\n\
          display_library: rfb, options=\"timeout=0\"\n\
          # A triple fault stops the machine rather than looping through resets.\n\
-         cpu: model={BOCHS_CPU_MODEL}, count={BOCHS_CPUS}, ips=50000000, reset_on_triple_fault=0\n\
+         cpu: model={model}, count={BOCHS_CPUS}, ips=50000000, reset_on_triple_fault=0\n\
          clock: sync=none\n\
          megs: {BOCHS_MEM_MIB}\n\
          romimage: file=\"{bios}\"\n\
@@ -195,6 +196,7 @@ pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
          # The ALSA sound plugin aborts Bochs on machines without a sound card.\n\
          sound: driver=dummy\n\
          log: \"{log}\"\n",
+        model = boot.model.name(),
         bios = boot.bios.display(),
         vga = boot.vga_bios.display(),
         iso = boot.iso.display(),
@@ -216,13 +218,19 @@ pub fn bochs_args(bochsrc: &Path, rc_file: &Path) -> Vec<OsString> {
 
 /// Writes a bochsrc and the debugger's command file into `dir`; returns
 /// the arguments that boot them.
-pub fn prepare_bochs(dir: &Path, iso: &Path, com1: Serial) -> Result<Vec<OsString>> {
+pub fn prepare_bochs(
+    dir: &Path,
+    iso: &Path,
+    model: BochsModel,
+    com1: Serial,
+) -> Result<Vec<OsString>> {
     let (bios, vga_bios) = bochs_firmware()?;
     let rc_path = dir.join("bochsrc");
     let cont_path = dir.join("debugger-commands");
     let log = dir.join("bochs.log");
     let text = bochsrc(&BochsBoot {
         iso,
+        model,
         com1,
         log: &log,
         bios: &bios,
@@ -372,7 +380,7 @@ pub fn run_console(
 
 /// `runner bochs`: the image's ISO in Bochs. COM1 is the terminal when
 /// there is one; otherwise it goes to a file that is copied to stdout.
-pub fn bochs_console(image: &Image) -> Result<ExitCode> {
+pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
     let dir = fresh_run_dir(&format!("{}.bochs-console", image.name))?;
     let serial = dir.join("serial.log");
     let tty = File::open("/dev/tty").ok();
@@ -381,7 +389,7 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
     } else {
         Serial::File(&serial)
     };
-    let args = prepare_bochs(&dir, &image.iso, com1)?;
+    let args = prepare_bochs(&dir, &image.iso, model, com1)?;
     let output = dir.join("bochs.out");
     let out = File::create(&output)
         .map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
@@ -397,8 +405,9 @@ pub fn bochs_console(image: &Image) -> Result<ExitCode> {
         .spawn()
         .map_err(|e| Error::io(format!("starting {BOCHS}"), e))?;
     println!(
-        "bochs: image `{}`; Bochs's own messages go to {}",
+        "bochs: image `{}` on {}; Bochs's own messages go to {}",
         image.name,
+        model.name(),
         shown(&output)
     );
     let result = match com1 {
@@ -552,6 +561,7 @@ mod tests {
     fn bochsrc_for_a_test_run() {
         let text = bochsrc(&BochsBoot {
             iso: Path::new("/w/images/out/boot.iso"),
+            model: BochsModel::SkylakeX,
             com1: Serial::File(Path::new("/w/run/serial.log")),
             log: Path::new("/w/run/bochs.log"),
             bios: Path::new(BOCHS_BIOS),
@@ -586,6 +596,7 @@ mod tests {
     fn bochsrc_on_the_terminal() {
         let text = bochsrc(&BochsBoot {
             iso: Path::new("/i.iso"),
+            model: BochsModel::TigerLake,
             com1: Serial::Terminal,
             log: Path::new("/l"),
             bios: Path::new("/b"),
@@ -596,6 +607,7 @@ mod tests {
             text.contains("com1: enabled=1, mode=term, dev=/dev/tty\n"),
             "{text}"
         );
+        assert!(text.contains("cpu: model=tigerlake, count=2, "), "{text}");
     }
 
     #[test]
@@ -618,6 +630,7 @@ mod tests {
         );
         let e = bochsrc(&BochsBoot {
             iso: Path::new("/i.iso"),
+            model: BochsModel::SkylakeX,
             com1: Serial::Socket(Path::new("/tmp/s.sock")),
             log: Path::new("/l"),
             bios: Path::new("/b"),

@@ -105,8 +105,34 @@ pub const BENCH_LAYOUT: QemuLayout = QEMU_LAYOUTS[0];
 /// `runner run`: room to hot-add CPUs and enough memory to play with.
 pub const RUN_LAYOUT: QemuLayout = QemuLayout::new(Machine::Q35, 2, 4, 512);
 
-/// Bochs runs one configuration: an Intel model with VMX, two CPUs.
-pub const BOCHS_CPU_MODEL: &str = "corei7_skylake_x";
+/// The Bochs CPU models images boot on (bochsrc `cpu: model=`): Intel
+/// models with VMX, which differ in the VMX features they report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BochsModel {
+    /// The default: every Bochs recipe runs here, as does `runner bochs`.
+    SkylakeX,
+    /// Bochs 2.7's newest Intel model: the same VMX code meets a second
+    /// set of CPUID leaves and VMX capability MSRs.
+    TigerLake,
+}
+
+impl BochsModel {
+    pub const ALL: [BochsModel; 2] = [BochsModel::SkylakeX, BochsModel::TigerLake];
+
+    /// Bochs's name for the model.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BochsModel::SkylakeX => "corei7_skylake_x",
+            BochsModel::TigerLake => "tigerlake",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BochsModel> {
+        BochsModel::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// Every Bochs boot has two CPUs, whatever the model.
 pub const BOCHS_CPUS: u32 = 2;
 pub const BOCHS_MEM_MIB: u32 = 256;
 
@@ -134,21 +160,21 @@ impl Emulator {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Qemu(QemuLayout),
-    Bochs,
+    Bochs(BochsModel),
 }
 
 impl Target {
     pub fn emulator(&self) -> Emulator {
         match self {
             Target::Qemu(_) => Emulator::Qemu,
-            Target::Bochs => Emulator::Bochs,
+            Target::Bochs(_) => Emulator::Bochs,
         }
     }
 
     pub fn default_timeout(&self) -> Duration {
         match self {
             Target::Qemu(_) => QEMU_TIMEOUT,
-            Target::Bochs => BOCHS_TIMEOUT,
+            Target::Bochs(_) => BOCHS_TIMEOUT,
         }
     }
 
@@ -162,7 +188,7 @@ impl Target {
                 l.max_cpus,
                 l.mem_arg()
             ),
-            Target::Bochs => "bochs".to_string(),
+            Target::Bochs(m) => format!("bochs-{}", m.name().replace('_', "-")),
         }
     }
 
@@ -172,7 +198,7 @@ impl Target {
     pub fn expected_banner(&self) -> Expectation {
         match self {
             Target::Qemu(l) => Expectation::new(l.cpus, l.max_cpus - l.cpus, l.mem_mib),
-            Target::Bochs => Expectation::new(BOCHS_CPUS, 0, BOCHS_MEM_MIB),
+            Target::Bochs(_) => Expectation::new(BOCHS_CPUS, 0, BOCHS_MEM_MIB),
         }
     }
 }
@@ -181,9 +207,10 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Qemu(l) => write!(f, "qemu {l}"),
-            Target::Bochs => write!(
+            Target::Bochs(m) => write!(
                 f,
-                "bochs {BOCHS_CPU_MODEL} x{BOCHS_CPUS} {}",
+                "bochs {} x{BOCHS_CPUS} {}",
+                m.name(),
                 mem_label(BOCHS_MEM_MIB)
             ),
         }
@@ -207,7 +234,12 @@ mod tests {
         let l = QemuLayout::new(Machine::Pc, 4, 4, 128);
         assert_eq!(l.smp_arg(), "4");
         assert_eq!(Target::Qemu(l).to_string(), "qemu pc -smp 4 -m 128M");
-        assert_eq!(Target::Bochs.to_string(), "bochs corei7_skylake_x x2 256M");
+        let skylake = Target::Bochs(BochsModel::SkylakeX);
+        assert_eq!(skylake.to_string(), "bochs corei7_skylake_x x2 256M");
+        assert_eq!(skylake.slug(), "bochs-corei7-skylake-x");
+        let tigerlake = Target::Bochs(BochsModel::TigerLake);
+        assert_eq!(tigerlake.to_string(), "bochs tigerlake x2 256M");
+        assert_eq!(tigerlake.slug(), "bochs-tigerlake");
     }
 
     #[test]
@@ -218,8 +250,11 @@ mod tests {
         let e = Target::Qemu(QemuLayout::new(Machine::Q35, 4, 4, 2048)).expected_banner();
         assert_eq!((e.boot_cpus, e.hotpluggable), (4, 0));
         assert_eq!(e.memory_mib, 2032..=2048);
-        let e = Target::Bochs.expected_banner();
-        assert_eq!((e.boot_cpus, e.hotpluggable), (2, 0));
+        for m in BochsModel::ALL {
+            let e = Target::Bochs(m).expected_banner();
+            assert_eq!((e.boot_cpus, e.hotpluggable), (2, 0));
+            assert_eq!(e.memory_mib, 240..=256);
+        }
     }
 
     #[test]
@@ -257,12 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn bochs_models_by_name() {
+        for m in BochsModel::ALL {
+            assert_eq!(BochsModel::parse(m.name()), Some(m));
+        }
+        assert_eq!(BochsModel::parse("skylake"), None);
+    }
+
+    #[test]
     fn slugs_are_unique_and_file_name_safe() {
         let mut slugs: Vec<String> = QEMU_LAYOUTS
             .iter()
             .map(|l| Target::Qemu(*l).slug())
             .collect();
-        slugs.push(Target::Bochs.slug());
+        slugs.extend(BochsModel::ALL.map(|m| Target::Bochs(m).slug()));
         for s in &slugs {
             assert!(
                 s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),

@@ -36,9 +36,9 @@ fn execute(command: Command) -> images::Result<ExitCode> {
             builder::build_all()?;
             emulator::run_console(&Image::of(image.name), image.reboots(), &qemu_args, accel)
         }
-        Command::Bochs { image } => {
+        Command::Bochs { image, model } => {
             builder::build_all()?;
-            emulator::bochs_console(&Image::of(image.name))
+            emulator::bochs_console(&Image::of(image.name), model)
         }
         Command::Bench => bench::bench_command(),
         Command::Swap { plugin, version } => swap::swap_command(&plugin, version.as_deref()),

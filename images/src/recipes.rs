@@ -6,7 +6,7 @@ use std::time::Duration;
 use loader::cmdline::CommandLine;
 use loader::exit::Status;
 
-use crate::layout::{Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+use crate::layout::{BochsModel, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
 use crate::outcome::Outcome;
 use crate::{Error, Result};
 
@@ -22,10 +22,12 @@ pub struct Recipe {
 pub enum Role {
     /// Boots to the console for `runner run` / `runner bochs`; never tested.
     Interactive,
-    /// Runs in-image suites on every QEMU layout, and in Bochs when `bochs`.
+    /// Runs in-image suites on every QEMU layout when `qemu`, and in Bochs
+    /// on each model of `bochs`.
     Test {
         expect: Outcome,
-        bochs: bool,
+        qemu: bool,
+        bochs: &'static [BochsModel],
         /// Resets itself once on purpose, so QEMU must not get `-no-reboot`.
         reboots: bool,
     },
@@ -49,7 +51,8 @@ const fn test(name: &'static str, args: &'static str) -> Recipe {
         args,
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: false,
+            qemu: true,
+            bochs: &[],
             reboots: false,
         },
     }
@@ -79,7 +82,8 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=boot",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: true,
+            qemu: true,
+            bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
     },
@@ -91,7 +95,8 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=smp",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: true,
+            qemu: true,
+            bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
     },
@@ -102,7 +107,8 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=plugin-image,plugins",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: true,
+            qemu: true,
+            bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
     },
@@ -126,10 +132,26 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=cpuhp",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: true,
+            qemu: true,
+            bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
     },
+    // Needs VMX, which QEMU's TCG does not emulate: Bochs only, on two
+    // Intel models that report different VMX capabilities.
+    Recipe {
+        name: "vmx",
+        args: "test=vmx",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            reboots: false,
+        },
+    },
+    // The counterpart for CPUs without VMX: QEMU under TCG (with
+    // ACCEL=kvm the host's CPU model may have VMX, and this image fails).
+    test("vmx-absent", "test=vmx-absent"),
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {
@@ -137,7 +159,8 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=reboot",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: false,
+            qemu: true,
+            bochs: &[],
             reboots: true,
         },
     },
@@ -146,7 +169,8 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=poweroff",
         role: Role::Test {
             expect: Outcome::Exited(Status::PowerOff),
-            bochs: false,
+            qemu: true,
+            bochs: &[],
             reboots: false,
         },
     },
@@ -224,12 +248,12 @@ impl Recipe {
     pub fn targets(&self) -> Vec<Target> {
         match self.role {
             Role::Interactive | Role::Bench | Role::Driven => Vec::new(),
-            Role::Test { bochs, .. } => {
-                let mut t: Vec<Target> = QEMU_LAYOUTS.iter().map(|l| Target::Qemu(*l)).collect();
-                if bochs {
-                    t.push(Target::Bochs);
-                }
-                t
+            Role::Test { qemu, bochs, .. } => {
+                let qemu_layouts = if qemu { &QEMU_LAYOUTS[..] } else { &[] };
+                let qemu_targets = qemu_layouts.iter().map(|l| Target::Qemu(*l));
+                qemu_targets
+                    .chain(bochs.iter().map(|m| Target::Bochs(*m)))
+                    .collect()
             }
             Role::SelfCheck { .. } => vec![Target::Qemu(SELF_CHECK_LAYOUT)],
         }
@@ -296,12 +320,25 @@ impl Recipe {
             }
             (
                 Role::Test {
-                    bochs: true,
+                    qemu: false,
+                    bochs: [],
+                    ..
+                },
+                _,
+            ) => bad("a test image needs a QEMU or a Bochs target".into()),
+            (
+                Role::Test {
+                    bochs: [_, ..],
                     reboots: true,
                     ..
                 },
                 _,
             ) => bad("Bochs stops on a reset, so a rebooting image cannot run there".into()),
+            (Role::Test { bochs, .. }, _)
+                if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) =>
+            {
+                bad("a Bochs model is listed twice".into())
+            }
             _ => Ok(()),
         }
     }
@@ -354,7 +391,8 @@ mod tests {
         };
         let pass = Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: false,
+            qemu: true,
+            bochs: &[],
             reboots: false,
         };
         assert!(r("x", "tset=boot", pass).contains("tset=boot"));
@@ -370,10 +408,25 @@ mod tests {
         assert!(r("x", "test=boot", rejected).contains("meant to be rejected"));
         let both = Role::Test {
             expect: Outcome::Exited(Status::Pass),
-            bochs: true,
+            qemu: true,
+            bochs: &[BochsModel::SkylakeX],
             reboots: true,
         };
-        assert!(r("x", "test=reboot", both).contains("Bochs"));
+        assert!(r("x", "test=reboot", both).contains("Bochs stops on a reset"));
+        let nowhere = Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[],
+            reboots: false,
+        };
+        assert!(r("x", "test=boot", nowhere).contains("QEMU or a Bochs target"));
+        let twice = Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[BochsModel::TigerLake, BochsModel::TigerLake],
+            reboots: false,
+        };
+        assert!(r("x", "test=boot", twice).contains("listed twice"));
     }
 
     #[test]
@@ -389,11 +442,19 @@ mod tests {
     fn targets_per_role() {
         assert!(find("default").unwrap().targets().is_empty());
         assert!(find("bench-plugins").unwrap().targets().is_empty());
+        let skylake = Target::Bochs(BochsModel::SkylakeX);
         let boot = find("boot").unwrap().targets();
         assert_eq!(boot.len(), QEMU_LAYOUTS.len() + 1);
-        assert_eq!(boot.last(), Some(&Target::Bochs));
-        assert!(!find("reboot").unwrap().targets().contains(&Target::Bochs));
-        assert!(find("smp").unwrap().targets().contains(&Target::Bochs));
+        assert_eq!(boot.last(), Some(&skylake));
+        assert!(!find("reboot").unwrap().targets().contains(&skylake));
+        assert!(find("smp").unwrap().targets().contains(&skylake));
+        assert_eq!(
+            find("vmx").unwrap().targets(),
+            [skylake, Target::Bochs(BochsModel::TigerLake)]
+        );
+        let absent = find("vmx-absent").unwrap().targets();
+        assert_eq!(absent.len(), QEMU_LAYOUTS.len());
+        assert!(absent.iter().all(|t| matches!(t, Target::Qemu(_))));
         assert_eq!(
             find("fail-panic").unwrap().targets(),
             [Target::Qemu(QemuLayout::new(Machine::Q35, 1, 1, 128))]
@@ -422,7 +483,9 @@ mod tests {
         );
         assert_eq!(find("boot").unwrap().timeout(&t), Duration::from_secs(60));
         assert_eq!(
-            find("boot").unwrap().timeout(&Target::Bochs),
+            find("boot")
+                .unwrap()
+                .timeout(&Target::Bochs(BochsModel::TigerLake)),
             Duration::from_secs(240)
         );
         assert!(find("reboot").unwrap().reboots());

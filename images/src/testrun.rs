@@ -168,11 +168,12 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
             }));
             c
         }
-        Target::Bochs => {
+        Target::Bochs(model) => {
             let mut c = Command::new(emulator::BOCHS);
             c.args(emulator::prepare_bochs(
                 &dir,
                 &image.iso,
+                model,
                 Serial::File(&serial_path),
             )?);
             c
@@ -474,7 +475,7 @@ pub fn test_command(filter: Option<&str>, jobs: usize) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+    use crate::layout::{BochsModel, Emulator, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
     use crate::recipes::find;
     use std::fs;
 
@@ -485,6 +486,9 @@ mod tests {
             kind: Kind::Boot,
         }
     }
+
+    const SKYLAKE: Target = Target::Bochs(BochsModel::SkylakeX);
+    const TIGERLAKE: Target = Target::Bochs(BochsModel::TigerLake);
 
     fn banner(cpus: u32, hot: u32, mib: u32) -> String {
         format!("cpus: {cpus} enabled at boot, {hot} hot-pluggable\nmemory: {mib} MiB usable\n")
@@ -499,12 +503,21 @@ mod tests {
             .all(|r| r.recipe.name != "default" || matches!(r.kind, Kind::Session(_))));
         let smp: Vec<&Run> = all.iter().filter(|r| r.recipe.name == "smp").collect();
         assert_eq!(smp.len(), QEMU_LAYOUTS.len() + 1);
-        let bochs: Vec<&str> = all
-            .iter()
-            .filter(|r| r.target == Target::Bochs)
-            .map(|r| r.recipe.name)
-            .collect();
-        assert_eq!(bochs, ["boot", "smp", "plugins", "cpuhp"]);
+        let on = |target| -> Vec<&str> {
+            all.iter()
+                .filter(|r| r.target == target)
+                .map(|r| r.recipe.name)
+                .collect()
+        };
+        assert_eq!(on(SKYLAKE), ["boot", "smp", "plugins", "cpuhp", "vmx"]);
+        assert_eq!(on(TIGERLAKE), ["vmx"]);
+        for l in QEMU_LAYOUTS {
+            let qemu = on(Target::Qemu(l));
+            assert!(
+                qemu.contains(&"vmx-absent") && !qemu.contains(&"vmx"),
+                "{qemu:?}"
+            );
+        }
         assert_eq!(
             all.iter().filter(|r| r.recipe.name == "fail-panic").count(),
             1
@@ -544,8 +557,8 @@ mod tests {
         let f = plan(Some("fail-"));
         assert!(!f.is_empty() && f.iter().all(|r| r.recipe.name.starts_with("fail-")));
         let b = plan(Some("bochs"));
-        assert_eq!(b.len(), 4);
-        assert!(b.iter().all(|r| r.target == Target::Bochs));
+        assert_eq!(b.len(), 6);
+        assert!(b.iter().all(|r| r.target.emulator() == Emulator::Bochs));
         assert!(plan(Some("nothing-like-this")).is_empty());
     }
 
@@ -602,11 +615,22 @@ mod tests {
 
     #[test]
     fn bochs_run_is_judged_by_marker_and_banner() {
-        let r = run("boot", Target::Bochs);
+        let r = run("boot", SKYLAKE);
         let serial = format!("{}{}\n", banner(2, 0, 250), Status::Pass);
         assert!(judge(&r, Ended::Code(1), &serial).passed());
         let v = judge(&r, Ended::Code(1), &banner(2, 0, 250));
         assert_eq!(v.outcome, Outcome::NoMarker);
+    }
+
+    #[test]
+    fn each_bochs_model_has_its_own_run_directory() {
+        let (s, t) = (run("vmx", SKYLAKE), run("vmx", TIGERLAKE));
+        assert_eq!(s.dir_name(), "vmx.bochs-corei7-skylake-x");
+        assert_eq!(t.dir_name(), "vmx.bochs-tigerlake");
+        assert_eq!(
+            progress_line(1, 2, 3, &t, true, 30.0),
+            "[1/2] vmx bochs tigerlake x2 256M ... ok (30.0 s)"
+        );
     }
 
     #[test]
@@ -617,7 +641,7 @@ mod tests {
             "[ 3/40] smp  qemu q35 -smp 4 -m 2G ... ok (1.2 s)"
         );
         assert!(progress_line(10, 9, 4, &r, false, 0.0).ends_with("... FAILED (0.0 s)"));
-        let runs = [r, run("smp", Target::Bochs), run("boot", Target::Bochs)];
+        let runs = [r, run("smp", SKYLAKE), run("boot", SKYLAKE)];
         let lines = summary(&runs, &[true, false, true]);
         assert_eq!(summary(&runs[1..2], &[false])[1], "  smp 0/1 passed");
         assert_eq!(lines.last().unwrap(), "2 passed, 1 failed");
