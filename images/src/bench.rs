@@ -299,7 +299,7 @@ modvisor-exit: 0x16 poweroff
     #[test]
     fn bench_command_lines_are_accepted_by_the_loader() {
         let lines: Vec<String> = BENCH_BOOTS.iter().map(|b| b.cmdline().unwrap()).collect();
-        assert_eq!(lines, ["image=default load=counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins", "image=bench-cpuhp test=bench-cpuhp"]);
+        assert_eq!(lines, ["image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins", "image=bench-cpuhp test=bench-cpuhp"]);
         assert!(CommandLine::parse(&lines[0]).unwrap().bench);
         assert_eq!(CommandLine::parse(&lines[1]).unwrap().tests, Some("bench-plugins"));
         assert_eq!([BENCH_BOOTS[1].layout.cpus, BENCH_BOOTS[2].layout.cpus], [1, 4]);

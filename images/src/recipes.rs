@@ -74,7 +74,7 @@ pub const RECIPES: &[Recipe] = &[
     // holds every version, so a swap can be tried at once.
     Recipe {
         name: "default",
-        args: "load=counter-plugin@1.0.0,consumer-plugin@1.0.0",
+        args: "load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0",
         role: Role::Interactive,
     },
     Recipe {
@@ -146,6 +146,18 @@ pub const RECIPES: &[Recipe] = &[
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
             bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            reboots: false,
+        },
+    },
+    // The panic path's emergency round, which stops the second CPU for
+    // good: an image of its own.
+    Recipe {
+        name: "vmx-panic",
+        args: "test=vmx-panic",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
     },
@@ -374,7 +386,7 @@ mod tests {
                 r.cmdline()
             );
         }
-        assert_eq!(find("default").unwrap().cmdline(), "image=default load=counter-plugin@1.0.0,consumer-plugin@1.0.0");
+        assert_eq!(find("default").unwrap().cmdline(), "image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0");
         assert_eq!(
             find("xapic").unwrap().cmdline(),
             "image=xapic test=cpu,smp apic=xapic"

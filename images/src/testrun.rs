@@ -509,7 +509,7 @@ mod tests {
                 .map(|r| r.recipe.name)
                 .collect()
         };
-        assert_eq!(on(SKYLAKE), ["boot", "smp", "plugins", "cpuhp", "vmx"]);
+        assert_eq!(on(SKYLAKE), ["boot", "smp", "plugins", "cpuhp", "vmx", "vmx-panic"]);
         assert_eq!(on(TIGERLAKE), ["vmx"]);
         for l in QEMU_LAYOUTS {
             let qemu = on(Target::Qemu(l));
@@ -557,7 +557,7 @@ mod tests {
         let f = plan(Some("fail-"));
         assert!(!f.is_empty() && f.iter().all(|r| r.recipe.name.starts_with("fail-")));
         let b = plan(Some("bochs"));
-        assert_eq!(b.len(), 6);
+        assert_eq!(b.len(), 7);
         assert!(b.iter().all(|r| r.target.emulator() == Emulator::Bochs));
         assert!(plan(Some("nothing-like-this")).is_empty());
     }

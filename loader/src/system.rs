@@ -193,6 +193,12 @@ pub fn emergency_ran(cpu: usize) -> bool {
     DONE.load(Ordering::Acquire) & 1 << cpu != 0
 }
 
+/// Whether an emergency callback on `cpu` turned something off in the
+/// round (for tests).
+pub fn emergency_turned_off(cpu: usize) -> bool {
+    RESULTS[cpu].iter().any(|r| r.load(Ordering::Acquire) == 1)
+}
+
 /// Whether any plugin holds system hooks (for tests).
 pub fn any_registered() -> bool {
     SLOTS_TABLE.lock().iter().any(Option::is_some)

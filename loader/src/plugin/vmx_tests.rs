@@ -24,6 +24,8 @@ pub static TESTS: &[Test] = &[
     Test { name: "reboot-path-leaves-vmx-on-every-cpu", run: reboot_path },
 ];
 
+pub static PANIC: &[Test] = &[Test { name: "panic-path-leaves-vmx-on-every-cpu", run: panic_path }];
+
 pub static ABSENT: &[Test] = &[Test { name: "load-fails-not-supported-cpuhp-unaffected", run: absent }];
 
 pub static BENCH: &[Test] = &[Test { name: "vmx-enable-disable", run: bench }];
@@ -104,7 +106,10 @@ fn fresh() -> Result<(), Failure> {
 fn load_enables() -> Result<(), Failure> {
     fresh()?;
     check!(!boot_aps().is_empty(), "the vmx suite needs a second CPU");
-    all_in_vmx("after load")
+    all_in_vmx("after load")?;
+    crate::shell::execute("vmx").map_err(|e| failure!("vmx: {e}"))?;
+    check!(crate::shell::execute("vmx now").is_err(), "`vmx` took an argument");
+    Ok(())
 }
 
 /// A CPU offline when vmx-plugin loads (as one kept offline at boot, or
@@ -234,6 +239,23 @@ fn reboot_path() -> Result<(), Failure> {
         check!(crate::system::emergency_ran(cpu), "the emergency round did not run on cpu {cpu}");
     }
     check!(crate::cpu::probe::vmptrst().is_err(), "this CPU is still in VMX operation after the shutdown");
+    Ok(())
+}
+
+/// What the panic handler runs before it ends the run: the emergency round
+/// alone, no orderly hooks, so vmx-plugin's NMI-context callback is what
+/// turns VMX off on every CPU.
+fn panic_path() -> Result<(), Failure> {
+    fresh()?;
+    all_in_vmx("before the panic path")?;
+    let cpus = online_cpus();
+    crate::system::emergency(plugins::system_state::PANIC);
+    for &cpu in &cpus {
+        check!(crate::system::emergency_ran(cpu), "the emergency round did not run on cpu {cpu}");
+        check!(crate::system::emergency_turned_off(cpu), "nothing was turned off on cpu {cpu}");
+        check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of cpu {cpu} after the emergency round");
+    }
+    check!(crate::cpu::probe::vmptrst().is_err(), "this CPU is still in VMX operation after the emergency round");
     Ok(())
 }
 

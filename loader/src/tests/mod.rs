@@ -38,6 +38,7 @@ static SUITES: &[Suite] = &[
     Suite { name: "cpuhp", tests: crate::plugin::cpuhp_tests::TESTS },
     Suite { name: "bench-cpuhp", tests: crate::plugin::cpuhp_tests::BENCH },
     Suite { name: "vmx", tests: crate::plugin::vmx_tests::TESTS },
+    Suite { name: "vmx-panic", tests: crate::plugin::vmx_tests::PANIC },
     Suite { name: "vmx-absent", tests: crate::plugin::vmx_tests::ABSENT },
     Suite { name: "bench-vmx", tests: crate::plugin::vmx_tests::BENCH },
     Suite { name: "reboot", tests: crate::power::tests::REBOOT },
@@ -52,7 +53,7 @@ static SUITES: &[Suite] = &[
 /// the host runner to act (`acpihp`: QMP hot-add and remove), or hold only
 /// where the emulator has VMX (Bochs) or has not (QEMU's TCG): `all` leaves
 /// them out, so they run only when named.
-const NOT_IN_ALL: [&str; 6] = ["reboot", "poweroff", "acpihp", "vmx", "vmx-absent", "bench-vmx"];
+const NOT_IN_ALL: [&str; 7] = ["reboot", "poweroff", "acpihp", "vmx", "vmx-panic", "vmx-absent", "bench-vmx"];
 
 /// A failed check. Formatted into a fixed buffer so that reporting a
 /// failure never depends on the heap, which some tests exhaust on purpose.
