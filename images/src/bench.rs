@@ -1,10 +1,18 @@
 //! `runner bench`: figures as instruction counts, and image sizes.
 //!
-//! Every boot runs under `-icount shift=0`, where the guest TSC counts
-//! instructions, and every `bench: ...` line it prints is shown. The
+//! Every QEMU boot runs under `-icount shift=0`, where the guest TSC counts
+//! instructions, and every `bench: ...` line a boot prints is shown. The
 //! `default` image boots with `bench` added to its command line (boot-time
 //! figures, then power-off); the `bench-plugins` image runs its in-image
 //! suite on one CPU and on four (plugin runtime figures, then pass).
+//!
+//! `bench-vmx` needs VMX, which TCG lacks, so it boots in Bochs
+//! (`corei7_skylake_x`, two CPUs). Bochs' TSC advances one tick per
+//! instruction slot of each CPU at the configured ips (elapsed emulated
+//! time in instructions, not a total over CPUs; see the platform notes), so
+//! its figures are instruction counts too. Its CPUID advertises a 3.5 GHz
+//! TSC regardless, so never convert these figures to seconds that way. Like
+//! every Bochs boot, it is judged by the serial exit marker alone.
 
 use std::fs;
 use std::path::Path;
@@ -16,7 +24,7 @@ use loader::exit::Status;
 
 use crate::builder::{self, Image};
 use crate::emulator::{self, Accel, QemuBoot, Serial};
-use crate::layout::{Emulator, Machine, QemuLayout, Target, BENCH_LAYOUT};
+use crate::layout::{BochsModel, Machine, QemuLayout, Target, BENCH_LAYOUT, BOCHS_CPUS};
 use crate::outcome::{classify, Outcome};
 use crate::recipes::{self, RECIPES};
 use crate::{last_lines, read_lossy, Error, Result};
@@ -27,26 +35,35 @@ pub struct BenchBoot {
     pub image: &'static str,
     /// Words added to the image's command line.
     pub extra: &'static str,
-    pub layout: QemuLayout,
+    /// A QEMU target always runs under `-icount shift=0`; Bochs needs no
+    /// such option.
+    pub target: Target,
     pub expect: Outcome,
 }
 
 /// The boots of `runner bench`, in order.
-pub const BENCH_BOOTS: [BenchBoot; 4] = [
-    BenchBoot { image: "default", extra: "bench", layout: BENCH_LAYOUT, expect: Outcome::Exited(Status::PowerOff) },
-    BenchBoot { image: "bench-plugins", extra: "", layout: BENCH_LAYOUT, expect: Outcome::Exited(Status::Pass) },
+pub const BENCH_BOOTS: [BenchBoot; 5] = [
+    BenchBoot { image: "default", extra: "bench", target: Target::Qemu(BENCH_LAYOUT), expect: Outcome::Exited(Status::PowerOff) },
+    BenchBoot { image: "bench-plugins", extra: "", target: Target::Qemu(BENCH_LAYOUT), expect: Outcome::Exited(Status::Pass) },
     // Four CPUs under icount: mind the platform note on spinning APs.
     BenchBoot {
         image: "bench-plugins",
         extra: "",
-        layout: QemuLayout::new(Machine::Q35, 4, 4, 128),
+        target: Target::Qemu(QemuLayout::new(Machine::Q35, 4, 4, 128)),
         expect: Outcome::Exited(Status::Pass),
     },
     // Two CPUs: the boot CPU takes the other offline and online again.
     BenchBoot {
         image: "bench-cpuhp",
         extra: "",
-        layout: QemuLayout::new(Machine::Q35, 2, 2, 128),
+        target: Target::Qemu(QemuLayout::new(Machine::Q35, 2, 2, 128)),
+        expect: Outcome::Exited(Status::Pass),
+    },
+    // VMX enable and disable on the second CPU: Bochs, since TCG has no VMX.
+    BenchBoot {
+        image: "bench-vmx",
+        extra: "",
+        target: Target::Bochs(BochsModel::SkylakeX),
         expect: Outcome::Exited(Status::Pass),
     },
 ];
@@ -59,6 +76,31 @@ impl BenchBoot {
     pub fn cmdline(&self) -> Result<String> {
         let base = recipes::find(self.image)?.cmdline();
         Ok(if self.extra.is_empty() { base } else { format!("{base} {}", self.extra) })
+    }
+
+    /// CPUs the machine boots with: the `cpus` column of the table.
+    pub fn cpus(&self) -> u32 {
+        match self.target {
+            Target::Qemu(l) => l.cpus,
+            Target::Bochs(_) => BOCHS_CPUS,
+        }
+    }
+
+    /// The target as printed, with `-icount shift=0` on QEMU.
+    pub fn describe(&self) -> String {
+        match self.target {
+            Target::Qemu(_) => format!("{} -icount shift=0", self.target),
+            Target::Bochs(_) => self.target.to_string(),
+        }
+    }
+
+    /// The host deadline: a QEMU boot under icount takes seconds, Bochs
+    /// keeps its usual (longer) deadline.
+    pub fn timeout(&self) -> Duration {
+        match self.target {
+            Target::Qemu(_) => BENCH_TIMEOUT,
+            Target::Bochs(_) => self.target.default_timeout(),
+        }
     }
 }
 
@@ -151,26 +193,44 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
     let cmdline = boot.cmdline()?;
     CommandLine::parse(&cmdline)
         .map_err(|e| Error::Recipe(format!("bench command line `{cmdline}`: {e}")))?;
-    let dir = emulator::fresh_run_dir(&format!("bench.{}.{}", boot.image, Target::Qemu(boot.layout).slug()))?;
+    let dir = emulator::fresh_run_dir(&format!("bench.{}.{}", boot.image, boot.target.slug()))?;
     let serial_path = dir.join("serial.log");
-    let qemu = QemuBoot {
-        image: &image,
-        cmdline: &cmdline,
-        layout: boot.layout,
-        accel,
-        serial: Serial::File(&serial_path),
-        reboots: false,
-        icount: true,
-        com2: None,
+    let mut command = match boot.target {
+        Target::Qemu(layout) => {
+            let mut c = Command::new(emulator::QEMU);
+            c.args(emulator::qemu_args(&QemuBoot {
+                image: &image,
+                cmdline: &cmdline,
+                layout,
+                accel,
+                serial: Serial::File(&serial_path),
+                reboots: false,
+                icount: true,
+                com2: None,
+            }));
+            c
+        }
+        // The ISO's grub.cfg carries the recipe's command line: `extra`
+        // cannot reach a Bochs boot.
+        Target::Bochs(_) if !boot.extra.is_empty() => {
+            return Err(Error::Recipe(format!(
+                "bench boot of `{}` in Bochs: the ISO's command line is fixed, so `{}` cannot be added",
+                boot.image, boot.extra
+            )))
+        }
+        Target::Bochs(model) => {
+            let mut c = Command::new(emulator::BOCHS);
+            c.args(emulator::prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
+            c
+        }
     };
-    println!("bench: booting `{cmdline}` on qemu {} -icount shift=0", boot.layout);
-    let mut command = Command::new(emulator::QEMU);
-    command.args(emulator::qemu_args(&qemu));
+    println!("bench: booting `{cmdline}` on {}", boot.describe());
+    let program = command.get_program().to_string_lossy().into_owned();
     let (ended, _) =
-        emulator::run_with_deadline(&mut command, &dir.join("emulator.out"), BENCH_TIMEOUT)
-            .map_err(|e| Error::io("running qemu", e))?;
+        emulator::run_with_deadline(&mut command, &dir.join("emulator.out"), boot.timeout())
+            .map_err(|e| Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
-    let outcome = classify(Emulator::Qemu, ended, &serial);
+    let outcome = classify(boot.target.emulator(), ended, &serial);
     let figures = bench_lines(&serial);
     for line in &figures {
         println!("  {line}");
@@ -186,7 +246,7 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
     if problems.is_empty() {
         return Ok((owned, None));
     }
-    let mut report = format!("`{cmdline}` on {}: {}\n", boot.layout, problems.join("; "));
+    let mut report = format!("`{cmdline}` on {}: {}\n", boot.target, problems.join("; "));
     report += &format!("serial log {}, last lines:\n", builder::shown(&serial_path));
     for line in last_lines(&serial, 40) {
         report += &format!("| {line}\n");
@@ -201,11 +261,11 @@ pub fn bench_command() -> Result<ExitCode> {
     let mut lines = Vec::new();
     for boot in &BENCH_BOOTS {
         let (figures, failure) = run_boot(boot, accel)?;
-        lines.extend(figures.into_iter().map(|f| (boot.layout.cpus, f)));
+        lines.extend(figures.into_iter().map(|f| (boot.cpus(), f)));
         failures.extend(failure);
     }
 
-    println!("bench: figures in instructions (the guest TSC under -icount shift=0):");
+    println!("bench: figures in instructions (the guest TSC under -icount shift=0, or in Bochs):");
     let figures: Vec<(u32, Figure)> =
         lines.iter().filter_map(|(cpus, l)| Some((*cpus, figure(l)?))).collect();
     for line in figure_table(&figures) {
@@ -299,9 +359,23 @@ modvisor-exit: 0x16 poweroff
     #[test]
     fn bench_command_lines_are_accepted_by_the_loader() {
         let lines: Vec<String> = BENCH_BOOTS.iter().map(|b| b.cmdline().unwrap()).collect();
-        assert_eq!(lines, ["image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins", "image=bench-cpuhp test=bench-cpuhp"]);
+        assert_eq!(lines, ["image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins", "image=bench-cpuhp test=bench-cpuhp", "image=bench-vmx test=bench-vmx"]);
         assert!(CommandLine::parse(&lines[0]).unwrap().bench);
         assert_eq!(CommandLine::parse(&lines[1]).unwrap().tests, Some("bench-plugins"));
-        assert_eq!([BENCH_BOOTS[1].layout.cpus, BENCH_BOOTS[2].layout.cpus], [1, 4]);
+        assert_eq!(CommandLine::parse(&lines[4]).unwrap().tests, Some("bench-vmx"));
+        assert_eq!(BENCH_BOOTS.map(|b| b.cpus()), [1, 1, 4, 2, 2]);
+    }
+
+    #[test]
+    fn qemu_boots_use_icount_and_bochs_boots_carry_no_extra_words() {
+        assert_eq!(BENCH_BOOTS[0].describe(), "qemu q35 -smp 1 -m 128M -icount shift=0");
+        assert_eq!(BENCH_BOOTS[0].timeout(), BENCH_TIMEOUT);
+        let vmx = BENCH_BOOTS[4];
+        assert_eq!(vmx.target, Target::Bochs(BochsModel::SkylakeX));
+        assert_eq!(vmx.describe(), "bochs corei7_skylake_x x2 256M");
+        assert_eq!(vmx.timeout(), crate::layout::BOCHS_TIMEOUT);
+        for b in BENCH_BOOTS.iter().filter(|b| matches!(b.target, Target::Bochs(_))) {
+            assert!(b.extra.is_empty(), "{}: a Bochs boot takes the ISO's command line", b.image);
+        }
     }
 }

@@ -198,6 +198,13 @@ pub const RECIPES: &[Recipe] = &[
         args: "test=bench-cpuhp",
         role: Role::Bench,
     },
+    // VMX enable and disable on the second CPU (`bench:` lines): needs
+    // VMX, so `runner bench` boots it in Bochs.
+    Recipe {
+        name: "bench-vmx",
+        args: "test=bench-vmx",
+        role: Role::Bench,
+    },
     self_check("fail-test", "test=selftest-fail", Status::TestFailure),
     self_check("fail-panic", "test=selftest-panic", Status::Panic),
     self_check(
@@ -454,6 +461,7 @@ mod tests {
     fn targets_per_role() {
         assert!(find("default").unwrap().targets().is_empty());
         assert!(find("bench-plugins").unwrap().targets().is_empty());
+        assert!(find("bench-vmx").unwrap().targets().is_empty());
         let skylake = Target::Bochs(BochsModel::SkylakeX);
         let boot = find("boot").unwrap().targets();
         assert_eq!(boot.len(), QEMU_LAYOUTS.len() + 1);
