@@ -268,6 +268,7 @@ fn absent() -> Result<(), Failure> {
         other => return Err(failure!("load without VMX: {other:?}")),
     }
     check!(registry::provider_table("vmx").is_none(), "`vmx` provided after the failed load");
+    check!(crate::shell::execute("vmx").is_err(), "the `vmx` command outlived the failed load");
     check_eq!(cpuhp(|t| (t.state_count)())?, states, "cpuhp states after the failed load");
     check!(!crate::system::any_registered(), "system hooks left behind by the failed load");
     for cpu in boot_aps() {
