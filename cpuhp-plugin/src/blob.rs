@@ -4,7 +4,7 @@
 //! addresses: both versions live in the same address space and the plugins
 //! that own them are not part of the swap.
 
-use crate::events::{Event, EventFn, EventLog, Subscriber, Subscribers};
+use crate::events::{Event, EventFn, EventLog, Logged, Subscriber, Subscribers};
 use crate::machine::{Cpu, Direction, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Stage, StartingHooks, State, NAME_LEN};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -126,7 +126,7 @@ pub fn export(m: &Machine, subs: &Subscribers, buf: &mut [u8]) -> Result<usize, 
     w.u64(m.events.next_seq())?;
     w.u64(m.events.dropped())?;
     w.u32(m.events.events().count() as u32)?;
-    for e in m.events.events() {
+    for Logged { event: e, .. } in m.events.events() {
         w.u64(e.seq)?;
         w.u32(e.kind)?;
         w.u32(e.cpu)?;
@@ -204,7 +204,7 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
     for _ in 0..r.u32()? {
         let (seq, kind, cpu, state, code) = (r.u64()?, r.u32()?, r.u32()?, r.u32()?, r.u32()? as i32);
         let name = r.bytes(NAME_LEN)?.try_into().map_err(|_| BlobError::Malformed)?;
-        events.push(Event { seq, kind, cpu, state, code, name });
+        events.push(Logged { event: Event { seq, kind, cpu, state, code, name }, reason: None });
     }
     let mut subs = Subscribers { list: Vec::new(), next_id: r.u32()? };
     for _ in 0..r.u32()? {
@@ -216,5 +216,5 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
     if boot_cpu >= cpus.len() || r.at != buf.len() {
         return Err(BlobError::Malformed);
     }
-    Ok((Machine::from_parts(states, cpus, boot_cpu, next_id, EventLog::from_parts(events, next_seq, dropped)), subs))
+    Ok((Machine::from_parts(states, cpus, boot_cpu, next_id, EventLog::from_parts(events, next_seq, dropped, None)), subs))
 }

@@ -1,7 +1,7 @@
 //! Host tests of the state machine against a modelled CPU set.
 
 use crate::blob;
-use crate::events::{Event, Kind, Subscribers, LOG_CAPACITY};
+use crate::events::{clean_reason, Event, Kind, Subscribers, LOG_CAPACITY, REASON_LEN};
 use crate::machine::*;
 use std::vec;
 use std::vec::Vec;
@@ -54,22 +54,29 @@ impl Model {
     fn take(&mut self) -> Vec<(u32, Direction)> {
         self.calls.drain(..).map(|c| (c.state, c.dir)).collect()
     }
+
+    /// A callback's refusal: the code, and the reason it gives.
+    fn refusal(&self, call: Call) -> Result<(), Refusal> {
+        self.outcome(call).map_err(|code| Refusal { code, reason: Some(MODEL_REASON.into()) })
+    }
 }
+
+const MODEL_REASON: &str = "the model refuses";
 
 impl Platform for Model {
     fn current_cpu(&self) -> usize {
         self.current
     }
-    fn prepare(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), i32> {
+    fn prepare(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), Refusal> {
         self.calls.push(call);
-        self.outcome(call)
+        self.refusal(call)
     }
     fn starting(&mut self, call: Call, _: Infallible, _: usize) {
         self.on_cpu(call);
     }
-    fn online(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), i32> {
+    fn online(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), Refusal> {
         self.on_cpu(call);
-        self.outcome(call)
+        self.refusal(call)
     }
     fn start(&mut self, cpu: usize) -> Result<(), i32> {
         let call = Call { cpu, state: BRINGUP_ID, dir: Direction::Up };
@@ -173,7 +180,8 @@ fn injected_failure_rolls_back_in_exact_reverse_at_every_state() {
                 Direction::Down => m.tear_down(&mut p, 2),
             }
             .unwrap_err();
-            assert_eq!(err, Error::Failed { cpu: 2, dir, state: s.id, name: s.name.clone(), code: INJECTED });
+            let why = Refusal { code: INJECTED, reason: Some(INJECTED_REASON.into()) };
+            assert_eq!(err, Error::Failed { cpu: 2, dir, state: s.id, name: s.name.clone(), why });
             // The failed state's own callback never ran: the injection
             // replaced it.
             let expected = match dir {
@@ -202,8 +210,14 @@ fn a_callback_refusing_rolls_back_too() {
     // b:online2 refuses cpu 1's bring-up every time.
     p.refuse.push((1, ids[4], Direction::Up));
     let e = m.bring_up(&mut p, 1).unwrap_err();
-    assert!(matches!(e, Error::Failed { cpu: 1, code: -5, .. }), "{e:?}");
-    assert!(e.to_string().contains("`b:online2` failed with -5"), "{e}");
+    assert!(matches!(&e, Error::Failed { cpu: 1, why: Refusal { code: -5, .. }, .. }), "{e:?}");
+    assert!(e.to_string().contains("`b:online2` failed with -5: the model refuses; rolled back"), "{e}");
+    // The failed event carries the reason; last_failure keeps it.
+    let failed = m.events.last_failure().unwrap();
+    assert_eq!((failed.event.kind(), failed.event.state, failed.reason.as_deref()), (Some(Kind::Failed), ids[4], Some(MODEL_REASON)));
+    assert!(failed.to_string().ends_with("failed state=b:online2 error=-5 reason: the model refuses"), "{failed}");
+    assert_eq!(m.events.reason_of(failed.event.seq), Some(Some(MODEL_REASON)));
+    assert_eq!(m.events.reason_of(failed.event.seq + 1), None, "rolled-back is no failure");
     let all = order(&m);
     let at = all.iter().position(|&s| s == ids[4]).unwrap();
     assert_eq!(p.take(), [up(&all[..=at]), down(&all[..at])].concat());
@@ -255,7 +269,7 @@ fn setup_runs_startup_everywhere_and_undoes_on_the_kth_cpu() {
     p.refuse.push((2, next, Direction::Up));
     let before = order(&m);
     let e = m.setup(&mut p, "c:refuses", Hooks::Online(F), true).unwrap_err();
-    assert_eq!(e, Error::SetupFailed { cpu: 2, name: "c:refuses".into(), code: -5 });
+    assert_eq!(e, Error::SetupFailed { cpu: 2, name: "c:refuses".into(), why: Refusal { code: -5, reason: Some(MODEL_REASON.into()) } });
     let calls: Vec<(usize, Direction)> = p.calls.drain(..).map(|c| (c.cpu, c.dir)).collect();
     use Direction::*;
     assert_eq!(calls, [(0, Up), (1, Up), (2, Up), (1, Down), (0, Down)]);
@@ -333,13 +347,28 @@ fn events_are_numbered_and_complete() {
     assert_eq!(kinds, expected);
     assert_eq!(p.events[1].state_name(), "a:prep1");
     assert!(p.events[1].to_string().contains("cpu 1 state-reached state=a:prep1"), "{}", p.events[1]);
-    let all: Vec<u64> = m.events.events().map(|e| e.seq).collect();
+    let all: Vec<u64> = m.events.events().map(|e| e.event.seq).collect();
     assert_eq!(all, (1..m.events.next_seq()).collect::<Vec<_>>(), "the log has every event");
 }
 
 #[test]
+fn reasons_are_one_bounded_line() {
+    assert_eq!(clean_reason("  sse4.2 (absent)\n"), Some("sse4.2 (absent)".into()));
+    assert_eq!(clean_reason("two\r\nlines\tand a tab"), Some("two  lines and a tab".into()));
+    assert_eq!(clean_reason(" \n "), None);
+    let long = "é".repeat(REASON_LEN);
+    let cut = clean_reason(&long).unwrap();
+    assert!(cut.len() <= REASON_LEN && cut.len() > REASON_LEN - 2 && long.starts_with(&cut), "{cut}");
+}
+
+#[test]
 fn the_log_reports_what_it_let_go() {
-    let (mut m, mut p, _) = machine();
+    let (mut m, mut p, ids) = machine();
+    // A failure first: the log lets its event go, but not the last failure.
+    p.refuse.push((1, ids[0], Direction::Up));
+    m.bring_up(&mut p, 1).unwrap_err();
+    p.refuse.clear();
+    let failed = m.events.last_failure().unwrap().clone();
     let mut published = 0;
     while m.events.next_seq() <= 2 * LOG_CAPACITY as u64 {
         m.bring_up(&mut p, 1).unwrap();
@@ -351,9 +380,12 @@ fn the_log_reports_what_it_let_go() {
     assert_eq!(m.events.dropped(), total - LOG_CAPACITY as u64);
     let tail = m.events.last(LOG_CAPACITY + 10);
     assert_eq!((tail.events.len(), tail.missing), (LOG_CAPACITY, 10));
-    assert_eq!(tail.events.last().map(|e| e.seq), Some(total));
+    assert_eq!(tail.events.last().map(|e| e.event.seq), Some(total));
     let tail = m.events.last(5);
     assert_eq!((tail.events.len(), tail.missing), (5, 0));
+    assert!(m.events.events().all(|l| l.event.seq > failed.event.seq), "the failure left the ring");
+    assert_eq!(m.events.last_failure(), Some(&failed));
+    assert_eq!(m.events.reason_of(failed.event.seq), Some(Some(MODEL_REASON)));
 }
 
 #[test]

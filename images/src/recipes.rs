@@ -116,7 +116,7 @@ pub const RECIPES: &[Recipe] = &[
     // shell for the runner's QMP scenario (hotplug.rs, cpuhp_qmp.rs).
     Recipe {
         name: "cpuhp-qmp",
-        args: "load=cpuhp-plugin@1.0.0,cpuidcheck-plugin",
+        args: "load=cpuhp-plugin@1.2.0,cpuidcheck-plugin",
         role: Role::Interactive,
     },
     // cpuhp with the hprecorder test plugin; the layouts cover 1, 2 of 4

@@ -20,7 +20,7 @@ pub static TESTS: &[Test] = &[
 
 pub static BENCH: &[Test] = &[Test { name: "cpu-offline-online", run: bench }];
 
-/// The `cpuhp` 1.x table (cpuhp-plugin's `api::Cpuhp`); the entries this
+/// The `cpuhp` 1.2 table (cpuhp-plugin's `api::Cpuhp`); the entries this
 /// suite does not call are declared as addresses, which keeps the layout.
 #[repr(C)]
 struct Cpuhp {
@@ -43,9 +43,23 @@ struct Cpuhp {
     fail: extern "C" fn(cpu: u32, id: u32, direction: u32) -> i32,
     state_count: extern "C" fn() -> u32,
     state_at: extern "C" fn(index: u32, out: *mut StateInfo) -> i32,
-    last_failure: usize,
+    last_failure: extern "C" fn(out: *mut Event) -> i32,
     next_seq: usize,
     generation: extern "C" fn() -> u32,
+    set_failure_reason: usize,
+    failure_reason: extern "C" fn(seq: u64, buf: *mut u8, cap: usize) -> i32,
+}
+
+/// cpuhp's `Event`.
+#[repr(C)]
+#[derive(Default)]
+struct Event {
+    seq: u64,
+    kind: u32,
+    cpu: u32,
+    state: u32,
+    code: i32,
+    name: [u8; 32],
 }
 
 #[repr(C)]
@@ -72,6 +86,8 @@ const STARTING_CANNOT_FAIL: i32 = -12;
 const STARTING: u32 = 1;
 const UP: u32 = 0;
 const DOWN: u32 = 1;
+/// The reason cpuhp gives an injected failure.
+const INJECTED_REASON: &str = "injected with `cpu fail`";
 
 /// Calls into `interface`'s table as loader code must: bracketed, so that
 /// a swap never frees code under the call.
@@ -99,7 +115,7 @@ fn fresh() -> Result<(), Failure> {
     for p in registry::list() {
         let _ = registry::unload(&p.name, true);
     }
-    registry::load("cpuhp-plugin", Some("1.0.0")).map_err(|e| failure!("load cpuhp: {e}"))?;
+    registry::load("cpuhp-plugin", Some("1.2.0")).map_err(|e| failure!("load cpuhp: {e}"))?;
     registry::load("hprecorder-plugin", None).map_err(|e| failure!("load hprecorder: {e}"))?;
     Ok(())
 }
@@ -156,6 +172,17 @@ fn slot_of(id: u32) -> Result<Option<u32>, Failure> {
     Ok(None)
 }
 
+/// The state and reason of the last failure (`last_failure`, then
+/// `failure_reason` of its event).
+fn last_failure() -> Result<(u32, alloc::string::String), Failure> {
+    let mut e = Event::default();
+    check_eq!(cpuhp(|t| (t.last_failure)(&mut e))?, 0, "last_failure");
+    let mut buf = [0u8; 80];
+    let n = cpuhp(|t| (t.failure_reason)(e.seq, buf.as_mut_ptr(), buf.len()))?;
+    check!((0..=buf.len() as i32).contains(&n), "failure_reason of event #{}: {n}", e.seq);
+    Ok((e.state, alloc::string::String::from_utf8_lossy(&buf[..n as usize]).into()))
+}
+
 fn injected_failures() -> Result<(), Failure> {
     fresh()?;
     let Some(&cpu) = boot_aps().first() else {
@@ -189,6 +216,8 @@ fn injected_failures() -> Result<(), Failure> {
             check_eq!(r, 0, "inject state {id} dir {dir}");
             let r = cpuhp(|t| if dir == UP { (t.cpu_online)(cpu as u32) } else { (t.cpu_offline)(cpu as u32) })?;
             check_eq!(r, FAILED, "walk with state {id} failing, dir {dir}");
+            let (state, reason) = last_failure()?;
+            check_eq!((state, reason.as_str()), (id, INJECTED_REASON), "last failure after state {id} failed dir {dir}");
             // Expected: the recorder states the walk passed, then the same
             // in exact reverse.
             let slots = |range: &[(u32, u32, Option<u32>)]| range.iter().filter_map(|s| s.2).collect::<alloc::vec::Vec<u32>>();
@@ -221,6 +250,8 @@ fn injected_failures() -> Result<(), Failure> {
     let r = cpuhp(|t| (t.cpu_online)(cpu as u32))?;
     with("hprecorder", |r: &Recorder| (r.set_fail)(2, UP, 0))?;
     check_eq!(r, FAILED, "online with the recorder refusing");
+    let refusing = with("hprecorder", |r: &Recorder| (r.state_id)(2))?;
+    check_eq!(last_failure()?, (refusing, alloc::string::String::new()), "last failure: the recorder's, which gives no reason");
     check_eq!(take(cpu)?, [(0, 0), (1, 0), (2, 0), (1, 1), (0, 1)], "records after the recorder refused");
     check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online after the refusal is lifted");
     check!(tried >= 4, "only {tried} failures injected");
@@ -250,7 +281,7 @@ fn swap_while_online() -> Result<(), Failure> {
     let sub = cpuhp(|t| (t.subscribe)(count_event, 0))?;
     check!(sub > 0, "subscribe: {sub}");
     let aps = boot_aps();
-    for (version, generation) in [("1.1.0", 2), ("1.0.0", 1), ("1.1.0", 2)] {
+    for (version, generation) in [("1.3.0", 2), ("1.2.0", 1), ("1.3.0", 2)] {
         registry::swap("cpuhp", version).map_err(|e| failure!("swap to {version}: {e}"))?;
         check_eq!(cpuhp(|t| (t.generation)())?, generation, "generation after the swap to {version}");
         for &cpu in &aps {
