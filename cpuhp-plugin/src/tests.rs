@@ -400,6 +400,10 @@ fn adopt_only_without_dynamic_states() {
 #[test]
 fn state_blob_round_trips() {
     let (mut m, mut p, ids) = machine();
+    // A failure with its reason, which must cross too.
+    p.refuse.push((1, ids[1], Direction::Up));
+    m.bring_up(&mut p, 1).unwrap_err();
+    assert!(m.events.last_failure().is_some_and(|l| l.reason.as_deref() == Some(MODEL_REASON)));
     m.bring_up(&mut p, 2).unwrap();
     m.insert(&mut p, 3).unwrap();
     m.inject(3, "b:prep2", Direction::Up).unwrap();
@@ -413,14 +417,41 @@ fn state_blob_round_trips() {
     let (m2, subs2) = unsafe { blob::import(blob::LAYOUT, &buf[..n]) }.unwrap();
     assert_eq!(m2.states(), m.states());
     assert_eq!(m2.cpus(), m.cpus());
-    assert_eq!(m2.events, m.events);
+    assert_eq!(m2.events, m.events, "events, reasons and the last failure");
     assert_eq!((m2.boot_cpu(), m2.next_id()), (m.boot_cpu(), m.next_id()));
     assert_eq!(subs2, subs);
     assert_eq!(m2.cpus()[3].fail, Some((ids[3], Direction::Up)));
     assert_eq!(blob::export(&m, &subs, &mut buf[..n - 1]), Err(blob::BlobError::NoRoom));
-    // SAFETY: as above; truncated and unknown layouts are refused.
+    // SAFETY: as above; truncated and unknown layouts are refused, as is
+    // a blob announced under another layout than its own.
     unsafe {
         assert!(matches!(blob::import(blob::LAYOUT, &buf[..n - 1]), Err(blob::BlobError::Malformed)));
         assert!(matches!(blob::import(9, &buf[..n]), Err(blob::BlobError::Layout(9))));
+        assert!(matches!(blob::import(1, &buf[..n]), Err(blob::BlobError::Malformed)));
     }
+}
+
+/// What cpuhp 1.0.0 exported (layout 1) for CPUs 0 and 1 enabled at boot
+/// and slot 2, after an injected failure of cpuhp:bringup on cpu 1.
+const LAYOUT_1: &str = "\
+    435055485000000100000000100000000100000001000000010000000000000000000000000000000000000000000000000d63707568703a\
+    6272696e67757003000000000000000102000000000001000000010100000000000200000000000000000000060000000000000000000000\
+    0000000005000000010000000000000001000000000000000000000000000000000000000000000000000000000000000000000000000000\
+    0000000000000000020000000000000001000000010000000000000000000000000000000000000000000000000000000000000000000000\
+    0000000000000000030000000000000002000000010000000000000000000000000000000000000000000000000000000000000000000000\
+    000000000000000004000000000000000a0000000100000001000000f5ffffff63707568703a6272696e6775700000000000000000000000\
+    000000000000000005000000000000000b0000000100000001000000f5ffffff63707568703a6272696e6775700000000000000000000000\
+    00000000000000000100000000000000";
+
+#[test]
+fn a_layout_1_blob_is_still_read() {
+    let bytes: Vec<u8> = (0..LAYOUT_1.len()).step_by(2).map(|i| u8::from_str_radix(&LAYOUT_1[i..i + 2], 16).unwrap()).collect();
+    // SAFETY: no callbacks in it (only cpuhp:bringup, no subscriber).
+    let (m, subs) = unsafe { blob::import(1, &bytes) }.unwrap();
+    assert_eq!(m.cpus().iter().map(|c| c.stage).collect::<Vec<_>>(), [Stage::Online, Stage::Offline, Stage::Absent]);
+    assert_eq!((m.states().len(), m.events.next_seq(), subs.list.len()), (1, 6, 0));
+    // Layout 1 carried no last failure: it is the newest `failed` event.
+    let failed = m.events.last_failure().unwrap();
+    assert_eq!((failed.event.seq, failed.event.kind(), failed.event.code, failed.reason.as_deref()), (4, Some(Kind::Failed), INJECTED, None));
+    assert!(m.events.events().all(|l| l.reason.is_none()));
 }

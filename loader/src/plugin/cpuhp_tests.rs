@@ -84,6 +84,8 @@ const FAILED: i32 = -17;
 const BOOT_CPU: i32 = -6;
 const STARTING_CANNOT_FAIL: i32 = -12;
 const STARTING: u32 = 1;
+/// cpuhp's own state (`cpuhp:bringup`).
+const BRINGUP_ID: u32 = 1;
 const UP: u32 = 0;
 const DOWN: u32 = 1;
 /// The reason cpuhp gives an injected failure.
@@ -281,9 +283,22 @@ fn swap_while_online() -> Result<(), Failure> {
     let sub = cpuhp(|t| (t.subscribe)(count_event, 0))?;
     check!(sub > 0, "subscribe: {sub}");
     let aps = boot_aps();
+    // A refused offline, whose failure and reason every swap must carry.
+    let failure = match aps.first() {
+        Some(&cpu) => {
+            check_eq!(cpuhp(|t| (t.fail)(cpu as u32, BRINGUP_ID, DOWN))?, 0, "inject into cpuhp:bringup");
+            check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, FAILED, "offline with the park failing");
+            take(cpu)?;
+            Some(last_failure()?)
+        }
+        None => None,
+    };
     for (version, generation) in [("1.3.0", 2), ("1.2.0", 1), ("1.3.0", 2)] {
         registry::swap("cpuhp", version).map_err(|e| failure!("swap to {version}: {e}"))?;
         check_eq!(cpuhp(|t| (t.generation)())?, generation, "generation after the swap to {version}");
+        if let Some(f) = &failure {
+            check_eq!(&last_failure()?, f, "the last failure after the swap to {version}");
+        }
         for &cpu in &aps {
             check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 1, "cpu {cpu} online after the swap to {version}");
             take(cpu)?;
