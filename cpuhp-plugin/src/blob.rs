@@ -230,12 +230,7 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
             2 => Some(Origin::HotAdded),
             _ => return Err(BlobError::Malformed),
         };
-        let stage = match r.u8()? {
-            0 => Stage::Absent,
-            1 => Stage::Offline,
-            2 => Stage::Online,
-            _ => return Err(BlobError::Malformed),
-        };
+        let stage = Stage::from_u8(r.u8()?).ok_or(BlobError::Malformed)?;
         let (fail_state, dir) = (r.u32()?, if r.u8()? == 0 { Direction::Up } else { Direction::Down });
         cpus.push(Cpu { apic_id, origin, stage, fail: (fail_state != 0).then_some((fail_state, dir)) });
     }

@@ -204,6 +204,15 @@ pub enum Origin {
     HotAdded = 1,
 }
 
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Boot => "boot",
+            Origin::HotAdded => "hot-added",
+        }
+    }
+}
+
 /// Where a CPU is in its life, between operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -217,6 +226,10 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub fn from_u8(v: u8) -> Option<Stage> {
+        [Stage::Absent, Stage::Offline, Stage::Online].into_iter().find(|s| *s as u8 == v)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Absent => "absent",
@@ -300,7 +313,7 @@ pub enum Error {
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Error::NoSuchCpu(c) => write!(f, "there is no cpu {c} (see `cpu list`)"),
+            Error::NoSuchCpu(c) => write!(f, "there is no cpu {c} (see `cpus`)"),
             Error::Absent(c) => write!(f, "cpu {c} is an empty slot; hot-add a CPU there first"),
             Error::Present(c) => write!(f, "cpu {c} is already present"),
             Error::AlreadyOnline(c) => write!(f, "cpu {c} is already online"),

@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use plugins::acpihp::{ost_status, CpuHotplug, EventKind, HwPorts, Ost, GPE_BIT};
-use plugins::{ffi, println, CpuInfo, StrRef};
+use plugins::{ffi, println, CpuInfo, CpuLifecycle, StrRef};
 use spin::Mutex;
 
 #[cfg(feature = "v1")]
@@ -268,6 +268,16 @@ fn origin_of(cpu: u32) -> u8 {
     ORIGIN.get(cpu as usize).map_or(0, |s| s.load(Ordering::Acquire))
 }
 
+/// The shell's `cpus` rows (`mv_cpu_describer`): the stage and origin of
+/// `cpu`, from the lock-free mirror, so that it never waits for a walk.
+extern "C" fn describe(cpu: u32, out: *mut CpuLifecycle) -> i32 {
+    let stage = Stage::from_u8(stage_of(cpu)).unwrap_or(Stage::Absent);
+    let origin = [Origin::Boot, Origin::HotAdded].into_iter().find(|o| *o as u8 + 1 == origin_of(cpu));
+    // SAFETY: the loader passes a pointer to a live `CpuLifecycle`.
+    unsafe { out.write(CpuLifecycle::new(stage.name(), origin.map_or("-", Origin::name))) };
+    0
+}
+
 extern "C" fn is_online(cpu: u32) -> u32 {
     (stage_of(cpu) == Stage::Online as u8) as u32
 }
@@ -395,7 +405,7 @@ static TABLE: Cpuhp = Cpuhp {
     failure_reason,
 };
 
-const USAGE: &str = "usage: cpu list | states | events [n] | online N | offline N | fail N <state> [up|down]";
+const USAGE: &str = "usage: cpu states | events [n] | online N | offline N | fail N <state> [up|down] (`cpus` lists the CPUs)";
 
 fn cpu_number(w: Option<&str>) -> Result<usize, alloc::string::String> {
     let w = w.ok_or_else(|| alloc::string::String::from(USAGE))?;
@@ -412,16 +422,6 @@ fn command(args: &str) -> Result<(), alloc::string::String> {
         let _ = LOCK.read_unlock();
     };
     match w.next() {
-        Some("list") | None => with_inner(&mut |i| {
-            for (n, c) in i.m.cpus().iter().enumerate() {
-                let origin = match c.origin {
-                    Some(Origin::Boot) => "boot",
-                    Some(Origin::HotAdded) => "hot-added",
-                    None => "-",
-                };
-                println!("cpu {n} apic {} {} {origin}", c.apic_id, c.stage.name());
-            }
-        }),
         Some("states") => with_inner(&mut |i| {
             println!("cpuhp generation {GENERATION}: {} states, bring-up order", i.m.states().len());
             for s in i.m.states() {
@@ -454,6 +454,7 @@ fn command(args: &str) -> Result<(), alloc::string::String> {
             println!("cpu {cpu}: state {id} ({state}) fails on the next {}", dir.name());
         }
         Some(other) => return Err(alloc::format!("unknown subcommand `{other}`; {USAGE}")),
+        None => return Err(USAGE.into()),
     }
     if w.next().is_some() {
         return Err(USAGE.into());
@@ -587,7 +588,11 @@ fn init() -> Result<(), i32> {
         .collect();
     let list: Vec<(u32, bool)> = infos.iter().map(|i| (i.apic_id, i.class == ffi::cpu_class::BOOT)).collect();
     *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
-    plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu list, states, events [n], online N, offline N, fail N <state> [up|down]", cpu_command)?;
+    plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
+    // SAFETY: `describe` is this plugin's; the loader drops it when we go.
+    if unsafe { ffi::mv_cpu_describer(describe) } != 0 {
+        plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
+    }
     // The loader runs only the boot CPU; the policy of bringing the others
     // up is ours. A CPU the loader already runs (started by someone else,
     // or by the cpuhp this one is replacing in a swap, whose state import

@@ -3,7 +3,7 @@
 //! boots with two CPUs of four; the runner hot-adds and removes CPUs
 //! through QMP and onlines/offlines them through the shell, and after each
 //! operation checks the event log (`cpu events`) for the operation's
-//! events with no sequence gap; at the end `cpu list` and QEMU's
+//! events with no sequence gap; at the end `cpus` and QEMU's
 //! `query-cpus-fast` must both match the model. Last, a CPU without
 //! SSE4.2 is hot-added: cpuidcheck's ONLINE state must refuse it.
 //!
@@ -90,7 +90,7 @@ pub enum Op {
     Swap(&'static str),
 }
 
-/// A slot as the model sees it (cpuhp's `cpu list` words).
+/// A slot as the model sees it (the lifecycle words of `cpus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     Absent,
@@ -302,7 +302,7 @@ impl Log {
     }
 }
 
-/// `cpu list` rows: `cpu N apic A stage origin`, by CPU.
+/// `cpus` rows: `cpu N apic A stage origin`, by CPU.
 pub fn parse_list(text: &str) -> BTreeMap<usize, (String, String)> {
     text.lines()
         .filter_map(|l| {
@@ -315,13 +315,13 @@ pub fn parse_list(text: &str) -> BTreeMap<usize, (String, String)> {
         .collect()
 }
 
-/// `cpu list` and QEMU's CPUs (cpu-index, which is the slot with the
+/// `cpus` and QEMU's CPUs (cpu-index, which is the slot with the
 /// default topology) against the model.
 pub fn check_final(model: &Model, list: &BTreeMap<usize, (String, String)>, qemu: &[u64]) -> Vec<String> {
     let mut problems = Vec::new();
     let unused: Vec<usize> = list.iter().filter(|(c, (s, _))| **c >= SLOTS && s != "absent").map(|(c, _)| *c).collect();
     if !unused.is_empty() || qemu.iter().any(|c| *c >= SLOTS as u64) {
-        problems.push(format!("CPUs past slot {SLOTS} are in: cpu list {unused:?}, query-cpus-fast {qemu:?}"));
+        problems.push(format!("CPUs past slot {SLOTS} are in: cpus {unused:?}, query-cpus-fast {qemu:?}"));
     }
     for (cpu, stage) in model.0.iter().enumerate() {
         let want_origin = match (cpu < BOOT_CPUS, stage) {
@@ -331,7 +331,7 @@ pub fn check_final(model: &Model, list: &BTreeMap<usize, (String, String)>, qemu
         };
         match list.get(&cpu) {
             Some((s, o)) if s == stage.name() && want_origin.is_none_or(|w| w == o) => {}
-            got => problems.push(format!("cpu list: cpu {cpu} is {got:?}, expected {} {want_origin:?}", stage.name())),
+            got => problems.push(format!("cpus: cpu {cpu} is {got:?}, expected {} {want_origin:?}", stage.name())),
         }
         if qemu.contains(&(cpu as u64)) != (*stage != Stage::Absent) {
             problems.push(format!("query-cpus-fast {qemu:?}: cpu {cpu} should be {}", stage.name()));
@@ -449,7 +449,7 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
             break;
         }
     }
-    let list = parse_list(&sh.run("cpu list")?);
+    let list = parse_list(&sh.run("cpus")?);
     let qemu: Vec<u64> = qmp::cpus(&q.execute("query-cpus-fast", json!({}))?).into_iter().map(|(i, _)| i).collect();
     problems.extend(check_final(&model, &list, &qemu));
     write!(sh.writer, "poweroff\r").map_err(|e| Error::io("typing on COM1", e))?;
@@ -574,7 +574,7 @@ mod tests {
     #[test]
     fn the_final_state_is_compared_with_both_views() {
         let list = parse_list(
-            "cpu list\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\n\
+            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\n\
              cpu 3 apic 3 online hot-added\r\ncpu 4 apic 4 offline hot-added\r\n",
         );
         let m = Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Online, Stage::Offline]);
@@ -583,6 +583,6 @@ mod tests {
         assert_eq!(p, ["query-cpus-fast [0, 1, 2, 3, 4]: cpu 2 should be absent"]);
         assert!(check_final(&m, &list, &[0, 1, 3, 4, 9])[0].starts_with("CPUs past slot 5"));
         let m2 = Model([Stage::Online, Stage::Online, Stage::Absent, Stage::Online, Stage::Offline]);
-        assert!(check_final(&m2, &list, &[0, 1, 3, 4])[0].starts_with("cpu list: cpu 1"));
+        assert!(check_final(&m2, &list, &[0, 1, 3, 4])[0].starts_with("cpus: cpu 1"));
     }
 }

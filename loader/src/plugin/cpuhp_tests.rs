@@ -129,12 +129,31 @@ fn boot_aps() -> alloc::vec::Vec<usize> {
     cpus.iter().enumerate().filter(|(i, c)| *i != me && c.class == CpuClass::Boot).map(|(i, _)| i).collect()
 }
 
+/// What the shell's `cpus` shows for `cpu` (cpuhp's describer), as
+/// (state, origin); `None` when no plugin describes CPUs.
+fn described(cpu: usize) -> Result<Option<(alloc::string::String, alloc::string::String)>, Failure> {
+    match registry::describe_cpu(cpu as u32) {
+        None => Ok(None),
+        Some(Ok(l)) => Ok(Some((l.state().into(), l.origin().into()))),
+        Some(Err(e)) => Err(failure!("describing cpu {cpu}: {e}")),
+    }
+}
+
+fn row(state: &str, origin: &str) -> Option<(alloc::string::String, alloc::string::String)> {
+    Some((state.into(), origin.into()))
+}
+
 fn boot_cpus_online() -> Result<(), Failure> {
     fresh()?;
     let me = crate::percpu::current_id() as usize;
     for cpu in boot_aps().into_iter().chain([me]) {
         check_eq!(cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32), (t.arrived_later)(cpu as u32)))?, (1, 1, 0), "cpu {cpu} online, boot, not later");
         check_eq!(crate::smp::state(cpu), crate::smp::State::Online, "cpu {cpu} runs");
+        check_eq!(described(cpu)?, row("online", "boot"), "`cpus` row of cpu {cpu}");
+    }
+    let cpus = &crate::acpi::get().expect("ACPI is read at boot").cpus;
+    for (cpu, _) in cpus.iter().enumerate().filter(|(_, c)| c.class == CpuClass::HotPluggable) {
+        check_eq!(described(cpu)?, row("absent", "-"), "`cpus` row of empty slot {cpu}");
     }
     Ok(())
 }
@@ -265,7 +284,7 @@ fn boot_cpu_refused() -> Result<(), Failure> {
     let me = crate::percpu::current_id();
     check_eq!(cpuhp(|t| (t.cpu_offline)(me))?, BOOT_CPU, "offline of the boot CPU");
     check!(crate::shell::execute(&alloc::format!("cpu offline {me}")).is_err(), "the shell offlined the boot CPU");
-    crate::shell::execute("cpu list").map_err(|e| failure!("cpu list: {e}"))?;
+    crate::shell::execute("cpus").map_err(|e| failure!("cpus: {e}"))?;
     crate::shell::execute("cpu states").map_err(|e| failure!("cpu states: {e}"))?;
     crate::shell::execute("cpu events 5").map_err(|e| failure!("cpu events: {e}"))?;
     check!(crate::shell::execute("cpu fail 0 hprecorder:starting").is_err(), "a STARTING state took a failure");
@@ -299,6 +318,9 @@ fn swap_while_online() -> Result<(), Failure> {
         if let Some(f) = &failure {
             check_eq!(&last_failure()?, f, "the last failure after the swap to {version}");
         }
+        // The new version described the CPUs in its init and took over.
+        let me = crate::percpu::current_id() as usize;
+        check_eq!(described(me)?, row("online", "boot"), "`cpus` row of cpu {me} after the swap to {version}");
         for &cpu in &aps {
             check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 1, "cpu {cpu} online after the swap to {version}");
             take(cpu)?;
@@ -313,6 +335,7 @@ fn swap_while_online() -> Result<(), Failure> {
     for p in registry::list() {
         let _ = registry::unload(&p.name, true);
     }
+    check_eq!(described(crate::percpu::current_id() as usize)?, None, "`cpus` after cpuhp unloaded: the loader's view");
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use super::guard;
 use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuInfo, Handle, RemoteFn, StrRef};
+use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuDescribeFn, CpuInfo, Handle, RemoteFn, StrRef};
 use spin::Mutex;
 
 /// The address of export `name`, for the ELF linker.
@@ -32,6 +32,7 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_cpu_park" => mv_cpu_park as extern "C" fn(u32) -> i32 as usize,
         "mv_run_on" => mv_run_on as unsafe extern "C" fn(u32, RemoteFn, usize, u32, *mut i32) -> i32 as usize,
         "mv_current_cpu" => mv_current_cpu as extern "C" fn() -> u32 as usize,
+        "mv_cpu_describer" => mv_cpu_describer as extern "C" fn(CpuDescribeFn) -> i32 as usize,
         _ => return None,
     };
     debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
@@ -124,6 +125,20 @@ unsafe extern "C" fn mv_register_command(name: StrRef, help: StrRef, f: CommandF
         Ok(()) => 0,
         Err(e) => {
             log::warn!(target: caller_name(), "cannot register command `{name}`: {e}");
+            -1
+        }
+    }
+}
+
+extern "C" fn mv_cpu_describer(f: CpuDescribeFn) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    crate::smp::enter_unstoppable();
+    let r = super::registry::set_cpu_describer(owner, f);
+    crate::smp::exit_unstoppable();
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_cpu_describer: {e}");
             -1
         }
     }
