@@ -115,7 +115,7 @@ pub struct Cpuhp {
     pub is_online: extern "C" fn(cpu: u32) -> u32,
     /// 1 if `cpu` was enabled at boot (and has not been ejected since).
     pub is_boot_cpu: extern "C" fn(cpu: u32) -> u32,
-    /// 1 if `cpu` was inserted at run time.
+    /// 1 if the CPU in slot `cpu` was inserted at run time (0 once ejected).
     pub arrived_later: extern "C" fn(cpu: u32) -> u32,
     /// Physical hot-add: slot `cpu` now holds a CPU (after the platform
     /// inserted it); marks it present and brings it up. 0, or an error

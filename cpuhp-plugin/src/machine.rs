@@ -655,6 +655,7 @@ impl Machine {
     }
 
     /// The CPU in slot `cpu` is going away (eject): it must be offline.
+    /// The slot then holds nothing, so it has no origin either.
     pub fn eject<P: Platform>(&mut self, p: &mut P, cpu: usize) -> Result<(), Error> {
         match self.cpu(cpu)?.stage {
             Stage::Absent => return Err(Error::Absent(cpu)),
@@ -666,6 +667,7 @@ impl Machine {
         }
         let c = &mut self.cpus[cpu];
         c.stage = Stage::Absent;
+        c.origin = None;
         c.fail = None;
         self.emit(p, Kind::Removed, cpu, None, 0);
         Ok(())

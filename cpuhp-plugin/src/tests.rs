@@ -319,7 +319,7 @@ fn hot_add_and_remove() {
     assert_eq!(m.eject(&mut p, 3), Err(Error::StillOnline(3)));
     m.tear_down(&mut p, 3).unwrap();
     m.eject(&mut p, 3).unwrap();
-    assert_eq!(m.cpus()[3].stage, Stage::Absent);
+    assert_eq!((m.cpus()[3].stage, m.cpus()[3].origin), (Stage::Absent, None));
     assert_eq!(m.eject(&mut p, 0), Err(Error::StillOnline(0)));
     let kinds: Vec<Kind> = p.events.iter().filter_map(Event::kind).collect();
     assert_eq!(kinds.first(), Some(&Kind::Discovered));
