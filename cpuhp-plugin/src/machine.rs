@@ -349,6 +349,14 @@ impl core::fmt::Display for Error {
     }
 }
 
+/// The CPUs enabled at boot (`boot_enabled[cpu]`) that a load brings
+/// online when at most `limit` may run (`maxcpus=`): the boot CPU counts
+/// first, since it runs already, then the others in logical order.
+pub fn started_at_load(boot_enabled: &[bool], boot_cpu: usize, limit: u32) -> Vec<usize> {
+    let others = (limit as usize).saturating_sub(1);
+    (0..boot_enabled.len()).filter(|&c| boot_enabled[c] && c != boot_cpu).take(others).collect()
+}
+
 pub struct Machine {
     states: Vec<State>,
     cpus: Vec<Cpu>,

@@ -7,6 +7,7 @@ use crate::blob;
 use crate::events::{self, Event, EventFn, Subscribers};
 use crate::lock::HotplugLock;
 use crate::machine::{
+    self,
     Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal, Stage, StartingHooks,
     MAX_CPUS, NAME_LEN,
 };
@@ -587,6 +588,9 @@ fn init() -> Result<(), i32> {
         })
         .collect();
     let list: Vec<(u32, bool)> = infos.iter().map(|i| (i.apic_id, i.class == ffi::cpu_class::BOOT)).collect();
+    // SAFETY: a plain query of the loader.
+    let limit = unsafe { ffi::mv_boot_cpu_limit() };
+    let start = machine::started_at_load(&list.iter().map(|c| c.1).collect::<Vec<_>>(), boot, limit);
     *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
     plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
     // SAFETY: `describe` is this plugin's; the loader drops it when we go.
@@ -594,18 +598,27 @@ fn init() -> Result<(), i32> {
         plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
     }
     // The loader runs only the boot CPU; the policy of bringing the others
-    // up is ours. A CPU the loader already runs (started by someone else,
-    // or by the cpuhp this one is replacing in a swap, whose state import
-    // then takes over) is adopted: no dynamic state exists yet to run.
+    // up is ours, within `maxcpus=`. A CPU the loader already runs (started
+    // by someone else, or by the cpuhp this one is replacing in a swap,
+    // whose state import then takes over) is adopted, limit or not: no
+    // dynamic state exists yet to run.
+    let aps: Vec<usize> = (0..count).filter(|&c| c != boot && list[c].1).collect();
+    let (run, held): (Vec<usize>, Vec<usize>) = aps.into_iter().partition(|&c| infos[c].online != 0 || start.contains(&c));
     write(|m, p, _| {
-        for (cpu, info) in infos.iter().enumerate().filter(|(c, i)| *c != boot && i.class == ffi::cpu_class::BOOT) {
-            let r = if info.online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
+        for cpu in run {
+            let r = if infos[cpu].online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
             if let Err(e) = r {
                 plugins::warn!("cpu {cpu} stays offline: {e}");
             }
         }
     });
-    plugins::info!("cpuhp generation {GENERATION}: {} of {count} CPUs online", infos.iter().enumerate().filter(|(c, _)| is_online(*c as u32) == 1).count());
+    let online = (0..count).filter(|c| is_online(*c as u32) == 1).count();
+    match held.as_slice() {
+        [] => plugins::info!("cpuhp generation {GENERATION}: {online} of {count} CPUs online"),
+        held => plugins::info!(
+            "cpuhp generation {GENERATION}: {online} of {count} CPUs online; maxcpus={limit} keeps cpus {held:?} offline (`cpu online N` brings one up)"
+        ),
+    }
     // SAFETY: a plain query of the loader.
     let base = unsafe { ffi::mv_acpi_cpu_hotplug_base() };
     // No block (Bochs, other machines): no physical hotplug, nothing to do.

@@ -389,6 +389,16 @@ fn the_log_reports_what_it_let_go() {
 }
 
 #[test]
+fn maxcpus_limits_the_cpus_started_at_load() {
+    let enabled = [true, false, true, true, true];
+    assert_eq!(started_at_load(&enabled, 0, u32::MAX), [2, 3, 4]);
+    assert_eq!(started_at_load(&enabled, 0, 3), [2, 3], "the boot CPU is one of the 3");
+    assert_eq!(started_at_load(&enabled, 0, 1), Vec::<usize>::new());
+    assert_eq!(started_at_load(&enabled, 3, 2), [0], "a boot CPU that is not cpu 0 counts first");
+    assert_eq!(started_at_load(&[true], 0, 8), Vec::<usize>::new());
+}
+
+#[test]
 fn adopt_only_without_dynamic_states() {
     let mut m = Machine::new(&[(0, true), (1, true)], 0);
     m.adopt(1).unwrap();

@@ -130,6 +130,9 @@ pub const RECIPES: &[Recipe] = &[
             reboots: false,
         },
     },
+    // `maxcpus=2`: cpuhp leaves the boot CPUs past the second offline
+    // until `cpu online` (on the layouts with 4 CPUs enabled at boot).
+    test("cpuhp-maxcpus", "test=cpuhp-maxcpus maxcpus=2"),
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {

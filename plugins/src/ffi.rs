@@ -140,6 +140,7 @@ pub const LOADER_EXPORTS: &[&str] = &[
     "mv_run_on",
     "mv_current_cpu",
     "mv_cpu_describer",
+    "mv_boot_cpu_limit",
 ];
 
 /// What [`mv_cpu_info`] says about one possible CPU (a MADT entry; the
@@ -313,6 +314,11 @@ extern "C" {
     /// and a version swapped in registers again in its init (it takes over
     /// when the swap commits). 0, or -1 if another plugin describes CPUs.
     pub fn mv_cpu_describer(f: CpuDescribeFn) -> i32;
+    /// How many of the CPUs enabled at boot, the boot CPU included, a CPU
+    /// lifecycle policy brings online when it loads: `maxcpus=` of the
+    /// kernel command line (at least 1), `u32::MAX` without it. The others
+    /// stay offline until asked for, as with Linux's `maxcpus=`.
+    pub fn mv_boot_cpu_limit() -> u32;
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! boot CPU online after load, offline/online cycles, injected failures in
 //! every state and both directions rolled back in exact reverse (as the
 //! recorder saw it), the boot CPU refused, and a swap of cpuhp while CPUs
-//! are online. The `bench-cpuhp` suite times one offline->online.
+//! are online. The `cpuhp-maxcpus` suite checks `maxcpus=`; the
+//! `bench-cpuhp` suite times one offline->online.
 
 use super::registry;
 use crate::tests::{Failure, Test};
@@ -17,6 +18,8 @@ pub static TESTS: &[Test] = &[
     Test { name: "boot-cpu-offline-refused", run: boot_cpu_refused },
     Test { name: "swap-while-cpus-online", run: swap_while_online },
 ];
+
+pub static MAXCPUS: &[Test] = &[Test { name: "held-boot-cpus-come-online-on-request", run: maxcpus }];
 
 pub static BENCH: &[Test] = &[Test { name: "cpu-offline-online", run: bench }];
 
@@ -336,6 +339,39 @@ fn swap_while_online() -> Result<(), Failure> {
         let _ = registry::unload(&p.name, true);
     }
     check_eq!(described(crate::percpu::current_id() as usize)?, None, "`cpus` after cpuhp unloaded: the loader's view");
+    Ok(())
+}
+
+/// `maxcpus=` (any value, or none): the first CPUs enabled at boot are
+/// online after cpuhp loads, the rest present, offline and of boot origin,
+/// never started; `cpu online N` brings each up through every state.
+fn maxcpus() -> Result<(), Failure> {
+    let limit = crate::boot_info().1.max_cpus.unwrap_or(u32::MAX) as usize;
+    fresh()?;
+    let aps = boot_aps();
+    let (started, held) = aps.split_at(aps.len().min(limit - 1));
+    for &cpu in started {
+        check_eq!(cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32)))?, (1, 1), "cpu {cpu} online, boot");
+        check_eq!(described(cpu)?, row("online", "boot"), "`cpus` row of cpu {cpu}");
+    }
+    if held.is_empty() {
+        crate::println!("  ({} CPUs enabled at boot, maxcpus={limit}: none held)", aps.len() + 1);
+    }
+    for &cpu in held {
+        check_eq!(
+            cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32), (t.arrived_later)(cpu as u32)))?,
+            (0, 1, 0),
+            "cpu {cpu}, past maxcpus={limit}: offline, boot, not later"
+        );
+        check_eq!(crate::smp::state(cpu), crate::smp::State::Offline, "cpu {cpu} was never started");
+        check_eq!(described(cpu)?, row("offline", "boot"), "`cpus` row of held cpu {cpu}");
+        take(cpu)?;
+        crate::shell::execute(&alloc::format!("cpu online {cpu}")).map_err(|e| failure!("cpu online {cpu}: {e}"))?;
+        check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 1, "cpu {cpu} after `cpu online {cpu}`");
+        check_eq!(crate::smp::state(cpu), crate::smp::State::Online, "cpu {cpu} runs");
+        check_eq!(take(cpu)?, UP_ALL, "the recorder's startups on cpu {cpu}");
+        check_eq!(described(cpu)?, row("online", "boot"), "`cpus` row of cpu {cpu} once online");
+    }
     Ok(())
 }
 

@@ -33,6 +33,7 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_run_on" => mv_run_on as unsafe extern "C" fn(u32, RemoteFn, usize, u32, *mut i32) -> i32 as usize,
         "mv_current_cpu" => mv_current_cpu as extern "C" fn() -> u32 as usize,
         "mv_cpu_describer" => mv_cpu_describer as extern "C" fn(CpuDescribeFn) -> i32 as usize,
+        "mv_boot_cpu_limit" => mv_boot_cpu_limit as extern "C" fn() -> u32 as usize,
         _ => return None,
     };
     debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
@@ -229,6 +230,10 @@ extern "C" fn mv_cpu_park(cpu: u32) -> i32 {
 
 extern "C" fn mv_current_cpu() -> u32 {
     crate::percpu::current_id()
+}
+
+extern "C" fn mv_boot_cpu_limit() -> u32 {
+    crate::boot_info().1.max_cpus.unwrap_or(u32::MAX)
 }
 
 /// The request of the `mv_run_on` in progress. In a static, not on the
