@@ -7,9 +7,8 @@ use crate::blob;
 use crate::events::{self, Event, EventFn, Subscribers};
 use crate::lock::HotplugLock;
 use crate::machine::{
-    self,
-    Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal, Stage, StartingHooks,
-    MAX_CPUS, NAME_LEN,
+    self, Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal, Stage,
+    StartingHooks, MAX_CPUS, NAME_LEN,
 };
 use crate::physical::{self, RemoveAnswer};
 use alloc::string::String;
@@ -408,12 +407,12 @@ static TABLE: Cpuhp = Cpuhp {
 
 const USAGE: &str = "usage: cpu states | events [n] | online N | offline N | fail N <state> [up|down] (`cpus` lists the CPUs)";
 
-fn cpu_number(w: Option<&str>) -> Result<usize, alloc::string::String> {
-    let w = w.ok_or_else(|| alloc::string::String::from(USAGE))?;
+fn cpu_number(w: Option<&str>) -> Result<usize, String> {
+    let w = w.ok_or_else(|| String::from(USAGE))?;
     w.parse().map_err(|_| alloc::format!("`{w}` is not a CPU number"))
 }
 
-fn command(args: &str) -> Result<(), alloc::string::String> {
+fn command(args: &str) -> Result<(), String> {
     let mut w = args.split_whitespace();
     let with_inner = |f: &mut dyn FnMut(&Inner)| {
         LOCK.read();
