@@ -46,8 +46,8 @@ pub fn plan_for(accel: crate::emulator::Accel) -> Plan {
     Plan { readd: accel != crate::emulator::Accel::Tcg, ..PLAN }
 }
 
-/// CPUs the image boots with, and the slots in all (QEMU's `maxcpus`,
-/// as the issue asks: `-smp 2,maxcpus=4`). Both hot-pluggable slots are
+/// CPUs the image boots with, and the slots in all (QEMU's `maxcpus`:
+/// `-smp 2,maxcpus=4`). Both hot-pluggable slots are
 /// filled before any eject (see [`Plan::readd`]): slot 2 with a full CPU,
 /// [`REFUSED_SLOT`] with the CPU without [`DROPPED_FEATURE`].
 pub const BOOT_CPUS: usize = 2;
