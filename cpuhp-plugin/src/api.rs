@@ -1,6 +1,12 @@
 //! The `cpuhp` interface (1.x): the `#[repr(C)]` table other plugins
 //! reach through `Interface<Cpuhp>`, and its error codes.
 //!
+//! The table only grows, at its end, and each addition takes a minor
+//! version: 1.0 and 1.1 end at `generation`; 1.2 adds
+//! `set_failure_reason` and `failure_reason`. A plugin that calls an
+//! addition requires the minor version that brought it (`^1.2`), so the
+//! loader never links it against an older table that lacks the entry.
+//!
 //! Functions returning `i32` return 0 (or, for `setup*`/`subscribe`, a
 //! positive id) on success and a negative [`code`] on failure. CPU numbers
 //! are the loader's logical numbers (MADT order).
@@ -11,7 +17,7 @@
 //! read side refuses with [`code::WOULD_DEADLOCK`] instead of hanging).
 //! Queries (`is_online`, `is_boot_cpu`, `arrived_later`) never block.
 
-pub use crate::events::{Event, EventFn, Kind};
+pub use crate::events::{Event, EventFn, Kind, REASON_LEN};
 pub use crate::machine::{Fallible, Infallible};
 use plugins::StrRef;
 
@@ -57,6 +63,11 @@ pub mod code {
     /// write side.
     pub const WOULD_DEADLOCK: i32 = -20;
     pub const NO_SUCH_SUBSCRIBER: i32 = -21;
+    /// `failure_reason` of a sequence number that is no failure the log
+    /// still knows.
+    pub const NO_SUCH_EVENT: i32 = -22;
+    /// `set_failure_reason` outside a state callback.
+    pub const NOT_IN_CALLBACK: i32 = -23;
 }
 
 /// One state as `state_at` describes it.
@@ -104,7 +115,7 @@ pub struct Cpuhp {
     pub is_online: extern "C" fn(cpu: u32) -> u32,
     /// 1 if `cpu` was enabled at boot (and has not been ejected since).
     pub is_boot_cpu: extern "C" fn(cpu: u32) -> u32,
-    /// 1 if `cpu` was inserted at run time.
+    /// 1 if the CPU in slot `cpu` was inserted at run time (0 once ejected).
     pub arrived_later: extern "C" fn(cpu: u32) -> u32,
     /// Physical hot-add: slot `cpu` now holds a CPU (after the platform
     /// inserted it); marks it present and brings it up. 0, or an error
@@ -122,16 +133,31 @@ pub struct Cpuhp {
     /// Fills `*out` with the state at `index` of the order; 0 or an error.
     pub state_at: extern "C" fn(index: u32, out: *mut StateInfo) -> i32,
     /// The `failed` event of the last walk that failed; 0, or
-    /// [`code::NO_SUCH_STATE`] if none failed yet.
+    /// [`code::NO_SUCH_STATE`] if none failed yet. Its reason:
+    /// `failure_reason(event.seq, ..)`.
     pub last_failure: extern "C" fn(out: *mut Event) -> i32,
     /// The sequence number the next event will get.
     pub next_seq: extern "C" fn() -> u64,
-    /// Which build answers (1 for 1.0.0, 2 for 1.1.0): for swap tests.
+    /// Which build answers (1 for 1.2.0, 2 for 1.3.0): for swap tests.
     pub generation: extern "C" fn() -> u32,
-    /// Gives PREPARE or ONLINE state `id` new callbacks, keeping its place
+    /// 1.2: gives PREPARE or ONLINE state `id` new callbacks, keeping its place
     /// and every CPU's progress: for the new version of a swapped plugin,
     /// from its state import, to take over its predecessor's state.
     pub rebind: extern "C" fn(id: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> i32,
+    /// 1.2: a PREPARE or ONLINE callback about to return an error says why
+    /// in words (e.g. "sse4.2 (absent on this CPU, present on the boot
+    /// CPU)"). The text is copied (control characters become spaces; at
+    /// most [`REASON_LEN`] bytes are kept) and goes with the `failed` event
+    /// of this step: `cpu events`, `failure_reason`. 0;
+    /// [`code::NOT_IN_CALLBACK`] outside a callback;
+    /// [`code::BAD_ARGUMENT`] for text that is not UTF-8 or blank.
+    pub set_failure_reason: extern "C" fn(reason: StrRef) -> i32,
+    /// 1.2: copies the reason given with failure event `seq` (a `failed`
+    /// or `rollback-step-failed` event, e.g. `last_failure`'s) into `buf`
+    /// (room for `cap` bytes, [`REASON_LEN`] is always enough; UTF-8,
+    /// no NUL) and returns its length, 0 when the callback gave none;
+    /// [`code::NO_SUCH_EVENT`] if the log knows no such failure.
+    pub failure_reason: extern "C" fn(seq: u64, buf: *mut u8, cap: usize) -> i32,
 }
 
 impl crate::machine::Error {

@@ -1,16 +1,29 @@
-//! The state a swap carries from one cpuhp to the next (layout 1): the
+//! The state a swap carries from one cpuhp to the next (layout 2): the
 //! states with their callbacks, every CPU's stage, origin and pending fault,
-//! the event log with its sequence, and the subscribers. Callbacks travel as
-//! addresses: both versions live in the same address space and the plugins
-//! that own them are not part of the swap.
+//! the event log with its sequence and failure reasons, the last failure,
+//! and the subscribers. Callbacks travel as addresses: both versions live
+//! in the same address space and the plugins that own them are not part of
+//! the swap.
+//!
+//! Layout 1 (cpuhp 1.0.0 and 1.1.0) has no reasons and no last failure;
+//! it is still read, so that a running 1.0/1.1 can be swapped for this
+//! version. Its last failure is the newest `failed` event still logged.
 
-use crate::events::{Event, EventFn, EventLog, Subscriber, Subscribers};
+use crate::events::{cut, Event, EventFn, EventLog, Kind, Logged, Subscriber, Subscribers, REASON_LEN};
 use crate::machine::{Cpu, Direction, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Stage, StartingHooks, State, NAME_LEN};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-pub const LAYOUT: u32 = 1;
-const MAGIC: &[u8; 8] = b"CPUHP\0\0\x01";
+pub const LAYOUT: u32 = 2;
+/// The oldest layout `import` reads.
+pub const OLDEST_LAYOUT: u32 = 1;
+
+/// The blob's first bytes; the last one is the layout.
+fn magic(layout: u32) -> [u8; 8] {
+    let mut m = *b"CPUHP\0\0\0";
+    m[7] = layout as u8;
+    m
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobError {
@@ -53,6 +66,19 @@ impl Writer<'_> {
     fn u64(&mut self, v: u64) -> Result<(), BlobError> {
         self.bytes(&v.to_le_bytes())
     }
+    /// An event and its reason (length byte, then the text; 0: none).
+    fn logged(&mut self, l: &Logged) -> Result<(), BlobError> {
+        let e = &l.event;
+        self.u64(e.seq)?;
+        self.u32(e.kind)?;
+        self.u32(e.cpu)?;
+        self.u32(e.state)?;
+        self.u32(e.code as u32)?;
+        self.bytes(&e.name)?;
+        let reason = cut(l.reason.as_deref().unwrap_or(""), REASON_LEN);
+        self.u8(reason.len() as u8)?;
+        self.bytes(reason.as_bytes())
+    }
 }
 
 struct Reader<'a> {
@@ -75,6 +101,17 @@ impl Reader<'_> {
     fn u64(&mut self) -> Result<u64, BlobError> {
         Ok(u64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| BlobError::Malformed)?))
     }
+    /// An event as [`Writer::logged`] wrote it; `layout` 1 has no reason.
+    fn logged(&mut self, layout: u32) -> Result<Logged, BlobError> {
+        let (seq, kind, cpu, state, code) = (self.u64()?, self.u32()?, self.u32()?, self.u32()?, self.u32()? as i32);
+        let name = self.bytes(NAME_LEN)?.try_into().map_err(|_| BlobError::Malformed)?;
+        let len = if layout == 1 { 0 } else { self.u8()? as usize };
+        if len > REASON_LEN {
+            return Err(BlobError::Malformed);
+        }
+        let reason = core::str::from_utf8(self.bytes(len)?).map_err(|_| BlobError::Malformed)?;
+        Ok(Logged { event: Event { seq, kind, cpu, state, code, name }, reason: (len > 0).then(|| reason.into()) })
+    }
 }
 
 /// A callback address as written by `export` (0: none).
@@ -96,7 +133,7 @@ unsafe fn func<F: Copy>(a: u64) -> Option<F> {
 
 pub fn export(m: &Machine, subs: &Subscribers, buf: &mut [u8]) -> Result<usize, BlobError> {
     let mut w = Writer { buf, at: 0 };
-    w.bytes(MAGIC)?;
+    w.bytes(&magic(LAYOUT))?;
     w.u32(m.boot_cpu() as u32)?;
     w.u32(m.next_id())?;
     w.u32(m.states().len() as u32)?;
@@ -126,13 +163,15 @@ pub fn export(m: &Machine, subs: &Subscribers, buf: &mut [u8]) -> Result<usize, 
     w.u64(m.events.next_seq())?;
     w.u64(m.events.dropped())?;
     w.u32(m.events.events().count() as u32)?;
-    for e in m.events.events() {
-        w.u64(e.seq)?;
-        w.u32(e.kind)?;
-        w.u32(e.cpu)?;
-        w.u32(e.state)?;
-        w.u32(e.code as u32)?;
-        w.bytes(&e.name)?;
+    for l in m.events.events() {
+        w.logged(l)?;
+    }
+    match m.events.last_failure() {
+        Some(l) => {
+            w.u8(1)?;
+            w.logged(l)?;
+        }
+        None => w.u8(0)?,
     }
     w.u32(subs.next_id)?;
     w.u32(subs.list.len() as u32)?;
@@ -144,17 +183,18 @@ pub fn export(m: &Machine, subs: &Subscribers, buf: &mut [u8]) -> Result<usize, 
     Ok(w.at)
 }
 
-/// Reads a blob [`export`] wrote.
+/// Reads a blob [`export`] wrote, or an older version's (`layout` from
+/// [`OLDEST_LAYOUT`] to [`LAYOUT`]).
 ///
 /// # Safety
 /// The blob must come from `export` in this address space, with every
 /// plugin whose callbacks it names still loaded.
 pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), BlobError> {
-    if layout != LAYOUT {
+    if !(OLDEST_LAYOUT..=LAYOUT).contains(&layout) {
         return Err(BlobError::Layout(layout));
     }
     let mut r = Reader { buf, at: 0 };
-    if r.bytes(MAGIC.len())? != MAGIC {
+    if r.bytes(8)? != magic(layout) {
         return Err(BlobError::Malformed);
     }
     let boot_cpu = r.u32()? as usize;
@@ -190,22 +230,23 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
             2 => Some(Origin::HotAdded),
             _ => return Err(BlobError::Malformed),
         };
-        let stage = match r.u8()? {
-            0 => Stage::Absent,
-            1 => Stage::Offline,
-            2 => Stage::Online,
-            _ => return Err(BlobError::Malformed),
-        };
+        let stage = Stage::from_u8(r.u8()?).ok_or(BlobError::Malformed)?;
         let (fail_state, dir) = (r.u32()?, if r.u8()? == 0 { Direction::Up } else { Direction::Down });
         cpus.push(Cpu { apic_id, origin, stage, fail: (fail_state != 0).then_some((fail_state, dir)) });
     }
     let (next_seq, dropped) = (r.u64()?, r.u64()?);
     let mut events = Vec::new();
     for _ in 0..r.u32()? {
-        let (seq, kind, cpu, state, code) = (r.u64()?, r.u32()?, r.u32()?, r.u32()?, r.u32()? as i32);
-        let name = r.bytes(NAME_LEN)?.try_into().map_err(|_| BlobError::Malformed)?;
-        events.push(Event { seq, kind, cpu, state, code, name });
+        events.push(r.logged(layout)?);
     }
+    let last_failure = match layout {
+        1 => events.iter().rev().find(|l| l.event.kind() == Some(Kind::Failed)).cloned(),
+        _ => match r.u8()? {
+            0 => None,
+            1 => Some(r.logged(layout)?),
+            _ => return Err(BlobError::Malformed),
+        },
+    };
     let mut subs = Subscribers { list: Vec::new(), next_id: r.u32()? };
     for _ in 0..r.u32()? {
         let id = r.u32()?;
@@ -216,5 +257,5 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
     if boot_cpu >= cpus.len() || r.at != buf.len() {
         return Err(BlobError::Malformed);
     }
-    Ok((Machine::from_parts(states, cpus, boot_cpu, next_id, EventLog::from_parts(events, next_seq, dropped)), subs))
+    Ok((Machine::from_parts(states, cpus, boot_cpu, next_id, EventLog::from_parts(events, next_seq, dropped, last_failure)), subs))
 }

@@ -2,12 +2,40 @@
 //! subscribers as they happen. Subscribers get every event synchronously,
 //! so none is lost to them; the log keeps the newest [`LOG_CAPACITY`] and
 //! counts what it had to let go, which readers see as an explicit gap.
+//!
+//! A failure's reason in words (what a failing callback said through
+//! `set_failure_reason`) stays in the log beside its event: the `#[repr(C)]`
+//! [`Event`] keeps its size, so subscribers and `last_failure` callers
+//! built against 1.0 still read it whole.
 
 use crate::machine::{State, NAME_LEN};
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 pub const LOG_CAPACITY: usize = 256;
+/// Longest reason kept, in bytes: one line of `cpu events`.
+pub const REASON_LEN: usize = 80;
+
+/// `text` as a reason: control characters (a line break would split the
+/// event's line) become spaces, surrounding blanks go, and at most
+/// [`REASON_LEN`] bytes stay, cut at a character boundary. `None` if
+/// nothing is left.
+pub fn clean_reason(text: &str) -> Option<String> {
+    let cleaned: String = text.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let reason = cut(&cleaned, REASON_LEN).trim_end();
+    (!reason.is_empty()).then(|| reason.into())
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends at a
+/// character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -103,32 +131,54 @@ impl core::fmt::Display for Event {
     }
 }
 
+/// An event as the log keeps it: with the reason its failing callback
+/// gave, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    pub event: Event,
+    pub reason: Option<String>,
+}
+
+/// One line of `cpu events`; the reason comes last, after `reason: `,
+/// since it may hold spaces.
+impl core::fmt::Display for Logged {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.event)?;
+        match &self.reason {
+            Some(r) => write!(f, " reason: {r}"),
+            None => Ok(()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventLog {
-    ring: VecDeque<Event>,
+    ring: VecDeque<Logged>,
     /// The next event's sequence number (the first is 1).
     next_seq: u64,
     /// Events the log let go of to stay bounded.
     dropped: u64,
+    /// The newest `failed` event, kept after the ring lets it go.
+    last_failure: Option<Logged>,
 }
 
 /// What [`EventLog::last`] found: the events, and how many older ones in
 /// the range asked for are gone.
 pub struct Tail {
-    pub events: Vec<Event>,
+    pub events: Vec<Logged>,
     pub missing: u64,
 }
 
 impl EventLog {
     pub fn new() -> EventLog {
-        EventLog { ring: VecDeque::new(), next_seq: 1, dropped: 0 }
+        EventLog { ring: VecDeque::new(), next_seq: 1, dropped: 0, last_failure: None }
     }
 
-    pub fn from_parts(events: Vec<Event>, next_seq: u64, dropped: u64) -> EventLog {
-        EventLog { ring: events.into(), next_seq, dropped }
+    pub fn from_parts(events: Vec<Logged>, next_seq: u64, dropped: u64, last_failure: Option<Logged>) -> EventLog {
+        EventLog { ring: events.into(), next_seq, dropped, last_failure }
     }
 
-    pub fn push(&mut self, kind: Kind, cpu: usize, state: Option<&State>, code: i32) -> Event {
+    pub fn push(&mut self, kind: Kind, cpu: usize, state: Option<&State>, code: i32, reason: Option<String>) -> Event {
         let mut name = [0; NAME_LEN];
         if let Some(s) = state {
             let n = s.name.len().min(NAME_LEN);
@@ -140,8 +190,24 @@ impl EventLog {
             self.ring.pop_front();
             self.dropped += 1;
         }
-        self.ring.push_back(e);
+        let logged = Logged { event: e, reason };
+        if kind == Kind::Failed {
+            self.last_failure = Some(logged.clone());
+        }
+        self.ring.push_back(logged);
         e
+    }
+
+    /// The newest `failed` event, with its reason.
+    pub fn last_failure(&self) -> Option<&Logged> {
+        self.last_failure.as_ref()
+    }
+
+    /// The reason given with failure event `seq` (`Some(None)`: none was
+    /// given); `None` if the log knows no such failure.
+    pub fn reason_of(&self, seq: u64) -> Option<Option<&str>> {
+        let is_failure = |l: &&Logged| l.event.seq == seq && matches!(l.event.kind(), Some(Kind::Failed | Kind::RollbackStepFailed));
+        self.last_failure.iter().chain(&self.ring).find(is_failure).map(|l| l.reason.as_deref())
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -152,7 +218,7 @@ impl EventLog {
         self.dropped
     }
 
-    pub fn events(&self) -> impl Iterator<Item = &Event> {
+    pub fn events(&self) -> impl Iterator<Item = &Logged> {
         self.ring.iter()
     }
 
@@ -161,7 +227,7 @@ impl EventLog {
     pub fn last(&self, n: usize) -> Tail {
         let have = self.ring.len().min(n);
         let total = (self.next_seq - 1) as usize;
-        Tail { events: self.ring.iter().skip(self.ring.len() - have).copied().collect(), missing: (n.min(total) - have) as u64 }
+        Tail { events: self.ring.iter().skip(self.ring.len() - have).cloned().collect(), missing: (n.min(total) - have) as u64 }
     }
 }
 

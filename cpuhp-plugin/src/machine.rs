@@ -42,6 +42,8 @@ pub const FIRST_DYNAMIC_ID: u32 = 16;
 
 /// The error code an injected failure reports (Linux uses -EAGAIN).
 pub const INJECTED: i32 = -11;
+/// The reason an injected failure gives.
+pub const INJECTED_REASON: &str = "injected with `cpu fail`";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -74,6 +76,30 @@ impl Section {
 pub type Fallible = extern "C" fn(cpu: u32, ctx: usize) -> i32;
 /// A STARTING callback: nothing to report, by construction.
 pub type Infallible = extern "C" fn(cpu: u32, ctx: usize);
+
+/// Why a step failed: the error code and, when the callback gave one, the
+/// reason in words (see [`crate::events::clean_reason`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i32,
+    pub reason: Option<String>,
+}
+
+impl From<i32> for Refusal {
+    fn from(code: i32) -> Refusal {
+        Refusal { code, reason: None }
+    }
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.code)?;
+        match &self.reason {
+            Some(r) => write!(f, ": {r}"),
+            None => Ok(()),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct FallibleHooks {
@@ -178,6 +204,15 @@ pub enum Origin {
     HotAdded = 1,
 }
 
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Boot => "boot",
+            Origin::HotAdded => "hot-added",
+        }
+    }
+}
+
 /// Where a CPU is in its life, between operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -191,6 +226,10 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub fn from_u8(v: u8) -> Option<Stage> {
+        [Stage::Absent, Stage::Offline, Stage::Online].into_iter().find(|s| *s as u8 == v)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Absent => "absent",
@@ -223,11 +262,11 @@ pub trait Platform {
     /// The CPU running the machine (the control CPU).
     fn current_cpu(&self) -> usize;
     /// Runs a PREPARE callback on the control CPU, on behalf of `call.cpu`.
-    fn prepare(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32>;
+    fn prepare(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), Refusal>;
     /// Runs a STARTING callback on `call.cpu` with interrupts off.
     fn starting(&mut self, call: Call, f: Infallible, ctx: usize);
     /// Runs an ONLINE callback on `call.cpu` with interrupts on.
-    fn online(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32>;
+    fn online(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), Refusal>;
     /// Starts the CPU; it then idles, able to run callbacks.
     fn start(&mut self, cpu: usize) -> Result<(), i32>;
     /// Parks the CPU.
@@ -265,16 +304,16 @@ pub enum Error {
     BadName,
     TooManyStates,
     /// A walk failed at `state` and the CPU was rolled back.
-    Failed { cpu: usize, dir: Direction, state: u32, name: String, code: i32 },
+    Failed { cpu: usize, dir: Direction, state: u32, name: String, why: Refusal },
     /// A setup's startup failed on `cpu`; the CPUs already done were torn
     /// down and nothing was registered.
-    SetupFailed { cpu: usize, name: String, code: i32 },
+    SetupFailed { cpu: usize, name: String, why: Refusal },
 }
 
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Error::NoSuchCpu(c) => write!(f, "there is no cpu {c} (see `cpu list`)"),
+            Error::NoSuchCpu(c) => write!(f, "there is no cpu {c} (see `cpus`)"),
             Error::Absent(c) => write!(f, "cpu {c} is an empty slot; hot-add a CPU there first"),
             Error::Present(c) => write!(f, "cpu {c} is already present"),
             Error::AlreadyOnline(c) => write!(f, "cpu {c} is already online"),
@@ -291,9 +330,9 @@ impl core::fmt::Display for Error {
             Error::NameTaken(n) => write!(f, "a state named `{n}` exists already"),
             Error::BadName => write!(f, "state names are 1 to {NAME_LEN} bytes of `owner:what`"),
             Error::TooManyStates => write!(f, "all {MAX_DYNAMIC} dynamic state slots are taken"),
-            Error::Failed { cpu, dir, name, code, .. } => write!(
+            Error::Failed { cpu, dir, name, why, .. } => write!(
                 f,
-                "cpu {cpu} {}: state `{name}` failed with {code}; rolled back, cpu {cpu} is {}",
+                "cpu {cpu} {}: state `{name}` failed with {why}; rolled back, cpu {cpu} is {}",
                 match dir {
                     Direction::Up => "bring-up",
                     Direction::Down => "tear-down",
@@ -303,11 +342,19 @@ impl core::fmt::Display for Error {
                     Direction::Down => "online",
                 }
             ),
-            Error::SetupFailed { cpu, name, code } => {
-                write!(f, "setup of `{name}`: startup failed on cpu {cpu} with {code}; undone on the CPUs done")
+            Error::SetupFailed { cpu, name, why } => {
+                write!(f, "setup of `{name}`: startup failed on cpu {cpu} with {why}; undone on the CPUs done")
             }
         }
     }
+}
+
+/// The CPUs enabled at boot (`boot_enabled[cpu]`) that a load brings
+/// online when at most `limit` may run (`maxcpus=`): the boot CPU counts
+/// first, since it runs already, then the others in logical order.
+pub fn started_at_load(boot_enabled: &[bool], boot_cpu: usize, limit: u32) -> Vec<usize> {
+    let others = (limit as usize).saturating_sub(1);
+    (0..boot_enabled.len()).filter(|&c| boot_enabled[c] && c != boot_cpu).take(others).collect()
 }
 
 pub struct Machine {
@@ -341,7 +388,7 @@ impl Machine {
         let mut m = Machine { states: alloc::vec![bringup], cpus, boot_cpu, next_id: FIRST_DYNAMIC_ID, events: EventLog::new() };
         for cpu in 0..m.cpus.len() {
             if m.cpus[cpu].origin.is_some() {
-                m.events.push(Kind::Discovered, cpu, None, 0);
+                m.events.push(Kind::Discovered, cpu, None, 0, None);
             }
         }
         m
@@ -386,17 +433,24 @@ impl Machine {
 
     fn emit<P: Platform>(&mut self, p: &mut P, kind: Kind, cpu: usize, state: Option<usize>, code: i32) {
         let state = state.map(|i| &self.states[i]);
-        let e = self.events.push(kind, cpu, state, code);
+        let e = self.events.push(kind, cpu, state, code, None);
+        p.publish(&e);
+    }
+
+    /// Emits a `failed` or `rollback-step-failed` event: these carry the
+    /// reason.
+    fn emit_failure<P: Platform>(&mut self, p: &mut P, kind: Kind, cpu: usize, state: usize, why: &Refusal) {
+        let e = self.events.push(kind, cpu, Some(&self.states[state]), why.code, why.reason.clone());
         p.publish(&e);
     }
 
     /// Runs state `i`'s callback for `cpu` in `dir`. An injected failure
     /// replaces the callback and is used up.
-    fn step<P: Platform>(&mut self, p: &mut P, cpu: usize, i: usize, dir: Direction, inject: bool) -> Result<(), i32> {
+    fn step<P: Platform>(&mut self, p: &mut P, cpu: usize, i: usize, dir: Direction, inject: bool) -> Result<(), Refusal> {
         let s = &self.states[i];
         if inject && self.cpus[cpu].fail == Some((s.id, dir)) {
             self.cpus[cpu].fail = None;
-            return Err(INJECTED);
+            return Err(Refusal { code: INJECTED, reason: Some(INJECTED_REASON.into()) });
         }
         let call = Call { cpu, state: s.id, dir };
         let pick = |h: FallibleHooks| if dir == Direction::Up { h.startup } else { h.teardown };
@@ -412,7 +466,8 @@ impl Machine {
             Hooks::Bringup => match dir {
                 Direction::Up => p.start(cpu),
                 Direction::Down => p.park(cpu),
-            },
+            }
+            .map_err(Refusal::from),
         }
     }
 
@@ -433,8 +488,8 @@ impl Machine {
         self.emit(p, Kind::BringUpStarted, cpu, None, 0);
         let online_at = self.last_starting();
         for i in 0..self.states.len() {
-            if let Err(code) = self.step(p, cpu, i, Direction::Up, true) {
-                return Err(self.roll_back(p, cpu, i, Direction::Up, code));
+            if let Err(why) = self.step(p, cpu, i, Direction::Up, true) {
+                return Err(self.roll_back(p, cpu, i, Direction::Up, why));
             }
             self.emit(p, Kind::StateReached, cpu, Some(i), 0);
             if i == online_at {
@@ -464,8 +519,8 @@ impl Machine {
         }
         self.emit(p, Kind::TearDownStarted, cpu, None, 0);
         for i in (0..self.states.len()).rev() {
-            if let Err(code) = self.step(p, cpu, i, Direction::Down, true) {
-                return Err(self.roll_back(p, cpu, i, Direction::Down, code));
+            if let Err(why) = self.step(p, cpu, i, Direction::Down, true) {
+                return Err(self.roll_back(p, cpu, i, Direction::Down, why));
             }
             self.emit(p, Kind::StateLeft, cpu, Some(i), 0);
         }
@@ -478,8 +533,8 @@ impl Machine {
     /// walk passed, in exact reverse. Rollback steps are not injected into;
     /// one that still fails is reported and the walk back goes on (the
     /// state it leaves is the best one left).
-    fn roll_back<P: Platform>(&mut self, p: &mut P, cpu: usize, failed: usize, dir: Direction, code: i32) -> Error {
-        self.emit(p, Kind::Failed, cpu, Some(failed), code);
+    fn roll_back<P: Platform>(&mut self, p: &mut P, cpu: usize, failed: usize, dir: Direction, why: Refusal) -> Error {
+        self.emit_failure(p, Kind::Failed, cpu, failed, &why);
         let (back, passed): (Direction, Vec<usize>) = match dir {
             Direction::Up => (Direction::Down, (0..failed).rev().collect()),
             Direction::Down => (Direction::Up, (failed + 1..self.states.len()).collect()),
@@ -490,12 +545,12 @@ impl Machine {
                     let kind = if back == Direction::Up { Kind::StateReached } else { Kind::StateLeft };
                     self.emit(p, kind, cpu, Some(i), 0)
                 }
-                Err(c) => self.emit(p, Kind::RollbackStepFailed, cpu, Some(i), c),
+                Err(w) => self.emit_failure(p, Kind::RollbackStepFailed, cpu, i, &w),
             }
         }
-        self.emit(p, Kind::RolledBack, cpu, Some(failed), code);
+        self.emit(p, Kind::RolledBack, cpu, Some(failed), why.code);
         let s = &self.states[failed];
-        Error::Failed { cpu, dir, state: s.id, name: s.name.clone(), code }
+        Error::Failed { cpu, dir, state: s.id, name: s.name.clone(), why }
     }
 
     /// Marks a CPU that already runs (started before cpuhp loaded, or its
@@ -505,7 +560,7 @@ impl Machine {
         match self.cpu(cpu)?.stage {
             Stage::Offline if self.states.len() == 1 => {
                 self.cpus[cpu].stage = Stage::Online;
-                self.events.push(Kind::Active, cpu, None, 0);
+                self.events.push(Kind::Active, cpu, None, 0, None);
                 Ok(())
             }
             Stage::Offline => Err(Error::TooManyStates),
@@ -533,15 +588,15 @@ impl Machine {
         if calls {
             let online: Vec<usize> = (0..self.cpus.len()).filter(|&c| self.cpus[c].stage == Stage::Online).collect();
             for (k, &cpu) in online.iter().enumerate() {
-                if let Err(code) = self.step(p, cpu, at, Direction::Up, false) {
-                    self.emit(p, Kind::Failed, cpu, Some(at), code);
+                if let Err(why) = self.step(p, cpu, at, Direction::Up, false) {
+                    self.emit_failure(p, Kind::Failed, cpu, at, &why);
                     for &done in online[..k].iter().rev() {
-                        if let Err(c) = self.step(p, done, at, Direction::Down, false) {
-                            self.emit(p, Kind::RollbackStepFailed, done, Some(at), c);
+                        if let Err(w) = self.step(p, done, at, Direction::Down, false) {
+                            self.emit_failure(p, Kind::RollbackStepFailed, done, at, &w);
                         }
                     }
                     self.states.remove(at);
-                    return Err(Error::SetupFailed { cpu, name: name.into(), code });
+                    return Err(Error::SetupFailed { cpu, name: name.into(), why });
                 }
                 self.emit(p, Kind::StateReached, cpu, Some(at), 0);
             }
@@ -563,7 +618,7 @@ impl Machine {
             for cpu in online {
                 match self.step(p, cpu, at, Direction::Down, false) {
                     Ok(()) => self.emit(p, Kind::StateLeft, cpu, Some(at), 0),
-                    Err(c) => self.emit(p, Kind::Failed, cpu, Some(at), c),
+                    Err(w) => self.emit_failure(p, Kind::Failed, cpu, at, &w),
                 }
             }
         }
@@ -621,6 +676,7 @@ impl Machine {
     }
 
     /// The CPU in slot `cpu` is going away (eject): it must be offline.
+    /// The slot then holds nothing, so it has no origin either.
     pub fn eject<P: Platform>(&mut self, p: &mut P, cpu: usize) -> Result<(), Error> {
         match self.cpu(cpu)?.stage {
             Stage::Absent => return Err(Error::Absent(cpu)),
@@ -632,6 +688,7 @@ impl Machine {
         }
         let c = &mut self.cpus[cpu];
         c.stage = Stage::Absent;
+        c.origin = None;
         c.fail = None;
         self.emit(p, Kind::Removed, cpu, None, 0);
         Ok(())

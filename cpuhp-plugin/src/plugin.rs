@@ -4,17 +4,18 @@
 
 use crate::api::{code, section, Cpuhp, StateInfo};
 use crate::blob;
-use crate::events::{Event, EventFn, Kind, Subscribers};
+use crate::events::{self, Event, EventFn, Subscribers};
 use crate::lock::HotplugLock;
 use crate::machine::{
-    Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Stage, StartingHooks, MAX_CPUS,
-    NAME_LEN,
+    self, Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal, Stage,
+    StartingHooks, MAX_CPUS, NAME_LEN,
 };
 use crate::physical::{self, RemoveAnswer};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use plugins::acpihp::{ost_status, CpuHotplug, EventKind, HwPorts, Ost, GPE_BIT};
-use plugins::{ffi, println, CpuInfo, StrRef};
+use plugins::{ffi, println, CpuInfo, CpuLifecycle, StrRef};
 use spin::Mutex;
 
 #[cfg(feature = "v1")]
@@ -27,7 +28,6 @@ static LOCK: HotplugLock = HotplugLock::new();
 struct Inner {
     m: Machine,
     subs: Subscribers,
-    last_failure: Option<Event>,
 }
 
 /// Taken only by the holder of LOCK's write side (and by swap export,
@@ -64,6 +64,10 @@ enum Remote {
 
 static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
 
+/// The reason the running callback gave (`set_failure_reason`); cleared
+/// before each callback, taken when it fails.
+static REASON: Mutex<Option<String>> = Mutex::new(None);
+
 extern "C" fn remote_trampoline(_: usize) -> i32 {
     let Some(r) = *REMOTE.lock() else { return code::BAD_ARGUMENT };
     let me = current_cpu();
@@ -81,8 +85,9 @@ extern "C" fn remote_trampoline(_: usize) -> i32 {
 
 /// Runs `r` on `cpu` through the loader (inline when `cpu` is this one),
 /// so that a panic in it is contained and a swap cannot free it meanwhile.
-fn run_on(cpu: usize, r: Remote, irqs_off: bool) -> Result<(), i32> {
+fn run_on(cpu: usize, r: Remote, irqs_off: bool) -> Result<(), Refusal> {
     *REMOTE.lock() = Some(r);
+    *REASON.lock() = None;
     let mut result = 0;
     let flags = if irqs_off { ffi::run_on::IRQS_OFF } else { 0 };
     // SAFETY: the trampoline is this plugin's; `result` is a live i32.
@@ -90,14 +95,14 @@ fn run_on(cpu: usize, r: Remote, irqs_off: bool) -> Result<(), i32> {
     *REMOTE.lock() = None;
     match (rc, result) {
         (0, 0) => Ok(()),
-        (0, e) | (e, _) => Err(e),
+        (0, code) => Err(Refusal { code, reason: REASON.lock().take() }),
+        (code, _) => Err(code.into()),
     }
 }
 
 /// The real CPUs, for the machine.
 struct Cpus<'a> {
     subs: &'a Subscribers,
-    last_failure: &'a mut Option<Event>,
 }
 
 impl Platform for Cpus<'_> {
@@ -105,7 +110,7 @@ impl Platform for Cpus<'_> {
         current_cpu()
     }
 
-    fn prepare(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32> {
+    fn prepare(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), Refusal> {
         // On the control CPU, but through the loader all the same: a panic
         // in the callback then fails the step instead of the whole walk.
         run_on(current_cpu(), Remote::Fallible(f, call.cpu as u32, ctx), false)
@@ -119,7 +124,7 @@ impl Platform for Cpus<'_> {
         }
     }
 
-    fn online(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), i32> {
+    fn online(&mut self, call: Call, f: Fallible, ctx: usize) -> Result<(), Refusal> {
         run_on(call.cpu, Remote::Fallible(f, call.cpu as u32, ctx), false)
     }
 
@@ -140,9 +145,6 @@ impl Platform for Cpus<'_> {
     }
 
     fn publish(&mut self, event: &Event) {
-        if event.kind() == Some(Kind::Failed) {
-            *self.last_failure = Some(*event);
-        }
         for s in &self.subs.list {
             (s.f)(event, s.ctx);
         }
@@ -156,9 +158,9 @@ fn write<R>(f: impl FnOnce(&mut Machine, &mut Cpus, &mut Subscribers) -> R) -> R
     IN_HOTPLUG[me].store(true, Ordering::Release);
     let r = {
         let mut g = INNER.lock();
-        let Inner { m, subs, last_failure } = g.as_mut().expect("init sets the machine up");
+        let Inner { m, subs } = g.as_mut().expect("init sets the machine up");
         let mut new_subs = subs.clone();
-        let r = f(m, &mut Cpus { subs, last_failure }, &mut new_subs);
+        let r = f(m, &mut Cpus { subs }, &mut new_subs);
         *subs = new_subs;
         publish_mirror(m);
         r
@@ -270,6 +272,16 @@ fn origin_of(cpu: u32) -> u8 {
     ORIGIN.get(cpu as usize).map_or(0, |s| s.load(Ordering::Acquire))
 }
 
+/// The shell's `cpus` rows (`mv_cpu_describer`): the stage and origin of
+/// `cpu`, from the lock-free mirror, so that it never waits for a walk.
+extern "C" fn describe(cpu: u32, out: *mut CpuLifecycle) -> i32 {
+    let stage = Stage::from_u8(stage_of(cpu)).unwrap_or(Stage::Absent);
+    let origin = [Origin::Boot, Origin::HotAdded].into_iter().find(|o| *o as u8 + 1 == origin_of(cpu));
+    // SAFETY: the loader passes a pointer to a live `CpuLifecycle`.
+    unsafe { out.write(CpuLifecycle::new(stage.name(), origin.map_or("-", Origin::name))) };
+    0
+}
+
 extern "C" fn is_online(cpu: u32) -> u32 {
     (stage_of(cpu) == Stage::Online as u8) as u32
 }
@@ -335,10 +347,31 @@ extern "C" fn state_at(index: u32, out: *mut StateInfo) -> i32 {
 }
 
 extern "C" fn last_failure(out: *mut Event) -> i32 {
-    let Some(e) = INNER.lock().as_ref().and_then(|i| i.last_failure) else { return code::NO_SUCH_STATE };
+    let Some(e) = INNER.lock().as_ref().and_then(|i| i.m.events.last_failure().map(|l| l.event)) else { return code::NO_SUCH_STATE };
     // SAFETY: the caller passes a pointer to a live `Event`.
     unsafe { out.write(e) };
     0
+}
+
+extern "C" fn set_failure_reason(reason: StrRef) -> i32 {
+    if !IN_HOTPLUG[current_cpu()].load(Ordering::Acquire) {
+        return code::NOT_IN_CALLBACK;
+    }
+    let Some(reason) = text(reason).and_then(events::clean_reason) else { return code::BAD_ARGUMENT };
+    *REASON.lock() = Some(reason);
+    0
+}
+
+extern "C" fn failure_reason(seq: u64, buf: *mut u8, cap: usize) -> i32 {
+    let g = INNER.lock();
+    let Some(reason) = g.as_ref().and_then(|i| i.m.events.reason_of(seq)) else { return code::NO_SUCH_EVENT };
+    let r = events::cut(reason.unwrap_or(""), cap);
+    if !r.is_empty() {
+        // SAFETY: the caller passes `cap` writable bytes at `buf`; `r` is
+        // at most `cap` bytes long.
+        unsafe { core::ptr::copy_nonoverlapping(r.as_ptr(), buf, r.len()) };
+    }
+    r.len() as i32
 }
 
 extern "C" fn next_seq() -> u64 {
@@ -373,16 +406,18 @@ static TABLE: Cpuhp = Cpuhp {
     next_seq,
     generation,
     rebind,
+    set_failure_reason,
+    failure_reason,
 };
 
-const USAGE: &str = "usage: cpu list | states | events [n] | online N | offline N | fail N <state> [up|down]";
+const USAGE: &str = "usage: cpu states | events [n] | online N | offline N | fail N <state> [up|down] (`cpus` lists the CPUs)";
 
-fn cpu_number(w: Option<&str>) -> Result<usize, alloc::string::String> {
-    let w = w.ok_or_else(|| alloc::string::String::from(USAGE))?;
+fn cpu_number(w: Option<&str>) -> Result<usize, String> {
+    let w = w.ok_or_else(|| String::from(USAGE))?;
     w.parse().map_err(|_| alloc::format!("`{w}` is not a CPU number"))
 }
 
-fn command(args: &str) -> Result<(), alloc::string::String> {
+fn command(args: &str) -> Result<(), String> {
     let mut w = args.split_whitespace();
     let with_inner = |f: &mut dyn FnMut(&Inner)| {
         LOCK.read();
@@ -392,16 +427,6 @@ fn command(args: &str) -> Result<(), alloc::string::String> {
         let _ = LOCK.read_unlock();
     };
     match w.next() {
-        Some("list") | None => with_inner(&mut |i| {
-            for (n, c) in i.m.cpus().iter().enumerate() {
-                let origin = match c.origin {
-                    Some(Origin::Boot) => "boot",
-                    Some(Origin::HotAdded) => "hot-added",
-                    None => "-",
-                };
-                println!("cpu {n} apic {} {} {origin}", c.apic_id, c.stage.name());
-            }
-        }),
         Some("states") => with_inner(&mut |i| {
             println!("cpuhp generation {GENERATION}: {} states, bring-up order", i.m.states().len());
             for s in i.m.states() {
@@ -434,6 +459,7 @@ fn command(args: &str) -> Result<(), alloc::string::String> {
             println!("cpu {cpu}: state {id} ({state}) fails on the next {}", dir.name());
         }
         Some(other) => return Err(alloc::format!("unknown subcommand `{other}`; {USAGE}")),
+        None => return Err(USAGE.into()),
     }
     if w.next().is_some() {
         return Err(USAGE.into());
@@ -474,12 +500,14 @@ fn apic_ids() -> Vec<u32> {
         .collect()
 }
 
-/// Why an inserted CPU stayed offline, from the `failed` event.
-fn failure_reason() -> alloc::string::String {
-    let mut e = Event { seq: 0, kind: 0, cpu: 0, state: 0, code: 0, name: [0; NAME_LEN] };
-    match last_failure(&mut e) {
-        0 => alloc::format!("state {} refused with error {} (event #{})", e.state_name(), e.code, e.seq),
-        _ => "no failure recorded".into(),
+/// Why a hotplug walk failed, from the last `failed` event.
+fn last_failure_text() -> String {
+    match INNER.lock().as_ref().and_then(|i| i.m.events.last_failure().cloned()) {
+        Some(l) => {
+            let why = Refusal { code: l.event.code, reason: l.reason };
+            alloc::format!("state {} refused with error {why} (event #{})", l.event.state_name(), l.event.seq)
+        }
+        None => "no failure recorded".into(),
     }
 }
 
@@ -498,7 +526,7 @@ extern "C" fn on_gpe(_: usize) {
                 let ost = physical::insert_ost(rc);
                 match (cpu, rc) {
                     (Some(c), 0) => plugins::info!("cpu {c} (APIC id {}) inserted and online", e.apic_id),
-                    (Some(c), code::FAILED) => plugins::warn!("cpu {c} (APIC id {}) inserted but stays offline: {}", e.apic_id, failure_reason()),
+                    (Some(c), code::FAILED) => plugins::warn!("cpu {c} (APIC id {}) inserted but stays offline: {}", e.apic_id, last_failure_text()),
                     (c, rc) => plugins::warn!("insertion of APIC id {} (cpu {c:?}) refused ({rc})", e.apic_id),
                 }
                 hp.ost(e.selector, ost);
@@ -514,7 +542,7 @@ extern "C" fn on_gpe(_: usize) {
                     hp.ost(e.selector, Ost::EJECTED);
                 }
                 RemoveAnswer::Refuse(ost) => {
-                    plugins::warn!("eject of cpu {c} refused (_OST status {:#x}): {}", ost.status, failure_reason());
+                    plugins::warn!("eject of cpu {c} refused (_OST status {:#x}): {}", ost.status, last_failure_text());
                     hp.ost(e.selector, ost);
                     hp.ack(&e);
                 }
@@ -528,13 +556,39 @@ extern "C" fn on_gpe(_: usize) {
     }
 }
 
+/// Brings up the CPUs QEMU inserted before the block was switched to its
+/// modern interface: the legacy interface latched them, and the switch
+/// keeps the CPUs but not their insert events, so no event will name them.
+/// They are present in the block and absent to cpuhp.
+fn adopt_inserted(hp: &mut CpuHotplug<HwPorts>) {
+    let apics = apic_ids();
+    for selector in 0..apics.len() as u32 {
+        if !hp.is_enabled(selector) {
+            continue;
+        }
+        let Some(cpu) = physical::cpu_of_apic(&apics, hp.arch_id(selector)) else { continue };
+        let rc = hotplug_add(cpu as u32);
+        if rc == code::PRESENT {
+            continue;
+        }
+        match rc {
+            0 => plugins::info!("cpu {cpu} was inserted before cpuhp took the hotplug block; online"),
+            _ => plugins::warn!("cpu {cpu} was inserted before cpuhp took the hotplug block; stays offline ({rc})"),
+        }
+        hp.ost(selector, physical::insert_ost(rc));
+    }
+}
+
 /// Deferred from init: switches the block to modern mode and takes GPE 2.
 /// Not in init itself: during a swap the old version still owns GPE 2 until
 /// the swap ends (the loader then drops its handler), and deferred work
 /// runs only after that.
 extern "C" fn take_gpe(base: usize) {
     match CpuHotplug::modern(HwPorts, base as u16) {
-        Ok(hp) => *BLOCK.lock() = Some(hp),
+        Ok(mut hp) => {
+            adopt_inserted(&mut hp);
+            *BLOCK.lock() = Some(hp);
+        }
         Err(e) => return plugins::warn!("no physical CPU hotplug: {e}"),
     }
     // SAFETY: `on_gpe` is this plugin's; the loader drops it when we go.
@@ -564,21 +618,37 @@ fn init() -> Result<(), i32> {
         })
         .collect();
     let list: Vec<(u32, bool)> = infos.iter().map(|i| (i.apic_id, i.class == ffi::cpu_class::BOOT)).collect();
-    *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default(), last_failure: None });
-    plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu list, states, events [n], online N, offline N, fail N <state> [up|down]", cpu_command)?;
+    // SAFETY: a plain query of the loader.
+    let limit = unsafe { ffi::mv_boot_cpu_limit() };
+    let start = machine::started_at_load(&list.iter().map(|c| c.1).collect::<Vec<_>>(), boot, limit);
+    *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
+    plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
+    // SAFETY: `describe` is this plugin's; the loader drops it when we go.
+    if unsafe { ffi::mv_cpu_describer(describe) } != 0 {
+        plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
+    }
     // The loader runs only the boot CPU; the policy of bringing the others
-    // up is ours. A CPU the loader already runs (started by someone else,
-    // or by the cpuhp this one is replacing in a swap, whose state import
-    // then takes over) is adopted: no dynamic state exists yet to run.
+    // up is ours, within `maxcpus=`. A CPU the loader already runs (started
+    // by someone else, or by the cpuhp this one is replacing in a swap,
+    // whose state import then takes over) is adopted, limit or not: no
+    // dynamic state exists yet to run.
+    let aps: Vec<usize> = (0..count).filter(|&c| c != boot && list[c].1).collect();
+    let (run, held): (Vec<usize>, Vec<usize>) = aps.into_iter().partition(|&c| infos[c].online != 0 || start.contains(&c));
     write(|m, p, _| {
-        for (cpu, info) in infos.iter().enumerate().filter(|(c, i)| *c != boot && i.class == ffi::cpu_class::BOOT) {
-            let r = if info.online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
+        for cpu in run {
+            let r = if infos[cpu].online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
             if let Err(e) = r {
                 plugins::warn!("cpu {cpu} stays offline: {e}");
             }
         }
     });
-    plugins::info!("cpuhp generation {GENERATION}: {} of {count} CPUs online", infos.iter().enumerate().filter(|(c, _)| is_online(*c as u32) == 1).count());
+    let online = (0..count).filter(|c| is_online(*c as u32) == 1).count();
+    match held.as_slice() {
+        [] => plugins::info!("cpuhp generation {GENERATION}: {online} of {count} CPUs online"),
+        held => plugins::info!(
+            "cpuhp generation {GENERATION}: {online} of {count} CPUs online; maxcpus={limit} keeps cpus {held:?} offline (`cpu online N` brings one up)"
+        ),
+    }
     // SAFETY: a plain query of the loader.
     let base = unsafe { ffi::mv_acpi_cpu_hotplug_base() };
     // No block (Bochs, other machines): no physical hotplug, nothing to do.
@@ -608,24 +678,24 @@ fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
     // depend on cpuhp and so are still loaded.
     let (m, subs) = unsafe { blob::import(layout, buf) }.map_err(|e| e.code())?;
     publish_mirror(&m);
-    *INNER.lock() = Some(Inner { m, subs, last_failure: None });
+    *INNER.lock() = Some(Inner { m, subs });
     Ok(())
 }
 
 #[cfg(feature = "v1")]
 plugins::plugin! {
-    name: "cpuhp-plugin", version: "1.0.0",
+    name: "cpuhp-plugin", version: "1.2.0",
     init: init, fini: || {},
-    provides: [("cpuhp", "1.0.0", &TABLE)],
+    provides: [("cpuhp", "1.2.0", &TABLE)],
     requires: [],
     state: Some((blob::LAYOUT, export, import)),
 }
 
 #[cfg(feature = "v2")]
 plugins::plugin! {
-    name: "cpuhp-plugin", version: "1.1.0",
+    name: "cpuhp-plugin", version: "1.3.0",
     init: init, fini: || {},
-    provides: [("cpuhp", "1.1.0", &TABLE)],
+    provides: [("cpuhp", "1.3.0", &TABLE)],
     requires: [],
     state: Some((blob::LAYOUT, export, import)),
 }

@@ -1,7 +1,7 @@
 //! Host tests of the state machine against a modelled CPU set.
 
 use crate::blob;
-use crate::events::{Event, Kind, Subscribers, LOG_CAPACITY};
+use crate::events::{clean_reason, Event, Kind, Subscribers, LOG_CAPACITY, REASON_LEN};
 use crate::machine::*;
 use std::vec;
 use std::vec::Vec;
@@ -54,22 +54,29 @@ impl Model {
     fn take(&mut self) -> Vec<(u32, Direction)> {
         self.calls.drain(..).map(|c| (c.state, c.dir)).collect()
     }
+
+    /// A callback's refusal: the code, and the reason it gives.
+    fn refusal(&self, call: Call) -> Result<(), Refusal> {
+        self.outcome(call).map_err(|code| Refusal { code, reason: Some(MODEL_REASON.into()) })
+    }
 }
+
+const MODEL_REASON: &str = "the model refuses";
 
 impl Platform for Model {
     fn current_cpu(&self) -> usize {
         self.current
     }
-    fn prepare(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), i32> {
+    fn prepare(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), Refusal> {
         self.calls.push(call);
-        self.outcome(call)
+        self.refusal(call)
     }
     fn starting(&mut self, call: Call, _: Infallible, _: usize) {
         self.on_cpu(call);
     }
-    fn online(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), i32> {
+    fn online(&mut self, call: Call, _: Fallible, _: usize) -> Result<(), Refusal> {
         self.on_cpu(call);
-        self.outcome(call)
+        self.refusal(call)
     }
     fn start(&mut self, cpu: usize) -> Result<(), i32> {
         let call = Call { cpu, state: BRINGUP_ID, dir: Direction::Up };
@@ -173,7 +180,8 @@ fn injected_failure_rolls_back_in_exact_reverse_at_every_state() {
                 Direction::Down => m.tear_down(&mut p, 2),
             }
             .unwrap_err();
-            assert_eq!(err, Error::Failed { cpu: 2, dir, state: s.id, name: s.name.clone(), code: INJECTED });
+            let why = Refusal { code: INJECTED, reason: Some(INJECTED_REASON.into()) };
+            assert_eq!(err, Error::Failed { cpu: 2, dir, state: s.id, name: s.name.clone(), why });
             // The failed state's own callback never ran: the injection
             // replaced it.
             let expected = match dir {
@@ -202,8 +210,14 @@ fn a_callback_refusing_rolls_back_too() {
     // b:online2 refuses cpu 1's bring-up every time.
     p.refuse.push((1, ids[4], Direction::Up));
     let e = m.bring_up(&mut p, 1).unwrap_err();
-    assert!(matches!(e, Error::Failed { cpu: 1, code: -5, .. }), "{e:?}");
-    assert!(e.to_string().contains("`b:online2` failed with -5"), "{e}");
+    assert!(matches!(&e, Error::Failed { cpu: 1, why: Refusal { code: -5, .. }, .. }), "{e:?}");
+    assert!(e.to_string().contains("`b:online2` failed with -5: the model refuses; rolled back"), "{e}");
+    // The failed event carries the reason; last_failure keeps it.
+    let failed = m.events.last_failure().unwrap();
+    assert_eq!((failed.event.kind(), failed.event.state, failed.reason.as_deref()), (Some(Kind::Failed), ids[4], Some(MODEL_REASON)));
+    assert!(failed.to_string().ends_with("failed state=b:online2 error=-5 reason: the model refuses"), "{failed}");
+    assert_eq!(m.events.reason_of(failed.event.seq), Some(Some(MODEL_REASON)));
+    assert_eq!(m.events.reason_of(failed.event.seq + 1), None, "rolled-back is no failure");
     let all = order(&m);
     let at = all.iter().position(|&s| s == ids[4]).unwrap();
     assert_eq!(p.take(), [up(&all[..=at]), down(&all[..at])].concat());
@@ -255,7 +269,7 @@ fn setup_runs_startup_everywhere_and_undoes_on_the_kth_cpu() {
     p.refuse.push((2, next, Direction::Up));
     let before = order(&m);
     let e = m.setup(&mut p, "c:refuses", Hooks::Online(F), true).unwrap_err();
-    assert_eq!(e, Error::SetupFailed { cpu: 2, name: "c:refuses".into(), code: -5 });
+    assert_eq!(e, Error::SetupFailed { cpu: 2, name: "c:refuses".into(), why: Refusal { code: -5, reason: Some(MODEL_REASON.into()) } });
     let calls: Vec<(usize, Direction)> = p.calls.drain(..).map(|c| (c.cpu, c.dir)).collect();
     use Direction::*;
     assert_eq!(calls, [(0, Up), (1, Up), (2, Up), (1, Down), (0, Down)]);
@@ -305,7 +319,7 @@ fn hot_add_and_remove() {
     assert_eq!(m.eject(&mut p, 3), Err(Error::StillOnline(3)));
     m.tear_down(&mut p, 3).unwrap();
     m.eject(&mut p, 3).unwrap();
-    assert_eq!(m.cpus()[3].stage, Stage::Absent);
+    assert_eq!((m.cpus()[3].stage, m.cpus()[3].origin), (Stage::Absent, None));
     assert_eq!(m.eject(&mut p, 0), Err(Error::StillOnline(0)));
     let kinds: Vec<Kind> = p.events.iter().filter_map(Event::kind).collect();
     assert_eq!(kinds.first(), Some(&Kind::Discovered));
@@ -333,13 +347,28 @@ fn events_are_numbered_and_complete() {
     assert_eq!(kinds, expected);
     assert_eq!(p.events[1].state_name(), "a:prep1");
     assert!(p.events[1].to_string().contains("cpu 1 state-reached state=a:prep1"), "{}", p.events[1]);
-    let all: Vec<u64> = m.events.events().map(|e| e.seq).collect();
+    let all: Vec<u64> = m.events.events().map(|e| e.event.seq).collect();
     assert_eq!(all, (1..m.events.next_seq()).collect::<Vec<_>>(), "the log has every event");
 }
 
 #[test]
+fn reasons_are_one_bounded_line() {
+    assert_eq!(clean_reason("  sse4.2 (absent)\n"), Some("sse4.2 (absent)".into()));
+    assert_eq!(clean_reason("two\r\nlines\tand a tab"), Some("two  lines and a tab".into()));
+    assert_eq!(clean_reason(" \n "), None);
+    let long = "é".repeat(REASON_LEN);
+    let cut = clean_reason(&long).unwrap();
+    assert!(cut.len() <= REASON_LEN && cut.len() > REASON_LEN - 2 && long.starts_with(&cut), "{cut}");
+}
+
+#[test]
 fn the_log_reports_what_it_let_go() {
-    let (mut m, mut p, _) = machine();
+    let (mut m, mut p, ids) = machine();
+    // A failure first: the log lets its event go, but not the last failure.
+    p.refuse.push((1, ids[0], Direction::Up));
+    m.bring_up(&mut p, 1).unwrap_err();
+    p.refuse.clear();
+    let failed = m.events.last_failure().unwrap().clone();
     let mut published = 0;
     while m.events.next_seq() <= 2 * LOG_CAPACITY as u64 {
         m.bring_up(&mut p, 1).unwrap();
@@ -351,9 +380,22 @@ fn the_log_reports_what_it_let_go() {
     assert_eq!(m.events.dropped(), total - LOG_CAPACITY as u64);
     let tail = m.events.last(LOG_CAPACITY + 10);
     assert_eq!((tail.events.len(), tail.missing), (LOG_CAPACITY, 10));
-    assert_eq!(tail.events.last().map(|e| e.seq), Some(total));
+    assert_eq!(tail.events.last().map(|e| e.event.seq), Some(total));
     let tail = m.events.last(5);
     assert_eq!((tail.events.len(), tail.missing), (5, 0));
+    assert!(m.events.events().all(|l| l.event.seq > failed.event.seq), "the failure left the ring");
+    assert_eq!(m.events.last_failure(), Some(&failed));
+    assert_eq!(m.events.reason_of(failed.event.seq), Some(Some(MODEL_REASON)));
+}
+
+#[test]
+fn maxcpus_limits_the_cpus_started_at_load() {
+    let enabled = [true, false, true, true, true];
+    assert_eq!(started_at_load(&enabled, 0, u32::MAX), [2, 3, 4]);
+    assert_eq!(started_at_load(&enabled, 0, 3), [2, 3], "the boot CPU is one of the 3");
+    assert_eq!(started_at_load(&enabled, 0, 1), Vec::<usize>::new());
+    assert_eq!(started_at_load(&enabled, 3, 2), [0], "a boot CPU that is not cpu 0 counts first");
+    assert_eq!(started_at_load(&[true], 0, 8), Vec::<usize>::new());
 }
 
 #[test]
@@ -368,6 +410,10 @@ fn adopt_only_without_dynamic_states() {
 #[test]
 fn state_blob_round_trips() {
     let (mut m, mut p, ids) = machine();
+    // A failure with its reason, which must cross too.
+    p.refuse.push((1, ids[1], Direction::Up));
+    m.bring_up(&mut p, 1).unwrap_err();
+    assert!(m.events.last_failure().is_some_and(|l| l.reason.as_deref() == Some(MODEL_REASON)));
     m.bring_up(&mut p, 2).unwrap();
     m.insert(&mut p, 3).unwrap();
     m.inject(3, "b:prep2", Direction::Up).unwrap();
@@ -381,15 +427,17 @@ fn state_blob_round_trips() {
     let (m2, subs2) = unsafe { blob::import(blob::LAYOUT, &buf[..n]) }.unwrap();
     assert_eq!(m2.states(), m.states());
     assert_eq!(m2.cpus(), m.cpus());
-    assert_eq!(m2.events, m.events);
+    assert_eq!(m2.events, m.events, "events, reasons and the last failure");
     assert_eq!((m2.boot_cpu(), m2.next_id()), (m.boot_cpu(), m.next_id()));
     assert_eq!(subs2, subs);
     assert_eq!(m2.cpus()[3].fail, Some((ids[3], Direction::Up)));
     assert_eq!(blob::export(&m, &subs, &mut buf[..n - 1]), Err(blob::BlobError::NoRoom));
-    // SAFETY: as above; truncated and unknown layouts are refused.
+    // SAFETY: as above; truncated and unknown layouts are refused, as is
+    // a blob announced under another layout than its own.
     unsafe {
         assert!(matches!(blob::import(blob::LAYOUT, &buf[..n - 1]), Err(blob::BlobError::Malformed)));
         assert!(matches!(blob::import(9, &buf[..n]), Err(blob::BlobError::Layout(9))));
+        assert!(matches!(blob::import(1, &buf[..n]), Err(blob::BlobError::Malformed)));
     }
 }
 
@@ -412,4 +460,29 @@ fn rebind_swaps_callbacks_in_place_and_refuses_other_states() {
     assert_eq!(m.rebind(ids[2], new), Err(Error::StartingCannotFail("a:start1".into())));
     assert_eq!(m.rebind(BRINGUP_ID, new), Err(Error::StaticState(BRINGUP_ID)));
     assert_eq!(m.rebind(999, new), Err(Error::NoSuchState(999)));
+}
+
+/// What cpuhp 1.0.0 exported (layout 1) for CPUs 0 and 1 enabled at boot
+/// and slot 2, after an injected failure of cpuhp:bringup on cpu 1.
+const LAYOUT_1: &str = "\
+    435055485000000100000000100000000100000001000000010000000000000000000000000000000000000000000000000d63707568703a\
+    6272696e67757003000000000000000102000000000001000000010100000000000200000000000000000000060000000000000000000000\
+    0000000005000000010000000000000001000000000000000000000000000000000000000000000000000000000000000000000000000000\
+    0000000000000000020000000000000001000000010000000000000000000000000000000000000000000000000000000000000000000000\
+    0000000000000000030000000000000002000000010000000000000000000000000000000000000000000000000000000000000000000000\
+    000000000000000004000000000000000a0000000100000001000000f5ffffff63707568703a6272696e6775700000000000000000000000\
+    000000000000000005000000000000000b0000000100000001000000f5ffffff63707568703a6272696e6775700000000000000000000000\
+    00000000000000000100000000000000";
+
+#[test]
+fn a_layout_1_blob_is_still_read() {
+    let bytes: Vec<u8> = (0..LAYOUT_1.len()).step_by(2).map(|i| u8::from_str_radix(&LAYOUT_1[i..i + 2], 16).unwrap()).collect();
+    // SAFETY: no callbacks in it (only cpuhp:bringup, no subscriber).
+    let (m, subs) = unsafe { blob::import(1, &bytes) }.unwrap();
+    assert_eq!(m.cpus().iter().map(|c| c.stage).collect::<Vec<_>>(), [Stage::Online, Stage::Offline, Stage::Absent]);
+    assert_eq!((m.states().len(), m.events.next_seq(), subs.list.len()), (1, 6, 0));
+    // Layout 1 carried no last failure: it is the newest `failed` event.
+    let failed = m.events.last_failure().unwrap();
+    assert_eq!((failed.event.seq, failed.event.kind(), failed.event.code, failed.reason.as_deref()), (4, Some(Kind::Failed), INJECTED, None));
+    assert!(m.events.events().all(|l| l.reason.is_none()));
 }

@@ -122,7 +122,7 @@ pub const RECIPES: &[Recipe] = &[
     // shell for the runner's QMP scenario (hotplug.rs, cpuhp_qmp.rs).
     Recipe {
         name: "cpuhp-qmp",
-        args: "load=cpuhp-plugin@1.0.0,cpuidcheck-plugin",
+        args: "load=cpuhp-plugin@1.2.0,cpuidcheck-plugin",
         role: Role::Interactive,
     },
     // cpuhp with the hprecorder test plugin; the layouts cover 1, 2 of 4
@@ -164,6 +164,9 @@ pub const RECIPES: &[Recipe] = &[
     // The counterpart for CPUs without VMX: QEMU under TCG (with
     // ACCEL=kvm the host's CPU model may have VMX, and this image fails).
     test("vmx-absent", "test=vmx-absent"),
+    // `maxcpus=2`: cpuhp leaves the boot CPUs past the second offline
+    // until `cpu online` (on the layouts with 4 CPUs enabled at boot).
+    test("cpuhp-maxcpus", "test=cpuhp-maxcpus maxcpus=2"),
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {

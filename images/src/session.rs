@@ -202,13 +202,40 @@ pub const SCENARIOS: &[Scenario] = &[Scenario {
                 Line("three, a longer line than the FIFO"),
             ],
         },
+        // The default image loads cpuhp, which describes the CPUs (it
+        // brought CPU 1 online); a version swapped in does too; unloading
+        // it gives `cpus` back to the loader, which says so; loading it
+        // again brings the parked CPU back.
         step(
             b"cpus\r",
             &[
-                LineStarting("cpu 0: APIC id 0, boot, online"),
-                LineStarting("cpu 3: "),
+                Line("cpu 1 apic 1 online boot"),
+                Line("cpu 3 apic 3 absent -"),
+                Absent("loader's view"),
             ],
         ),
+        step(b"swap cpuhp 1.2.0\r", &[LineStarting("swapped (world stopped for ")]),
+        step(b"cpu offline 1\r", &[Absent("error")]),
+        step(
+            b"cpus\r",
+            &[
+                Line("cpu 1 apic 1 offline boot"),
+                Line("cpu 2 apic 2 absent -"),
+                Absent("loader's view"),
+            ],
+        ),
+        step(b"unload cpuhp\r", &[Line("unloaded cpuhp-plugin")]),
+        step(
+            b"cpus\r",
+            &[
+                Line("cpu 0 apic 0 online boot"),
+                Line("cpu 1 apic 1 parked boot"),
+                Line("cpu 3 apic 3 offline hot-pluggable"),
+                LineStarting("(the loader's view: "),
+            ],
+        ),
+        step(b"load cpuhp 1.2.0\r", &[Line("loaded cpuhp-plugin 1.2.0")]),
+        step(b"cpus\r", &[Line("cpu 1 apic 1 online boot"), Absent("loader's view")]),
         step(
             b"log chatty\r",
             &[LineStarting("error: log: `chatty` is not valid here")],
@@ -759,7 +786,15 @@ mod tests {
             "echo clean\r\nclean\r\n",
             "\x1b[10Decho world\x1b[K\r\nworld\r\n",
             "echo one\r\none\r\nmodvisor> echo two\r\ntwo\r\nmodvisor> echo three, a longer line than the FIFO\r\nthree, a longer line than the FIFO\r\n",
-            "cpus\r\ncpu 0: APIC id 0, boot, online\r\ncpu 3: APIC id 3, hot-pluggable, offline\r\n",
+            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 online boot\r\ncpu 2 apic 2 absent -\r\ncpu 3 apic 3 absent -\r\n",
+            "swap cpuhp 1.2.0\r\nswapped (world stopped for 3 us)\r\n",
+            "cpu offline 1\r\n",
+            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\ncpu 3 apic 3 absent -\r\n",
+            "unload cpuhp\r\nunloaded cpuhp-plugin\r\n",
+            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 parked boot\r\ncpu 2 apic 2 offline hot-pluggable\r\n\
+             cpu 3 apic 3 offline hot-pluggable\r\n(the loader's view: ...)\r\n",
+            "load cpuhp 1.2.0\r\n[    0.5 0 INFO  cpuhp-plugin] cpuhp generation 1: 2 of 4 CPUs online\r\nloaded cpuhp-plugin 1.2.0\r\n",
+            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 online boot\r\ncpu 2 apic 2 absent -\r\ncpu 3 apic 3 absent -\r\n",
             "log chatty\r\nerror: log: `chatty` is not valid here; expected off\r\n",
             "mem extra\r\nerror: usage: mem (see `help mem`)\r\n",
         ]
@@ -944,7 +979,7 @@ mod tests {
         assert!(is_log_line("[    0.3 0 INFO  loader::upload] received"));
         assert!(is_log_line("    0.3 0 WARN  cpuhp-plugin] cpu 3 refused"));
         assert!(!is_log_line("counter-plugin 3.0.0 [active] at 0x1"));
-        assert!(!is_log_line("cpu 0: APIC id 0, boot, online"));
+        assert!(!is_log_line("cpu 0 apic 0 online boot"));
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub struct CommandLine<'a> {
     /// Plugins to load at boot, comma-separated `name` or `name@version`,
     /// before `sh=` runs.
     pub load: Option<&'a str>,
+    /// `maxcpus=`, as on Linux: how many of the CPUs enabled at boot, the
+    /// boot CPU included, the CPU lifecycle policy (cpuhp-plugin) brings
+    /// online when it loads; the others stay offline until asked for. The
+    /// loader itself starts no CPU, so it only passes the number on.
+    pub max_cpus: Option<u32>,
 }
 
 /// One line of help per accepted word, printed with every error.
@@ -47,6 +52,8 @@ pub const HELP: &str = r#"  image=<name>        name of the booted image
   load=<plugin>[@<version>][,...]
                       load plugins from the store at boot (a failure is reported, the boot goes on)
   sh="<cmd>[; ...]"   run shell commands at boot, before tests or the prompt
+  maxcpus=<n>         cpuhp-plugin brings only the first n CPUs enabled at boot online (n >= 1,
+                      the boot CPU included); the others stay offline until `cpu online N`
 a value with spaces goes in double quotes: key="a b""#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,8 +97,9 @@ impl<'a> CommandLine<'a> {
             bench: false,
             shell: None,
             load: None,
+            max_cpus: None,
         };
-        let mut seen: u8 = 0;
+        let mut seen: u16 = 0;
         for word in Words(line) {
             let word = word?;
             let (key, value) = match word.split_once('=') {
@@ -110,6 +118,7 @@ impl<'a> CommandLine<'a> {
                 "bench" => 5,
                 "sh" => 6,
                 "load" => 7,
+                "maxcpus" => 8,
                 _ => return Err(Error::Unknown(word)),
             };
             if seen & (1 << bit) != 0 {
@@ -134,6 +143,10 @@ impl<'a> CommandLine<'a> {
                         return Err(bad("plugin names separated by single commas"));
                     }
                     cl.load = Some(v)
+                }
+                ("maxcpus", Some(v)) => {
+                    let n = v.parse().ok().filter(|&n: &u32| n >= 1);
+                    cl.max_cpus = Some(n.ok_or_else(|| bad("a CPU count of at least 1 (the boot CPU always runs)"))?)
                 }
                 ("watchdog", Some(v)) => {
                     cl.watchdog_secs = Some(v.parse().map_err(|_| bad("whole seconds"))?)
@@ -247,6 +260,23 @@ mod tests {
         assert_eq!(cl.boot_plugins().collect::<std::vec::Vec<_>>(), ["counter-plugin@1.0.0", "consumer"]);
         assert!(matches!(CommandLine::parse("load=a,,b"), Err(Error::BadValue { key: "load", .. })));
         assert_eq!(CommandLine::parse("").unwrap().boot_plugins().count(), 0);
+    }
+
+    #[test]
+    fn maxcpus_is_a_count_of_at_least_one() {
+        assert_eq!(CommandLine::parse("").unwrap().max_cpus, None);
+        assert_eq!(CommandLine::parse("maxcpus=2").unwrap().max_cpus, Some(2));
+        assert_eq!(CommandLine::parse("maxcpus=1").unwrap().max_cpus, Some(1));
+        for bad in ["0", "-1", "two", "5000000000"] {
+            let line = std::format!("maxcpus={bad}");
+            let e = CommandLine::parse(&line).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                std::format!("bad value `{bad}` for command-line argument `maxcpus`: expected a CPU count of at least 1 (the boot CPU always runs)")
+            );
+        }
+        assert!(matches!(CommandLine::parse("maxcpus"), Err(Error::BadValue { key: "maxcpus", .. })));
+        assert_eq!(CommandLine::parse("maxcpus=2 maxcpus=3"), Err(Error::Duplicate("maxcpus")));
     }
 
     #[test]

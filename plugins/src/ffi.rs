@@ -144,6 +144,8 @@ pub const LOADER_EXPORTS: &[&str] = &[
     "mv_system_register",
     "mv_system_unregister",
     "mv_swapping_in",
+    "mv_cpu_describer",
+    "mv_boot_cpu_limit",
 ];
 
 /// What [`mv_system_state`] says, as Linux's `system_state`: a shutdown
@@ -194,6 +196,58 @@ pub mod cpu_class {
     /// An online-capable slot: a CPU may be inserted at run time.
     pub const HOT_PLUGGABLE: u32 = 1;
 }
+
+/// Longest word of a [`CpuLifecycle`], in bytes.
+pub const LIFECYCLE_WORD: usize = 16;
+
+/// How a CPU lifecycle policy (cpuhp) sees one CPU, for the shell's `cpus`:
+/// two NUL-padded words of graphic ASCII, so that every row stays one
+/// line of fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuLifecycle {
+    /// The lifecycle state: `online`, `offline`, `absent`, ...
+    pub state: [u8; LIFECYCLE_WORD],
+    /// Where the CPU came from: `boot`, `hot-added`, or `-` for a slot
+    /// that never held one.
+    pub origin: [u8; LIFECYCLE_WORD],
+}
+
+impl CpuLifecycle {
+    /// Longer words are cut to [`LIFECYCLE_WORD`] bytes.
+    pub fn new(state: &str, origin: &str) -> CpuLifecycle {
+        CpuLifecycle { state: padded(state), origin: padded(origin) }
+    }
+
+    /// The state, or `?` if the field holds no word.
+    pub fn state(&self) -> &str {
+        word(&self.state)
+    }
+
+    /// The origin, or `?` if the field holds no word.
+    pub fn origin(&self) -> &str {
+        word(&self.origin)
+    }
+}
+
+fn padded(w: &str) -> [u8; LIFECYCLE_WORD] {
+    let mut b = [0; LIFECYCLE_WORD];
+    let n = w.len().min(LIFECYCLE_WORD);
+    b[..n].copy_from_slice(&w.as_bytes()[..n]);
+    b
+}
+
+fn word(b: &[u8; LIFECYCLE_WORD]) -> &str {
+    let w = &b[..b.iter().position(|&c| c == 0).unwrap_or(LIFECYCLE_WORD)];
+    match core::str::from_utf8(w) {
+        Ok(s) if !s.is_empty() && w.iter().all(u8::is_ascii_graphic) => s,
+        _ => "?",
+    }
+}
+
+/// A CPU describer (see [`mv_cpu_describer`]): fills `*out` for logical
+/// CPU `cpu`; 0, or an error code of the plugin's.
+pub type CpuDescribeFn = extern "C" fn(cpu: u32, out: *mut CpuLifecycle) -> i32;
 
 /// Flags of [`mv_run_on`].
 pub mod run_on {
@@ -304,4 +358,36 @@ extern "C" {
     /// its state import): its predecessor still runs, and what the
     /// predecessor set up comes with the state.
     pub fn mv_swapping_in() -> u32;
+    /// Makes the shell's `cpus` print each CPU's lifecycle state and origin
+    /// as `f` describes them (it is asked once per CPU, in thread context,
+    /// and must not block) instead of the loader's own view. One plugin at
+    /// a time describes CPUs; the description goes when the caller unloads,
+    /// and a version swapped in registers again in its init (it takes over
+    /// when the swap commits). 0, or -1 if another plugin describes CPUs.
+    pub fn mv_cpu_describer(f: CpuDescribeFn) -> i32;
+    /// How many of the CPUs enabled at boot, the boot CPU included, a CPU
+    /// lifecycle policy brings online when it loads: `maxcpus=` of the
+    /// kernel command line (at least 1), `u32::MAX` without it. The others
+    /// stay offline until asked for, as with Linux's `maxcpus=`.
+    pub fn mv_boot_cpu_limit() -> u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_words_are_padded_cut_and_checked() {
+        let l = CpuLifecycle::new("online", "hot-added");
+        assert_eq!((l.state(), l.origin()), ("online", "hot-added"));
+        assert_eq!(l.state[6..], [0; LIFECYCLE_WORD - 6]);
+        assert_eq!(CpuLifecycle::new("a-very-long-state-word", "-").state(), "a-very-long-stat");
+        // Nothing, a space or a control character is no word.
+        for bad in ["", "two words", "line\n"] {
+            assert_eq!(CpuLifecycle::new(bad, bad).state(), "?", "{bad:?}");
+        }
+        let mut l = CpuLifecycle::default();
+        l.origin[0] = 0xc3;
+        assert_eq!(l.origin(), "?");
+    }
 }

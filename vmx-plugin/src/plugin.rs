@@ -548,7 +548,7 @@ plugins::plugin! {
     name: "vmx-plugin", version: "1.0.0",
     init: init, fini: fini,
     provides: [("vmx", "1.0.0", &TABLE)],
-    requires: [("cpuhp", "^1")],
+    requires: [("cpuhp", "^1.2")],
     state: Some((STATE_LAYOUT, export, import)),
 }
 
@@ -557,6 +557,6 @@ plugins::plugin! {
     name: "vmx-plugin", version: "1.1.0",
     init: init, fini: fini,
     provides: [("vmx", "1.1.0", &TABLE)],
-    requires: [("cpuhp", "^1")],
+    requires: [("cpuhp", "^1.2")],
     state: Some((STATE_LAYOUT, export, import)),
 }

@@ -5,7 +5,7 @@
 use super::guard;
 use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuInfo, Handle, RemoteFn, StrRef, SystemHooks};
+use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuDescribeFn, CpuInfo, Handle, RemoteFn, StrRef, SystemHooks};
 use spin::Mutex;
 
 /// The address of export `name`, for the ELF linker.
@@ -37,6 +37,8 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_system_register" => mv_system_register as unsafe extern "C" fn(*const SystemHooks) -> i32 as usize,
         "mv_system_unregister" => mv_system_unregister as extern "C" fn() -> i32 as usize,
         "mv_swapping_in" => mv_swapping_in as extern "C" fn() -> u32 as usize,
+        "mv_cpu_describer" => mv_cpu_describer as extern "C" fn(CpuDescribeFn) -> i32 as usize,
+        "mv_boot_cpu_limit" => mv_boot_cpu_limit as extern "C" fn() -> u32 as usize,
         _ => return None,
     };
     debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
@@ -129,6 +131,20 @@ unsafe extern "C" fn mv_register_command(name: StrRef, help: StrRef, f: CommandF
         Ok(()) => 0,
         Err(e) => {
             log::warn!(target: caller_name(), "cannot register command `{name}`: {e}");
+            -1
+        }
+    }
+}
+
+extern "C" fn mv_cpu_describer(f: CpuDescribeFn) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    crate::smp::enter_unstoppable();
+    let r = super::registry::set_cpu_describer(owner, f);
+    crate::smp::exit_unstoppable();
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_cpu_describer: {e}");
             -1
         }
     }
@@ -260,6 +276,10 @@ extern "C" fn mv_system_unregister() -> i32 {
     let r = crate::system::unregister(owner);
     crate::smp::exit_unstoppable();
     r.map_or(-1, |()| 0)
+}
+
+extern "C" fn mv_boot_cpu_limit() -> u32 {
+    crate::boot_info().1.max_cpus.unwrap_or(u32::MAX)
 }
 
 /// The request of the `mv_run_on` in progress. In a static, not on the

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::fmt;
 use loader::resolve::{self, Broken, Need, Offer, Unmet, Use};
-use plugins::{CommandFn, Handle};
+use plugins::{CommandFn, CpuDescribeFn, CpuLifecycle, Handle};
 use semver::{Version, VersionReq};
 use spin::Mutex;
 
@@ -56,6 +56,8 @@ struct Plugin {
     provides: Vec<Provide>,
     requires: Vec<Require>,
     commands: Vec<Command>,
+    /// What the shell's `cpus` asks (`mv_cpu_describer`).
+    cpu_describer: Option<CpuDescribeFn>,
     /// TSC ticks from the start of loading to the end of init.
     load_tsc: u64,
     loaded_at_us: u64,
@@ -74,6 +76,7 @@ impl Plugin {
             provides,
             requires,
             commands: Vec::new(),
+            cpu_describer: None,
             load_tsc: 0,
             loaded_at_us: crate::time::uptime_us(),
         }
@@ -114,6 +117,10 @@ pub enum Error {
     TwiceInSwap(String),
     WorldStop(crate::smp::Error),
     CommandExists(String),
+    /// Another plugin describes CPUs for `cpus` already.
+    DescriberTaken(String),
+    /// A CPU describer returned an error code.
+    DescribeFailed { name: String, cpu: u32, code: i32 },
 }
 
 impl From<loader::elf::Error> for Error {
@@ -174,6 +181,8 @@ impl fmt::Display for Error {
             Error::TwiceInSwap(name) => write!(f, "{name} appears twice in one swap; name each plugin once"),
             Error::WorldStop(e) => write!(f, "could not stop the other CPUs for the swap: {e}"),
             Error::CommandExists(c) => write!(f, "a shell command `{c}` exists already"),
+            Error::DescriberTaken(name) => write!(f, "{name} describes the CPUs for `cpus` already; unload it first"),
+            Error::DescribeFailed { name, cpu, code } => write!(f, "{name} could not describe cpu {cpu} (error {code})"),
         }
     }
 }
@@ -419,6 +428,49 @@ pub fn add_command(id: u64, name: &str, help: &str, f: CommandFn) -> Result<(), 
     p.commands.retain(|c| c.name != name);
     p.commands.push(Command { name: name.into(), help: help.into(), f });
     Ok(())
+}
+
+/// Records plugin `id`'s CPU describer (for `mv_cpu_describer`). As with
+/// commands, the version a swap replaces keeps its own until the swap
+/// commits; any other active plugin's is refused.
+pub fn set_cpu_describer(id: u64, f: CpuDescribeFn) -> Result<(), Error> {
+    let mut r = REG.lock();
+    let caller = r.plugins.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
+    let other = r.plugins.iter().find(|p| p.id != id && p.name != caller && p.state == State::Active && p.cpu_describer.is_some());
+    if let Some(o) = other {
+        return Err(Error::DescriberTaken(o.name.clone()));
+    }
+    let p = r.plugins.iter_mut().find(|p| p.id == id).ok_or_else(|| Error::NotLoaded(caller))?;
+    p.cpu_describer = Some(f);
+    Ok(())
+}
+
+/// How the active plugin that describes CPUs sees `cpu`; `None` when no
+/// plugin does (the shell's `cpus` then shows the loader's view). A panic
+/// in the describer marks its plugin failed.
+pub fn describe_cpu(cpu: u32) -> Option<Result<CpuLifecycle, Error>> {
+    // Unstoppable from the lookup to the end of the call: no swap or unload
+    // can free the describer in between.
+    crate::smp::enter_unstoppable();
+    let found = REG
+        .lock()
+        .plugins
+        .iter()
+        .filter(|p| p.state == State::Active)
+        .find_map(|p| Some((p.id, p.name.clone(), p.cpu_describer?)));
+    let r = found.map(|(id, name, f)| {
+        let mut out = CpuLifecycle::default();
+        match guard::call(id, &name, || f(cpu, &mut out)) {
+            Ok(0) => Ok(out),
+            Ok(code) => Err(Error::DescribeFailed { name, cpu, code }),
+            Err(message) => {
+                mark_failed(id, &message);
+                Err(Error::Panicked { name, operation: "describing a CPU", message })
+            }
+        }
+    });
+    crate::smp::exit_unstoppable();
+    r
 }
 
 /// Figures of the last successful swap: TSC ticks the world was stopped.
@@ -721,13 +773,19 @@ fn run_command(ctx: usize, args: &str) -> Result<(), String> {
         Ok(0) => Ok(()),
         Ok(code) => Err(alloc::format!("failed with code {code}")),
         Err(message) => {
-            if let Some(p) = REG.lock().plugins.iter_mut().find(|p| p.id == id) {
-                p.state = State::Failed(message.clone());
-            }
-            crate::shell::unregister_owner(id);
+            mark_failed(id, &message);
             Err(Error::Panicked { name: plugin, operation: "a shell command", message }.to_string())
         }
     }
+}
+
+/// Plugin `id` panicked in an entry point the shell called: it is failed
+/// (nothing calls it any more) and its commands go.
+fn mark_failed(id: u64, message: &str) {
+    if let Some(p) = REG.lock().plugins.iter_mut().find(|p| p.id == id) {
+        p.state = State::Failed(message.into());
+    }
+    crate::shell::unregister_owner(id);
 }
 
 /// Gives plugin `id`'s commands to the shell (once it is active).

@@ -99,7 +99,7 @@ fn load(name: &str, version: Option<&str>) -> Result<(), Failure> {
 
 fn fresh() -> Result<(), Failure> {
     unload_all();
-    load("cpuhp-plugin", Some("1.0.0"))?;
+    load("cpuhp-plugin", Some("1.2.0"))?;
     load("vmx-plugin", Some("1.0.0"))
 }
 
@@ -116,7 +116,7 @@ fn load_enables() -> Result<(), Failure> {
 /// arriving later, is) gets VMX from the ONLINE state when it comes up.
 fn late_cpu() -> Result<(), Failure> {
     unload_all();
-    load("cpuhp-plugin", Some("1.0.0"))?;
+    load("cpuhp-plugin", Some("1.2.0"))?;
     let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
     if cpuhp(|t| (t.is_online)(cpu as u32))? == 1 {
         check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu} before the load");
@@ -210,7 +210,7 @@ fn unload() -> Result<(), Failure> {
 
 fn busy() -> Result<(), Failure> {
     unload_all();
-    load("cpuhp-plugin", Some("1.0.0"))?;
+    load("cpuhp-plugin", Some("1.2.0"))?;
     let states = cpuhp(|t| (t.state_count)())?;
     // What a reboot or power-off does first (`system::shut_down`), without
     // its hooks and its emergency round: the load must see it.
@@ -261,7 +261,7 @@ fn panic_path() -> Result<(), Failure> {
 
 fn absent() -> Result<(), Failure> {
     unload_all();
-    load("cpuhp-plugin", Some("1.0.0"))?;
+    load("cpuhp-plugin", Some("1.2.0"))?;
     let states = cpuhp(|t| (t.state_count)())?;
     match registry::load("vmx-plugin", None) {
         Err(registry::Error::InitFailed { code, .. }) => check_eq!(code, NOT_SUPPORTED, "init's error"),

@@ -3,7 +3,7 @@
 
 use super::{Error, REGISTRY};
 use crate::println;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use loader::exit::Status;
 use loader::shell::registry::Builtin;
 
@@ -32,8 +32,8 @@ pub static BUILTINS: [Builtin; 7] = [
     Builtin {
         name: "cpus",
         usage: "cpus",
-        summary: "CPUs from the MADT: APIC id, class and state",
-        help: "class: `boot` (enabled at boot) or `hot-pluggable`; state: offline, starting, online or parked",
+        summary: "one row per possible CPU: `cpu N apic A <state> <origin>`",
+        help: "with cpuhp-plugin loaded, the lifecycle state (online, offline, absent) and origin (boot, hot-added, `-` for an empty slot) as cpuhp sees them; without it, the loader's view: run state (offline, starting, online, parked) and MADT class (boot, hot-pluggable)",
         run: cpus,
     },
     Builtin {
@@ -116,14 +116,29 @@ fn mem(args: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// One row per MADT CPU, described by the plugin that owns the CPU
+/// lifecycle (cpuhp) when one is loaded: lifecycle is policy, which the
+/// loader leaves to plugins.
 fn cpus(args: &str) -> Result<(), Error> {
     no_args(args, "cpus")?;
     let Some(acpi) = crate::acpi::get() else {
         println!("no ACPI tables were read, so no CPU list");
         return Ok(());
     };
+    let mut loader_view = false;
     for (id, c) in acpi.cpus.iter().enumerate() {
-        println!("cpu {id}: APIC id {}, {}, {}", c.apic_id, c.class.name(), crate::smp::state(id).name());
+        let row = |state: &str, origin: &str| println!("cpu {id} apic {} {state} {origin}", c.apic_id);
+        match crate::plugin::registry::describe_cpu(id as u32) {
+            Some(Ok(l)) => row(l.state(), l.origin()),
+            Some(Err(e)) => return Err(Error::Failed { command: "cpus".into(), message: e.to_string() }),
+            None => {
+                loader_view = true;
+                row(crate::smp::state(id).name(), c.class.name());
+            }
+        }
+    }
+    if loader_view {
+        println!("(the loader's view: run state and MADT class; lifecycle states and origins come from cpuhp-plugin: `load cpuhp`)");
     }
     Ok(())
 }

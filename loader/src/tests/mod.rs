@@ -36,6 +36,7 @@ static SUITES: &[Suite] = &[
     Suite { name: "bench-plugins", tests: crate::plugin::tests::BENCH },
     Suite { name: "acpihp", tests: crate::sci::tests::TESTS },
     Suite { name: "cpuhp", tests: crate::plugin::cpuhp_tests::TESTS },
+    Suite { name: "cpuhp-maxcpus", tests: crate::plugin::cpuhp_tests::MAXCPUS },
     Suite { name: "bench-cpuhp", tests: crate::plugin::cpuhp_tests::BENCH },
     Suite { name: "vmx", tests: crate::plugin::vmx_tests::TESTS },
     Suite { name: "vmx-panic", tests: crate::plugin::vmx_tests::PANIC },

@@ -4,7 +4,7 @@
 use crate::features::{first_difference, Features};
 use core::sync::atomic::{AtomicU32, Ordering};
 use cpuhp_plugin::api::{section, Cpuhp};
-use plugins::runtime::Interface;
+use plugins::runtime::{Buf, Interface};
 use plugins::StrRef;
 
 /// The boot CPU's words (read at init, on the CPU that loads the plugin:
@@ -23,15 +23,15 @@ fn boot() -> Features {
     Features([0, 1, 2].map(|i| BOOT[i].load(Ordering::Acquire)))
 }
 
-/// ONLINE startup, on the CPU coming up.
-extern "C" fn check(cpu: u32, _: usize) -> i32 {
-    match first_difference(boot(), features()) {
-        None => 0,
-        Some(d) => {
-            plugins::warn!("cpu {cpu} refused: its CPUID differs from the boot CPU's in {d}");
-            d.refusal_code()
-        }
+/// ONLINE startup, on the CPU coming up. A refusal names the feature in
+/// the `failed` event (cpuhp logs it, `cpu events` shows it).
+extern "C" fn check(_cpu: u32, _: usize) -> i32 {
+    let Some(d) = first_difference(boot(), features()) else { return 0 };
+    if let Some(Ok(cpuhp)) = CPUHP.get() {
+        let reason = Buf::format(format_args!("{d}"));
+        cpuhp.call(|t| (t.set_failure_reason)(StrRef::borrowed(reason.as_str())));
     }
+    d.refusal_code()
 }
 
 /// Error codes of `init`.
@@ -61,6 +61,7 @@ plugins::plugin! {
     name: "cpuidcheck-plugin", version: "1.0.0",
     init: init, fini: fini,
     provides: [],
-    requires: [("cpuhp", "^1")],
+    // 1.2 brought `set_failure_reason`.
+    requires: [("cpuhp", "^1.2")],
     state: None,
 }
