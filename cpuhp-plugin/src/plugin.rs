@@ -600,6 +600,34 @@ extern "C" fn take_gpe(base: usize) {
     on_gpe(0);
 }
 
+/// At a fresh load: brings the CPUs enabled at boot online, within
+/// `maxcpus=` (`limit`).
+fn bring_up_boot_cpus(infos: &[CpuInfo], list: &[(u32, bool)], boot: usize, limit: u32) {
+    let count = infos.len();
+    let start = machine::started_at_load(&list.iter().map(|c| c.1).collect::<Vec<_>>(), boot, limit);
+    // The loader runs only the boot CPU; the policy of bringing the others
+    // up is ours, within `maxcpus=`. A CPU the loader already runs (started
+    // by someone else, or left running by a cpuhp unloaded before) is
+    // adopted, limit or not: no dynamic state exists yet to run.
+    let aps: Vec<usize> = (0..count).filter(|&c| c != boot && list[c].1).collect();
+    let (run, held): (Vec<usize>, Vec<usize>) = aps.into_iter().partition(|&c| infos[c].online != 0 || start.contains(&c));
+    write(|m, p, _| {
+        for cpu in run {
+            let r = if infos[cpu].online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
+            if let Err(e) = r {
+                plugins::warn!("cpu {cpu} stays offline: {e}");
+            }
+        }
+    });
+    let online = (0..count).filter(|c| is_online(*c as u32) == 1).count();
+    match held.as_slice() {
+        [] => plugins::info!("cpuhp generation {GENERATION}: {online} of {count} CPUs online"),
+        held => plugins::info!(
+            "cpuhp generation {GENERATION}: {online} of {count} CPUs online; maxcpus={limit} keeps cpus {held:?} offline (`cpu online N` brings one up)"
+        ),
+    }
+}
+
 /// Error code of `init`: the loader lists more CPUs than cpuhp tracks.
 const TOO_MANY_CPUS: i32 = 2;
 
@@ -620,34 +648,20 @@ fn init() -> Result<(), i32> {
     let list: Vec<(u32, bool)> = infos.iter().map(|i| (i.apic_id, i.class == ffi::cpu_class::BOOT)).collect();
     // SAFETY: a plain query of the loader.
     let limit = unsafe { ffi::mv_boot_cpu_limit() };
-    let start = machine::started_at_load(&list.iter().map(|c| c.1).collect::<Vec<_>>(), boot, limit);
     *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
     plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
     // SAFETY: `describe` is this plugin's; the loader drops it when we go.
     if unsafe { ffi::mv_cpu_describer(describe) } != 0 {
         plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
     }
-    // The loader runs only the boot CPU; the policy of bringing the others
-    // up is ours, within `maxcpus=`. A CPU the loader already runs (started
-    // by someone else, or by the cpuhp this one is replacing in a swap,
-    // whose state import then takes over) is adopted, limit or not: no
-    // dynamic state exists yet to run.
-    let aps: Vec<usize> = (0..count).filter(|&c| c != boot && list[c].1).collect();
-    let (run, held): (Vec<usize>, Vec<usize>) = aps.into_iter().partition(|&c| infos[c].online != 0 || start.contains(&c));
-    write(|m, p, _| {
-        for cpu in run {
-            let r = if infos[cpu].online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };
-            if let Err(e) = r {
-                plugins::warn!("cpu {cpu} stays offline: {e}");
-            }
-        }
-    });
-    let online = (0..count).filter(|c| is_online(*c as u32) == 1).count();
-    match held.as_slice() {
-        [] => plugins::info!("cpuhp generation {GENERATION}: {online} of {count} CPUs online"),
-        held => plugins::info!(
-            "cpuhp generation {GENERATION}: {online} of {count} CPUs online; maxcpus={limit} keeps cpus {held:?} offline (`cpu online N` brings one up)"
-        ),
+    // SAFETY: a plain query of the loader.
+    if unsafe { ffi::mv_swapping_in() } == 1 {
+        // The cpuhp this one replaces owns the CPUs; its state import
+        // says which are online, so nothing is started here (a CPU it
+        // keeps offline must stay so).
+        plugins::info!("cpuhp generation {GENERATION}: taking over from the running version");
+    } else {
+        bring_up_boot_cpus(&infos, &list, boot, limit);
     }
     // SAFETY: a plain query of the loader.
     let base = unsafe { ffi::mv_acpi_cpu_hotplug_base() };

@@ -214,8 +214,10 @@ pub const SCENARIOS: &[Scenario] = &[Scenario {
                 Absent("loader's view"),
             ],
         ),
-        step(b"swap cpuhp 1.2.0\r", &[LineStarting("swapped (world stopped for ")]),
+        // Swapped with CPU 1 offline: the new version must keep it parked
+        // (the loader's view below says so).
         step(b"cpu offline 1\r", &[Absent("error")]),
+        step(b"swap cpuhp 1.2.0\r", &[LineStarting("swapped (world stopped for ")]),
         step(
             b"cpus\r",
             &[
@@ -787,8 +789,8 @@ mod tests {
             "\x1b[10Decho world\x1b[K\r\nworld\r\n",
             "echo one\r\none\r\nmodvisor> echo two\r\ntwo\r\nmodvisor> echo three, a longer line than the FIFO\r\nthree, a longer line than the FIFO\r\n",
             "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 online boot\r\ncpu 2 apic 2 absent -\r\ncpu 3 apic 3 absent -\r\n",
-            "swap cpuhp 1.2.0\r\nswapped (world stopped for 3 us)\r\n",
             "cpu offline 1\r\n",
+            "swap cpuhp 1.2.0\r\nswapped (world stopped for 3 us)\r\n",
             "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\ncpu 3 apic 3 absent -\r\n",
             "unload cpuhp\r\nunloaded cpuhp-plugin\r\n",
             "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 parked boot\r\ncpu 2 apic 2 offline hot-pluggable\r\n\
