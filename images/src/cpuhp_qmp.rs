@@ -37,13 +37,18 @@ pub struct Plan {
     /// `cpu_address_space_destroy`), so the next memory transaction (the
     /// next CPU's realize) corrupts QEMU's heap and it aborts.
     pub readd: bool,
+    /// Whether the emulated CPU lacks VMX (TCG): the image also loads
+    /// vmx-plugin, whose load must then fail with "not supported" before
+    /// any of the hotplug above (cpuhp unaffected by the failed load).
+    pub vmx_absent: bool,
 }
 
-pub const PLAN: Plan = Plan { seed: 0x6d76_6370_7568_7031, random_ops: 50, readd: true };
+pub const PLAN: Plan = Plan { seed: 0x6d76_6370_7568_7031, random_ops: 50, readd: true, vmx_absent: false };
 
-/// The plan for `accel`: no hot-add after an eject under TCG.
+/// The plan for `accel`: under TCG no hot-add after an eject, and no VMX.
 pub fn plan_for(accel: crate::emulator::Accel) -> Plan {
-    Plan { readd: accel != crate::emulator::Accel::Tcg, ..PLAN }
+    let tcg = accel == crate::emulator::Accel::Tcg;
+    Plan { readd: !tcg, vmx_absent: tcg, ..PLAN }
 }
 
 /// CPUs the image boots with, and the slots in all (QEMU's `maxcpus`:
@@ -376,12 +381,28 @@ fn transcript(received: &Received) -> String {
     String::from_utf8_lossy(&received.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
+/// What the boot must show when the CPU has no VMX: vmx-plugin refused
+/// with KVM's words, and nothing of it loaded.
+pub fn check_vmx_refused(boot: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !boot.contains("VMX not supported by CPU 0") {
+        problems.push("boot: vmx-plugin did not say \"VMX not supported by CPU 0\"".to_string());
+    }
+    if !boot.contains("error: cannot load vmx-plugin: ") || boot.contains("loaded vmx-plugin") {
+        problems.push("boot: vmx-plugin was not refused".to_string());
+    }
+    problems
+}
+
 /// Plays [`operations`] on a booted image; the problems found. Ends the
 /// machine with `poweroff`.
 pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     if session::wait_for(received, BOOT_TIMEOUT, session::ready).is_none() {
         return Ok(vec![format!("no prompt within {} s of starting", BOOT_TIMEOUT.as_secs())]);
+    }
+    if plan.vmx_absent {
+        problems.extend(check_vmx_refused(&transcript(received)));
     }
     let mut sh = Shell { writer: stream.try_clone().map_err(|e| Error::io("cloning COM1", e))?, received };
     let mut model = Model::boot();
@@ -613,5 +634,13 @@ mod tests {
         let stale = parse_list("cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent hot-added\ncpu 3 apic 3 offline hot-added\n");
         assert_eq!(check_list(&m, &stale).len(), 1, "an empty slot has no origin");
         assert!(check_list(&m, &parse_list("cpu 4 apic 4 online boot"))[0].contains("past slot 4"));
+    }
+
+    #[test]
+    fn a_refused_vmx_load_is_checked() {
+        let good = "[0.1 0 WARN  vmx-plugin] VMX not supported by CPU 0\r\n\
+                    error: cannot load vmx-plugin: vmx-plugin's init failed with code -1; nothing of it stays loaded\r\n";
+        assert!(check_vmx_refused(good).is_empty());
+        assert_eq!(check_vmx_refused("loaded vmx-plugin 1.1.0\r\n").len(), 2);
     }
 }
