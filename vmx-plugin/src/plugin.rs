@@ -103,6 +103,17 @@ fn this_config(cpuid: &compat::Cpuid) -> Result<VmxConfig, crate::config::Config
     VmxConfig::new(&caps, POLICY)
 }
 
+/// Logs why VMX cannot be entered or left on a CPU and gives cpuhp the
+/// same words for the `failed` event (from inside its ONLINE callbacks;
+/// elsewhere cpuhp ignores them).
+fn refuse(why: core::fmt::Arguments) {
+    let reason = plugins::runtime::Buf::format(why);
+    plugins::warn!("{}", reason.as_str());
+    if let Some(cpuhp) = cpuhp() {
+        cpuhp.call(|t| (t.set_failure_reason)(StrRef::borrowed(reason.as_str())));
+    }
+}
+
 /// The error code cpuhp reports for a refusal.
 fn refusal_code(e: &compat::Error) -> i32 {
     match e {
@@ -125,7 +136,7 @@ fn enable(cpu: usize) -> Result<(), i32> {
     let feature_control = if cpuid.has_vmx() { unsafe { insn::rdmsr(crate::msr::IA32_FEATURE_CONTROL) } } else { 0 };
     let probe = Probe { cpu: cpu as u32, cpuid, feature_control, config: this_config(&cpuid) };
     let action = compat::check(&probe, global).map_err(|refusal| {
-        plugins::warn!("{refusal}");
+        refuse(format_args!("{refusal}"));
         refusal_code(&refusal)
     })?;
     if let Action::LockAndEnable { feature_control } = action {
@@ -140,7 +151,7 @@ fn enable(cpu: usize) -> Result<(), i32> {
     ];
     for (name, value, fixed0, fixed1) in checks {
         if let Err(f) = compat::fixed_bits(value, fixed0, fixed1) {
-            plugins::warn!("{name} of CPU {cpu} ({value:#x}) does not meet VMX's fixed bits: must set {:#x}, must clear {:#x}", f.missing, f.extra);
+            refuse(format_args!("{name} of CPU {cpu} ({value:#x}) does not meet VMX's fixed bits: must set {:#x}, must clear {:#x}", f.missing, f.extra));
             return Err(code::FIXED_BITS);
         }
     }
@@ -155,12 +166,12 @@ fn enable(cpu: usize) -> Result<(), i32> {
     if let Err(e) = r {
         // SAFETY: VMXON failed, so the CPU is outside VMX operation.
         unsafe { insn::set_cr4_vmxe(false) };
-        plugins::warn!("VMXON failed on CPU {cpu}: {e}");
+        refuse(format_args!("VMXON failed on CPU {cpu}: {e}"));
         return Err(code::VMX_INSTRUCTION);
     }
     c.enabled.store(true, Ordering::Release);
     if let Err(e) = flush_guest_tlbs(global.config()) {
-        plugins::warn!("cannot flush guest translations on CPU {cpu}: {e}");
+        refuse(format_args!("cannot flush guest translations on CPU {cpu}: {e}"));
         let _ = disable(cpu, off::refused(code::VMX_INSTRUCTION));
         return Err(code::VMX_INSTRUCTION);
     }
@@ -269,7 +280,7 @@ fn disable(cpu: usize, reason: u32) -> Result<(), i32> {
         cleared.and_then(|()| insn::vmxoff())
     };
     if let Err(e) = r {
-        plugins::warn!("leaving VMX on CPU {cpu} failed: {e}");
+        refuse(format_args!("leaving VMX on CPU {cpu} failed: {e}"));
         c.enabled.store(true, Ordering::Release);
         return Err(code::VMX_INSTRUCTION);
     }
