@@ -32,10 +32,13 @@ pub struct Plan {
     /// Random operations after the fixed prefix.
     pub random_ops: usize,
     /// Whether a CPU may be hot-added after one was ejected. Not under
-    /// QEMU 7.2's TCG: ejecting a CPU frees its address space but leaves
-    /// TCG's memory listener on it (fixed in QEMU 8.2 by
-    /// `cpu_address_space_destroy`), so the next memory transaction (the
-    /// next CPU's realize) corrupts QEMU's heap and it aborts.
+    /// TCG, measured with QEMU 7.2 (Debian's) and 10.0.2 (bookworm-
+    /// backports): with multi-threaded TCG, 7.2's eject leaves TCG's
+    /// memory listener on the freed address space and the next realize
+    /// corrupts the heap, and both abort in `tcg_register_thread` (`n <
+    /// tcg_max_ctxs`: an ejected vCPU's context is never given back); with
+    /// `thread=single` both stop in `qemu_thread_join` ("Resource deadlock
+    /// avoided"). KVM has none of this.
     pub readd: bool,
     /// Whether the emulated CPU lacks VMX (TCG): the image also loads
     /// vmx-plugin, whose load must then fail with "not supported" before
