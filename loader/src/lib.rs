@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod deferred;
 pub mod elf;
 pub mod exit;
+pub mod extable;
 pub mod frames;
 pub mod madt;
 pub mod memmap;

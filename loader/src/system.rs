@@ -193,10 +193,10 @@ pub fn emergency_ran(cpu: usize) -> bool {
     DONE.load(Ordering::Acquire) & 1 << cpu != 0
 }
 
-/// Whether an emergency callback on `cpu` turned something off in the
-/// round (for tests).
-pub fn emergency_turned_off(cpu: usize) -> bool {
-    RESULTS[cpu].iter().any(|r| r.load(Ordering::Acquire) == 1)
+/// What the emergency callbacks returned on `cpu` in the round, in slot
+/// order (for tests).
+pub fn emergency_results(cpu: usize) -> alloc::vec::Vec<i32> {
+    RESULTS[cpu].iter().map(|r| r.load(Ordering::Acquire)).filter(|&r| r != NOT_RUN).collect()
 }
 
 /// Whether any plugin holds system hooks (for tests).

@@ -144,6 +144,7 @@ pub const LOADER_EXPORTS: &[&str] = &[
     "mv_system_register",
     "mv_system_unregister",
     "mv_swapping_in",
+    "mv_exception_table",
     "mv_cpu_describer",
     "mv_boot_cpu_limit",
 ];
@@ -358,6 +359,13 @@ extern "C" {
     /// its state import): its predecessor still runs, and what the
     /// predecessor set up comes with the state.
     pub fn mv_swapping_in() -> u32;
+    /// Registers the caller's exception table: `pairs` pairs of addresses
+    /// (an instruction that may fault, where to resume when it does) at
+    /// `start`, all inside the caller's image. A fault at a listed
+    /// instruction resumes at its pair instead of ending the run, as the
+    /// loader's own probes do. One table per plugin, dropped when it
+    /// unloads. 0, or -1 if refused (logged).
+    pub fn mv_exception_table(start: *const u64, pairs: usize) -> i32;
     /// Makes the shell's `cpus` print each CPU's lifecycle state and origin
     /// as `f` describes them (it is asked once per CPU, in thread context,
     /// and must not block) instead of the loader's own view. One plugin at

@@ -65,6 +65,70 @@ pub unsafe fn vmxoff() -> Result<(), VmFail> {
     outcome(rflags)
 }
 
+// VMXOFF that reports a #UD instead of ending the run, for the emergency
+// callback, which may interrupt this CPU between setting CR4.VMXE and
+// VMXON: the loader resumes at `2:` when `1:` faults (the pair is in
+// `mv_extable`, which `exception_table` registers; "R" keeps it from
+// `--gc-sections`, "w" lets its addresses be relocated at load). Returns RFLAGS in rax,
+// and in rdx 0, or 1 if it faulted.
+core::arch::global_asm!(
+    r#"
+.section .text.vmx_vmxoff_checked, "ax"
+.global vmx_vmxoff_checked
+.hidden vmx_vmxoff_checked
+vmx_vmxoff_checked:
+    xor %edx, %edx
+1:  vmxoff
+    pushfq
+    pop %rax
+    ret
+2:  mov $1, %edx
+    xor %eax, %eax
+    ret
+
+.section mv_extable, "awR"
+.balign 8
+    .quad 1b, 2b
+"#,
+    options(att_syntax)
+);
+
+#[repr(C)]
+struct FlagsOrFault {
+    rflags: u64,
+    faulted: u64,
+}
+
+extern "C" {
+    fn vmx_vmxoff_checked() -> FlagsOrFault;
+    static __start_mv_extable: [u64; 0];
+    static __stop_mv_extable: [u64; 0];
+}
+
+/// Registers this plugin's exception table with the loader (at init).
+pub fn exception_table() -> bool {
+    // SAFETY: the linker brackets `mv_extable` with these symbols, and the
+    // section holds pairs of addresses; the loader checks them too.
+    unsafe {
+        let start = __start_mv_extable.as_ptr();
+        let pairs = __stop_mv_extable.as_ptr().offset_from(start) as usize / 2;
+        plugins::ffi::mv_exception_table(start, pairs) == 0
+    }
+}
+
+/// Leaves VMX operation if the CPU is in it: `Ok(false)` when VMXOFF
+/// raised #UD (not in VMX operation), `Ok(true)` when it left.
+pub fn vmxoff_if_on() -> Result<bool, VmFail> {
+    // SAFETY: VMXOFF outside VMX operation faults, and the fault resumes
+    // at the table's pair; inside it leaves VMX operation, which the
+    // caller wants.
+    let r = unsafe { vmx_vmxoff_checked() };
+    if r.faulted != 0 {
+        return Ok(false);
+    }
+    outcome(r.rflags).map(|()| true)
+}
+
 /// Makes the VMCS at physical `vmcs` inactive and not current, writing its
 /// cached state back to memory.
 ///

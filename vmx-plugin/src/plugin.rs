@@ -332,21 +332,20 @@ extern "C" fn on_shutdown(_: u32) {
 
 /// The emergency round (NMI context): no locks, no logs. Decides by
 /// CR4.VMXE rather than by the flag, so that an enable or disable it
-/// interrupted is covered too.
+/// interrupted is covered too; VMXOFF goes through the exception table, as
+/// the NMI may have come between setting CR4.VMXE and VMXON.
 extern "C" fn on_emergency() -> i32 {
     if insn::cr4() & insn::CR4_VMXE == 0 {
         return 0;
     }
     let c = &CPUS[current_cpu()];
     c.enabled.store(false, Ordering::Release);
-    // SAFETY: CR4.VMXE is on, so this CPU ran VMXON (ours sets VMXE just
-    // before it and clears it right after VMXOFF).
-    match unsafe { insn::vmxoff() } {
-        Ok(()) => {
-            // SAFETY: outside VMX operation now.
+    match insn::vmxoff_if_on() {
+        Ok(left) => {
+            // SAFETY: outside VMX operation now (or never was in it).
             unsafe { insn::set_cr4_vmxe(false) };
             c.off_reason.store(off::EMERGENCY, Ordering::Release);
-            1
+            left as i32
         }
         Err(_) => code::VMX_INSTRUCTION,
     }
@@ -356,6 +355,9 @@ static HOOKS: SystemHooks = SystemHooks { shutdown: Some(on_shutdown), emergency
 
 fn init() -> Result<(), i32> {
     plugins::runtime::register_command("vmx", "VMX on each CPU: vmx", vmx_command)?;
+    if !insn::exception_table() {
+        return Err(code::HOOKS);
+    }
     let boot = current_cpu() as u32;
     let cpuid = insn::cpuid_words();
     let reference = Reference::new(boot, cpuid, this_config(&cpuid)).map_err(|e| {

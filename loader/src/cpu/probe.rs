@@ -4,6 +4,8 @@
 //! the fault in the per-CPU area (the same idea as Linux's exception tables).
 
 use crate::percpu::{self, Fault};
+use core::sync::atomic::{AtomicU64, Ordering};
+use loader::extable::{self, TableError};
 
 core::arch::global_asm!(
     r#"
@@ -84,7 +86,8 @@ extern "C" {
     static __extable_end: [u64; 0];
 }
 
-/// Where to resume after a fault at `rip`, if `rip` is a probe.
+/// Where to resume after a fault at `rip`, if `rip` is a probe: the
+/// loader's own, or one in a plugin's table.
 pub fn fixup(rip: u64) -> Option<u64> {
     // SAFETY: the linker script brackets the table with these symbols, and
     // the table holds pairs of addresses.
@@ -93,7 +96,63 @@ pub fn fixup(rip: u64) -> Option<u64> {
         let len = __extable_end.as_ptr().offset_from(start) as usize;
         core::slice::from_raw_parts(start, len)
     };
-    table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1])
+    table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1]).or_else(|| {
+        PLUGIN_TABLES.iter().find_map(|t| {
+            let (start, pairs) = (t.start.load(Ordering::Acquire), t.pairs.load(Ordering::Acquire));
+            if start == 0 {
+                return None;
+            }
+            // SAFETY: `register_plugin_table` checked that the pairs lie
+            // in the owner's image, which stays mapped until
+            // `drop_plugin_table` has cleared the slot.
+            let table = unsafe { core::slice::from_raw_parts(start as *const u64, pairs as usize * 2) };
+            table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1])
+        })
+    })
+}
+
+/// A plugin's exception table: (faulting address, resume address) pairs
+/// in its own image, for the faults its code probes for (e.g. VMXOFF
+/// where VMX operation is uncertain). Read by the exception handler, so
+/// lock-free: a slot is live while `start` is not 0.
+struct PluginTable {
+    owner: AtomicU64,
+    start: AtomicU64,
+    pairs: AtomicU64,
+}
+
+static PLUGIN_TABLES: [PluginTable; 8] =
+    [const { PluginTable { owner: AtomicU64::new(0), start: AtomicU64::new(0), pairs: AtomicU64::new(0) } }; 8];
+/// Serialises registrations (the exception handler only reads).
+static TABLES_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Registers `owner`'s table of `pairs` entries at `start`, which must lie
+/// 8-byte aligned inside `image` (base, size). Every resume address must
+/// lie in the image too: a bad table must not send a fault anywhere.
+pub fn register_plugin_table(owner: u64, start: u64, pairs: u64, image: (u64, u64)) -> Result<(), TableError> {
+    let (base, size) = image;
+    extable::table_end(start, pairs, base, size)?;
+    // SAFETY: checked above: inside the owner's mapped image.
+    let table = unsafe { core::slice::from_raw_parts(start as *const u64, pairs as usize * 2) };
+    extable::check_entries(table, base, size)?;
+    let _one = TABLES_LOCK.lock();
+    if PLUGIN_TABLES.iter().any(|t| t.owner.load(Ordering::Acquire) == owner) {
+        return Err(TableError::NoSlot);
+    }
+    let slot = PLUGIN_TABLES.iter().find(|t| t.start.load(Ordering::Acquire) == 0).ok_or(TableError::NoSlot)?;
+    slot.owner.store(owner, Ordering::Release);
+    slot.pairs.store(pairs, Ordering::Release);
+    slot.start.store(start, Ordering::Release);
+    Ok(())
+}
+
+/// Forgets `owner`'s table (before its image goes).
+pub fn drop_plugin_table(owner: u64) {
+    let _one = TABLES_LOCK.lock();
+    for t in PLUGIN_TABLES.iter().filter(|t| t.owner.load(Ordering::Acquire) == owner) {
+        t.start.store(0, Ordering::Release);
+        t.owner.store(0, Ordering::Release);
+    }
 }
 
 fn last_fault() -> Fault {

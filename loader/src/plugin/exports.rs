@@ -37,6 +37,7 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_system_register" => mv_system_register as unsafe extern "C" fn(*const SystemHooks) -> i32 as usize,
         "mv_system_unregister" => mv_system_unregister as extern "C" fn() -> i32 as usize,
         "mv_swapping_in" => mv_swapping_in as extern "C" fn() -> u32 as usize,
+        "mv_exception_table" => mv_exception_table as extern "C" fn(*const u64, usize) -> i32 as usize,
         "mv_cpu_describer" => mv_cpu_describer as extern "C" fn(CpuDescribeFn) -> i32 as usize,
         "mv_boot_cpu_limit" => mv_boot_cpu_limit as extern "C" fn() -> u32 as usize,
         _ => return None,
@@ -262,6 +263,18 @@ unsafe extern "C" fn mv_system_register(hooks: *const SystemHooks) -> i32 {
         Err(e) => {
             log::warn!(target: caller_name(), "mv_system_register: {e}");
             if e == crate::system::Error::AlreadyRegistered { -1 } else { -2 }
+        }
+    }
+}
+
+extern "C" fn mv_exception_table(start: *const u64, pairs: usize) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    let Some(image) = super::registry::image_range(owner) else { return -1 };
+    match crate::cpu::probe::register_plugin_table(owner, start as u64, pairs as u64, image) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_exception_table: {e}");
+            -1
         }
     }
 }

@@ -333,6 +333,7 @@ fn remove(id: u64) {
     crate::shell::unregister_owner(id);
     crate::sci::drop_owner(id);
     crate::system::drop_owner(id);
+    crate::cpu::probe::drop_plugin_table(id);
     let p = {
         let mut r = REG.lock();
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
@@ -354,6 +355,11 @@ fn remove(id: u64) {
 /// that failed or went away is not run).
 pub fn active_name(id: u64) -> Option<String> {
     REG.lock().plugins.iter().find(|p| p.id == id && p.state == State::Active).map(|p| p.name.clone())
+}
+
+/// Where plugin `id`'s image lies: (base, size).
+pub fn image_range(id: u64) -> Option<(u64, u64)> {
+    REG.lock().plugins.iter().find(|p| p.id == id).map(|p| (p.image.base(), p.image.size()))
 }
 
 /// Names of the plugins that require something `id` provides.
