@@ -53,4 +53,7 @@ pub struct Vmx {
     pub disable_ticks: extern "C" fn(cpu: u32) -> u64,
     /// Which build answers (1 for 1.0.0, 2 for 1.1.0): for swap tests.
     pub generation: extern "C" fn() -> u32,
+    /// VMXONs executed on `cpu` since the first load, swaps included: a
+    /// swap that kept VMX on leaves it unchanged.
+    pub enable_count: extern "C" fn(cpu: u32) -> u64,
 }

@@ -50,6 +50,9 @@ struct PerCpu {
     off_reason: AtomicU32,
     enable_ticks: AtomicU64,
     disable_ticks: AtomicU64,
+    /// VMXONs executed on the CPU since the first load (carried across
+    /// swaps): a swap that kept VMX on leaves it unchanged.
+    enables: AtomicU64,
 }
 
 static CPUS: [PerCpu; MAX_CPUS] = [const {
@@ -61,6 +64,7 @@ static CPUS: [PerCpu; MAX_CPUS] = [const {
         off_reason: AtomicU32::new(off::OFFLINE),
         enable_ticks: AtomicU64::new(0),
         disable_ticks: AtomicU64::new(0),
+        enables: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
@@ -170,6 +174,7 @@ fn enable(cpu: usize) -> Result<(), i32> {
         return Err(code::VMX_INSTRUCTION);
     }
     c.enabled.store(true, Ordering::Release);
+    c.enables.fetch_add(1, Ordering::AcqRel);
     if let Err(e) = flush_guest_tlbs(global.config()) {
         refuse(format_args!("cannot flush guest translations on CPU {cpu}: {e}"));
         let _ = disable(cpu, off::refused(code::VMX_INSTRUCTION));
@@ -427,9 +432,10 @@ fn free_regions() {
 }
 
 /// The state blob: the cpuhp state id, then per CPU the enabled flag, the
-/// VMXON region, the VMCS page, the loaded VMCS and the off reason.
+/// VMXON region, the VMCS page, the loaded VMCS, the off reason and the
+/// VMXON count.
 const STATE_LAYOUT: u32 = 1;
-const PER_CPU: usize = 1 + 8 + 8 + 8 + 4;
+const PER_CPU: usize = 1 + 8 + 8 + 8 + 4 + 8;
 
 fn export(buf: &mut [u8]) -> Result<usize, i32> {
     let len = 4 + MAX_CPUS * PER_CPU;
@@ -441,6 +447,7 @@ fn export(buf: &mut [u8]) -> Result<usize, i32> {
         chunk[9..17].copy_from_slice(&c.vmcs.load(Ordering::Acquire).to_le_bytes());
         chunk[17..25].copy_from_slice(&c.loaded_vmcs.load(Ordering::Acquire).to_le_bytes());
         chunk[25..29].copy_from_slice(&c.off_reason.load(Ordering::Acquire).to_le_bytes());
+        chunk[29..37].copy_from_slice(&c.enables.load(Ordering::Acquire).to_le_bytes());
     }
     Ok(len)
 }
@@ -468,6 +475,7 @@ fn import(version: u32, buf: &[u8]) -> Result<(), i32> {
         c.vmcs.store(u64_at(&chunk[9..17]), Ordering::Release);
         c.loaded_vmcs.store(u64_at(&chunk[17..25]), Ordering::Release);
         c.off_reason.store(u32::from_le_bytes(chunk[25..29].try_into().expect("4 bytes")), Ordering::Release);
+        c.enables.store(u64_at(&chunk[29..37]), Ordering::Release);
     }
     TAKING_OVER.store(false, Ordering::Release);
     Ok(())
@@ -550,11 +558,16 @@ extern "C" fn disable_ticks(cpu: u32) -> u64 {
     CPUS.get(cpu as usize).map_or(0, |c| c.disable_ticks.load(Ordering::Acquire))
 }
 
+extern "C" fn enable_count(cpu: u32) -> u64 {
+    CPUS.get(cpu as usize).map_or(0, |c| c.enables.load(Ordering::Acquire))
+}
+
 extern "C" fn generation() -> u32 {
     GENERATION
 }
 
-static TABLE: Vmx = Vmx { cpu_enabled, vmxon_region, load_vmcs, loaded_vmcs, state_id, enable_ticks, disable_ticks, generation };
+static TABLE: Vmx =
+    Vmx { cpu_enabled, vmxon_region, load_vmcs, loaded_vmcs, state_id, enable_ticks, disable_ticks, generation, enable_count };
 
 #[cfg(feature = "v1")]
 plugins::plugin! {

@@ -41,6 +41,7 @@ struct Vmx {
     enable_ticks: extern "C" fn(cpu: u32) -> u64,
     disable_ticks: extern "C" fn(cpu: u32) -> u64,
     generation: extern "C" fn() -> u32,
+    enable_count: extern "C" fn(cpu: u32) -> u64,
 }
 
 /// vmx-plugin's codes this suite expects (its `api::code`).
@@ -175,23 +176,24 @@ fn swap_keeps_vmx_on() -> Result<(), Failure> {
     for &cpu in &cpus {
         check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu}");
     }
-    let regions: alloc::vec::Vec<(u64, u64)> = cpus
-        .iter()
-        .map(|&c| vmx(|t| ((t.vmxon_region)(c as u32), (t.loaded_vmcs)(c as u32))))
-        .collect::<Result<_, _>>()?;
+    let state = |c: usize| vmx(|t| ((t.vmxon_region)(c as u32), (t.loaded_vmcs)(c as u32), (t.enable_count)(c as u32)));
     for (version, generation) in [("1.1.0", 2), ("1.0.0", 1)] {
+        let before: alloc::vec::Vec<(u64, u64, u64)> = cpus.iter().map(|&c| state(c)).collect::<Result<_, _>>()?;
         registry::swap("vmx", version).map_err(|e| failure!("swap vmx to {version}: {e}"))?;
         check_eq!(vmx(|t| (t.generation)())?, generation, "generation after the swap to {version}");
         all_in_vmx("right after the swap")?;
-        for (&cpu, &regions) in cpus.iter().zip(&regions) {
-            let now = vmx(|t| ((t.vmxon_region)(cpu as u32), (t.loaded_vmcs)(cpu as u32)))?;
-            check_eq!(now, regions, "cpu {cpu}'s VMXON region and loaded VMCS after the swap");
+        // The same VMXON region, the same VMCS loaded, and no VMXON since:
+        // VMX stayed on through the swap.
+        for (&cpu, &before) in cpus.iter().zip(&before) {
+            check_eq!(state(cpu)?, before, "cpu {cpu}'s VMXON region, loaded VMCS and VMXON count after the swap");
         }
         // The new version's callbacks run the ONLINE state now.
         for cpu in boot_aps() {
+            let count = vmx(|t| (t.enable_count)(cpu as u32))?;
             check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu} after the swap");
             check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} after the swap");
             check!(in_vmx(cpu)?, "cpu {cpu} without VMX after offline/online past the swap");
+            check_eq!(vmx(|t| (t.enable_count)(cpu as u32))?, count + 1, "VMXONs on cpu {cpu} after offline/online");
             check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu} past the swap");
         }
     }
