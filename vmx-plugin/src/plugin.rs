@@ -513,11 +513,11 @@ unsafe extern "C" fn vmx_command(args: StrRef) -> i32 {
             plugins::println!("cpu {cpu}: disabled ({})", describe_off(c.off_reason.load(Ordering::Acquire)));
         }
     }
-    let mut line = plugins::runtime::Buf::format(format_args!("features:"));
+    // One row per optional feature: printed lines are cut at 256 bytes.
+    plugins::println!("optional features:");
     for (name, on) in global.features() {
-        let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {name}={}", if on { "on" } else { "off" }));
+        plugins::println!("  {name}: {}", if on { "on" } else { "off" });
     }
-    plugins::println!("{}", line.as_str());
     0
 }
 
