@@ -269,8 +269,14 @@ unsafe extern "C" fn mv_system_register(hooks: *const SystemHooks) -> i32 {
 
 extern "C" fn mv_exception_table(start: *const u64, pairs: usize) -> i32 {
     let Some(owner) = caller() else { return -1 };
-    let Some(image) = super::registry::image_range(owner) else { return -1 };
-    match crate::cpu::probe::register_plugin_table(owner, start as u64, pairs as u64, image) {
+    // The registry's and the tables' locks must not be held by a CPU the
+    // world stops.
+    crate::smp::enter_unstoppable();
+    let r = super::registry::image_range(owner)
+        .ok_or(loader::extable::TableError::Outside)
+        .and_then(|image| crate::cpu::probe::register_plugin_table(owner, start as u64, pairs as u64, image));
+    crate::smp::exit_unstoppable();
+    match r {
         Ok(()) => 0,
         Err(e) => {
             log::warn!(target: caller_name(), "mv_exception_table: {e}");
