@@ -56,4 +56,9 @@ pub struct Vmx {
     /// VMXONs executed on `cpu` since the first load, swaps included: a
     /// swap that kept VMX on leaves it unchanged.
     pub enable_count: extern "C" fn(cpu: u32) -> u64,
+    /// Makes `cpu`'s next enable see another VMCS revision id in its
+    /// capability MSRs, as a CPU of another model would: for tests of the
+    /// refusal where every CPU is the same model. 0, or
+    /// [`code::WRONG_CPU`] for a CPU number out of range.
+    pub mismatch_next: extern "C" fn(cpu: u32) -> i32,
 }

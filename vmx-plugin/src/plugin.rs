@@ -94,16 +94,25 @@ fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// Per CPU: its next enable reads IA32_VMX_BASIC with another VMCS
+/// revision id, as a CPU of another model would report (`mismatch_next`):
+/// the way to see a refused CPU where every CPU is the same model. Used
+/// once, like cpuhp's injected failures.
+static MISMATCH: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
 /// The configuration this CPU's capability MSRs give (read only where
-/// CPUID announces VMX).
-fn this_config(cpuid: &compat::Cpuid) -> Result<VmxConfig, crate::config::ConfigError> {
+/// CPUID announces VMX); `mismatch` flips a revision id bit as read.
+fn this_config(cpuid: &compat::Cpuid, mismatch: bool) -> Result<VmxConfig, crate::config::ConfigError> {
     if !cpuid.has_vmx() {
         // Not looked at by the checks: no VMX is refused before.
         return Err(crate::config::ConfigError::UnreadableMsr(crate::msr::IA32_VMX_BASIC));
     }
     // SAFETY: CPUID announces VMX, so the VMX capability MSRs exist;
     // `Caps::read` reads the optional ones only where announced.
-    let caps = Caps::read(|msr| Some(unsafe { insn::rdmsr(msr) }))?;
+    let mut caps = Caps::read(|msr| Some(unsafe { insn::rdmsr(msr) }))?;
+    if mismatch {
+        caps.basic ^= 1;
+    }
     VmxConfig::new(&caps, POLICY)
 }
 
@@ -138,7 +147,8 @@ fn enable(cpu: usize) -> Result<(), i32> {
     let cpuid = insn::cpuid_words();
     // SAFETY: IA32_FEATURE_CONTROL exists wherever CPUID announces VMX.
     let feature_control = if cpuid.has_vmx() { unsafe { insn::rdmsr(crate::msr::IA32_FEATURE_CONTROL) } } else { 0 };
-    let probe = Probe { cpu: cpu as u32, cpuid, feature_control, config: this_config(&cpuid) };
+    let mismatch = MISMATCH[cpu].swap(false, Ordering::AcqRel);
+    let probe = Probe { cpu: cpu as u32, cpuid, feature_control, config: this_config(&cpuid, mismatch) };
     let action = compat::check(&probe, global).map_err(|refusal| {
         refuse(format_args!("{refusal}"));
         refusal_code(&refusal)
@@ -365,7 +375,7 @@ fn init() -> Result<(), i32> {
     }
     let boot = current_cpu() as u32;
     let cpuid = insn::cpuid_words();
-    let reference = Reference::new(boot, cpuid, this_config(&cpuid)).map_err(|e| {
+    let reference = Reference::new(boot, cpuid, this_config(&cpuid, false)).map_err(|e| {
         plugins::warn!("{e}");
         refusal_code(&e)
     })?;
@@ -558,6 +568,16 @@ extern "C" fn disable_ticks(cpu: u32) -> u64 {
     CPUS.get(cpu as usize).map_or(0, |c| c.disable_ticks.load(Ordering::Acquire))
 }
 
+extern "C" fn mismatch_next(cpu: u32) -> i32 {
+    match MISMATCH.get(cpu as usize) {
+        Some(m) => {
+            m.store(true, Ordering::Release);
+            0
+        }
+        None => code::WRONG_CPU,
+    }
+}
+
 extern "C" fn enable_count(cpu: u32) -> u64 {
     CPUS.get(cpu as usize).map_or(0, |c| c.enables.load(Ordering::Acquire))
 }
@@ -567,7 +587,7 @@ extern "C" fn generation() -> u32 {
 }
 
 static TABLE: Vmx =
-    Vmx { cpu_enabled, vmxon_region, load_vmcs, loaded_vmcs, state_id, enable_ticks, disable_ticks, generation, enable_count };
+    Vmx { cpu_enabled, vmxon_region, load_vmcs, loaded_vmcs, state_id, enable_ticks, disable_ticks, generation, enable_count, mismatch_next };
 
 #[cfg(feature = "v1")]
 plugins::plugin! {

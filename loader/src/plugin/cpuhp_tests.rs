@@ -199,7 +199,7 @@ fn slot_of(id: u32) -> Result<Option<u32>, Failure> {
 
 /// The state and reason of the last failure (`last_failure`, then
 /// `failure_reason` of its event).
-fn last_failure() -> Result<(u32, alloc::string::String), Failure> {
+pub(super) fn last_failure() -> Result<(u32, alloc::string::String), Failure> {
     let mut e = Event::default();
     check_eq!(cpuhp(|t| (t.last_failure)(&mut e))?, 0, "last_failure");
     let mut buf = [0u8; 80];

@@ -6,7 +6,7 @@
 //! every CPU. The `vmx-absent` suite (QEMU, no VMX under TCG): the load
 //! fails with "not supported", registers nothing, and cpuhp keeps working.
 
-use super::cpuhp_tests::{boot_aps, cpuhp, with, StateInfo, FAILED, UP};
+use super::cpuhp_tests::{boot_aps, cpuhp, last_failure, with, StateInfo, FAILED, UP};
 use super::registry;
 use crate::tests::{Failure, Test};
 use crate::{check, check_eq, failure};
@@ -17,6 +17,7 @@ pub static TESTS: &[Test] = &[
     Test { name: "load-enables-vmx-on-every-online-cpu", run: load_enables },
     Test { name: "offline-leaves-vmx-online-reenters", run: offline_online },
     Test { name: "injected-failures-roll-back-with-vmx-off", run: injected_failures },
+    Test { name: "inconsistent-cpu-refused-with-the-field-named", run: inconsistent_cpu },
     Test { name: "swap-keeps-vmx-on", run: swap_keeps_vmx_on },
     Test { name: "unload-leaves-vmx-off-everywhere", run: unload },
     Test { name: "load-during-shutdown-is-busy", run: busy },
@@ -42,6 +43,7 @@ struct Vmx {
     disable_ticks: extern "C" fn(cpu: u32) -> u64,
     generation: extern "C" fn() -> u32,
     enable_count: extern "C" fn(cpu: u32) -> u64,
+    mismatch_next: extern "C" fn(cpu: u32) -> i32,
 }
 
 /// vmx-plugin's codes this suite expects (its `api::code`).
@@ -167,6 +169,28 @@ fn injected_failures() -> Result<(), Failure> {
         check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} without the failure");
         check!(in_vmx(cpu)?, "cpu {cpu} without VMX after a clean online");
     }
+    Ok(())
+}
+
+/// A CPU whose capability MSRs give another configuration (here: another
+/// VMCS revision id, as read) is refused by the compatibility check: it
+/// stays offline with VMX off, and cpuhp's `failed` event names the state
+/// and KVM's reason with the field.
+fn inconsistent_cpu() -> Result<(), Failure> {
+    fresh()?;
+    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    let vmx_state = vmx(|t| (t.state_id)())?;
+    check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}");
+    check_eq!(vmx(|t| (t.mismatch_next)(cpu as u32))?, 0, "mismatch_next");
+    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, FAILED, "online of the mismatched cpu {cpu}");
+    let (state, reason) = last_failure()?;
+    check_eq!(state, vmx_state, "the failed state");
+    let want = alloc::format!("inconsistent VMX configuration on CPU {cpu}: vmcs revision id");
+    check_eq!(reason, want, "the failure's reason");
+    check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 0, "cpuhp's view of the refused cpu {cpu}");
+    check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of the refused cpu {cpu}");
+    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} reading its own MSRs again");
+    check!(in_vmx(cpu)?, "cpu {cpu} without VMX after the clean online");
     Ok(())
 }
 
