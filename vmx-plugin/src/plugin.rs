@@ -169,7 +169,9 @@ fn enable(cpu: usize) -> Result<(), i32> {
             return Err(code::FIXED_BITS);
         }
     }
-    let region = region(cpu, config.revision_id)?;
+    // The VMXON region: allocated on the CPU's first enable, kept while
+    // the plugin is loaded.
+    let region = page(&c.region, config.revision_id)?;
     // SAFETY: CR0 and CR4 (with VMXE) meet the fixed bits (checked above),
     // IA32_FEATURE_CONTROL allows VMXON, and the region holds the revision
     // id.
@@ -242,12 +244,6 @@ extern "C" fn load_vmcs_here(_: usize) -> i32 {
             code::VMX_INSTRUCTION
         }
     }
-}
-
-/// `cpu`'s VMXON region (allocated on its first enable and kept while the
-/// plugin is loaded), stamped with `revision`; its physical address.
-fn region(cpu: usize, revision: u32) -> Result<u64, i32> {
-    page(&CPUS[cpu].region, revision)
 }
 
 /// The page in `slot` (allocated on first use, kept while the plugin is

@@ -77,6 +77,22 @@ fn in_vmx(cpu: usize) -> Result<bool, Failure> {
     }
 }
 
+/// The CPU these tests take offline and online: the first one enabled at
+/// boot besides the one running the tests.
+fn second_cpu() -> Result<usize, Failure> {
+    boot_aps().first().copied().ok_or_else(|| failure!("no second CPU"))
+}
+
+/// cpuhp's answer to a logical online of `cpu`.
+fn online(cpu: usize) -> Result<i32, Failure> {
+    cpuhp(|t| (t.cpu_online)(cpu as u32))
+}
+
+/// cpuhp's answer to a logical offline of `cpu`.
+fn offline(cpu: usize) -> Result<i32, Failure> {
+    cpuhp(|t| (t.cpu_offline)(cpu as u32))
+}
+
 fn online_cpus() -> alloc::vec::Vec<usize> {
     (0..loader::madt::MAX_CPUS).filter(|&c| crate::smp::online_mask() & 1 << c != 0).collect()
 }
@@ -122,12 +138,12 @@ fn load_enables() -> Result<(), Failure> {
 fn kept_offline_at_boot() -> Result<(), Failure> {
     unload_all();
     load("cpuhp-plugin", Some("1.2.0"))?;
-    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    let cpu = second_cpu()?;
     check_eq!(crate::smp::state(cpu), crate::smp::State::Offline, "cpu {cpu} after cpuhp's load with maxcpus=1");
     check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 0, "cpuhp's view of cpu {cpu}");
     load("vmx-plugin", Some("1.0.0"))?;
     check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX on offline cpu {cpu}");
-    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}");
+    check_eq!(online(cpu)?, 0, "online cpu {cpu}");
     check!(in_vmx(cpu)?, "cpu {cpu} came online without VMX");
     all_in_vmx("after the late CPU came up")
 }
@@ -139,10 +155,10 @@ fn offline_online() -> Result<(), Failure> {
         for round in 0..2 {
             check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu}");
             check!(vmx(|t| (t.loaded_vmcs)(cpu as u32))? != 0, "no VMCS loaded on cpu {cpu}");
-            check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}, round {round}");
+            check_eq!(offline(cpu)?, 0, "offline cpu {cpu}, round {round}");
             check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of offline cpu {cpu}");
             check_eq!(vmx(|t| (t.loaded_vmcs)(cpu as u32))?, 0, "VMCS still loaded on offline cpu {cpu}");
-            check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}, round {round}");
+            check_eq!(online(cpu)?, 0, "online cpu {cpu}, round {round}");
             check!(in_vmx(cpu)?, "cpu {cpu} online again without VMX, round {round}");
         }
     }
@@ -154,19 +170,19 @@ fn offline_online() -> Result<(), Failure> {
 /// VMX off, and comes up with VMX once the failure is gone.
 fn injected_failures() -> Result<(), Failure> {
     fresh()?;
-    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    let cpu = second_cpu()?;
     let vmx_state = vmx(|t| (t.state_id)())?;
     let last = cpuhp(|t| (t.state_count)())? - 1;
     let mut info = StateInfo::default();
     check_eq!(cpuhp(|t| (t.state_at)(last, &mut info))?, 0, "state_at {last}");
     for id in [vmx_state, info.id] {
-        check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}");
+        check_eq!(offline(cpu)?, 0, "offline cpu {cpu}");
         check_eq!(cpuhp(|t| (t.fail)(cpu as u32, id, UP))?, 0, "inject at state {id}");
-        check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, FAILED, "online with state {id} failing");
+        check_eq!(online(cpu)?, FAILED, "online with state {id} failing");
         check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 0, "cpu {cpu} online after state {id} failed");
         check!(crate::smp::state(cpu) != crate::smp::State::Online, "cpu {cpu} still runs after the rollback");
         check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of cpu {cpu} after state {id} failed");
-        check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} without the failure");
+        check_eq!(online(cpu)?, 0, "online cpu {cpu} without the failure");
         check!(in_vmx(cpu)?, "cpu {cpu} without VMX after a clean online");
     }
     Ok(())
@@ -178,18 +194,18 @@ fn injected_failures() -> Result<(), Failure> {
 /// and KVM's reason with the field.
 fn inconsistent_cpu() -> Result<(), Failure> {
     fresh()?;
-    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    let cpu = second_cpu()?;
     let vmx_state = vmx(|t| (t.state_id)())?;
-    check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}");
+    check_eq!(offline(cpu)?, 0, "offline cpu {cpu}");
     check_eq!(vmx(|t| (t.mismatch_next)(cpu as u32))?, 0, "mismatch_next");
-    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, FAILED, "online of the mismatched cpu {cpu}");
+    check_eq!(online(cpu)?, FAILED, "online of the mismatched cpu {cpu}");
     let (state, reason) = last_failure()?;
     check_eq!(state, vmx_state, "the failed state");
     let want = alloc::format!("inconsistent VMX configuration on CPU {cpu}: vmcs revision id");
     check_eq!(reason, want, "the failure's reason");
     check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 0, "cpuhp's view of the refused cpu {cpu}");
     check_eq!(vmx(|t| (t.cpu_enabled)(cpu as u32))?, 0, "VMX flag of the refused cpu {cpu}");
-    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} reading its own MSRs again");
+    check_eq!(online(cpu)?, 0, "online cpu {cpu} reading its own MSRs again");
     check!(in_vmx(cpu)?, "cpu {cpu} without VMX after the clean online");
     Ok(())
 }
@@ -214,8 +230,8 @@ fn swap_keeps_vmx_on() -> Result<(), Failure> {
         // The new version's callbacks run the ONLINE state now.
         for cpu in boot_aps() {
             let count = vmx(|t| (t.enable_count)(cpu as u32))?;
-            check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu} after the swap");
-            check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} after the swap");
+            check_eq!(offline(cpu)?, 0, "offline cpu {cpu} after the swap");
+            check_eq!(online(cpu)?, 0, "online cpu {cpu} after the swap");
             check!(in_vmx(cpu)?, "cpu {cpu} without VMX after offline/online past the swap");
             check_eq!(vmx(|t| (t.enable_count)(cpu as u32))?, count + 1, "VMXONs on cpu {cpu} after offline/online");
             check_eq!(vmx(|t| (t.load_vmcs)(cpu as u32))?, 0, "VMCS round trip on cpu {cpu} past the swap");
@@ -279,7 +295,7 @@ fn panic_path() -> Result<(), Failure> {
     fresh()?;
     all_in_vmx("before the panic path")?;
     let cpus = online_cpus();
-    let other = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
+    let other = second_cpu()?;
     crate::smp::run_on(1 << other, leave_vmx_behind_the_plugins_back, 0).map_err(|e| failure!("run on cpu {other}: {e}"))?;
     check!(!in_vmx(other)?, "cpu {other} still in VMX operation");
     crate::system::emergency(plugins::system_state::PANIC);
@@ -313,8 +329,8 @@ fn absent() -> Result<(), Failure> {
     check_eq!(cpuhp(|t| (t.state_count)())?, states, "cpuhp states after the failed load");
     check!(!crate::system::any_registered(), "system hooks left behind by the failed load");
     for cpu in boot_aps() {
-        check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu}");
-        check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}");
+        check_eq!(offline(cpu)?, 0, "offline cpu {cpu}");
+        check_eq!(online(cpu)?, 0, "online cpu {cpu}");
     }
     Ok(())
 }
@@ -323,9 +339,9 @@ fn absent() -> Result<(), Failure> {
 /// VMXOFF) as vmx-plugin timed them, after one offline/online of a CPU.
 fn bench() -> Result<(), Failure> {
     fresh()?;
-    let cpu = *boot_aps().first().ok_or_else(|| failure!("no second CPU"))?;
-    check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline");
-    check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online");
+    let cpu = second_cpu()?;
+    check_eq!(offline(cpu)?, 0, "offline");
+    check_eq!(online(cpu)?, 0, "online");
     let (up, down) = vmx(|t| ((t.enable_ticks)(cpu as u32), (t.disable_ticks)(cpu as u32)))?;
     crate::println!("bench: vmx-enable {up} tsc cpu={cpu}");
     crate::println!("bench: vmx-disable {down} tsc cpu={cpu}");
