@@ -88,14 +88,30 @@ pub struct Cpuhp {
     /// Registers a PREPARE or ONLINE state `name` ("owner:what") and runs
     /// `startup` on every online CPU; if it fails on one, the CPUs done are
     /// torn down and [`code::SETUP_FAILED`] returned. The state id (> 0).
-    pub setup: extern "C" fn(name: StrRef, section: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> i32,
+    pub setup: extern "C" fn(
+        name: StrRef,
+        section: u32,
+        startup: Option<Fallible>,
+        teardown: Option<Fallible>,
+        ctx: usize,
+    ) -> i32,
     /// The same without running any callback now.
-    pub setup_nocalls:
-        extern "C" fn(name: StrRef, section: u32, startup: Option<Fallible>, teardown: Option<Fallible>, ctx: usize) -> i32,
+    pub setup_nocalls: extern "C" fn(
+        name: StrRef,
+        section: u32,
+        startup: Option<Fallible>,
+        teardown: Option<Fallible>,
+        ctx: usize,
+    ) -> i32,
     /// Registers a STARTING state; its callbacks return nothing. `calls`:
     /// 1 runs `startup` on every online CPU now (interrupts off), 0 not.
-    pub setup_starting:
-        extern "C" fn(name: StrRef, startup: Option<Infallible>, teardown: Option<Infallible>, ctx: usize, calls: u32) -> i32,
+    pub setup_starting: extern "C" fn(
+        name: StrRef,
+        startup: Option<Infallible>,
+        teardown: Option<Infallible>,
+        ctx: usize,
+        calls: u32,
+    ) -> i32,
     /// Runs the teardown of state `id` on every online CPU, then removes it.
     pub remove: extern "C" fn(id: u32) -> i32,
     /// Removes state `id` without running its teardown.

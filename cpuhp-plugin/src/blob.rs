@@ -10,7 +10,9 @@
 //! version. Its last failure is the newest `failed` event still logged.
 
 use crate::events::{cut, Event, EventFn, EventLog, Kind, Logged, Subscriber, Subscribers, REASON_LEN};
-use crate::machine::{Cpu, Direction, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Stage, StartingHooks, State, NAME_LEN};
+use crate::machine::{
+    Cpu, Direction, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Stage, StartingHooks, State, NAME_LEN,
+};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -140,10 +142,16 @@ pub fn export(m: &Machine, subs: &Subscribers, buf: &mut [u8]) -> Result<usize, 
     for s in m.states() {
         w.u32(s.id)?;
         let (tag, up, down, ctx) = match s.hooks {
-            Hooks::Prepare(h) => (0, addr(h.startup, |f: Fallible| f as usize), addr(h.teardown, |f: Fallible| f as usize), h.ctx),
+            Hooks::Prepare(h) => {
+                (0, addr(h.startup, |f: Fallible| f as usize), addr(h.teardown, |f: Fallible| f as usize), h.ctx)
+            }
             Hooks::Bringup => (1, 0, 0, 0),
-            Hooks::Starting(h) => (2, addr(h.startup, |f: Infallible| f as usize), addr(h.teardown, |f: Infallible| f as usize), h.ctx),
-            Hooks::Online(h) => (3, addr(h.startup, |f: Fallible| f as usize), addr(h.teardown, |f: Fallible| f as usize), h.ctx),
+            Hooks::Starting(h) => {
+                (2, addr(h.startup, |f: Infallible| f as usize), addr(h.teardown, |f: Infallible| f as usize), h.ctx)
+            }
+            Hooks::Online(h) => {
+                (3, addr(h.startup, |f: Fallible| f as usize), addr(h.teardown, |f: Fallible| f as usize), h.ctx)
+            }
         };
         w.u8(tag)?;
         w.u64(up)?;
@@ -205,12 +213,15 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
         let (tag, up, down, ctx) = (r.u8()?, r.u64()?, r.u64()?, r.u64()? as usize);
         // SAFETY (all three): the addresses were written from live
         // callbacks of the matching type, per this function's contract.
-        let fallible = || unsafe { FallibleHooks { startup: func::<Fallible>(up), teardown: func::<Fallible>(down), ctx } };
+        let fallible =
+            || unsafe { FallibleHooks { startup: func::<Fallible>(up), teardown: func::<Fallible>(down), ctx } };
         let hooks = match tag {
             0 => Hooks::Prepare(fallible()),
             1 => Hooks::Bringup,
             // SAFETY: as above.
-            2 => Hooks::Starting(unsafe { StartingHooks { startup: func::<Infallible>(up), teardown: func::<Infallible>(down), ctx } }),
+            2 => Hooks::Starting(unsafe {
+                StartingHooks { startup: func::<Infallible>(up), teardown: func::<Infallible>(down), ctx }
+            }),
             3 => Hooks::Online(fallible()),
             _ => return Err(BlobError::Malformed),
         };
@@ -257,5 +268,14 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
     if boot_cpu >= cpus.len() || r.at != buf.len() {
         return Err(BlobError::Malformed);
     }
-    Ok((Machine::from_parts(states, cpus, boot_cpu, next_id, EventLog::from_parts(events, next_seq, dropped, last_failure)), subs))
+    Ok((
+        Machine::from_parts(
+            states,
+            cpus,
+            boot_cpu,
+            next_id,
+            EventLog::from_parts(events, next_seq, dropped, last_failure),
+        ),
+        subs,
+    ))
 }

@@ -67,9 +67,22 @@ pub enum Kind {
 impl Kind {
     pub fn from_u32(v: u32) -> Option<Kind> {
         use Kind::*;
-        [Discovered, BringUpStarted, StateReached, Online, Active, TearDownStarted, StateLeft, Offline, Removed, Failed, RolledBack, RollbackStepFailed]
-            .into_iter()
-            .find(|k| *k as u32 == v)
+        [
+            Discovered,
+            BringUpStarted,
+            StateReached,
+            Online,
+            Active,
+            TearDownStarted,
+            StateLeft,
+            Offline,
+            Removed,
+            Failed,
+            RolledBack,
+            RollbackStepFailed,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == v)
     }
 
     pub fn name(self) -> &'static str {
@@ -184,7 +197,14 @@ impl EventLog {
             let n = s.name.len().min(NAME_LEN);
             name[..n].copy_from_slice(&s.name.as_bytes()[..n]);
         }
-        let e = Event { seq: self.next_seq, kind: kind as u32, cpu: cpu as u32, state: state.map_or(0, |s| s.id), code, name };
+        let e = Event {
+            seq: self.next_seq,
+            kind: kind as u32,
+            cpu: cpu as u32,
+            state: state.map_or(0, |s| s.id),
+            code,
+            name,
+        };
         self.next_seq += 1;
         if self.ring.len() == LOG_CAPACITY {
             self.ring.pop_front();
@@ -206,7 +226,8 @@ impl EventLog {
     /// The reason given with failure event `seq` (`Some(None)`: none was
     /// given); `None` if the log knows no such failure.
     pub fn reason_of(&self, seq: u64) -> Option<Option<&str>> {
-        let is_failure = |l: &&Logged| l.event.seq == seq && matches!(l.event.kind(), Some(Kind::Failed | Kind::RollbackStepFailed));
+        let is_failure =
+            |l: &&Logged| l.event.seq == seq && matches!(l.event.kind(), Some(Kind::Failed | Kind::RollbackStepFailed));
         self.last_failure.iter().chain(&self.ring).find(is_failure).map(|l| l.reason.as_deref())
     }
 
@@ -227,7 +248,10 @@ impl EventLog {
     pub fn last(&self, n: usize) -> Tail {
         let have = self.ring.len().min(n);
         let total = (self.next_seq - 1) as usize;
-        Tail { events: self.ring.iter().skip(self.ring.len() - have).cloned().collect(), missing: (n.min(total) - have) as u64 }
+        Tail {
+            events: self.ring.iter().skip(self.ring.len() - have).cloned().collect(),
+            missing: (n.min(total) - have) as u64,
+        }
     }
 }
 

@@ -36,7 +36,9 @@ impl HotplugLock {
     pub fn read(&self) {
         loop {
             let w = self.word.load(Ordering::Relaxed);
-            if w & WRITER == 0 && self.word.compare_exchange_weak(w, w + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if w & WRITER == 0
+                && self.word.compare_exchange_weak(w, w + 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
                 return;
             }
             core::hint::spin_loop();

@@ -304,10 +304,20 @@ pub enum Error {
     BadName,
     TooManyStates,
     /// A walk failed at `state` and the CPU was rolled back.
-    Failed { cpu: usize, dir: Direction, state: u32, name: String, why: Refusal },
+    Failed {
+        cpu: usize,
+        dir: Direction,
+        state: u32,
+        name: String,
+        why: Refusal,
+    },
     /// A setup's startup failed on `cpu`; the CPUs already done were torn
     /// down and nothing was registered.
-    SetupFailed { cpu: usize, name: String, why: Refusal },
+    SetupFailed {
+        cpu: usize,
+        name: String,
+        why: Refusal,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -385,7 +395,13 @@ impl Machine {
             })
             .collect();
         let bringup = State { id: BRINGUP_ID, name: String::from("cpuhp:bringup"), hooks: Hooks::Bringup };
-        let mut m = Machine { states: alloc::vec![bringup], cpus, boot_cpu, next_id: FIRST_DYNAMIC_ID, events: EventLog::new() };
+        let mut m = Machine {
+            states: alloc::vec![bringup],
+            cpus,
+            boot_cpu,
+            next_id: FIRST_DYNAMIC_ID,
+            events: EventLog::new(),
+        };
         for cpu in 0..m.cpus.len() {
             if m.cpus[cpu].origin.is_some() {
                 m.events.push(Kind::Discovered, cpu, None, 0, None);
@@ -446,7 +462,14 @@ impl Machine {
 
     /// Runs state `i`'s callback for `cpu` in `dir`. An injected failure
     /// replaces the callback and is used up.
-    fn step<P: Platform>(&mut self, p: &mut P, cpu: usize, i: usize, dir: Direction, inject: bool) -> Result<(), Refusal> {
+    fn step<P: Platform>(
+        &mut self,
+        p: &mut P,
+        cpu: usize,
+        i: usize,
+        dir: Direction,
+        inject: bool,
+    ) -> Result<(), Refusal> {
         let s = &self.states[i];
         if inject && self.cpus[cpu].fail == Some((s.id, dir)) {
             self.cpus[cpu].fail = None;
@@ -614,7 +637,8 @@ impl Machine {
             return Err(Error::StaticState(id));
         }
         if calls {
-            let online: Vec<usize> = (0..self.cpus.len()).rev().filter(|&c| self.cpus[c].stage == Stage::Online).collect();
+            let online: Vec<usize> =
+                (0..self.cpus.len()).rev().filter(|&c| self.cpus[c].stage == Stage::Online).collect();
             for cpu in online {
                 match self.step(p, cpu, at, Direction::Down, false) {
                     Ok(()) => self.emit(p, Kind::StateLeft, cpu, Some(at), 0),

@@ -37,7 +37,9 @@ pub fn remove_answer(rc: i32) -> RemoveAnswer {
         0 | code::ABSENT => RemoveAnswer::Eject,
         // A teardown refused: the CPU is back online, in use.
         code::FAILED => RemoveAnswer::Refuse(Ost::eject_refused(ost_status::DEVICE_BUSY)),
-        code::BOOT_CPU | code::LAST_CPU | code::CONTROL_CPU => RemoveAnswer::Refuse(Ost::eject_refused(ost_status::DEVICE_IN_USE)),
+        code::BOOT_CPU | code::LAST_CPU | code::CONTROL_CPU => {
+            RemoveAnswer::Refuse(Ost::eject_refused(ost_status::DEVICE_IN_USE))
+        }
         _ => RemoveAnswer::Refuse(Ost::eject_refused(ost_status::EJECT_NOT_SUPPORTED)),
     }
 }
@@ -66,8 +68,14 @@ mod tests {
     fn eject_requests() {
         assert_eq!(remove_answer(0), RemoveAnswer::Eject);
         assert_eq!(remove_answer(code::ABSENT), RemoveAnswer::Eject);
-        assert_eq!(remove_answer(code::FAILED), RemoveAnswer::Refuse(Ost { event: ost_event::EJECT_REQUEST, status: ost_status::DEVICE_BUSY }));
+        assert_eq!(
+            remove_answer(code::FAILED),
+            RemoveAnswer::Refuse(Ost { event: ost_event::EJECT_REQUEST, status: ost_status::DEVICE_BUSY })
+        );
         assert_eq!(remove_answer(code::BOOT_CPU), RemoveAnswer::Refuse(Ost::eject_refused(ost_status::DEVICE_IN_USE)));
-        assert_eq!(remove_answer(code::NO_SUCH_CPU), RemoveAnswer::Refuse(Ost::eject_refused(ost_status::EJECT_NOT_SUPPORTED)));
+        assert_eq!(
+            remove_answer(code::NO_SUCH_CPU),
+            RemoveAnswer::Refuse(Ost::eject_refused(ost_status::EJECT_NOT_SUPPORTED))
+        );
     }
 }

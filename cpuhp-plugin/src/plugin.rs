@@ -7,8 +7,8 @@ use crate::blob;
 use crate::events::{self, Event, EventFn, Subscribers};
 use crate::lock::HotplugLock;
 use crate::machine::{
-    self, Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal, Stage,
-    StartingHooks, MAX_CPUS, NAME_LEN,
+    self, Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal,
+    Stage, StartingHooks, MAX_CPUS, NAME_LEN,
 };
 use crate::physical::{self, RemoveAnswer};
 use alloc::string::String;
@@ -120,7 +120,11 @@ impl Platform for Cpus<'_> {
         if let Err(e) = run_on(call.cpu, Remote::Infallible(f, call.cpu as u32, ctx), true) {
             // Nothing can be rolled back from here (a STARTING step does not
             // fail); say so loudly and go on.
-            plugins::warn!("cpu {}: STARTING callback of state {} could not run or panicked ({e})", call.cpu, call.state);
+            plugins::warn!(
+                "cpu {}: STARTING callback of state {} could not run or panicked ({e})",
+                call.cpu,
+                call.state
+            );
         }
     }
 
@@ -212,7 +216,13 @@ extern "C" fn setup_nocalls(name: StrRef, sec: u32, up: Option<Fallible>, down: 
     setup_any(name, fallible_hooks(sec, up, down, ctx), false)
 }
 
-extern "C" fn setup_starting(name: StrRef, up: Option<Infallible>, down: Option<Infallible>, ctx: usize, calls: u32) -> i32 {
+extern "C" fn setup_starting(
+    name: StrRef,
+    up: Option<Infallible>,
+    down: Option<Infallible>,
+    ctx: usize,
+    calls: u32,
+) -> i32 {
     setup_any(name, Some(Hooks::Starting(StartingHooks { startup: up, teardown: down, ctx })), calls != 0)
 }
 
@@ -347,7 +357,9 @@ extern "C" fn state_at(index: u32, out: *mut StateInfo) -> i32 {
 }
 
 extern "C" fn last_failure(out: *mut Event) -> i32 {
-    let Some(e) = INNER.lock().as_ref().and_then(|i| i.m.events.last_failure().map(|l| l.event)) else { return code::NO_SUCH_STATE };
+    let Some(e) = INNER.lock().as_ref().and_then(|i| i.m.events.last_failure().map(|l| l.event)) else {
+        return code::NO_SUCH_STATE;
+    };
     // SAFETY: the caller passes a pointer to a live `Event`.
     unsafe { out.write(e) };
     0
@@ -410,7 +422,8 @@ static TABLE: Cpuhp = Cpuhp {
     failure_reason,
 };
 
-const USAGE: &str = "usage: cpu states | events [n] | online N | offline N | fail N <state> [up|down] (`cpus` lists the CPUs)";
+const USAGE: &str =
+    "usage: cpu states | events [n] | online N | offline N | fail N <state> [up|down] (`cpus` lists the CPUs)";
 
 fn cpu_number(w: Option<&str>) -> Result<usize, String> {
     let w = w.ok_or_else(|| String::from(USAGE))?;
@@ -434,11 +447,16 @@ fn command(args: &str) -> Result<(), String> {
             }
         }),
         Some("events") => {
-            let n = w.next().map(|n| n.parse::<usize>().map_err(|_| alloc::format!("`{n}` is not a count"))).transpose()?;
+            let n =
+                w.next().map(|n| n.parse::<usize>().map_err(|_| alloc::format!("`{n}` is not a count"))).transpose()?;
             with_inner(&mut |i| {
                 let tail = i.m.events.last(n.unwrap_or(20));
                 if tail.missing > 0 {
-                    println!("({} earlier events are no longer in the log; {} dropped in all)", tail.missing, i.m.events.dropped());
+                    println!(
+                        "({} earlier events are no longer in the log; {} dropped in all)",
+                        tail.missing,
+                        i.m.events.dropped()
+                    );
                 }
                 for e in &tail.events {
                     println!("{e}");
@@ -526,7 +544,11 @@ extern "C" fn on_gpe(_: usize) {
                 let ost = physical::insert_ost(rc);
                 match (cpu, rc) {
                     (Some(c), 0) => plugins::info!("cpu {c} (APIC id {}) inserted and online", e.apic_id),
-                    (Some(c), code::FAILED) => plugins::warn!("cpu {c} (APIC id {}) inserted but stays offline: {}", e.apic_id, last_failure_text()),
+                    (Some(c), code::FAILED) => plugins::warn!(
+                        "cpu {c} (APIC id {}) inserted but stays offline: {}",
+                        e.apic_id,
+                        last_failure_text()
+                    ),
                     (c, rc) => plugins::warn!("insertion of APIC id {} (cpu {c:?}) refused ({rc})", e.apic_id),
                 }
                 hp.ost(e.selector, ost);
@@ -610,7 +632,8 @@ fn bring_up_boot_cpus(infos: &[CpuInfo], list: &[(u32, bool)], boot: usize, limi
     // by someone else, or left running by a cpuhp unloaded before) is
     // adopted, limit or not: no dynamic state exists yet to run.
     let aps: Vec<usize> = (0..count).filter(|&c| c != boot && list[c].1).collect();
-    let (run, held): (Vec<usize>, Vec<usize>) = aps.into_iter().partition(|&c| infos[c].online != 0 || start.contains(&c));
+    let (run, held): (Vec<usize>, Vec<usize>) =
+        aps.into_iter().partition(|&c| infos[c].online != 0 || start.contains(&c));
     write(|m, p, _| {
         for cpu in run {
             let r = if infos[cpu].online != 0 { m.adopt(cpu) } else { m.bring_up(p, cpu) };

@@ -214,7 +214,10 @@ fn a_callback_refusing_rolls_back_too() {
     assert!(e.to_string().contains("`b:online2` failed with -5: the model refuses; rolled back"), "{e}");
     // The failed event carries the reason; last_failure keeps it.
     let failed = m.events.last_failure().unwrap();
-    assert_eq!((failed.event.kind(), failed.event.state, failed.reason.as_deref()), (Some(Kind::Failed), ids[4], Some(MODEL_REASON)));
+    assert_eq!(
+        (failed.event.kind(), failed.event.state, failed.reason.as_deref()),
+        (Some(Kind::Failed), ids[4], Some(MODEL_REASON))
+    );
     assert!(failed.to_string().ends_with("failed state=b:online2 error=-5 reason: the model refuses"), "{failed}");
     assert_eq!(m.events.reason_of(failed.event.seq), Some(Some(MODEL_REASON)));
     assert_eq!(m.events.reason_of(failed.event.seq + 1), None, "rolled-back is no failure");
@@ -269,7 +272,14 @@ fn setup_runs_startup_everywhere_and_undoes_on_the_kth_cpu() {
     p.refuse.push((2, next, Direction::Up));
     let before = order(&m);
     let e = m.setup(&mut p, "c:refuses", Hooks::Online(F), true).unwrap_err();
-    assert_eq!(e, Error::SetupFailed { cpu: 2, name: "c:refuses".into(), why: Refusal { code: -5, reason: Some(MODEL_REASON.into()) } });
+    assert_eq!(
+        e,
+        Error::SetupFailed {
+            cpu: 2,
+            name: "c:refuses".into(),
+            why: Refusal { code: -5, reason: Some(MODEL_REASON.into()) }
+        }
+    );
     let calls: Vec<(usize, Direction)> = p.calls.drain(..).map(|c| (c.cpu, c.dir)).collect();
     use Direction::*;
     assert_eq!(calls, [(0, Up), (1, Up), (2, Up), (1, Down), (0, Down)]);
@@ -476,13 +486,17 @@ const LAYOUT_1: &str = "\
 
 #[test]
 fn a_layout_1_blob_is_still_read() {
-    let bytes: Vec<u8> = (0..LAYOUT_1.len()).step_by(2).map(|i| u8::from_str_radix(&LAYOUT_1[i..i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> =
+        (0..LAYOUT_1.len()).step_by(2).map(|i| u8::from_str_radix(&LAYOUT_1[i..i + 2], 16).unwrap()).collect();
     // SAFETY: no callbacks in it (only cpuhp:bringup, no subscriber).
     let (m, subs) = unsafe { blob::import(1, &bytes) }.unwrap();
     assert_eq!(m.cpus().iter().map(|c| c.stage).collect::<Vec<_>>(), [Stage::Online, Stage::Offline, Stage::Absent]);
     assert_eq!((m.states().len(), m.events.next_seq(), subs.list.len()), (1, 6, 0));
     // Layout 1 carried no last failure: it is the newest `failed` event.
     let failed = m.events.last_failure().unwrap();
-    assert_eq!((failed.event.seq, failed.event.kind(), failed.event.code, failed.reason.as_deref()), (4, Some(Kind::Failed), INJECTED, None));
+    assert_eq!(
+        (failed.event.seq, failed.event.kind(), failed.event.code, failed.reason.as_deref()),
+        (4, Some(Kind::Failed), INJECTED, None)
+    );
     assert!(m.events.events().all(|l| l.reason.is_none()));
 }

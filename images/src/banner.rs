@@ -22,11 +22,7 @@ pub struct Expectation {
 impl Expectation {
     pub fn new(boot_cpus: u32, hotpluggable: u32, configured_mib: u32) -> Self {
         let top = u64::from(configured_mib);
-        Expectation {
-            boot_cpus,
-            hotpluggable,
-            memory_mib: top.saturating_sub(MEMORY_SLACK_MIB)..=top,
-        }
+        Expectation { boot_cpus, hotpluggable, memory_mib: top.saturating_sub(MEMORY_SLACK_MIB)..=top }
     }
 }
 
@@ -97,31 +93,16 @@ mod tests {
 
     #[test]
     fn parses_banner_lines_with_and_without_log_prefix() {
-        assert_eq!(
-            parse_cpus("cpus: 4 enabled at boot, 0 hot-pluggable"),
-            Some((4, 0))
-        );
-        assert_eq!(
-            parse_cpus("[   0.2 1 INFO  loader::acpi] cpus: 1 enabled at boot, 3 hot-pluggable"),
-            Some((1, 3))
-        );
+        assert_eq!(parse_cpus("cpus: 4 enabled at boot, 0 hot-pluggable"), Some((4, 0)));
+        assert_eq!(parse_cpus("[   0.2 1 INFO  loader::acpi] cpus: 1 enabled at boot, 3 hot-pluggable"), Some((1, 3)));
         assert_eq!(parse_memory("memory: 2040 MiB usable"), Some(2040));
-        assert_eq!(
-            parse_memory("[ 1.0 0 INFO  x] memory: 12 MiB usable (3 ranges)"),
-            Some(12)
-        );
+        assert_eq!(parse_memory("[ 1.0 0 INFO  x] memory: 12 MiB usable (3 ranges)"), Some(12));
     }
 
     #[test]
     fn ignores_lines_that_only_mention_the_words() {
-        assert_eq!(
-            parse_cpus("smp: started all cpus: 4 enabled at boot, 0 hot-pluggable"),
-            None
-        );
-        assert_eq!(
-            parse_cpus("cpus: four enabled at boot, 0 hot-pluggable"),
-            None
-        );
+        assert_eq!(parse_cpus("smp: started all cpus: 4 enabled at boot, 0 hot-pluggable"), None);
+        assert_eq!(parse_cpus("cpus: four enabled at boot, 0 hot-pluggable"), None);
         assert_eq!(parse_memory("memory: 12 KiB usable"), None);
         assert_eq!(parse_memory("test mem::memory ... ok"), None);
     }
@@ -135,15 +116,9 @@ mod tests {
     fn cpu_and_memory_mismatches_are_reported() {
         let p = check(BANNER, &Expectation::new(4, 0, 128), true);
         assert_eq!(p.len(), 1);
-        assert!(
-            p[0].contains("expected 4 enabled at boot, 0 hot-pluggable"),
-            "{p:?}"
-        );
+        assert!(p[0].contains("expected 4 enabled at boot, 0 hot-pluggable"), "{p:?}");
         let p = check(BANNER, &Expectation::new(2, 2, 2048), true);
-        assert_eq!(
-            p,
-            ["banner: `memory: 125 MiB usable`, expected 2032 to 2048 MiB"]
-        );
+        assert_eq!(p, ["banner: `memory: 125 MiB usable`, expected 2032 to 2048 MiB"]);
         // More than configured is as wrong as too little.
         let p = check(
             "memory: 129 MiB usable\ncpus: 2 enabled at boot, 2 hot-pluggable",
@@ -156,45 +131,21 @@ mod tests {
     #[test]
     fn memory_bounds_are_inclusive() {
         let e = Expectation::new(1, 0, 128);
-        assert!(check(
-            "cpus: 1 enabled at boot, 0 hot-pluggable\nmemory: 112 MiB usable",
-            &e,
-            true
-        )
-        .is_empty());
-        assert!(check(
-            "cpus: 1 enabled at boot, 0 hot-pluggable\nmemory: 128 MiB usable",
-            &e,
-            true
-        )
-        .is_empty());
-        assert_eq!(
-            check(
-                "cpus: 1 enabled at boot, 0 hot-pluggable\nmemory: 111 MiB usable",
-                &e,
-                true
-            )
-            .len(),
-            1
-        );
+        assert!(check("cpus: 1 enabled at boot, 0 hot-pluggable\nmemory: 112 MiB usable", &e, true).is_empty());
+        assert!(check("cpus: 1 enabled at boot, 0 hot-pluggable\nmemory: 128 MiB usable", &e, true).is_empty());
+        assert_eq!(check("cpus: 1 enabled at boot, 0 hot-pluggable\nmemory: 111 MiB usable", &e, true).len(), 1);
     }
 
     #[test]
     fn missing_banner_fails_only_when_required() {
         let e = Expectation::new(1, 0, 128);
-        assert_eq!(
-            check("error: unknown command-line argument", &e, true).len(),
-            2
-        );
+        assert_eq!(check("error: unknown command-line argument", &e, true).len(), 2);
         assert!(check("error: unknown command-line argument", &e, false).is_empty());
     }
 
     #[test]
     fn every_boot_of_a_rebooting_image_is_checked() {
-        let two_boots = format!(
-            "{BANNER}rebooting\n{}",
-            BANNER.replace("cpus: 2", "cpus: 1")
-        );
+        let two_boots = format!("{BANNER}rebooting\n{}", BANNER.replace("cpus: 2", "cpus: 1"));
         let p = check(&two_boots, &Expectation::new(2, 2, 128), true);
         assert_eq!(p.len(), 1, "{p:?}");
     }

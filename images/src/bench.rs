@@ -43,8 +43,18 @@ pub struct BenchBoot {
 
 /// The boots of `runner bench`, in order.
 pub const BENCH_BOOTS: [BenchBoot; 5] = [
-    BenchBoot { image: "default", extra: "bench", target: Target::Qemu(BENCH_LAYOUT), expect: Outcome::Exited(Status::PowerOff) },
-    BenchBoot { image: "bench-plugins", extra: "", target: Target::Qemu(BENCH_LAYOUT), expect: Outcome::Exited(Status::Pass) },
+    BenchBoot {
+        image: "default",
+        extra: "bench",
+        target: Target::Qemu(BENCH_LAYOUT),
+        expect: Outcome::Exited(Status::PowerOff),
+    },
+    BenchBoot {
+        image: "bench-plugins",
+        extra: "",
+        target: Target::Qemu(BENCH_LAYOUT),
+        expect: Outcome::Exited(Status::Pass),
+    },
     // Four CPUs under icount: mind the platform note on spinning APs.
     BenchBoot {
         image: "bench-plugins",
@@ -106,11 +116,7 @@ impl BenchBoot {
 
 /// The loader's figure lines, with any log prefix removed.
 pub fn bench_lines(serial: &str) -> Vec<&str> {
-    serial
-        .lines()
-        .map(crate::log_message)
-        .filter(|m| m.starts_with("bench:"))
-        .collect()
+    serial.lines().map(crate::log_message).filter(|m| m.starts_with("bench:")).collect()
 }
 
 /// One figure of a `bench:` line: `bench: <what> <n> tsc [(<detail>)]`.
@@ -129,11 +135,7 @@ pub fn figure(line: &str) -> Option<Figure<'_>> {
     let at = rest.find(" tsc")?;
     let (head, tail) = rest.split_at(at);
     let (what, n) = head.rsplit_once(' ')?;
-    Some(Figure {
-        what: what.to_string(),
-        tsc: n.parse().ok()?,
-        detail: tail[" tsc".len()..].trim(),
-    })
+    Some(Figure { what: what.to_string(), tsc: n.parse().ok()?, detail: tail[" tsc".len()..].trim() })
 }
 
 /// `1234567` as `1,234,567`.
@@ -191,8 +193,7 @@ pub fn size_table(sizes: &[(&str, [u64; 3])]) -> Vec<String> {
 fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<String>)> {
     let image = Image::of(boot.image);
     let cmdline = boot.cmdline()?;
-    CommandLine::parse(&cmdline)
-        .map_err(|e| Error::Recipe(format!("bench command line `{cmdline}`: {e}")))?;
+    CommandLine::parse(&cmdline).map_err(|e| Error::Recipe(format!("bench command line `{cmdline}`: {e}")))?;
     let dir = emulator::fresh_run_dir(&format!("bench.{}.{}", boot.image, boot.target.slug()))?;
     let serial_path = dir.join("serial.log");
     let mut command = match boot.target {
@@ -226,9 +227,8 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
     };
     println!("bench: booting `{cmdline}` on {}", boot.describe());
     let program = command.get_program().to_string_lossy().into_owned();
-    let (ended, _) =
-        emulator::run_with_deadline(&mut command, &dir.join("emulator.out"), boot.timeout())
-            .map_err(|e| Error::io(format!("running {program}"), e))?;
+    let (ended, _) = emulator::run_with_deadline(&mut command, &dir.join("emulator.out"), boot.timeout())
+        .map_err(|e| Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
     let outcome = classify(boot.target.emulator(), ended, &serial);
     let figures = bench_lines(&serial);
@@ -266,8 +266,7 @@ pub fn bench_command() -> Result<ExitCode> {
     }
 
     println!("bench: figures in instructions (the guest TSC under -icount shift=0, or in Bochs):");
-    let figures: Vec<(u32, Figure)> =
-        lines.iter().filter_map(|(cpus, l)| Some((*cpus, figure(l)?))).collect();
+    let figures: Vec<(u32, Figure)> = lines.iter().filter_map(|(cpus, l)| Some((*cpus, figure(l)?))).collect();
     for line in figure_table(&figures) {
         println!("{line}");
     }
@@ -307,24 +306,23 @@ test bench::x ... ok
 not a bench: line
 modvisor-exit: 0x16 poweroff
 ";
-        assert_eq!(
-            bench_lines(serial),
-            [
-                "bench: boot-to-console 1234567 tsc",
-                "bench: acpi-parse 4567 tsc"
-            ]
-        );
+        assert_eq!(bench_lines(serial), ["bench: boot-to-console 1234567 tsc", "bench: acpi-parse 4567 tsc"]);
         assert!(bench_lines("").is_empty());
     }
 
     #[test]
     fn figures_are_read_from_their_lines() {
-        let f = figure("bench: boot-to-console 42849798 tsc (firmware and boot loader 17173412 tsc, loader 25676386 tsc)").unwrap();
+        let f =
+            figure("bench: boot-to-console 42849798 tsc (firmware and boot loader 17173412 tsc, loader 25676386 tsc)")
+                .unwrap();
         assert_eq!((f.what.as_str(), f.tsc), ("boot-to-console", 42_849_798));
         assert_eq!(f.detail, "(firmware and boot loader 17173412 tsc, loader 25676386 tsc)");
         let f = figure("bench: swap-blackout cpus=4 2520 tsc").unwrap();
         assert_eq!((f.what.as_str(), f.tsc, f.detail), ("swap-blackout cpus=4", 2520, ""));
-        assert_eq!(figure("bench: load-and-link counter-plugin 2342416 tsc").unwrap().what, "load-and-link counter-plugin");
+        assert_eq!(
+            figure("bench: load-and-link counter-plugin 2342416 tsc").unwrap().what,
+            "load-and-link counter-plugin"
+        );
         assert_eq!(figure("bench: no figure here"), None);
         assert_eq!(figure("bench: x many tsc"), None);
         assert_eq!(figure("boot-to-console 1 tsc"), None);
@@ -359,7 +357,16 @@ modvisor-exit: 0x16 poweroff
     #[test]
     fn bench_command_lines_are_accepted_by_the_loader() {
         let lines: Vec<String> = BENCH_BOOTS.iter().map(|b| b.cmdline().unwrap()).collect();
-        assert_eq!(lines, ["image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0 bench", "image=bench-plugins test=bench-plugins", "image=bench-plugins test=bench-plugins", "image=bench-cpuhp test=bench-cpuhp", "image=bench-vmx test=bench-vmx"]);
+        assert_eq!(
+            lines,
+            [
+                "image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0 bench",
+                "image=bench-plugins test=bench-plugins",
+                "image=bench-plugins test=bench-plugins",
+                "image=bench-cpuhp test=bench-cpuhp",
+                "image=bench-vmx test=bench-vmx"
+            ]
+        );
         assert!(CommandLine::parse(&lines[0]).unwrap().bench);
         assert_eq!(CommandLine::parse(&lines[1]).unwrap().tests, Some("bench-plugins"));
         assert_eq!(CommandLine::parse(&lines[4]).unwrap().tests, Some("bench-vmx"));

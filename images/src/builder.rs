@@ -33,11 +33,7 @@ pub struct Image {
 
 impl Image {
     pub fn of(name: &str) -> Image {
-        Image {
-            name: name.to_string(),
-            dir: out_dir().join(name),
-            iso: out_dir().join(format!("{name}.iso")),
-        }
+        Image { name: name.to_string(), dir: out_dir().join(name), iso: out_dir().join(format!("{name}.iso")) }
     }
 
     pub fn loader(&self) -> PathBuf {
@@ -84,10 +80,7 @@ pub fn loader_binary() -> PathBuf {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(|d| workspace_root().join(d))
         .unwrap_or_else(|| workspace_root().join("target"));
-    target_dir
-        .join(KERNEL_TARGET)
-        .join("release")
-        .join("loader")
+    target_dir.join(KERNEL_TARGET).join("release").join("loader")
 }
 
 /// The cargo the runner was started by, so a `cargo +toolchain run` is
@@ -97,16 +90,7 @@ pub(crate) fn cargo() -> OsString {
 }
 
 fn cargo_build_loader() -> Result<()> {
-    let args = [
-        "build",
-        "--release",
-        "-p",
-        "loader",
-        "--bin",
-        "loader",
-        "--target",
-        KERNEL_TARGET,
-    ];
+    let args = ["build", "--release", "-p", "loader", "--bin", "loader", "--target", KERNEL_TARGET];
     let status = Command::new(cargo())
         .args(args)
         .current_dir(workspace_root())
@@ -124,19 +108,13 @@ fn cargo_build_loader() -> Result<()> {
 /// Brings one image up to date; returns the paths it wrote.
 fn build_image(recipe: &Recipe, loader: &Path, store: &[StoreFile]) -> Result<Vec<PathBuf>> {
     let image = Image::of(recipe.name);
-    fs::create_dir_all(&image.dir)
-        .map_err(|e| Error::io(format!("creating {}", image.dir.display()), e))?;
+    fs::create_dir_all(&image.dir).map_err(|e| Error::io(format!("creating {}", image.dir.display()), e))?;
     let mut written = Vec::new();
 
-    let source_time = mtime(loader).ok_or_else(|| {
-        Error::Environment(format!(
-            "cargo reported success but {} is missing",
-            loader.display()
-        ))
-    })?;
+    let source_time = mtime(loader)
+        .ok_or_else(|| Error::Environment(format!("cargo reported success but {} is missing", loader.display())))?;
     if is_stale(mtime(&image.loader()), &[source_time]) {
-        fs::copy(loader, image.loader())
-            .map_err(|e| Error::io(format!("copying {}", loader.display()), e))?;
+        fs::copy(loader, image.loader()).map_err(|e| Error::io(format!("copying {}", loader.display()), e))?;
         written.push(image.loader());
     }
     if write_if_changed(&image.initrd(), &initrd_bytes(recipe.name, store)?)? {
@@ -147,10 +125,8 @@ fn build_image(recipe: &Recipe, loader: &Path, store: &[StoreFile]) -> Result<Ve
         written.push(cmdline_path.clone());
     }
 
-    let inputs: Vec<SystemTime> = [image.loader(), image.initrd(), cmdline_path]
-        .iter()
-        .filter_map(|p| mtime(p))
-        .collect();
+    let inputs: Vec<SystemTime> =
+        [image.loader(), image.initrd(), cmdline_path].iter().filter_map(|p| mtime(p)).collect();
     if is_stale(mtime(&image.iso), &inputs) {
         make_iso(&image, &recipe.cmdline())?;
         written.push(image.iso.clone());
@@ -220,10 +196,8 @@ fn make_iso(image: &Image, cmdline: &str) -> Result<()> {
     }
     let grub_dir = staging.join("boot").join("grub");
     fs::create_dir_all(&grub_dir).map_err(|e| io("creating boot/grub", e))?;
-    fs::copy(image.loader(), staging.join("boot").join(LOADER_FILE))
-        .map_err(|e| io("copying", e))?;
-    fs::copy(image.initrd(), staging.join("boot").join(INITRD_FILE))
-        .map_err(|e| io("copying", e))?;
+    fs::copy(image.loader(), staging.join("boot").join(LOADER_FILE)).map_err(|e| io("copying", e))?;
+    fs::copy(image.initrd(), staging.join("boot").join(INITRD_FILE)).map_err(|e| io("copying", e))?;
     fs::write(grub_dir.join("grub.cfg"), grub_cfg(cmdline)).map_err(|e| io("writing", e))?;
 
     // Written beside the ISO and renamed into place, so an interrupted
@@ -239,39 +213,29 @@ fn make_iso(image: &Image, cmdline: &str) -> Result<()> {
         .arg(&partial)
         .arg(&staging);
     run_captured(&mut command, "grub-mkrescue")?;
-    fs::rename(&partial, &image.iso)
-        .map_err(|e| Error::io(format!("renaming {}", partial.display()), e))?;
+    fs::rename(&partial, &image.iso).map_err(|e| Error::io(format!("renaming {}", partial.display()), e))?;
     fs::remove_dir_all(&staging).map_err(|e| io("removing", e))
 }
 
 /// Runs a tool with its chatter captured; shows the chatter only on failure.
 fn run_captured(command: &mut Command, name: &str) -> Result<()> {
-    let out = command.stdin(Stdio::null()).output().map_err(|e| {
-        Error::io(
-            format!("starting {name} (is it installed? `make setup`)"),
-            e,
-        )
-    })?;
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io(format!("starting {name} (is it installed? `make setup`)"), e))?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     Err(Error::Tool {
         command: format!("{command:?}"),
-        detail: format!(
-            "{}\n{}",
-            out.status,
-            crate::last_lines(&stderr, 20).join("\n")
-        ),
+        detail: format!("{}\n{}", out.status, crate::last_lines(&stderr, 20).join("\n")),
     })
 }
 
 /// A path as the user best recognises it: relative to the workspace.
 pub fn shown(path: &Path) -> String {
-    path.strip_prefix(workspace_root())
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(workspace_root()).unwrap_or(path).display().to_string()
 }
 
 #[cfg(test)]
@@ -294,7 +258,11 @@ mod tests {
     #[test]
     fn initrd_is_a_reproducible_ustar_with_the_image_name_and_the_store() {
         let store = [
-            StoreFile { path: "plugins/a-1.0.0.mvp".into(), bytes: vec![1, 2, 3], plugin: Some(("a".into(), "1.0.0".into())) },
+            StoreFile {
+                path: "plugins/a-1.0.0.mvp".into(),
+                bytes: vec![1, 2, 3],
+                plugin: Some(("a".into(), "1.0.0".into())),
+            },
             StoreFile { path: "plugins/bad-unsigned.mvp".into(), bytes: vec![], plugin: None },
         ];
         let bytes = initrd_bytes("smp", &store).unwrap();

@@ -150,19 +150,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
     };
     let mut parser = lexopt::Parser::from_args(args);
     let command = match parser.next().map_err(usage("runner"))? {
-        None => {
-            return Err(Error::Usage(
-                "runner: no command given; see `runner --help`".into(),
-            ))
-        }
+        None => return Err(Error::Usage("runner: no command given; see `runner --help`".into())),
         Some(Short('h') | Long("help")) => return Ok(Command::Help(HELP)),
         Some(Value(v)) => v.string().map_err(usage("runner"))?,
         Some(other) => return Err(usage("runner")(other.unexpected())),
     };
     if passthrough.is_some() && command != "run" {
-        return Err(Error::Usage(format!(
-            "runner {command}: `--` and QEMU arguments belong to `runner run`"
-        )));
+        return Err(Error::Usage(format!("runner {command}: `--` and QEMU arguments belong to `runner run`")));
     }
     match command.as_str() {
         "help" => Ok(Command::Help(HELP)),
@@ -191,12 +185,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
 
 /// Wraps lexopt's message (which names the argument) with the command.
 fn usage(command: &'static str) -> impl Fn(lexopt::Error) -> Error {
-    move |e| {
-        Error::Usage(format!(
-            "{command}: {e}; see `{command} --help`",
-            command = full(command)
-        ))
-    }
+    move |e| Error::Usage(format!("{command}: {e}; see `{command} --help`", command = full(command)))
 }
 
 fn full(command: &str) -> String {
@@ -226,19 +215,9 @@ fn parse_test(parser: &mut lexopt::Parser) -> Result<Command> {
     while let Some(arg) = parser.next().map_err(usage("test"))? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(TEST_HELP)),
-            Long("filter") => {
-                filter = Some(
-                    parser
-                        .value()
-                        .and_then(|v| v.string())
-                        .map_err(usage("test"))?,
-                )
-            }
+            Long("filter") => filter = Some(parser.value().and_then(|v| v.string()).map_err(usage("test"))?),
             Short('j') | Long("jobs") => {
-                let value = parser
-                    .value()
-                    .and_then(|v| v.string())
-                    .map_err(usage("test"))?;
+                let value = parser.value().and_then(|v| v.string()).map_err(usage("test"))?;
                 jobs = match value.parse::<usize>() {
                     Ok(n) if n >= 1 => n,
                     _ => {
@@ -267,9 +246,7 @@ fn parse_swap(parser: &mut lexopt::Parser) -> Result<Command> {
     }
     match plugin {
         Some(plugin) if !plugin.is_empty() => Ok(Command::Swap { plugin, version }),
-        _ => Err(Error::Usage(
-            "runner swap: say which plugin: --plugin NAME (make swap PLUGIN=NAME)".into(),
-        )),
+        _ => Err(Error::Usage("runner swap: say which plugin: --plugin NAME (make swap PLUGIN=NAME)".into())),
     }
 }
 
@@ -309,31 +286,18 @@ fn parse_image(
     while let Some(arg) = parser.next().map_err(usage(name))? {
         match (arg, model.as_deref_mut()) {
             (Short('h') | Long("help"), _) => return Ok(None),
-            (Long("image"), _) => {
-                image = parser
-                    .value()
-                    .and_then(|v| v.string())
-                    .map_err(usage(name))?
-            }
+            (Long("image"), _) => image = parser.value().and_then(|v| v.string()).map_err(usage(name))?,
             (Long("model"), Some(slot)) => {
-                let value = parser
-                    .value()
-                    .and_then(|v| v.string())
-                    .map_err(usage(name))?;
+                let value = parser.value().and_then(|v| v.string()).map_err(usage(name))?;
                 *slot = BochsModel::parse(&value).ok_or_else(|| {
                     let known: Vec<&str> = BochsModel::ALL.iter().map(|m| m.name()).collect();
-                    Error::Usage(format!(
-                        "runner {name}: --model `{value}` is not one of {}",
-                        known.join(", ")
-                    ))
+                    Error::Usage(format!("runner {name}: --model `{value}` is not one of {}", known.join(", ")))
                 })?;
             }
             (other, _) => return Err(usage(name)(other.unexpected())),
         }
     }
-    recipes::find(&image)
-        .map(Some)
-        .map_err(|e| Error::Usage(format!("runner {name}: --image: {e}")))
+    recipes::find(&image).map(Some).map_err(|e| Error::Usage(format!("runner {name}: --image: {e}")))
 }
 
 #[cfg(test)]
@@ -352,48 +316,24 @@ mod tests {
     fn commands_and_defaults() {
         assert_eq!(p(&["build"]).unwrap(), Command::Build);
         assert_eq!(p(&["bench"]).unwrap(), Command::Bench);
-        assert_eq!(
-            p(&["test"]).unwrap(),
-            Command::Test {
-                filter: None,
-                jobs: 2
-            }
-        );
+        assert_eq!(p(&["test"]).unwrap(), Command::Test { filter: None, jobs: 2 });
         assert_eq!(
             p(&["test", "--filter", "smp", "--jobs", "4"]).unwrap(),
-            Command::Test {
-                filter: Some("smp".into()),
-                jobs: 4
-            }
+            Command::Test { filter: Some("smp".into()), jobs: 4 }
         );
         assert_eq!(
             p(&["test", "--filter=fail", "-j1"]).unwrap(),
-            Command::Test {
-                filter: Some("fail".into()),
-                jobs: 1
-            }
+            Command::Test { filter: Some("fail".into()), jobs: 1 }
         );
         let default = recipes::find("default").unwrap();
-        assert_eq!(
-            p(&["run"]).unwrap(),
-            Command::Run {
-                image: default,
-                qemu_args: vec![]
-            }
-        );
+        assert_eq!(p(&["run"]).unwrap(), Command::Run { image: default, qemu_args: vec![] });
         assert_eq!(
             p(&["bochs", "--image", "smp"]).unwrap(),
-            Command::Bochs {
-                image: recipes::find("smp").unwrap(),
-                model: BochsModel::SkylakeX
-            }
+            Command::Bochs { image: recipes::find("smp").unwrap(), model: BochsModel::SkylakeX }
         );
         assert_eq!(
             p(&["bochs", "--model", "tigerlake"]).unwrap(),
-            Command::Bochs {
-                image: default,
-                model: BochsModel::TigerLake
-            }
+            Command::Bochs { image: default, model: BochsModel::TigerLake }
         );
     }
 
@@ -423,19 +363,14 @@ mod tests {
 
     #[test]
     fn qemu_arguments_after_double_dash() {
-        let Command::Run { image, qemu_args } =
-            p(&["run", "--image", "boot", "--", "-s", "-S", "--"]).unwrap()
-        else {
+        let Command::Run { image, qemu_args } = p(&["run", "--image", "boot", "--", "-s", "-S", "--"]).unwrap() else {
             panic!("not a run command")
         };
         assert_eq!(image.name, "boot");
         assert_eq!(qemu_args, ["-s", "-S", "--"]);
         assert_eq!(
             p(&["run", "--"]).unwrap(),
-            Command::Run {
-                image: recipes::find("default").unwrap(),
-                qemu_args: vec![]
-            }
+            Command::Run { image: recipes::find("default").unwrap(), qemu_args: vec![] }
         );
         assert!(err(&["test", "--", "-s"]).contains("belong to `runner run`"));
     }
@@ -464,18 +399,12 @@ mod tests {
         assert!(err(&["test", "--filter"]).contains("--filter"));
         assert!(err(&["build", "now"]).contains("now"));
         let e = err(&["run", "--image", "nope"]);
-        assert!(
-            e.contains("--image") && e.contains("`nope`") && e.contains("default"),
-            "{e}"
-        );
+        assert!(e.contains("--image") && e.contains("`nope`") && e.contains("default"), "{e}");
         assert!(err(&["run", "-s"]).contains("-s"));
         // Only Bochs has a CPU model to choose.
         assert!(err(&["run", "--model", "tigerlake"]).contains("--model"));
         let e = err(&["bochs", "--model", "skylake"]);
-        assert!(
-            e.contains("`skylake`") && e.contains("corei7_skylake_x, tigerlake"),
-            "{e}"
-        );
+        assert!(e.contains("`skylake`") && e.contains("corei7_skylake_x, tigerlake"), "{e}");
         assert!(err(&["bench", "--fast"]).contains("runner bench --help"));
         assert!(err(&["swap"]).contains("--plugin NAME"));
         assert!(err(&["swap", "--plugin="]).contains("--plugin NAME"));

@@ -154,7 +154,9 @@ impl Model {
     pub fn apply(&mut self, op: Op) -> &'static [&'static str] {
         let (slot, before) = (op.cpu(), self.0[op.cpu()]);
         let (after, kinds): (Stage, &'static [&'static str]) = match (op, before) {
-            (Op::Add { without: Some(_), .. }, _) => (Stage::Offline, &["discovered", "bring-up-started", "failed", "rolled-back"]),
+            (Op::Add { without: Some(_), .. }, _) => {
+                (Stage::Offline, &["discovered", "bring-up-started", "failed", "rolled-back"])
+            }
             (Op::Add { .. }, _) => (Stage::Online, &["discovered", "bring-up-started", "online", "active"]),
             (Op::Remove(_), Stage::Online) => (Stage::Absent, &["tear-down-started", "offline", "removed"]),
             (Op::Remove(_), _) => (Stage::Absent, &["removed"]),
@@ -171,7 +173,11 @@ impl Model {
 impl Op {
     pub fn cpu(self) -> usize {
         match self {
-            Op::Add { slot, .. } | Op::Remove(slot) | Op::Online(slot) | Op::Offline(slot) | Op::RefusedRemove(slot) => slot,
+            Op::Add { slot, .. }
+            | Op::Remove(slot)
+            | Op::Online(slot)
+            | Op::Offline(slot)
+            | Op::RefusedRemove(slot) => slot,
             Op::Swap(_) => 0,
         }
     }
@@ -319,7 +325,9 @@ pub fn parse_list(text: &str) -> BTreeMap<usize, (String, String)> {
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             match w.as_slice() {
-                ["cpu", n, "apic", _, stage, origin] => Some((n.parse().ok()?, (stage.to_string(), origin.to_string()))),
+                ["cpu", n, "apic", _, stage, origin] => {
+                    Some((n.parse().ok()?, (stage.to_string(), origin.to_string())))
+                }
                 _ => None,
             }
         })
@@ -423,8 +431,8 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
         q.events.clear();
         match op {
             Op::Add { slot, without } => {
-                let (driver, props) =
-                    qmp::slot(&hotpluggable, slot).ok_or_else(|| Error::Qmp(format!("op {n}: slot {slot} is not free")))?;
+                let (driver, props) = qmp::slot(&hotpluggable, slot)
+                    .ok_or_else(|| Error::Qmp(format!("op {n}: slot {slot} is not free")))?;
                 let id = format!("hp{n}");
                 let features = without.map(|f| format!("\"{f}\": false")).unwrap_or_default();
                 q.execute("device_add", qmp::device_add_args(&driver, &props, &id, &features)?)?;
@@ -435,12 +443,15 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
                 }
             }
             Op::Remove(slot) => {
-                let id = ids[slot].take().ok_or_else(|| Error::Qmp(format!("op {n}: nothing was added to slot {slot}")))?;
+                let id =
+                    ids[slot].take().ok_or_else(|| Error::Qmp(format!("op {n}: nothing was added to slot {slot}")))?;
                 q.execute("device_del", json!({ "id": id }))?;
                 if !q.wait_event(STEP_TIMEOUT, |e| qmp::is_deleted(e, &id))? {
                     problems.push(format!("op {n} {op:?}: QEMU never reported DEVICE_DELETED for `{id}`"));
                 }
-                if !q.wait_event(STEP_TIMEOUT, |e| qmp::ost_reports(std::slice::from_ref(e)) == [hotplug::OST_EJECTED])? {
+                if !q
+                    .wait_event(STEP_TIMEOUT, |e| qmp::ost_reports(std::slice::from_ref(e)) == [hotplug::OST_EJECTED])?
+                {
                     problems.push(format!("op {n} {op:?}: no _OST {:x?} (ejected)", hotplug::OST_EJECTED));
                 }
             }
@@ -449,10 +460,16 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
                 if reply.contains("error:") {
                     problems.push(format!("op {n} `cpu fail {slot} cpuhp:bringup down`: {reply:?}"));
                 }
-                let id = ids[slot].clone().ok_or_else(|| Error::Qmp(format!("op {n}: nothing was added to slot {slot}")))?;
+                let id =
+                    ids[slot].clone().ok_or_else(|| Error::Qmp(format!("op {n}: nothing was added to slot {slot}")))?;
                 q.execute("device_del", json!({ "id": id }))?;
-                if !q.wait_event(STEP_TIMEOUT, |e| qmp::ost_reports(std::slice::from_ref(e)) == [hotplug::OST_EJECT_REFUSED])? {
-                    problems.push(format!("op {n} {op:?}: no _OST {:x?} (eject refused, busy)", hotplug::OST_EJECT_REFUSED));
+                if !q.wait_event(STEP_TIMEOUT, |e| {
+                    qmp::ost_reports(std::slice::from_ref(e)) == [hotplug::OST_EJECT_REFUSED]
+                })? {
+                    problems.push(format!(
+                        "op {n} {op:?}: no _OST {:x?} (eject refused, busy)",
+                        hotplug::OST_EJECT_REFUSED
+                    ));
                 }
                 if q.events.iter().any(|e| qmp::is_deleted(e, &id)) {
                     problems.push(format!("op {n} {op:?}: `{id}` was ejected although its teardown refused"));
@@ -510,7 +527,9 @@ pub fn check_refusal(log: &Log, after: u64, cpu: usize, feature: &str, transcrip
             "cpu {cpu}: expected `failed state={CHECK_STATE} error={DROPPED_FEATURE_ERROR} reason: {feature} ...`, got {other:?}"
         )),
     }
-    let logged = format!("inserted but stays offline: state {CHECK_STATE} refused with error {DROPPED_FEATURE_ERROR}: {feature} (");
+    let logged = format!(
+        "inserted but stays offline: state {CHECK_STATE} refused with error {DROPPED_FEATURE_ERROR}: {feature} ("
+    );
     if !transcript.lines().any(|l| l.contains(&format!("cpu {cpu} (")) && l.contains(&logged)) {
         problems.push(format!("no `cpu {cpu} (APIC id ..) {logged}...` in the log"));
     }
@@ -526,11 +545,14 @@ mod tests {
         for plan in [PLAN, plan_for(crate::emulator::Accel::Tcg)] {
             let ops = operations(&plan);
             assert_eq!(ops, operations(&plan), "the same seed gives the same run");
-            assert_eq!(&ops[..3], [
-                Op::Add { slot: 2, without: None },
-                Op::Add { slot: REFUSED_SLOT, without: Some("sse4.2") },
-                Op::Remove(REFUSED_SLOT),
-            ]);
+            assert_eq!(
+                &ops[..3],
+                [
+                    Op::Add { slot: 2, without: None },
+                    Op::Add { slot: REFUSED_SLOT, without: Some("sse4.2") },
+                    Op::Remove(REFUSED_SLOT),
+                ]
+            );
             assert_eq!(ops[3] == (Op::Add { slot: REFUSED_SLOT, without: None }), plan.readd);
             let random = PREFIX + plan.readd as usize..PREFIX + plan.readd as usize + plan.random_ops;
             assert_eq!(ops[random.start - 1], Op::Swap("1.3.0"));
@@ -563,7 +585,9 @@ mod tests {
             }
             assert_ne!(operations(&Plan { seed: 7, ..plan }), ops);
         }
-        let plugs = |p: &Plan| operations(p).iter().skip(PREFIX).filter(|o| matches!(o, Op::Add { .. } | Op::Remove(_))).count();
+        let plugs = |p: &Plan| {
+            operations(p).iter().skip(PREFIX).filter(|o| matches!(o, Op::Add { .. } | Op::Remove(_))).count()
+        };
         assert!(plugs(&PLAN) > 4, "KVM's random operations hot-add and remove");
         assert_eq!(plugs(&plan_for(crate::emulator::Accel::Tcg)), 1, "TCG's only removal is CPU 2's at the end");
     }
@@ -571,7 +595,10 @@ mod tests {
     #[test]
     fn choices_never_touch_the_boot_cpu_or_remove_boot_cpus() {
         let m = Model::boot();
-        assert_eq!(m.choices(true), [Op::Offline(1), Op::Add { slot: 2, without: None }, Op::Add { slot: 3, without: None }]);
+        assert_eq!(
+            m.choices(true),
+            [Op::Offline(1), Op::Add { slot: 2, without: None }, Op::Add { slot: 3, without: None }]
+        );
         assert_eq!(m.choices(false), [Op::Offline(1)]);
         let m = Model([Stage::Online, Stage::Online, Stage::Offline, Stage::Absent]);
         assert_eq!(m.choices(false), [Op::Offline(1), Op::Online(2)]);
@@ -579,7 +606,10 @@ mod tests {
         assert_eq!(m.choices(true), [Op::Online(1), Op::Online(2), Op::Remove(2), Op::Offline(3), Op::Remove(3)]);
         assert_eq!(m.apply(Op::Remove(2)), ["removed"]);
         assert_eq!(m.apply(Op::Remove(3)), ["tear-down-started", "offline", "removed"]);
-        assert_eq!(m.apply(Op::Add { slot: 3, without: Some("sse4.2") }), ["discovered", "bring-up-started", "failed", "rolled-back"]);
+        assert_eq!(
+            m.apply(Op::Add { slot: 3, without: Some("sse4.2") }),
+            ["discovered", "bring-up-started", "failed", "rolled-back"]
+        );
         assert_eq!(m, Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]));
     }
 
@@ -593,7 +623,17 @@ mod tests {
         let e = parse_events(EVENTS);
         assert_eq!(e.len(), 4);
         let reason = Some("sse4.2 (absent on this CPU, present on the boot CPU)".into());
-        assert_eq!(e[2], Event { seq: 9, cpu: 2, kind: "failed".into(), state: Some("cpuidcheck:online".into()), error: Some(-1020), reason });
+        assert_eq!(
+            e[2],
+            Event {
+                seq: 9,
+                cpu: 2,
+                kind: "failed".into(),
+                state: Some("cpuidcheck:online".into()),
+                error: Some(-1020),
+                reason
+            }
+        );
         assert_eq!((e[3].error, &e[3].reason), (Some(-1020), &None));
         let mut log = Log::default();
         assert_eq!(log.merge(e[..2].to_vec()), None);
@@ -632,8 +672,13 @@ mod tests {
         let m2 = Model([Stage::Online, Stage::Online, Stage::Absent, Stage::Offline]);
         assert!(check_list(&m2, &list)[0].starts_with("cpus: cpu 1"));
         // The origin counts for a CPU that is there.
-        let wrong = parse_list("cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent -\ncpu 3 apic 3 offline boot\n");
-        assert_eq!(check_list(&m, &wrong), ["cpus: cpu 3 is Some((\"offline\", \"boot\")), expected offline hot-added"]);
+        let wrong = parse_list(
+            "cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent -\ncpu 3 apic 3 offline boot\n",
+        );
+        assert_eq!(
+            check_list(&m, &wrong),
+            ["cpus: cpu 3 is Some((\"offline\", \"boot\")), expected offline hot-added"]
+        );
         let stale = parse_list("cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent hot-added\ncpu 3 apic 3 offline hot-added\n");
         assert_eq!(check_list(&m, &stale).len(), 1, "an empty slot has no origin");
         assert!(check_list(&m, &parse_list("cpu 4 apic 4 online boot"))[0].contains("past slot 4"));

@@ -34,9 +34,9 @@ impl Accel {
         match value {
             None | Some("") | Some("tcg") => Ok(Accel::Tcg),
             Some("kvm") => Ok(Accel::Kvm),
-            Some(other) => Err(Error::Environment(format!(
-                "ACCEL=`{other}` is not an accelerator: use `tcg` (default) or `kvm`"
-            ))),
+            Some(other) => {
+                Err(Error::Environment(format!("ACCEL=`{other}` is not an accelerator: use `tcg` (default) or `kvm`")))
+            }
         }
     }
 
@@ -141,29 +141,20 @@ pub struct BochsBoot<'a> {
 pub const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
 /// The plain VGA BIOS for Bochs's default VGA card (Debian's vgabios; the
 /// second name is bochsbios's link to the same file).
-pub const VGA_BIOS_CANDIDATES: [&str; 2] = [
-    "/usr/share/vgabios/vgabios.bin",
-    "/usr/share/bochs/VGABIOS-lgpl-latest",
-];
+pub const VGA_BIOS_CANDIDATES: [&str; 2] = ["/usr/share/vgabios/vgabios.bin", "/usr/share/bochs/VGABIOS-lgpl-latest"];
 
 /// The firmware files Bochs needs: (system BIOS, VGA BIOS).
 pub fn bochs_firmware() -> Result<(PathBuf, PathBuf)> {
     let bios = Path::new(BOCHS_BIOS);
     if !bios.is_file() {
-        return Err(Error::Environment(format!(
-            "{BOCHS_BIOS} is missing: `make setup` installs bochsbios"
-        )));
+        return Err(Error::Environment(format!("{BOCHS_BIOS} is missing: `make setup` installs bochsbios")));
     }
-    let vga = VGA_BIOS_CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::Environment(format!(
-                "no VGA BIOS at {}: `make setup` installs vgabios",
-                VGA_BIOS_CANDIDATES.join(" or ")
-            ))
-        })?;
+    let vga = VGA_BIOS_CANDIDATES.iter().map(Path::new).find(|p| p.is_file()).ok_or_else(|| {
+        Error::Environment(format!(
+            "no VGA BIOS at {}: `make setup` installs vgabios",
+            VGA_BIOS_CANDIDATES.join(" or ")
+        ))
+    })?;
     Ok((bios.to_path_buf(), vga.to_path_buf()))
 }
 
@@ -173,8 +164,7 @@ pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
         Serial::Terminal => "mode=term, dev=/dev/tty".to_string(),
         Serial::Socket(_) => {
             return Err(Error::Environment(
-                "Bochs cannot put COM1 on a unix socket; scripted shell sessions run in QEMU"
-                    .into(),
+                "Bochs cannot put COM1 on a unix socket; scripted shell sessions run in QEMU".into(),
             ))
         }
     };
@@ -207,39 +197,19 @@ pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
 /// Bochs's arguments: Debian builds the debugger in, which stops at a
 /// prompt first; `-rc` feeds it `c` (continue) from `rc_file`.
 pub fn bochs_args(bochsrc: &Path, rc_file: &Path) -> Vec<OsString> {
-    vec![
-        "-q".into(),
-        "-f".into(),
-        bochsrc.into(),
-        "-rc".into(),
-        rc_file.into(),
-    ]
+    vec!["-q".into(), "-f".into(), bochsrc.into(), "-rc".into(), rc_file.into()]
 }
 
 /// Writes a bochsrc and the debugger's command file into `dir`; returns
 /// the arguments that boot them.
-pub fn prepare_bochs(
-    dir: &Path,
-    iso: &Path,
-    model: BochsModel,
-    com1: Serial,
-) -> Result<Vec<OsString>> {
+pub fn prepare_bochs(dir: &Path, iso: &Path, model: BochsModel, com1: Serial) -> Result<Vec<OsString>> {
     let (bios, vga_bios) = bochs_firmware()?;
     let rc_path = dir.join("bochsrc");
     let cont_path = dir.join("debugger-commands");
     let log = dir.join("bochs.log");
-    let text = bochsrc(&BochsBoot {
-        iso,
-        model,
-        com1,
-        log: &log,
-        bios: &bios,
-        vga_bios: &vga_bios,
-    })?;
-    fs::write(&rc_path, text)
-        .map_err(|e| Error::io(format!("writing {}", rc_path.display()), e))?;
-    fs::write(&cont_path, "c\n")
-        .map_err(|e| Error::io(format!("writing {}", cont_path.display()), e))?;
+    let text = bochsrc(&BochsBoot { iso, model, com1, log: &log, bios: &bios, vga_bios: &vga_bios })?;
+    fs::write(&rc_path, text).map_err(|e| Error::io(format!("writing {}", rc_path.display()), e))?;
+    fs::write(&cont_path, "c\n").map_err(|e| Error::io(format!("writing {}", cont_path.display()), e))?;
     Ok(bochs_args(&rc_path, &cont_path))
 }
 
@@ -247,8 +217,7 @@ pub fn prepare_bochs(
 pub fn fresh_run_dir(name: &str) -> Result<PathBuf> {
     let dir = out_dir().join("runs").join(name);
     if dir.exists() {
-        fs::remove_dir_all(&dir)
-            .map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
     }
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     Ok(dir)
@@ -263,18 +232,10 @@ pub fn ended(status: ExitStatus) -> Ended {
 
 /// Runs `command` (stdin closed, output to `output`) and kills it once
 /// `deadline` has passed.
-pub fn run_with_deadline(
-    command: &mut Command,
-    output: &Path,
-    deadline: Duration,
-) -> io::Result<(Ended, Duration)> {
+pub fn run_with_deadline(command: &mut Command, output: &Path, deadline: Duration) -> io::Result<(Ended, Duration)> {
     let out = File::create(output)?;
     let start = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()?;
+    let mut child = command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).spawn()?;
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok((ended(status), start.elapsed()));
@@ -292,11 +253,7 @@ pub fn run_with_deadline(
 
 /// How an interactive session ended, for the user and for make.
 fn report_interactive(code: Option<i32>) -> ExitCode {
-    let status = code.and_then(|c| {
-        Status::ALL
-            .into_iter()
-            .find(|s| s.qemu_exit_code() == c && c != 0)
-    });
+    let status = code.and_then(|c| Status::ALL.into_iter().find(|s| s.qemu_exit_code() == c && c != 0));
     match (code, status) {
         (Some(0), _) => {
             println!("run: QEMU exited (quit, power-off or reset)");
@@ -322,17 +279,11 @@ fn report_interactive(code: Option<i32>) -> ExitCode {
 }
 
 /// `runner run`: the image in QEMU with COM1 and the monitor on this terminal.
-pub fn run_console(
-    image: &Image,
-    reboots: bool,
-    extra: &[OsString],
-    accel: Accel,
-) -> Result<ExitCode> {
+pub fn run_console(image: &Image, reboots: bool, extra: &[OsString], accel: Accel) -> Result<ExitCode> {
     let cmdline = image.cmdline()?;
     let socket = swap::com2_socket();
     let com2 = swap::com2_serial_arg(&socket)?;
-    fs::create_dir_all(swap::run_dir())
-        .map_err(|e| Error::io(format!("creating {}", swap::run_dir().display()), e))?;
+    fs::create_dir_all(swap::run_dir()).map_err(|e| Error::io(format!("creating {}", swap::run_dir().display()), e))?;
     // A socket left by an earlier session would make QEMU's bind fail.
     if socket.exists() {
         fs::remove_file(&socket).map_err(|e| Error::io(format!("removing {}", socket.display()), e))?;
@@ -355,26 +306,17 @@ pub fn run_console(
     args.extend(crate::hotplug::qmp_args(&qmp));
     args.extend(extra.iter().cloned());
     // Later QEMU options override earlier ones, so extra `-smp`/`-m` win.
-    let extra_note: String = extra
-        .iter()
-        .map(|a| format!(" {}", a.to_string_lossy()))
-        .collect();
+    let extra_note: String = extra.iter().map(|a| format!(" {}", a.to_string_lossy())).collect();
     println!(
         "run: image `{}` on qemu {RUN_LAYOUT}{extra_note}; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor",
         image.name
     );
-    println!(
-        "run: COM2 is {}: `make swap PLUGIN=<name>` uploads a plugin from another terminal",
-        shown(&socket)
-    );
+    println!("run: COM2 is {}: `make swap PLUGIN=<name>` uploads a plugin from another terminal", shown(&socket));
     println!(
         "run: QMP is {}: `make cpu-add [FEATURES='\"sse4.2\": false']` and `make cpu-del CPU=<n>` hot-plug CPUs",
         shown(&qmp)
     );
-    let status = Command::new(QEMU)
-        .args(&args)
-        .status()
-        .map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
+    let status = Command::new(QEMU).args(&args).status().map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
     Ok(report_interactive(status.code()))
 }
 
@@ -384,32 +326,19 @@ pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
     let dir = fresh_run_dir(&format!("{}.bochs-console", image.name))?;
     let serial = dir.join("serial.log");
     let tty = File::open("/dev/tty").ok();
-    let com1 = if tty.is_some() {
-        Serial::Terminal
-    } else {
-        Serial::File(&serial)
-    };
+    let com1 = if tty.is_some() { Serial::Terminal } else { Serial::File(&serial) };
     let args = prepare_bochs(&dir, &image.iso, model, com1)?;
     let output = dir.join("bochs.out");
-    let out = File::create(&output)
-        .map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
+    let out = File::create(&output).map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
     let saved_tty = tty.as_ref().and_then(|_| stty(&["-g"]));
     let mut child = Command::new(BOCHS)
         .args(&args)
         .stdin(Stdio::null())
-        .stdout(
-            out.try_clone()
-                .map_err(|e| Error::io("duplicating a file handle", e))?,
-        )
+        .stdout(out.try_clone().map_err(|e| Error::io("duplicating a file handle", e))?)
         .stderr(out)
         .spawn()
         .map_err(|e| Error::io(format!("starting {BOCHS}"), e))?;
-    println!(
-        "bochs: image `{}` on {}; Bochs's own messages go to {}",
-        image.name,
-        model.name(),
-        shown(&output)
-    );
+    println!("bochs: image `{}` on {}; Bochs's own messages go to {}", image.name, model.name(), shown(&output));
     let result = match com1 {
         // `prepare_bochs` refuses a socket.
         Serial::Terminal | Serial::Socket(_) => {
@@ -441,10 +370,7 @@ pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
             }
         }
         None => {
-            println!(
-                "bochs: ended without an exit marker; see {}",
-                shown(&output)
-            );
+            println!("bochs: ended without an exit marker; see {}", shown(&output));
             ExitCode::FAILURE
         }
     })
@@ -454,9 +380,7 @@ pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
 fn stty(args: &[&str]) -> Option<String> {
     let tty = File::open("/dev/tty").ok()?;
     let out = Command::new("stty").args(args).stdin(tty).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Copies what the guest writes to `path` onto stdout until `child` ends.
@@ -487,9 +411,7 @@ mod tests {
     use crate::layout::Machine;
 
     fn strings(args: &[OsString]) -> Vec<String> {
-        args.iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
     }
 
     #[test]
@@ -524,10 +446,7 @@ mod tests {
             ),
             "{args}"
         );
-        assert!(
-            args.contains("images/out/smp/loader.elf -initrd "),
-            "{args}"
-        );
+        assert!(args.contains("images/out/smp/loader.elf -initrd "), "{args}");
         assert!(args.ends_with("images/out/smp/initrd"), "{args}");
         // The command line stays one argument, spaces and all.
         assert!(strings(&qemu_args(&boot)).contains(&"image=smp test=smp".to_string()));
@@ -550,10 +469,7 @@ mod tests {
         assert!(!args.contains(&"-no-reboot".to_string()));
         let joined = args.join(" ");
         assert!(joined.contains("-accel kvm -cpu host"), "{joined}");
-        assert!(
-            joined.contains("-serial mon:stdio -serial unix:/w/com2.sock,server=on,wait=off "),
-            "{joined}"
-        );
+        assert!(joined.contains("-serial mon:stdio -serial unix:/w/com2.sock,server=on,wait=off "), "{joined}");
         assert!(joined.contains("-icount shift=0"), "{joined}");
     }
 
@@ -582,10 +498,7 @@ mod tests {
             "sound: driver=dummy",
             "log: \"/w/run/bochs.log\"",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing `{line}` in\n{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
         }
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(l.contains(": "), "not a bochsrc option: {l}");
@@ -603,10 +516,7 @@ mod tests {
             vga_bios: Path::new("/v"),
         })
         .unwrap();
-        assert!(
-            text.contains("com1: enabled=1, mode=term, dev=/dev/tty\n"),
-            "{text}"
-        );
+        assert!(text.contains("com1: enabled=1, mode=term, dev=/dev/tty\n"), "{text}");
         assert!(text.contains("cpu: model=tigerlake, count=2, "), "{text}");
     }
 
@@ -624,10 +534,7 @@ mod tests {
             icount: false,
         };
         let joined = strings(&qemu_args(&boot)).join(" ");
-        assert!(
-            joined.contains("-serial unix:/tmp/s.sock,server=on,wait=on "),
-            "{joined}"
-        );
+        assert!(joined.contains("-serial unix:/tmp/s.sock,server=on,wait=on "), "{joined}");
         let e = bochsrc(&BochsBoot {
             iso: Path::new("/i.iso"),
             model: BochsModel::SkylakeX,
@@ -651,20 +558,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("modvisor-runner-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let out = dir.join("out");
-        let (e, took) = run_with_deadline(
-            Command::new("sleep").arg("10"),
-            &out,
-            Duration::from_millis(200),
-        )
-        .unwrap();
+        let (e, took) = run_with_deadline(Command::new("sleep").arg("10"), &out, Duration::from_millis(200)).unwrap();
         assert_eq!(e, Ended::TimedOut);
         assert!(took < Duration::from_secs(5));
-        let (e, _) = run_with_deadline(
-            Command::new("sh").args(["-c", "echo hi; exit 33"]),
-            &out,
-            Duration::from_secs(10),
-        )
-        .unwrap();
+        let (e, _) =
+            run_with_deadline(Command::new("sh").args(["-c", "echo hi; exit 33"]), &out, Duration::from_secs(10))
+                .unwrap();
         assert_eq!(e, Ended::Code(33));
         assert_eq!(fs::read_to_string(&out).unwrap(), "hi\n");
         fs::remove_dir_all(&dir).unwrap();

@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::cpuhp_qmp;
+use crate::emulator::Accel;
 use crate::layout::{Machine, QemuLayout};
 use crate::outcome::Ended;
 use crate::outcome::Outcome;
 use crate::qmp::{self, Qmp};
-use crate::cpuhp_qmp;
-use crate::emulator::Accel;
-use loader::exit::Status;
 use crate::session::{self, Received};
 use crate::{swap, Error, Result};
+use loader::exit::Status;
 
 /// One QMP-driven run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +63,18 @@ impl HotplugScenario {
 /// Both machines whose blocks differ (0x0cd8 vs 0xaf00), from two CPUs
 /// of four.
 pub const HOTPLUG_SCENARIOS: &[HotplugScenario] = &[
-    HotplugScenario { name: "acpihp-q35", image: "acpihp", layout: QemuLayout::new(Machine::Q35, 2, 4, 128), script: Script::Handshake },
-    HotplugScenario { name: "acpihp-pc", image: "acpihp", layout: QemuLayout::new(Machine::Pc, 2, 4, 128), script: Script::Handshake },
+    HotplugScenario {
+        name: "acpihp-q35",
+        image: "acpihp",
+        layout: QemuLayout::new(Machine::Q35, 2, 4, 128),
+        script: Script::Handshake,
+    },
+    HotplugScenario {
+        name: "acpihp-pc",
+        image: "acpihp",
+        layout: QemuLayout::new(Machine::Pc, 2, 4, 128),
+        script: Script::Handshake,
+    },
     HotplugScenario {
         name: "cpuhp-qmp-q35",
         image: "cpuhp-qmp",
@@ -117,7 +127,15 @@ fn expect_line(received: &Received, line: &str, timeout: Duration, problems: &mu
 
 /// Runs QEMU (`command`: COM1 on `serial_socket`, QMP on `qmp_socket`)
 /// and plays the hot-add / eject handshake.
-pub fn drive(script: Script, accel: Accel, command: &mut Command, serial_socket: &Path, qmp_socket: &Path, output: &Path, serial_log: &Path) -> Result<Driven> {
+pub fn drive(
+    script: Script,
+    accel: Accel,
+    command: &mut Command,
+    serial_socket: &Path,
+    qmp_socket: &Path,
+    output: &Path,
+    serial_log: &Path,
+) -> Result<Driven> {
     let out = std::fs::File::create(output).map_err(|e| Error::io("creating the emulator output", e))?;
     let start = Instant::now();
     let mut child = command
@@ -129,7 +147,9 @@ pub fn drive(script: Script, accel: Accel, command: &mut Command, serial_socket:
     let mut problems = Vec::new();
     let r = match script {
         Script::Handshake => play(&mut child, serial_socket, qmp_socket, serial_log, &mut problems),
-        Script::Cpuhp => play_cpuhp(&mut child, serial_socket, qmp_socket, serial_log, &cpuhp_qmp::plan_for(accel), &mut problems),
+        Script::Cpuhp => {
+            play_cpuhp(&mut child, serial_socket, qmp_socket, serial_log, &cpuhp_qmp::plan_for(accel), &mut problems)
+        }
     };
     // QEMU ends by itself when the image exits; a run that went wrong
     // before that is stopped here.
@@ -176,9 +196,14 @@ fn play_cpuhp(
     Ok((received, reader))
 }
 
-fn play(child: &mut Child, serial_socket: &Path, qmp_socket: &Path, serial_log: &Path, problems: &mut Vec<String>) -> Result<Playing> {
-    let stream: UnixStream =
-        session::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
+fn play(
+    child: &mut Child,
+    serial_socket: &Path,
+    qmp_socket: &Path,
+    serial_log: &Path,
+    problems: &mut Vec<String>,
+) -> Result<Playing> {
+    let stream: UnixStream = session::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
     let (received, reader) = session::receive(&stream, serial_log).map_err(|e| Error::io("reading COM1", e))?;
     let mut q = Qmp::connect(qmp_socket, STEP_TIMEOUT)?;
     if !expect_line(&received, "acpihp: ready for device_add", BOOT_TIMEOUT, problems) {
@@ -214,9 +239,8 @@ pub fn qmp_socket() -> PathBuf {
 
 fn connect_run() -> Result<Qmp> {
     let socket = qmp_socket();
-    Qmp::connect(&socket, Duration::ZERO).map_err(|e| {
-        Error::Environment(format!("{e}; start the image with `make run` first"))
-    })
+    Qmp::connect(&socket, Duration::ZERO)
+        .map_err(|e| Error::Environment(format!("{e}; start the image with `make run` first")))
 }
 
 /// `runner cpu-add`: hot-adds a CPU of the boot CPUs' model into the
@@ -241,10 +265,12 @@ pub fn cpu_add_command(features: &str) -> Result<ExitCode> {
 pub fn cpu_del_command(cpu: u64) -> Result<ExitCode> {
     let mut q = connect_run()?;
     let cpus = qmp::cpus(&q.execute("query-cpus-fast", json!({}))?);
-    let (_, path) = cpus
-        .iter()
-        .find(|(i, _)| *i == cpu)
-        .ok_or_else(|| Error::Usage(format!("cpu-del: QEMU has no cpu {cpu}; it has {:?}", cpus.iter().map(|c| c.0).collect::<Vec<_>>())))?;
+    let (_, path) = cpus.iter().find(|(i, _)| *i == cpu).ok_or_else(|| {
+        Error::Usage(format!(
+            "cpu-del: QEMU has no cpu {cpu}; it has {:?}",
+            cpus.iter().map(|c| c.0).collect::<Vec<_>>()
+        ))
+    })?;
     println!("cpu-del: device_del {path}");
     q.execute("device_del", json!({ "id": path }))?;
     let done = q.wait_event(Duration::from_secs(5), |e| {
@@ -262,4 +288,3 @@ fn report_ost(q: &Qmp, seen: bool, what: &str) {
         println!("qemu event: {e}");
     }
 }
-

@@ -36,12 +36,7 @@ pub struct QemuLayout {
 
 impl QemuLayout {
     pub const fn new(machine: Machine, cpus: u32, max_cpus: u32, mem_mib: u32) -> Self {
-        QemuLayout {
-            machine,
-            cpus,
-            max_cpus,
-            mem_mib,
-        }
+        QemuLayout { machine, cpus, max_cpus, mem_mib }
     }
 
     /// The value of `-smp`.
@@ -61,13 +56,7 @@ impl QemuLayout {
 
 impl fmt::Display for QemuLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} -smp {} -m {}",
-            self.machine.name(),
-            self.smp_arg(),
-            self.mem_arg()
-        )
+        write!(f, "{} -smp {} -m {}", self.machine.name(), self.smp_arg(), self.mem_arg())
     }
 }
 
@@ -181,13 +170,7 @@ impl Target {
     /// A file-name-safe form of the target, for per-run log directories.
     pub fn slug(&self) -> String {
         match self {
-            Target::Qemu(l) => format!(
-                "qemu-{}-smp{}of{}-{}",
-                l.machine.name(),
-                l.cpus,
-                l.max_cpus,
-                l.mem_arg()
-            ),
+            Target::Qemu(l) => format!("qemu-{}-smp{}of{}-{}", l.machine.name(), l.cpus, l.max_cpus, l.mem_arg()),
             Target::Bochs(m) => format!("bochs-{}", m.name().replace('_', "-")),
         }
     }
@@ -207,12 +190,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Qemu(l) => write!(f, "qemu {l}"),
-            Target::Bochs(m) => write!(
-                f,
-                "bochs {} x{BOCHS_CPUS} {}",
-                m.name(),
-                mem_label(BOCHS_MEM_MIB)
-            ),
+            Target::Bochs(m) => write!(f, "bochs {} x{BOCHS_CPUS} {}", m.name(), mem_label(BOCHS_MEM_MIB)),
         }
     }
 }
@@ -226,10 +204,7 @@ mod tests {
         let l = QemuLayout::new(Machine::Q35, 2, 4, 2048);
         assert_eq!(l.smp_arg(), "2,maxcpus=4");
         assert_eq!(l.mem_arg(), "2G");
-        assert_eq!(
-            Target::Qemu(l).to_string(),
-            "qemu q35 -smp 2,maxcpus=4 -m 2G"
-        );
+        assert_eq!(Target::Qemu(l).to_string(), "qemu q35 -smp 2,maxcpus=4 -m 2G");
         assert_eq!(Target::Qemu(l).slug(), "qemu-q35-smp2of4-2G");
         let l = QemuLayout::new(Machine::Pc, 4, 4, 128);
         assert_eq!(l.smp_arg(), "4");
@@ -268,26 +243,13 @@ mod tests {
             for smp in [(1, 1), (4, 4), (2, 4)] {
                 assert_eq!(pairs.iter().filter(|p| **p == (m, smp.0, smp.1)).count(), 1);
             }
-            let sizes: Vec<u32> = QEMU_LAYOUTS
-                .iter()
-                .filter(|l| l.machine == m)
-                .map(|l| l.mem_mib)
-                .collect();
-            assert!(
-                sizes.contains(&MIB_128) && sizes.contains(&GIB_2),
-                "{m:?}: {sizes:?}"
-            );
+            let sizes: Vec<u32> = QEMU_LAYOUTS.iter().filter(|l| l.machine == m).map(|l| l.mem_mib).collect();
+            assert!(sizes.contains(&MIB_128) && sizes.contains(&GIB_2), "{m:?}: {sizes:?}");
         }
         for smp in [(1, 1), (4, 4), (2, 4)] {
-            let sizes: Vec<u32> = QEMU_LAYOUTS
-                .iter()
-                .filter(|l| (l.cpus, l.max_cpus) == smp)
-                .map(|l| l.mem_mib)
-                .collect();
-            assert!(
-                sizes.contains(&MIB_128) && sizes.contains(&GIB_2),
-                "{smp:?}: {sizes:?}"
-            );
+            let sizes: Vec<u32> =
+                QEMU_LAYOUTS.iter().filter(|l| (l.cpus, l.max_cpus) == smp).map(|l| l.mem_mib).collect();
+            assert!(sizes.contains(&MIB_128) && sizes.contains(&GIB_2), "{smp:?}: {sizes:?}");
         }
     }
 
@@ -301,16 +263,10 @@ mod tests {
 
     #[test]
     fn slugs_are_unique_and_file_name_safe() {
-        let mut slugs: Vec<String> = QEMU_LAYOUTS
-            .iter()
-            .map(|l| Target::Qemu(*l).slug())
-            .collect();
+        let mut slugs: Vec<String> = QEMU_LAYOUTS.iter().map(|l| Target::Qemu(*l).slug()).collect();
         slugs.extend(BochsModel::ALL.map(|m| Target::Bochs(m).slug()));
         for s in &slugs {
-            assert!(
-                s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-                "{s}"
-            );
+            assert!(s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{s}");
         }
         let n = slugs.len();
         slugs.sort();

@@ -10,16 +10,16 @@ pub mod banner;
 pub mod bench;
 pub mod builder;
 pub mod cli;
+pub mod cpuhp_qmp;
 pub mod emulator;
+pub mod hotplug;
 pub mod layout;
 pub mod outcome;
 pub mod plugin_build;
 pub mod plugin_elf;
+pub mod qmp;
 pub mod recipes;
 pub mod session;
-pub mod hotplug;
-pub mod cpuhp_qmp;
-pub mod qmp;
 pub mod signing;
 pub mod swap;
 pub mod testrun;
@@ -47,10 +47,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 
@@ -75,9 +72,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// the compile-time manifest path is the one place that knows where it is,
 /// whatever the current directory of the caller.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the images crate lives one level below the workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the images crate lives one level below the workspace root")
 }
 
 /// Where built images, ISOs and the logs of test runs go (git-ignored).
@@ -97,9 +92,7 @@ pub fn log_message(line: &str) -> &str {
 /// A log file as text, whatever bytes the guest wrote; empty if missing
 /// (an emulator that failed to start writes none).
 pub fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// The last `n` lines of `text`.
@@ -121,10 +114,7 @@ mod tests {
 
     #[test]
     fn log_prefix_is_stripped() {
-        assert_eq!(
-            log_message("[   0.123456 0 INFO  loader::x] cpus: 1"),
-            "cpus: 1"
-        );
+        assert_eq!(log_message("[   0.123456 0 INFO  loader::x] cpus: 1"), "cpus: 1");
         assert_eq!(log_message("cpus: 1\r"), "cpus: 1");
         assert_eq!(log_message("a] b"), "a] b");
     }

@@ -109,7 +109,8 @@ pub fn plugin_crates(metadata: &str, root: &Path) -> Result<Vec<PluginCrate>, St
         if !is_plugin_folder(relative) {
             continue;
         }
-        let features: Vec<&str> = p["features"].as_object().map(|f| f.keys().map(|k| k.as_str()).collect()).unwrap_or_default();
+        let features: Vec<&str> =
+            p["features"].as_object().map(|f| f.keys().map(|k| k.as_str()).collect()).unwrap_or_default();
         let listed = match &p["metadata"]["modvisor"]["variants"] {
             Value::Null => None,
             Value::Array(v) => Some(
@@ -144,10 +145,7 @@ fn target_dir() -> PathBuf {
 
 /// The staticlib cargo leaves for `package`.
 fn archive(package: &str) -> PathBuf {
-    target_dir()
-        .join(KERNEL_TARGET)
-        .join("release")
-        .join(format!("lib{}.a", package.replace('-', "_")))
+    target_dir().join(KERNEL_TARGET).join("release").join(format!("lib{}.a", package.replace('-', "_")))
 }
 
 /// Where the unstripped, GDB-ready copy of a plugin is kept.
@@ -223,9 +221,7 @@ fn discover() -> Result<Vec<PluginCrate>> {
 /// in the stripped and the unstripped object or GDB's symbols are off.
 fn load_layout(elf: &[u8]) -> Vec<(u64, u64)> {
     use object::{Object, ObjectSegment};
-    object::File::parse(elf)
-        .map(|f| f.segments().map(|s| (s.address(), s.size())).collect())
-        .unwrap_or_default()
+    object::File::parse(elf).map(|f| f.segments().map(|s| (s.address(), s.size())).collect()).unwrap_or_default()
 }
 
 /// Builds, links and signs every plugin variant, then the broken files;
@@ -268,14 +264,20 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
             let inputs: Vec<_> = mtime(&archive).into_iter().collect();
             for (output, strip) in [(&full, false), (&stripped, true)] {
                 if is_stale(mtime(output), &inputs) {
-                    run_tool(Command::new(&lld).args(link_args(&archive, output, &script, strip)), &format!("rust-lld for {key_name}"))?;
+                    run_tool(
+                        Command::new(&lld).args(link_args(&archive, output, &script, strip)),
+                        &format!("rust-lld for {key_name}"),
+                    )?;
                 }
             }
 
             let body = fs::read(&stripped).map_err(|e| Error::io(format!("reading {}", stripped.display()), e))?;
             let meta = plugin_elf::metadata(&body).map_err(|e| Error::Recipe(format!("{}: {e}", shown(&stripped))))?;
             if meta.abi != plugins::ABI_FINGERPRINT {
-                return Err(Error::Recipe(format!("{}: ABI fingerprint differs from the SDK the runner was built with", shown(&stripped))));
+                return Err(Error::Recipe(format!(
+                    "{}: ABI fingerprint differs from the SDK the runner was built with",
+                    shown(&stripped)
+                )));
             }
             if !krate.self_named && meta.name != krate.folder {
                 return Err(Error::Recipe(format!(
@@ -291,7 +293,9 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
             if is_stale(mtime(&debug), &mtime(&full).into_iter().collect::<Vec<_>>()) {
                 let full_bytes = fs::read(&full).map_err(|e| Error::io(format!("reading {}", full.display()), e))?;
                 if load_layout(&full_bytes) != load_layout(&body) {
-                    return Err(Error::Recipe(format!("{key_name}: stripping moved its segments; GDB symbols would be off")));
+                    return Err(Error::Recipe(format!(
+                        "{key_name}: stripping moved its segments; GDB symbols would be off"
+                    )));
                 }
                 fs::write(&debug, full_bytes).map_err(|e| Error::io(format!("writing {}", debug.display()), e))?;
                 written.push(debug);
@@ -346,7 +350,12 @@ mod tests {
     #[test]
     fn variants_by_feature() {
         assert!(is_version_feature("v1") && is_version_feature("v12"));
-        assert!(!is_version_feature("v") && !is_version_feature("v0") && !is_version_feature("vx") && !is_version_feature("debug"));
+        assert!(
+            !is_version_feature("v")
+                && !is_version_feature("v0")
+                && !is_version_feature("vx")
+                && !is_version_feature("debug")
+        );
         let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
         assert_eq!(variants(&["v10", "v2", "debug", "v1"], None), some(&["v1", "v2", "v10"]));
         assert_eq!(variants(&["debug"], None), [None]);
@@ -369,7 +378,11 @@ mod tests {
             crates.iter().map(|c| (c.package.as_str(), c.folder.as_str(), c.variants.len(), c.self_named)).collect();
         assert_eq!(
             summary,
-            [("bad-plugin", "bad-plugin", 2, true), ("counter-plugin", "counter-plugin", 2, false), ("cpuhp", "cpuhp-plugin", 1, false)]
+            [
+                ("bad-plugin", "bad-plugin", 2, true),
+                ("counter-plugin", "counter-plugin", 2, false),
+                ("cpuhp", "cpuhp-plugin", 1, false)
+            ]
         );
         assert_eq!(crates[0].variant_key(Some("y")), "bad-plugin+y");
         assert_eq!(crates[2].variant_key(None), "cpuhp");
@@ -393,6 +406,8 @@ mod tests {
 
     #[test]
     fn debug_objects_sit_beside_the_store_files() {
-        assert!(debug_object("plugins/counter-plugin-2.0.0.mvp").ends_with("images/out/plugins/counter-plugin-2.0.0.so"));
+        assert!(
+            debug_object("plugins/counter-plugin-2.0.0.mvp").ends_with("images/out/plugins/counter-plugin-2.0.0.so")
+        );
     }
 }

@@ -75,7 +75,8 @@ pub fn note_descriptor_range(elf: &[u8]) -> Result<Range<usize>, ElfError> {
     if kind != Some(SHT_NOTE) {
         return Err(format!("{NOTE_SECTION} is not a note section"));
     }
-    let desc = find_note_descriptor(&elf[section.clone()]).ok_or_else(|| format!("{NOTE_SECTION} holds no modvisor note"))?;
+    let desc =
+        find_note_descriptor(&elf[section.clone()]).ok_or_else(|| format!("{NOTE_SECTION} holds no modvisor note"))?;
     Ok(section.start + desc.start..section.start + desc.end)
 }
 

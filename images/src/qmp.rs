@@ -112,9 +112,12 @@ impl Qmp {
 /// CPU type (the driver `device_add` needs: the same model as `-cpu`) and
 /// its topology properties.
 pub fn free_slot(hotpluggable: &Value) -> Option<(String, Map<String, Value>)> {
-    hotpluggable.as_array()?.iter().rev().find(|s| s.get("qom-path").is_none()).and_then(|s| {
-        Some((s.get("type")?.as_str()?.to_string(), s.get("props")?.as_object()?.clone()))
-    })
+    hotpluggable
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|s| s.get("qom-path").is_none())
+        .and_then(|s| Some((s.get("type")?.as_str()?.to_string(), s.get("props")?.as_object()?.clone())))
 }
 
 /// Possible CPU `index`'s slot of `query-hotpluggable-cpus`, if it is
@@ -173,7 +176,8 @@ pub fn ost_reports(events: &[Value]) -> Vec<(u64, u64)> {
 /// which may be after the guest exits; its local APIC's comes as the CPU
 /// is unrealized, i.e. at the eject (QEMU 7.2).
 pub fn is_deleted(event: &Value, id: &str) -> bool {
-    let under = |p: &str| p.strip_prefix("/machine/peripheral/").is_some_and(|r| r == id || r.starts_with(&format!("{id}/")));
+    let under =
+        |p: &str| p.strip_prefix("/machine/peripheral/").is_some_and(|r| r == id || r.starts_with(&format!("{id}/")));
     event["event"] == "DEVICE_DELETED"
         && (event["data"]["device"] == id || event["data"]["path"].as_str().is_some_and(under))
 }

@@ -39,34 +39,19 @@ pub enum Role {
     Driven,
     /// Ends badly on purpose, to prove the runner tells the endings apart.
     /// Runs on one QEMU layout; `timeout` overrides the host deadline.
-    SelfCheck {
-        expect: Outcome,
-        timeout: Option<Duration>,
-    },
+    SelfCheck { expect: Outcome, timeout: Option<Duration> },
 }
 
 const fn test(name: &'static str, args: &'static str) -> Recipe {
     Recipe {
         name,
         args,
-        role: Role::Test {
-            expect: Outcome::Exited(Status::Pass),
-            qemu: true,
-            bochs: &[],
-            reboots: false,
-        },
+        role: Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[], reboots: false },
     }
 }
 
 const fn self_check(name: &'static str, args: &'static str, expect: Status) -> Recipe {
-    Recipe {
-        name,
-        args,
-        role: Role::SelfCheck {
-            expect: Outcome::Exited(expect),
-            timeout: None,
-        },
-    }
+    Recipe { name, args, role: Role::SelfCheck { expect: Outcome::Exited(expect), timeout: None } }
 }
 
 pub const RECIPES: &[Recipe] = &[
@@ -113,19 +98,11 @@ pub const RECIPES: &[Recipe] = &[
         },
     },
     // Waits for the runner's QMP device_add and device_del.
-    Recipe {
-        name: "acpihp",
-        args: "test=acpihp",
-        role: Role::Driven,
-    },
+    Recipe { name: "acpihp", args: "test=acpihp", role: Role::Driven },
     // cpuhp taking physical hotplug, with cpuidcheck's ONLINE state: the
     // shell for the runner's QMP scenario (hotplug.rs, cpuhp_qmp.rs). The
     // vmx-plugin load fails under TCG; the scenario checks it said why.
-    Recipe {
-        name: "cpuhp-qmp",
-        args: "load=cpuhp-plugin@1.2.0,vmx-plugin,cpuidcheck-plugin",
-        role: Role::Interactive,
-    },
+    Recipe { name: "cpuhp-qmp", args: "load=cpuhp-plugin@1.2.0,vmx-plugin,cpuidcheck-plugin", role: Role::Interactive },
     // cpuhp with the hprecorder test plugin; the layouts cover 1, 2 of 4
     // and 4 CPUs, Bochs 2.
     Recipe {
@@ -174,74 +151,38 @@ pub const RECIPES: &[Recipe] = &[
     Recipe {
         name: "reboot",
         args: "test=reboot",
-        role: Role::Test {
-            expect: Outcome::Exited(Status::Pass),
-            qemu: true,
-            bochs: &[],
-            reboots: true,
-        },
+        role: Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[], reboots: true },
     },
     Recipe {
         name: "poweroff",
         args: "test=poweroff",
-        role: Role::Test {
-            expect: Outcome::Exited(Status::PowerOff),
-            qemu: true,
-            bochs: &[],
-            reboots: false,
-        },
+        role: Role::Test { expect: Outcome::Exited(Status::PowerOff), qemu: true, bochs: &[], reboots: false },
     },
     // The plugin runtime's figures (`bench:` lines), on one and four CPUs.
-    Recipe {
-        name: "bench-plugins",
-        args: "test=bench-plugins",
-        role: Role::Bench,
-    },
+    Recipe { name: "bench-plugins", args: "test=bench-plugins", role: Role::Bench },
     // One CPU offline->online through every cpuhp state (`bench:` line).
-    Recipe {
-        name: "bench-cpuhp",
-        args: "test=bench-cpuhp",
-        role: Role::Bench,
-    },
+    Recipe { name: "bench-cpuhp", args: "test=bench-cpuhp", role: Role::Bench },
     // VMX enable and disable on the second CPU (`bench:` lines): needs
     // VMX, so `runner bench` boots it in Bochs.
-    Recipe {
-        name: "bench-vmx",
-        args: "test=bench-vmx",
-        role: Role::Bench,
-    },
+    Recipe { name: "bench-vmx", args: "test=bench-vmx", role: Role::Bench },
     self_check("fail-test", "test=selftest-fail", Status::TestFailure),
     self_check("fail-panic", "test=selftest-panic", Status::Panic),
-    self_check(
-        "fail-exception",
-        "test=selftest-exception",
-        Status::Exception,
-    ),
-    self_check(
-        "fail-hang",
-        "test=selftest-hang watchdog=3",
-        Status::Watchdog,
-    ),
+    self_check("fail-exception", "test=selftest-exception", Status::Exception),
+    self_check("fail-hang", "test=selftest-hang watchdog=3", Status::Watchdog),
     self_check("fail-cmdline", "bogus=1", Status::BadCommandLine),
     // The same hang with the in-image watchdog off: only the runner's own
     // deadline can end it, which proves that deadline works.
     Recipe {
         name: "fail-timeout",
         args: "test=selftest-hang watchdog=0",
-        role: Role::SelfCheck {
-            expect: Outcome::Timeout,
-            timeout: Some(Duration::from_secs(10)),
-        },
+        role: Role::SelfCheck { expect: Outcome::Timeout, timeout: Some(Duration::from_secs(10)) },
     },
 ];
 
 pub fn find(name: &str) -> Result<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name).ok_or_else(|| {
         let known: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();
-        Error::Usage(format!(
-            "unknown image `{name}`; known images: {}",
-            known.join(", ")
-        ))
+        Error::Usage(format!("unknown image `{name}`; known images: {}", known.join(", ")))
     })
 }
 
@@ -275,9 +216,7 @@ impl Recipe {
             Role::Test { qemu, bochs, .. } => {
                 let qemu_layouts = if qemu { &QEMU_LAYOUTS[..] } else { &[] };
                 let qemu_targets = qemu_layouts.iter().map(|l| Target::Qemu(*l));
-                qemu_targets
-                    .chain(bochs.iter().map(|m| Target::Bochs(*m)))
-                    .collect()
+                qemu_targets.chain(bochs.iter().map(|m| Target::Bochs(*m))).collect()
             }
             Role::SelfCheck { .. } => vec![Target::Qemu(SELF_CHECK_LAYOUT)],
         }
@@ -285,9 +224,7 @@ impl Recipe {
 
     pub fn timeout(&self, target: &Target) -> Duration {
         match self.role {
-            Role::SelfCheck {
-                timeout: Some(t), ..
-            } => t,
+            Role::SelfCheck { timeout: Some(t), .. } => t,
             _ => target.default_timeout(),
         }
     }
@@ -302,31 +239,20 @@ impl Recipe {
     /// typo fails the build instead of booting the wrong thing.
     pub fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::Recipe(format!("image `{}`: {why}", self.name)));
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
             return bad("names use a-z, 0-9 and `-` only".into());
         }
         let cmdline = self.cmdline();
         // grub.cfg carries the command line unquoted; these characters
         // mean nothing to GRUB's shell-like syntax.
-        if !cmdline
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " =,-_.:/@".contains(c))
-        {
-            return bad(format!(
-                "`{cmdline}`: use only letters, digits, spaces and `=,-_.:/@`"
-            ));
+        if !cmdline.chars().all(|c| c.is_ascii_alphanumeric() || " =,-_.:/@".contains(c)) {
+            return bad(format!("`{cmdline}`: use only letters, digits, spaces and `=,-_.:/@`"));
         }
         let parsed = CommandLine::parse(&cmdline);
         if self.expect() == Some(Outcome::Exited(Status::BadCommandLine)) {
             return match parsed {
-                Ok(_) => bad(format!(
-                    "`{cmdline}` is meant to be rejected but the loader accepts it"
-                )),
+                Ok(_) => bad(format!("`{cmdline}` is meant to be rejected but the loader accepts it")),
                 Err(_) => Ok(()),
             };
         }
@@ -342,25 +268,11 @@ impl Recipe {
             (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench | Role::Driven, None) => {
                 bad("a test image needs `test=`, or it never exits".into())
             }
-            (
-                Role::Test {
-                    qemu: false,
-                    bochs: [],
-                    ..
-                },
-                _,
-            ) => bad("a test image needs a QEMU or a Bochs target".into()),
-            (
-                Role::Test {
-                    bochs: [_, ..],
-                    reboots: true,
-                    ..
-                },
-                _,
-            ) => bad("Bochs stops on a reset, so a rebooting image cannot run there".into()),
-            (Role::Test { bochs, .. }, _)
-                if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) =>
-            {
+            (Role::Test { qemu: false, bochs: [], .. }, _) => bad("a test image needs a QEMU or a Bochs target".into()),
+            (Role::Test { bochs: [_, ..], reboots: true, .. }, _) => {
+                bad("Bochs stops on a reset, so a rebooting image cannot run there".into())
+            }
+            (Role::Test { bochs, .. }, _) if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) => {
                 bad("a Bochs model is listed twice".into())
             }
             _ => Ok(()),
@@ -392,43 +304,26 @@ mod tests {
     #[test]
     fn every_cmdline_starts_with_its_image() {
         for r in RECIPES {
-            assert!(
-                r.cmdline().starts_with(&format!("image={}", r.name)),
-                "{}",
-                r.cmdline()
-            );
+            assert!(r.cmdline().starts_with(&format!("image={}", r.name)), "{}", r.cmdline());
         }
-        assert_eq!(find("default").unwrap().cmdline(), "image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0");
         assert_eq!(
-            find("xapic").unwrap().cmdline(),
-            "image=xapic test=cpu,smp apic=xapic"
+            find("default").unwrap().cmdline(),
+            "image=default load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0"
         );
+        assert_eq!(find("xapic").unwrap().cmdline(), "image=xapic test=cpu,smp apic=xapic");
     }
 
     #[test]
     fn bad_recipes_are_caught() {
-        let r = |name, args, role| {
-            Recipe { name, args, role }
-                .validate()
-                .unwrap_err()
-                .to_string()
-        };
-        let pass = Role::Test {
-            expect: Outcome::Exited(Status::Pass),
-            qemu: true,
-            bochs: &[],
-            reboots: false,
-        };
+        let r = |name, args, role| Recipe { name, args, role }.validate().unwrap_err().to_string();
+        let pass = Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[], reboots: false };
         assert!(r("x", "tset=boot", pass).contains("tset=boot"));
         assert!(r("x", "", pass).contains("needs `test=`"));
         assert!(r("X", "test=a", pass).contains("a-z"));
         assert!(r("x", "test=a;reboot", pass).contains("letters, digits"));
         assert!(r("x", "test=boot", Role::Interactive).contains("runs no tests"));
         assert!(r("x", "", Role::Bench).contains("needs `test=`"));
-        let rejected = Role::SelfCheck {
-            expect: Outcome::Exited(Status::BadCommandLine),
-            timeout: None,
-        };
+        let rejected = Role::SelfCheck { expect: Outcome::Exited(Status::BadCommandLine), timeout: None };
         assert!(r("x", "test=boot", rejected).contains("meant to be rejected"));
         let both = Role::Test {
             expect: Outcome::Exited(Status::Pass),
@@ -437,12 +332,7 @@ mod tests {
             reboots: true,
         };
         assert!(r("x", "test=reboot", both).contains("Bochs stops on a reset"));
-        let nowhere = Role::Test {
-            expect: Outcome::Exited(Status::Pass),
-            qemu: false,
-            bochs: &[],
-            reboots: false,
-        };
+        let nowhere = Role::Test { expect: Outcome::Exited(Status::Pass), qemu: false, bochs: &[], reboots: false };
         assert!(r("x", "test=boot", nowhere).contains("QEMU or a Bochs target"));
         let twice = Role::Test {
             expect: Outcome::Exited(Status::Pass),
@@ -456,10 +346,7 @@ mod tests {
     #[test]
     fn unknown_image_names_the_known_ones() {
         let e = find("nope").unwrap_err().to_string();
-        assert!(
-            e.contains("`nope`") && e.contains("default") && e.contains("smp"),
-            "{e}"
-        );
+        assert!(e.contains("`nope`") && e.contains("default") && e.contains("smp"), "{e}");
     }
 
     #[test]
@@ -473,46 +360,23 @@ mod tests {
         assert_eq!(boot.last(), Some(&skylake));
         assert!(!find("reboot").unwrap().targets().contains(&skylake));
         assert!(find("smp").unwrap().targets().contains(&skylake));
-        assert_eq!(
-            find("vmx").unwrap().targets(),
-            [skylake, Target::Bochs(BochsModel::TigerLake)]
-        );
+        assert_eq!(find("vmx").unwrap().targets(), [skylake, Target::Bochs(BochsModel::TigerLake)]);
         let absent = find("vmx-absent").unwrap().targets();
         assert_eq!(absent.len(), QEMU_LAYOUTS.len());
         assert!(absent.iter().all(|t| matches!(t, Target::Qemu(_))));
-        assert_eq!(
-            find("fail-panic").unwrap().targets(),
-            [Target::Qemu(QemuLayout::new(Machine::Q35, 1, 1, 128))]
-        );
+        assert_eq!(find("fail-panic").unwrap().targets(), [Target::Qemu(QemuLayout::new(Machine::Q35, 1, 1, 128))]);
     }
 
     #[test]
     fn expectations_and_deadlines() {
-        assert_eq!(
-            find("poweroff").unwrap().expect(),
-            Some(Outcome::Exited(Status::PowerOff))
-        );
-        assert_eq!(
-            find("fail-hang").unwrap().expect(),
-            Some(Outcome::Exited(Status::Watchdog))
-        );
-        assert_eq!(
-            find("fail-timeout").unwrap().expect(),
-            Some(Outcome::Timeout)
-        );
+        assert_eq!(find("poweroff").unwrap().expect(), Some(Outcome::Exited(Status::PowerOff)));
+        assert_eq!(find("fail-hang").unwrap().expect(), Some(Outcome::Exited(Status::Watchdog)));
+        assert_eq!(find("fail-timeout").unwrap().expect(), Some(Outcome::Timeout));
         assert_eq!(find("default").unwrap().expect(), None);
         let t = Target::Qemu(SELF_CHECK_LAYOUT);
-        assert_eq!(
-            find("fail-timeout").unwrap().timeout(&t),
-            Duration::from_secs(10)
-        );
+        assert_eq!(find("fail-timeout").unwrap().timeout(&t), Duration::from_secs(10));
         assert_eq!(find("boot").unwrap().timeout(&t), Duration::from_secs(60));
-        assert_eq!(
-            find("boot")
-                .unwrap()
-                .timeout(&Target::Bochs(BochsModel::TigerLake)),
-            Duration::from_secs(240)
-        );
+        assert_eq!(find("boot").unwrap().timeout(&Target::Bochs(BochsModel::TigerLake)), Duration::from_secs(240));
         assert!(find("reboot").unwrap().reboots());
         assert!(!find("boot").unwrap().reboots());
         assert!(!find("fail-cmdline").unwrap().banner_required());
@@ -522,14 +386,9 @@ mod tests {
     #[test]
     fn every_status_but_pass_and_poweroff_has_a_self_check() {
         for s in Status::ALL {
-            let checked = RECIPES.iter().any(
-                |r| matches!(r.role, Role::SelfCheck { expect: Outcome::Exited(e), .. } if e == s),
-            );
-            assert_eq!(
-                checked,
-                !matches!(s, Status::Pass | Status::PowerOff),
-                "{s:?}"
-            );
+            let checked =
+                RECIPES.iter().any(|r| matches!(r.role, Role::SelfCheck { expect: Outcome::Exited(e), .. } if e == s));
+            assert_eq!(checked, !matches!(s, Status::Pass | Status::PowerOff), "{s:?}");
         }
     }
 }

@@ -98,25 +98,12 @@ pub struct Scenario {
 }
 
 const fn step(send: &'static [u8], expect: &'static [Expect]) -> Step {
-    Step {
-        input: Input::Keys(send),
-        prompts: 1,
-        expect,
-    }
+    Step { input: Input::Keys(send), prompts: 1, expect }
 }
 
-const fn upload(
-    version: &'static str,
-    spoil: Spoil,
-    expect: &'static [Expect],
-) -> Step {
+const fn upload(version: &'static str, spoil: Spoil, expect: &'static [Expect]) -> Step {
     Step {
-        input: Input::Upload(Upload {
-            plugin: "counter-plugin",
-            version,
-            command: UploadCommand::StoreAndSwap,
-            spoil,
-        }),
+        input: Input::Upload(Upload { plugin: "counter-plugin", version, command: UploadCommand::StoreAndSwap, spoil }),
         prompts: 0,
         expect,
     }
@@ -132,185 +119,141 @@ const OVERLONG: &[u8] = &{
 
 use Expect::*;
 
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "shell-session",
-    image: "default",
-    layout: RUN_LAYOUT,
-    boot_commands: "echo hello from the command line; bogus-boot-command; mem",
-    at_boot: &[
-        Line("modvisor> echo hello from the command line"),
-        Line("hello from the command line"),
-        Line("modvisor> bogus-boot-command"),
-        Line("error: unknown command `bogus-boot-command`; type `help`"),
-        Line("modvisor> mem"),
-        LineStarting("frames: "),
-    ],
-    steps: &[
-        step(
-            b"help\r",
-            &[
-                LineStarting("  help [command] "),
-                LineStarting("  log [level] "),
-                LineStarting("  mem "),
-                LineStarting("  cpus "),
-                LineStarting("  echo [text] "),
-                LineStarting("  reboot "),
-                LineStarting("  poweroff "),
-            ],
-        ),
-        step(b"help log\r", &[Line("usage: log [level]")]),
-        step(b"mem\r", &[LineStarting("frames: ")]),
-        // Up recalls `mem`: its output comes a second time.
-        step(b"\x1b[A\r", &[Contains("mem"), LineStarting("frames: ")]),
-        step(
-            b"xyzzy\r",
-            &[Line("error: unknown command `xyzzy`; type `help`")],
-        ),
-        step(
-            OVERLONG,
-            &[
-                Line("error: line too long (max 256 characters)"),
-                Absent("unknown command"),
-            ],
-        ),
-        // Ctrl-C abandons a line that would have powered off.
-        step(
-            b"poweroff\x03",
-            &[Contains("poweroff^C"), Absent("modvisor-exit")],
-        ),
-        // Ctrl-U kills it; what follows runs alone.
-        step(
-            b"poweroff\x15echo killed the line\r",
-            &[Line("killed the line"), Absent("modvisor-exit")],
-        ),
-        step(b"ecgo\x08\x08ho back\x7fk\r", &[Line("back")]),
-        step(b"echo wrld\x1b[D\x1b[D\x1b[Do\r", &[Line("world")]),
-        // Control characters and unknown escape sequences are ignored.
-        step(
-            b"\x01\x02\x06\t\x1b[5~echo \x1b[1;5Aclean\x1bx\x1b[99Z\x07\r",
-            &[Line("clean")],
-        ),
-        // `ESC O A` is Up too: two back is `echo world`.
-        step(b"\x1bOA\x1bOA\r", &[Line("world")]),
-        // Three lines in one burst: none may lose a byte.
-        Step {
-            input: Input::Keys(b"echo one\recho two\recho three, a longer line than the FIFO\r"),
-            prompts: 3,
-            expect: &[
-                Line("one"),
-                Line("two"),
-                Line("three, a longer line than the FIFO"),
-            ],
-        },
-        // The default image loads cpuhp, which describes the CPUs (it
-        // brought CPU 1 online); a version swapped in does too; unloading
-        // it gives `cpus` back to the loader, which says so; loading it
-        // again brings the parked CPU back.
-        step(
-            b"cpus\r",
-            &[
-                Line("cpu 1 apic 1 online boot"),
-                Line("cpu 3 apic 3 absent -"),
-                Absent("loader's view"),
-            ],
-        ),
-        // Swapped with CPU 1 offline: the new version must keep it parked
-        // (the loader's view below says so).
-        step(b"cpu offline 1\r", &[Absent("error")]),
-        step(b"swap cpuhp 1.2.0\r", &[LineStarting("swapped (world stopped for ")]),
-        step(
-            b"cpus\r",
-            &[
-                Line("cpu 1 apic 1 offline boot"),
-                Line("cpu 2 apic 2 absent -"),
-                Absent("loader's view"),
-            ],
-        ),
-        step(b"unload cpuhp\r", &[Line("unloaded cpuhp-plugin")]),
-        step(
-            b"cpus\r",
-            &[
-                Line("cpu 0 apic 0 online boot"),
-                Line("cpu 1 apic 1 parked boot"),
-                Line("cpu 3 apic 3 offline hot-pluggable"),
-                LineStarting("(the loader's view: "),
-            ],
-        ),
-        step(b"load cpuhp 1.2.0\r", &[Line("loaded cpuhp-plugin 1.2.0")]),
-        step(b"cpus\r", &[Line("cpu 1 apic 1 online boot"), Absent("loader's view")]),
-        step(
-            b"log chatty\r",
-            &[LineStarting("error: log: `chatty` is not valid here")],
-        ),
-        step(
-            b"mem extra\r",
-            &[Line("error: usage: mem (see `help mem`)")],
-        ),
-    ],
-    finish: b"poweroff\r",
-}, Scenario {
-    name: "upload-session",
-    image: "default",
-    layout: RUN_LAYOUT,
-    boot_commands: "",
-    at_boot: &[
-        Line("loaded counter-plugin 1.0.0"),
-        Line("loaded consumer-plugin 1.0.0"),
-    ],
-    steps: &[
-        step(b"consumer\r", &[Line("consumer: counter generation 1 says 1")]),
-        upload(
-            "2.0.0",
-            Spoil::Intact,
-            &[
-                Line("ok swapped counter-plugin to 2.0.0"),
-                LineStarting("plugin consumer-plugin 1.0.0 0x"),
-                LineStarting("plugin counter-plugin 2.0.0 0x"),
-                Contains(" plugins/counter-plugin-2.0.0.mvp"),
-                Line("end"),
-            ],
-        ),
-        // Generation 2 steps by 2 from the 1 that generation 1 handed over;
-        // without the state it would say 2.
-        step(b"consumer\r", &[Line("consumer: counter generation 2 says 3")]),
-        step(b"counter\r", &[Line("counter 3 (generation 2)")]),
-        upload(
-            "2.0.0",
-            Spoil::FlipPayloadByte,
-            &[LineStarting("error: upload damaged in transit: CRC-32 ")],
-        ),
-        step(b"plugins\r", STILL_2),
-        upload(
-            "2.0.0",
-            Spoil::StripSignature,
-            &[LineStarting(
-                "error: upload refused: the plugin file has no modvisor signature trailer",
-            )],
-        ),
-        step(b"plugins\r", STILL_2),
-        upload(
-            "2.0.0",
-            Spoil::ForeignKey,
-            &[LineStarting(
-                "error: upload refused: the plugin's signature does not verify with this loader's key",
-            )],
-        ),
-        step(b"plugins\r", STILL_2),
-        // 3.0.0 is signed and sound, so it is stored; the consumer's range
-        // keeps it from running.
-        upload(
-            "3.0.0",
-            Spoil::Intact,
-            &[LineStarting(
-                "error: counter-plugin 3.0.0 is stored but: the swap would break consumers: \
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "shell-session",
+        image: "default",
+        layout: RUN_LAYOUT,
+        boot_commands: "echo hello from the command line; bogus-boot-command; mem",
+        at_boot: &[
+            Line("modvisor> echo hello from the command line"),
+            Line("hello from the command line"),
+            Line("modvisor> bogus-boot-command"),
+            Line("error: unknown command `bogus-boot-command`; type `help`"),
+            Line("modvisor> mem"),
+            LineStarting("frames: "),
+        ],
+        steps: &[
+            step(
+                b"help\r",
+                &[
+                    LineStarting("  help [command] "),
+                    LineStarting("  log [level] "),
+                    LineStarting("  mem "),
+                    LineStarting("  cpus "),
+                    LineStarting("  echo [text] "),
+                    LineStarting("  reboot "),
+                    LineStarting("  poweroff "),
+                ],
+            ),
+            step(b"help log\r", &[Line("usage: log [level]")]),
+            step(b"mem\r", &[LineStarting("frames: ")]),
+            // Up recalls `mem`: its output comes a second time.
+            step(b"\x1b[A\r", &[Contains("mem"), LineStarting("frames: ")]),
+            step(b"xyzzy\r", &[Line("error: unknown command `xyzzy`; type `help`")]),
+            step(OVERLONG, &[Line("error: line too long (max 256 characters)"), Absent("unknown command")]),
+            // Ctrl-C abandons a line that would have powered off.
+            step(b"poweroff\x03", &[Contains("poweroff^C"), Absent("modvisor-exit")]),
+            // Ctrl-U kills it; what follows runs alone.
+            step(b"poweroff\x15echo killed the line\r", &[Line("killed the line"), Absent("modvisor-exit")]),
+            step(b"ecgo\x08\x08ho back\x7fk\r", &[Line("back")]),
+            step(b"echo wrld\x1b[D\x1b[D\x1b[Do\r", &[Line("world")]),
+            // Control characters and unknown escape sequences are ignored.
+            step(b"\x01\x02\x06\t\x1b[5~echo \x1b[1;5Aclean\x1bx\x1b[99Z\x07\r", &[Line("clean")]),
+            // `ESC O A` is Up too: two back is `echo world`.
+            step(b"\x1bOA\x1bOA\r", &[Line("world")]),
+            // Three lines in one burst: none may lose a byte.
+            Step {
+                input: Input::Keys(b"echo one\recho two\recho three, a longer line than the FIFO\r"),
+                prompts: 3,
+                expect: &[Line("one"), Line("two"), Line("three, a longer line than the FIFO")],
+            },
+            // The default image loads cpuhp, which describes the CPUs (it
+            // brought CPU 1 online); a version swapped in does too; unloading
+            // it gives `cpus` back to the loader, which says so; loading it
+            // again brings the parked CPU back.
+            step(
+                b"cpus\r",
+                &[Line("cpu 1 apic 1 online boot"), Line("cpu 3 apic 3 absent -"), Absent("loader's view")],
+            ),
+            // Swapped with CPU 1 offline: the new version must keep it parked
+            // (the loader's view below says so).
+            step(b"cpu offline 1\r", &[Absent("error")]),
+            step(b"swap cpuhp 1.2.0\r", &[LineStarting("swapped (world stopped for ")]),
+            step(
+                b"cpus\r",
+                &[Line("cpu 1 apic 1 offline boot"), Line("cpu 2 apic 2 absent -"), Absent("loader's view")],
+            ),
+            step(b"unload cpuhp\r", &[Line("unloaded cpuhp-plugin")]),
+            step(
+                b"cpus\r",
+                &[
+                    Line("cpu 0 apic 0 online boot"),
+                    Line("cpu 1 apic 1 parked boot"),
+                    Line("cpu 3 apic 3 offline hot-pluggable"),
+                    LineStarting("(the loader's view: "),
+                ],
+            ),
+            step(b"load cpuhp 1.2.0\r", &[Line("loaded cpuhp-plugin 1.2.0")]),
+            step(b"cpus\r", &[Line("cpu 1 apic 1 online boot"), Absent("loader's view")]),
+            step(b"log chatty\r", &[LineStarting("error: log: `chatty` is not valid here")]),
+            step(b"mem extra\r", &[Line("error: usage: mem (see `help mem`)")]),
+        ],
+        finish: b"poweroff\r",
+    },
+    Scenario {
+        name: "upload-session",
+        image: "default",
+        layout: RUN_LAYOUT,
+        boot_commands: "",
+        at_boot: &[Line("loaded counter-plugin 1.0.0"), Line("loaded consumer-plugin 1.0.0")],
+        steps: &[
+            step(b"consumer\r", &[Line("consumer: counter generation 1 says 1")]),
+            upload(
+                "2.0.0",
+                Spoil::Intact,
+                &[
+                    Line("ok swapped counter-plugin to 2.0.0"),
+                    LineStarting("plugin consumer-plugin 1.0.0 0x"),
+                    LineStarting("plugin counter-plugin 2.0.0 0x"),
+                    Contains(" plugins/counter-plugin-2.0.0.mvp"),
+                    Line("end"),
+                ],
+            ),
+            // Generation 2 steps by 2 from the 1 that generation 1 handed over;
+            // without the state it would say 2.
+            step(b"consumer\r", &[Line("consumer: counter generation 2 says 3")]),
+            step(b"counter\r", &[Line("counter 3 (generation 2)")]),
+            upload("2.0.0", Spoil::FlipPayloadByte, &[LineStarting("error: upload damaged in transit: CRC-32 ")]),
+            step(b"plugins\r", STILL_2),
+            upload(
+                "2.0.0",
+                Spoil::StripSignature,
+                &[LineStarting("error: upload refused: the plugin file has no modvisor signature trailer")],
+            ),
+            step(b"plugins\r", STILL_2),
+            upload(
+                "2.0.0",
+                Spoil::ForeignKey,
+                &[LineStarting("error: upload refused: the plugin's signature does not verify with this loader's key")],
+            ),
+            step(b"plugins\r", STILL_2),
+            // 3.0.0 is signed and sound, so it is stored; the consumer's range
+            // keeps it from running.
+            upload(
+                "3.0.0",
+                Spoil::Intact,
+                &[LineStarting(
+                    "error: counter-plugin 3.0.0 is stored but: the swap would break consumers: \
                  consumer-plugin needs `counter >=1.0.0, <3.0.0`",
-            )],
-        ),
-        step(b"plugins\r", STILL_2),
-        step(b"counter\r", &[Line("counter 3 (generation 2)")]),
-    ],
-    finish: b"poweroff\r",
-}];
+                )],
+            ),
+            step(b"plugins\r", STILL_2),
+            step(b"counter\r", &[Line("counter 3 (generation 2)")]),
+        ],
+        finish: b"poweroff\r",
+    },
+];
 
 /// `plugins` after a refused upload: 2.0.0 still runs, nothing replaced it.
 const STILL_2: &[Expect] = &[
@@ -339,28 +282,21 @@ impl Scenario {
 impl Upload {
     /// The file in the build's store (`images/out/`), as the initrd names it.
     pub fn store_path(&self) -> String {
-        format!(
-            "{}/{}-{}.mvp",
-            crate::plugin_build::STORE_DIR,
-            self.plugin,
-            self.version
-        )
+        format!("{}/{}-{}.mvp", crate::plugin_build::STORE_DIR, self.plugin, self.version)
     }
 
     /// The frame that carries `file` (signed with the tree's key), spoiled;
     /// `foreign` signs for [`Spoil::ForeignKey`].
     pub fn frame(&self, file: &[u8], foreign: &KeyPair) -> crate::Result<Vec<u8>> {
         let unsigned = || {
-            plugins::sig::split(file).map(|(body, _)| body).map_err(|e| {
-                crate::Error::Recipe(format!("{}: {e}", self.store_path()))
-            })
+            plugins::sig::split(file)
+                .map(|(body, _)| body)
+                .map_err(|e| crate::Error::Recipe(format!("{}: {e}", self.store_path())))
         };
         Ok(match self.spoil {
             Spoil::Intact => swap::frame(self.command, file)?,
             Spoil::StripSignature => swap::frame(self.command, unsigned()?)?,
-            Spoil::ForeignKey => {
-                swap::frame(self.command, &signing::sign(unsigned()?, foreign))?
-            }
+            Spoil::ForeignKey => swap::frame(self.command, &signing::sign(unsigned()?, foreign))?,
             Spoil::FlipPayloadByte => {
                 let mut f = swap::frame(self.command, file)?;
                 // Inside the payload, so the header still parses and only
@@ -397,9 +333,7 @@ pub fn frames(
 
 /// A key that no tree signs with: a fresh random one per run.
 pub fn throwaway_key() -> crate::Result<KeyPair> {
-    Ok(KeyPair::from_seed(ed25519_compact::Seed::new(
-        signing::random_seed()?,
-    )))
+    Ok(KeyPair::from_seed(ed25519_compact::Seed::new(signing::random_seed()?)))
 }
 
 /// The end of the `n`-th prompt that starts a line at or after `from`.
@@ -431,9 +365,7 @@ fn is_log_line(line: &str) -> bool {
     let mut words = line.strip_prefix('[').unwrap_or(line).split_whitespace();
     let time = words.next().is_some_and(|t| t.parse::<f64>().is_ok());
     let cpu = words.next().is_some_and(|c| c.parse::<u32>().is_ok());
-    let level = words
-        .next()
-        .is_some_and(|l| ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&l));
+    let level = words.next().is_some_and(|l| ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&l));
     time && cpu && level && line.contains("] ")
 }
 
@@ -508,9 +440,7 @@ pub fn check(scenario: &Scenario, text: &str, sent: &[Sent]) -> Vec<String> {
                 Some(r) => problems.extend(check_expect(&what, r, step.expect)),
                 None => problems.push(format!("{what}: no answer ending in a prompt")),
             },
-            (Input::Upload(_), Some(Sent::Uploaded(r))) => {
-                problems.extend(check_expect(&what, r, step.expect))
-            }
+            (Input::Upload(_), Some(Sent::Uploaded(r))) => problems.extend(check_expect(&what, r, step.expect)),
             (_, None) => problems.push(format!("{what}: never answered")),
             (_, Some(s)) => unreachable!("{what} was sent as {s:?}"),
         }
@@ -518,10 +448,7 @@ pub fn check(scenario: &Scenario, text: &str, sent: &[Sent]) -> Vec<String> {
     // Every prompt starts a line: command output always ends with one.
     for (i, _) in text.match_indices(PROMPT) {
         if i > 0 && !text[..i].ends_with('\n') && !is_typed_text(text, i) {
-            problems.push(format!(
-                "a prompt does not start a line: {:?}",
-                &text[i.saturating_sub(30)..i]
-            ));
+            problems.push(format!("a prompt does not start a line: {:?}", &text[i.saturating_sub(30)..i]));
         }
     }
     // What the loader prints when it fails: `panic on cpu N`, a plugin's
@@ -575,11 +502,7 @@ pub type Received = Arc<(Mutex<Vec<u8>>, Condvar)>;
 
 /// Waits until `ready` finds what it wants in the transcript; `None` after
 /// `timeout`.
-pub fn wait_for(
-    received: &Received,
-    timeout: Duration,
-    ready: impl Fn(&str) -> Option<usize>,
-) -> Option<usize> {
+pub fn wait_for(received: &Received, timeout: Duration, ready: impl Fn(&str) -> Option<usize>) -> Option<usize> {
     let (lock, cond) = &**received;
     let deadline = Instant::now() + timeout;
     let mut bytes = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -588,10 +511,7 @@ pub fn wait_for(
             return Some(at);
         }
         let left = deadline.checked_duration_since(Instant::now())?;
-        bytes = cond
-            .wait_timeout(bytes, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        bytes = cond.wait_timeout(bytes, left).unwrap_or_else(|e| e.into_inner()).0;
     }
 }
 
@@ -644,11 +564,7 @@ pub fn drive(
 ) -> std::io::Result<Driven> {
     let out = std::fs::File::create(output)?;
     let start = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()?;
+    let mut child = command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).spawn()?;
     let stream = match connect(socket, &mut child) {
         Ok(s) => s,
         Err(e) => {
@@ -663,10 +579,7 @@ pub fn drive(
     let mut sent = Vec::new();
     let mut alive = wait_for(&received, BOOT_TIMEOUT, ready).is_some();
     if !alive {
-        problems.push(format!(
-            "no prompt within {} s of starting",
-            BOOT_TIMEOUT.as_secs()
-        ));
+        problems.push(format!("no prompt within {} s of starting", BOOT_TIMEOUT.as_secs()));
     }
     // Connected at the first upload: QEMU listens from its start, and by
     // then the guest has long set up COM2.
@@ -681,16 +594,8 @@ pub fn drive(
                 let from = transcript_len(&received);
                 sent.push(Sent::Typed(from));
                 writer.write_all(keys)?;
-                if wait_for(&received, STEP_TIMEOUT, |t| {
-                    prompt_end(t, from, step.prompts)
-                })
-                .is_none()
-                {
-                    problems.push(format!(
-                        "{}: no prompt within {} s",
-                        step_name(i, step),
-                        STEP_TIMEOUT.as_secs()
-                    ));
+                if wait_for(&received, STEP_TIMEOUT, |t| prompt_end(t, from, step.prompts)).is_none() {
+                    problems.push(format!("{}: no prompt within {} s", step_name(i, step), STEP_TIMEOUT.as_secs()));
                     alive = false;
                 }
             }
@@ -745,15 +650,8 @@ pub fn drive(
     };
     // The socket closed with QEMU, so the reader has seen everything.
     let _ = reader.join();
-    let transcript =
-        String::from_utf8_lossy(&received.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    Ok(Driven {
-        ended,
-        took: start.elapsed(),
-        transcript,
-        sent,
-        problems,
-    })
+    let transcript = String::from_utf8_lossy(&received.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    Ok(Driven { ended, took: start.elapsed(), transcript, sent, problems })
 }
 
 #[cfg(test)]
@@ -843,7 +741,10 @@ mod tests {
             assert_eq!(s.finish, b"poweroff\r");
             let cl = s.cmdline("image=default");
             let parsed = loader::cmdline::CommandLine::parse(&cl).unwrap();
-            assert_eq!(parsed.boot_commands().count(), s.boot_commands.split(';').filter(|c| !c.trim().is_empty()).count());
+            assert_eq!(
+                parsed.boot_commands().count(),
+                s.boot_commands.split(';').filter(|c| !c.trim().is_empty()).count()
+            );
         }
         assert_eq!(SCENARIOS[0].cmdline("image=x"), format!("image=x sh=\"{}\"", SCENARIOS[0].boot_commands));
         assert!(!SCENARIOS[0].uploads());
@@ -873,24 +774,15 @@ mod tests {
     fn wrong_answers_are_reported_with_their_step() {
         // The overlong line ran as a command instead of being refused.
         let a = "a".repeat(256);
-        let (text, sent_at) = with_answer(
-            5,
-            &format!("{a}\r\nerror: unknown command `{a}`; type `help`\r\n"),
-        );
+        let (text, sent_at) = with_answer(5, &format!("{a}\r\nerror: unknown command `{a}`; type `help`\r\n"));
         let p = check(S, &text, &sent_at);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p.iter().all(|l| l.starts_with("step 6 (\"aaaa")), "{p:?}");
-        assert!(
-            p[0].contains("line too long") && p[1].contains("Absent"),
-            "{p:?}"
-        );
+        assert!(p[0].contains("line too long") && p[1].contains("Absent"), "{p:?}");
         // History recall that brought nothing back.
         let (text, sent_at) = with_answer(3, "\r\n");
         let p = check(S, &text, &sent_at);
-        assert!(
-            p.len() == 2 && p.iter().all(|l| l.starts_with("step 4 ")),
-            "{p:?}"
-        );
+        assert!(p.len() == 2 && p.iter().all(|l| l.starts_with("step 4 ")), "{p:?}");
     }
 
     #[test]
@@ -900,10 +792,7 @@ mod tests {
         let Sent::Typed(at) = sent_at[3] else { unreachable!("all typed") };
         let cut = &text[..at + 3];
         let p = check(S, cut, &sent_at[..4]);
-        assert!(
-            p[0].starts_with("step 4 ") && p[0].ends_with("no answer ending in a prompt"),
-            "{p:?}"
-        );
+        assert!(p[0].starts_with("step 4 ") && p[0].ends_with("no answer ending in a prompt"), "{p:?}");
         assert_eq!(p.len(), S.steps.len() - 3, "{p:?}");
         assert!(p[1].starts_with("step 5 ") && p[1].ends_with("never answered"), "{p:?}");
         let (text, sent_at) = with_answer(2, "mem\r\nerror: input was lost\r\n");
@@ -912,10 +801,7 @@ mod tests {
         // Output without a final newline glued to the next prompt.
         let (text, sent_at) = with_answer(8, "ecgo\x08 \x08\x08 \x08ho bac\x08 \x08k\r\nback");
         let p = check(S, &text, &sent_at);
-        assert!(
-            p.iter().any(|l| l.contains("does not start a line")),
-            "{p:?}"
-        );
+        assert!(p.iter().any(|l| l.contains("does not start a line")), "{p:?}");
         let p = check(S, "nothing at all", &[]);
         assert!(p[0].contains("never printed"), "{p:?}");
     }
@@ -1003,7 +889,9 @@ mod tests {
         let p = check(UP, &text, &sent);
         assert!(
             p.len() == 1
-                && p[0].starts_with("step 9 (upload StoreAndSwap plugins/counter-plugin-2.0.0.mvp (ForeignKey)): expected")
+                && p[0].starts_with(
+                    "step 9 (upload StoreAndSwap plugins/counter-plugin-2.0.0.mvp (ForeignKey)): expected"
+                )
                 && p[0].contains("does not verify"),
             "{p:?}"
         );
@@ -1082,9 +970,6 @@ mod tests {
     #[test]
     fn typed_bytes_are_shown_readably() {
         assert_eq!(shown(b"mem\r"), "\"mem\\r\"");
-        assert_eq!(
-            shown(OVERLONG),
-            format!("{:?}... (301 bytes)", "a".repeat(40))
-        );
+        assert_eq!(shown(OVERLONG), format!("{:?}... (301 bytes)", "a".repeat(40)));
     }
 }

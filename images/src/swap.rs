@@ -95,9 +95,7 @@ pub fn push(stream: &UnixStream, frame: &[u8]) -> Result<Vec<String>> {
 /// loader sends nothing unasked, so the buffer dropped here holds nothing
 /// of the next reply on the same stream.
 fn read_reply(stream: &UnixStream) -> Result<Vec<String>> {
-    stream
-        .set_read_timeout(Some(REPLY_TIMEOUT))
-        .map_err(|e| Error::io("setting a timeout on the COM2 socket", e))?;
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|e| Error::io("setting a timeout on the COM2 socket", e))?;
     let mut reader = BufReader::new(stream);
     let mut parser = ReplyParser::default();
     let mut lines = Vec::new();
@@ -132,10 +130,7 @@ pub fn swap_command(plugin: &str, version: Option<&str>) -> Result<ExitCode> {
     let file = choose(&store, plugin, version)?;
     let socket = com2_socket();
     let stream = UnixStream::connect(&socket).map_err(|e| {
-        Error::Environment(format!(
-            "cannot connect to {} ({e}); start the image with `make run` first",
-            shown(&socket)
-        ))
+        Error::Environment(format!("cannot connect to {} ({e}); start the image with `make run` first", shown(&socket)))
     })?;
     println!("swap: sending {} ({} bytes) to COM2", file.path, file.bytes.len());
     let lines = push(&stream, &frame(Command::StoreAndSwap, &file.bytes)?)?;

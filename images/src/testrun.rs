@@ -10,10 +10,10 @@ use std::thread;
 use crate::banner;
 use crate::builder::{shown, Image};
 use crate::emulator::{self, Accel, QemuBoot, Serial};
+use crate::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
 use crate::layout::Target;
 use crate::outcome::{classify, Ended, Outcome};
 use crate::recipes::{self, Recipe, RECIPES};
-use crate::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
 use crate::session::{self, Scenario, SCENARIOS};
 use crate::{last_lines, out_dir, read_lossy, swap, Error, Result};
 use loader::exit::Status;
@@ -52,10 +52,7 @@ impl Run {
 
     pub fn expect(&self) -> Outcome {
         match self.kind {
-            Kind::Boot => self
-                .recipe
-                .expect()
-                .expect("only recipes with an expected outcome are planned"),
+            Kind::Boot => self.recipe.expect().expect("only recipes with an expected outcome are planned"),
             Kind::Session(_) => Outcome::Exited(Status::PowerOff),
             Kind::Hotplug(s) => s.expect(),
         }
@@ -69,13 +66,9 @@ impl Run {
 /// Every run `runner test` performs, in report order. `filter` keeps the
 /// runs whose image name contains it, or whose emulator it names.
 pub fn plan(filter: Option<&str>) -> Vec<Run> {
-    let boots = RECIPES.iter().flat_map(|recipe| {
-        recipe.targets().into_iter().map(move |target| Run {
-            recipe,
-            target,
-            kind: Kind::Boot,
-        })
-    });
+    let boots = RECIPES
+        .iter()
+        .flat_map(|recipe| recipe.targets().into_iter().map(move |target| Run { recipe, target, kind: Kind::Boot }));
     let sessions = SCENARIOS.iter().map(|s| Run {
         recipe: recipes::find(s.image).expect("a scenario names an image of the table"),
         target: Target::Qemu(s.layout),
@@ -115,11 +108,7 @@ pub fn judge(run: &Run, ended: Ended, serial: &str) -> Verdict {
     if outcome != run.expect() {
         problems.push(format!("expected {}, got {outcome}", run.expect()));
     }
-    problems.extend(banner::check(
-        serial,
-        &run.target.expected_banner(),
-        run.recipe.banner_required(),
-    ));
+    problems.extend(banner::check(serial, &run.target.expected_banner(), run.recipe.banner_required()));
     Verdict { outcome, problems }
 }
 
@@ -134,11 +123,7 @@ struct Finished {
 /// Boots one run and judges it. Failing to even start the emulator is a
 /// failed run, not an error that stops the others.
 fn execute(run: &Run, accel: Accel) -> Finished {
-    boot(run, accel).unwrap_or_else(|e| Finished {
-        passed: false,
-        seconds: 0.0,
-        details: vec![e.to_string()],
-    })
+    boot(run, accel).unwrap_or_else(|e| Finished { passed: false, seconds: 0.0, details: vec![e.to_string()] })
 }
 
 fn boot(run: &Run, accel: Accel) -> Result<Finished> {
@@ -170,47 +155,21 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
         }
         Target::Bochs(model) => {
             let mut c = Command::new(emulator::BOCHS);
-            c.args(emulator::prepare_bochs(
-                &dir,
-                &image.iso,
-                model,
-                Serial::File(&serial_path),
-            )?);
+            c.args(emulator::prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
             c
         }
     };
     let program = command.get_program().to_string_lossy().into_owned();
-    let (ended, took) =
-        emulator::run_with_deadline(&mut command, &output, run.recipe.timeout(&run.target))
-            .map_err(|e| Error::io(format!("running {program}"), e))?;
+    let (ended, took) = emulator::run_with_deadline(&mut command, &output, run.recipe.timeout(&run.target))
+        .map_err(|e| Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
     let verdict = judge(run, ended, &serial);
-    Ok(finished(
-        verdict,
-        took.as_secs_f64(),
-        &serial,
-        &serial_path,
-        &output,
-    ))
+    Ok(finished(verdict, took.as_secs_f64(), &serial, &serial_path, &output))
 }
 
-fn finished(
-    verdict: Verdict,
-    seconds: f64,
-    serial: &str,
-    serial_path: &Path,
-    output: &Path,
-) -> Finished {
-    let details = if verdict.passed() {
-        Vec::new()
-    } else {
-        failure_details(&verdict, serial, serial_path, output)
-    };
-    Finished {
-        passed: verdict.passed(),
-        seconds,
-        details,
-    }
+fn finished(verdict: Verdict, seconds: f64, serial: &str, serial_path: &Path, output: &Path) -> Finished {
+    let details = if verdict.passed() { Vec::new() } else { failure_details(&verdict, serial, serial_path, output) };
+    Finished { passed: verdict.passed(), seconds, details }
 }
 
 /// Boots `image` with COM1 on a socket and plays `scenario` on it.
@@ -226,11 +185,7 @@ fn play(
     // Unix socket paths are limited to about 100 bytes, which a deep
     // workspace could exceed; the temporary directory is short.
     let socket_path = |port: &str| {
-        std::env::temp_dir().join(format!(
-            "modvisor-{}-{}-{port}.sock",
-            std::process::id(),
-            scenario.name
-        ))
+        std::env::temp_dir().join(format!("modvisor-{}-{}-{port}.sock", std::process::id(), scenario.name))
     };
     let (socket, com2_socket) = (socket_path("com1"), socket_path("com2"));
     let frames = if scenario.uploads() {
@@ -244,11 +199,7 @@ fn play(
     };
     let com2_arg = swap::com2_serial_arg(&com2_socket)?;
     let com2_log = output.with_file_name("com2.log");
-    let com2 = scenario.uploads().then_some(session::Com2 {
-        socket: &com2_socket,
-        frames: &frames,
-        log: &com2_log,
-    });
+    let com2 = scenario.uploads().then_some(session::Com2 { socket: &com2_socket, frames: &frames, log: &com2_log });
     for s in [&socket, &com2_socket] {
         let _ = std::fs::remove_file(s);
     }
@@ -268,22 +219,11 @@ fn play(
     for s in [&socket, &com2_socket] {
         let _ = std::fs::remove_file(s);
     }
-    let driven =
-        driven.map_err(|e| Error::io(format!("playing the `{}` session", scenario.name), e))?;
+    let driven = driven.map_err(|e| Error::io(format!("playing the `{}` session", scenario.name), e))?;
     let mut verdict = judge(run, driven.ended, &driven.transcript);
     verdict.problems.extend(driven.problems);
-    verdict.problems.extend(session::check(
-        scenario,
-        &driven.transcript,
-        &driven.sent,
-    ));
-    Ok(finished(
-        verdict,
-        driven.took.as_secs_f64(),
-        &driven.transcript,
-        serial_path,
-        output,
-    ))
+    verdict.problems.extend(session::check(scenario, &driven.transcript, &driven.sent));
+    Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
 }
 
 /// Boots `image` with COM1 and QMP on sockets and drives its hotplug
@@ -326,22 +266,13 @@ fn play_hotplug(
     Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
 }
 
-fn failure_details(
-    verdict: &Verdict,
-    serial: &str,
-    serial_path: &Path,
-    output: &Path,
-) -> Vec<String> {
+fn failure_details(verdict: &Verdict, serial: &str, serial_path: &Path, output: &Path) -> Vec<String> {
     let mut lines = verdict.problems.clone();
     let tail = last_lines(serial, TAIL_LINES);
     if tail.is_empty() {
         lines.push(format!("serial log {} is empty", shown(serial_path)));
     } else {
-        lines.push(format!(
-            "serial log {}, last {} lines:",
-            shown(serial_path),
-            tail.len()
-        ));
+        lines.push(format!("serial log {}, last {} lines:", shown(serial_path), tail.len()));
         lines.extend(tail.iter().map(|l| format!("| {l}")));
     }
     let emulator_output = read_lossy(output);
@@ -354,21 +285,10 @@ fn failure_details(
 }
 
 /// The progress line of a finished run.
-pub fn progress_line(
-    done: usize,
-    total: usize,
-    name_width: usize,
-    run: &Run,
-    passed: bool,
-    seconds: f64,
-) -> String {
+pub fn progress_line(done: usize, total: usize, name_width: usize, run: &Run, passed: bool, seconds: f64) -> String {
     let width = total.to_string().len();
     let result = if passed { "ok" } else { "FAILED" };
-    format!(
-        "[{done:>width$}/{total}] {:<name_width$} {} ... {result} ({seconds:.1} s)",
-        run.name(),
-        run.target
-    )
+    format!("[{done:>width$}/{total}] {:<name_width$} {} ... {result} ({seconds:.1} s)", run.name(), run.target)
 }
 
 /// The per-image summary and the closing count line.
@@ -382,18 +302,11 @@ pub fn summary(runs: &[Run], passed: &[bool]) -> Vec<String> {
         }
     }
     for name in names {
-        let mine: Vec<(&Run, bool)> = runs
-            .iter()
-            .zip(passed.iter().copied())
-            .filter(|(r, _)| r.name() == name)
-            .collect();
+        let mine: Vec<(&Run, bool)> =
+            runs.iter().zip(passed.iter().copied()).filter(|(r, _)| r.name() == name).collect();
         let ok = mine.iter().filter(|(_, p)| *p).count();
         let mut line = format!("  {name:<name_width$} {ok}/{} passed", mine.len());
-        let failed: Vec<String> = mine
-            .iter()
-            .filter(|(_, p)| !*p)
-            .map(|(r, _)| r.target.to_string())
-            .collect();
+        let failed: Vec<String> = mine.iter().filter(|(_, p)| !*p).map(|(r, _)| r.target.to_string()).collect();
         // Naming the failed targets helps only when some passed.
         if !failed.is_empty() && ok > 0 {
             line.push_str(&format!("; failed on: {}", failed.join(", ")));
@@ -426,14 +339,7 @@ pub fn run_all(runs: &[Run], jobs: usize, accel: Accel) -> bool {
                     // Printed under the lock so a failure's details stay together.
                     println!(
                         "{}",
-                        progress_line(
-                            state.0,
-                            runs.len(),
-                            name_width,
-                            &runs[i],
-                            finished.passed,
-                            finished.seconds
-                        )
+                        progress_line(state.0, runs.len(), name_width, &runs[i], finished.passed, finished.seconds)
                     );
                     for line in &finished.details {
                         println!("    {line}");
@@ -454,22 +360,12 @@ pub fn test_command(filter: Option<&str>, jobs: usize) -> Result<ExitCode> {
     let runs = plan(filter);
     if runs.is_empty() {
         let f = filter.unwrap_or_default();
-        return Err(Error::Usage(format!(
-            "runner test: --filter `{f}` matches no image name and no emulator"
-        )));
+        return Err(Error::Usage(format!("runner test: --filter `{f}` matches no image name and no emulator")));
     }
     let accel = Accel::from_env()?;
     crate::builder::build_all()?;
-    println!(
-        "test: {} runs, {} at a time",
-        runs.len(),
-        jobs.min(runs.len())
-    );
-    Ok(if run_all(&runs, jobs, accel) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!("test: {} runs, {} at a time", runs.len(), jobs.min(runs.len()));
+    Ok(if run_all(&runs, jobs, accel) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[cfg(test)]
@@ -480,11 +376,7 @@ mod tests {
     use std::fs;
 
     fn run(name: &str, target: Target) -> Run {
-        Run {
-            recipe: find(name).unwrap(),
-            target,
-            kind: Kind::Boot,
-        }
+        Run { recipe: find(name).unwrap(), target, kind: Kind::Boot }
     }
 
     const SKYLAKE: Target = Target::Bochs(BochsModel::SkylakeX);
@@ -498,38 +390,22 @@ mod tests {
     fn plan_covers_every_test_image_and_layout() {
         let all = plan(None);
         // The interactive image boots only for scripted sessions.
-        assert!(all
-            .iter()
-            .all(|r| r.recipe.name != "default" || matches!(r.kind, Kind::Session(_))));
+        assert!(all.iter().all(|r| r.recipe.name != "default" || matches!(r.kind, Kind::Session(_))));
         let smp: Vec<&Run> = all.iter().filter(|r| r.recipe.name == "smp").collect();
         assert_eq!(smp.len(), QEMU_LAYOUTS.len() + 1);
-        let on = |target| -> Vec<&str> {
-            all.iter()
-                .filter(|r| r.target == target)
-                .map(|r| r.recipe.name)
-                .collect()
-        };
+        let on = |target| -> Vec<&str> { all.iter().filter(|r| r.target == target).map(|r| r.recipe.name).collect() };
         assert_eq!(on(SKYLAKE), ["boot", "smp", "plugins", "cpuhp", "vmx", "vmx-panic"]);
         assert_eq!(on(TIGERLAKE), ["vmx"]);
         for l in QEMU_LAYOUTS {
             let qemu = on(Target::Qemu(l));
-            assert!(
-                qemu.contains(&"vmx-absent") && !qemu.contains(&"vmx"),
-                "{qemu:?}"
-            );
+            assert!(qemu.contains(&"vmx-absent") && !qemu.contains(&"vmx"), "{qemu:?}");
         }
-        assert_eq!(
-            all.iter().filter(|r| r.recipe.name == "fail-panic").count(),
-            1
-        );
+        assert_eq!(all.iter().filter(|r| r.recipe.name == "fail-panic").count(), 1);
     }
 
     #[test]
     fn sessions_are_planned_and_expect_a_power_off() {
-        let sessions: Vec<Run> = plan(None)
-            .into_iter()
-            .filter(|r| matches!(r.kind, Kind::Session(_)))
-            .collect();
+        let sessions: Vec<Run> = plan(None).into_iter().filter(|r| matches!(r.kind, Kind::Session(_))).collect();
         assert_eq!(sessions.len(), SCENARIOS.len());
         let s = sessions[0];
         assert_eq!((s.name(), s.recipe.name), ("shell-session", "default"));
@@ -537,16 +413,11 @@ mod tests {
         assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of4-512M");
         // `--filter shell` takes the in-image suite and the session.
         let names: Vec<&str> = plan(Some("shell")).iter().map(Run::name).collect();
-        assert!(
-            names.contains(&"shell") && names.contains(&"shell-session"),
-            "{names:?}"
-        );
+        assert!(names.contains(&"shell") && names.contains(&"shell-session"), "{names:?}");
         assert_eq!(plan(Some("shell-session")).len(), 1);
         // A session's serial log holds the whole transcript, banner included.
-        let serial = format!(
-            "cpus: 2 enabled at boot, 2 hot-pluggable\nmemory: 511 MiB usable\n{}\n",
-            Status::PowerOff
-        );
+        let serial =
+            format!("cpus: 2 enabled at boot, 2 hot-pluggable\nmemory: 511 MiB usable\n{}\n", Status::PowerOff);
         assert!(judge(&s, Ended::Code(0), &serial).passed());
         let v = judge(&s, Ended::TimedOut, &serial);
         assert_eq!(v.problems, ["expected poweroff, got timeout"]);
@@ -582,10 +453,7 @@ mod tests {
     #[test]
     fn rejected_cmdline_needs_no_banner_but_others_do() {
         let t = Target::Qemu(SELF_CHECK_LAYOUT);
-        let serial = format!(
-            "error: unknown command-line argument `bogus=1`\n{}\n",
-            Status::BadCommandLine
-        );
+        let serial = format!("error: unknown command-line argument `bogus=1`\n{}\n", Status::BadCommandLine);
         assert!(judge(&run("fail-cmdline", t), Ended::Code(43), &serial).passed());
         let serial = format!("{}\n", Status::Panic);
         let v = judge(&run("fail-panic", t), Ended::Code(37), &serial);
@@ -627,32 +495,21 @@ mod tests {
         let (s, t) = (run("vmx", SKYLAKE), run("vmx", TIGERLAKE));
         assert_eq!(s.dir_name(), "vmx.bochs-corei7-skylake-x");
         assert_eq!(t.dir_name(), "vmx.bochs-tigerlake");
-        assert_eq!(
-            progress_line(1, 2, 3, &t, true, 30.0),
-            "[1/2] vmx bochs tigerlake x2 256M ... ok (30.0 s)"
-        );
+        assert_eq!(progress_line(1, 2, 3, &t, true, 30.0), "[1/2] vmx bochs tigerlake x2 256M ... ok (30.0 s)");
     }
 
     #[test]
     fn progress_and_summary_format() {
         let r = run("smp", Target::Qemu(QEMU_LAYOUTS[1]));
-        assert_eq!(
-            progress_line(3, 40, 4, &r, true, 1.23),
-            "[ 3/40] smp  qemu q35 -smp 4 -m 2G ... ok (1.2 s)"
-        );
+        assert_eq!(progress_line(3, 40, 4, &r, true, 1.23), "[ 3/40] smp  qemu q35 -smp 4 -m 2G ... ok (1.2 s)");
         assert!(progress_line(10, 9, 4, &r, false, 0.0).ends_with("... FAILED (0.0 s)"));
         let runs = [r, run("smp", SKYLAKE), run("boot", SKYLAKE)];
         let lines = summary(&runs, &[true, false, true]);
         assert_eq!(summary(&runs[1..2], &[false])[1], "  smp 0/1 passed");
         assert_eq!(lines.last().unwrap(), "2 passed, 1 failed");
+        assert!(lines.contains(&"  boot 1/1 passed".to_string()), "{lines:?}");
         assert!(
-            lines.contains(&"  boot 1/1 passed".to_string()),
-            "{lines:?}"
-        );
-        assert!(
-            lines.contains(
-                &"  smp  1/2 passed; failed on: bochs corei7_skylake_x x2 256M".to_string()
-            ),
+            lines.contains(&"  smp  1/2 passed; failed on: bochs corei7_skylake_x x2 256M".to_string()),
             "{lines:?}"
         );
     }
@@ -664,10 +521,7 @@ mod tests {
         let output = dir.join("emulator.out");
         fs::write(&output, "qemu: could not load kernel\n").unwrap();
         let serial: String = (0..50).map(|i| format!("line {i}\n")).collect();
-        let v = Verdict {
-            outcome: Outcome::Reset,
-            problems: vec!["expected pass, got reset".into()],
-        };
+        let v = Verdict { outcome: Outcome::Reset, problems: vec!["expected pass, got reset".into()] };
         let d = failure_details(&v, &serial, &dir.join("serial.log"), &output);
         assert_eq!(d[0], "expected pass, got reset");
         assert!(d[1].contains("last 40 lines"));

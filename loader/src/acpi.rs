@@ -134,10 +134,8 @@ fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> 
             MadtEntry::LocalApic(l) => cpus.add(l.apic_id as u32, l.flags, revision).map_err(Error::Madt)?,
             MadtEntry::LocalX2Apic(l) => cpus.add(l.x2apic_id, l.flags, revision).map_err(Error::Madt)?,
             MadtEntry::IoApic(io) => {
-                *ioapics.get_mut(nio).ok_or(Error::TooMany("IOAPICs"))? = Some(IoApic {
-                    address: io.io_apic_address as u64,
-                    gsi_base: io.global_system_interrupt_base,
-                });
+                *ioapics.get_mut(nio).ok_or(Error::TooMany("IOAPICs"))? =
+                    Some(IoApic { address: io.io_apic_address as u64, gsi_base: io.global_system_interrupt_base });
                 nio += 1;
             }
             MadtEntry::InterruptSourceOverride(o) => {
@@ -170,11 +168,8 @@ fn parse(tables: &AcpiTables<IdentityMapped>, rsdp: u64) -> Result<Acpi, Error> 
         Some(g) => Some((io(g, "PM timer")?.port, flags.pm_timer_is_32_bit())),
         None => None,
     };
-    let reset = if flags.supports_system_reset_via_fadt() {
-        Some((fadt.reset_register()?, fadt.reset_value))
-    } else {
-        None
-    };
+    let reset =
+        if flags.supports_system_reset_via_fadt() { Some((fadt.reset_register()?, fadt.reset_value)) } else { None };
     let dsdt = tables.dsdt().ok().map(|d| {
         // SAFETY: the crate found the DSDT at this address with this length.
         unsafe { core::slice::from_raw_parts(d.address as *const u8, d.length as usize) }

@@ -49,7 +49,9 @@ pub enum Error {
     NoApic,
     X2ApicUnsupported,
     /// An IPI stayed pending in the ICR (xAPIC delivery status).
-    IpiStuck { dest: u32 },
+    IpiStuck {
+        dest: u32,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -127,7 +129,9 @@ fn read(reg: u32) -> u32 {
         Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 },
         // SAFETY: the xAPIC page is identity-mapped MMIO; `reg` is a
         // register offset from this file.
-        Mode::XApic => unsafe { core::ptr::read_volatile((XAPIC_BASE.load(Ordering::Relaxed) + reg as u64) as *const u32) },
+        Mode::XApic => unsafe {
+            core::ptr::read_volatile((XAPIC_BASE.load(Ordering::Relaxed) + reg as u64) as *const u32)
+        },
     }
 }
 

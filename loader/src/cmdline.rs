@@ -59,7 +59,11 @@ a value with spaces goes in double quotes: key="a b""#;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error<'a> {
     Unknown(&'a str),
-    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
     Duplicate(&'a str),
     /// A `"` opens a value that never closes; holds the rest of the line.
     UnterminatedQuote(&'a str),
@@ -148,9 +152,7 @@ impl<'a> CommandLine<'a> {
                     let n = v.parse().ok().filter(|&n: &u32| n >= 1);
                     cl.max_cpus = Some(n.ok_or_else(|| bad("a CPU count of at least 1 (the boot CPU always runs)"))?)
                 }
-                ("watchdog", Some(v)) => {
-                    cl.watchdog_secs = Some(v.parse().map_err(|_| bad("whole seconds"))?)
-                }
+                ("watchdog", Some(v)) => cl.watchdog_secs = Some(v.parse().map_err(|_| bad("whole seconds"))?),
                 ("log", Some(v)) => {
                     cl.log_level = v.parse().map_err(|_| bad("off, error, warn, info, debug or trace"))?
                 }
@@ -286,8 +288,10 @@ mod tests {
         assert!(e.to_string().contains("frobnicate=1"));
         let e = CommandLine::parse("watchdog=soon").unwrap_err();
         assert!(e.to_string().contains("watchdog") && e.to_string().contains("soon"));
-        assert_eq!(CommandLine::parse("apic=yes").unwrap_err().to_string(),
-            "bad value `yes` for command-line argument `apic`: expected auto, xapic or x2apic");
+        assert_eq!(
+            CommandLine::parse("apic=yes").unwrap_err().to_string(),
+            "bad value `yes` for command-line argument `apic`: expected auto, xapic or x2apic"
+        );
         assert_eq!(CommandLine::parse("test=a test=b").unwrap_err(), Error::Duplicate("test"));
         assert!(matches!(CommandLine::parse("test=a,,b"), Err(Error::BadValue { .. })));
         assert!(matches!(CommandLine::parse("image="), Err(Error::BadValue { .. })));

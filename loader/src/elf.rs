@@ -73,26 +73,61 @@ pub enum Malformed {
     Structure(object::read::Error),
     NoLoadSegments,
     TooManySegments(usize),
-    EmptySegment { index: usize },
-    SegmentOutsideFile { index: usize, offset: u64, size: u64, file_len: u64 },
-    FileSizeAboveMemSize { index: usize, file_size: u64, mem_size: u64 },
-    AddressOverflow { index: usize },
-    WritableAndExecutable { index: usize },
+    EmptySegment {
+        index: usize,
+    },
+    SegmentOutsideFile {
+        index: usize,
+        offset: u64,
+        size: u64,
+        file_len: u64,
+    },
+    FileSizeAboveMemSize {
+        index: usize,
+        file_size: u64,
+        mem_size: u64,
+    },
+    AddressOverflow {
+        index: usize,
+    },
+    WritableAndExecutable {
+        index: usize,
+    },
     /// The segment's first page is below the previous segment's last page.
-    Overlap { index: usize, start: u64, previous_end: u64 },
-    TooLarge { size: u64 },
+    Overlap {
+        index: usize,
+        start: u64,
+        previous_end: u64,
+    },
+    TooLarge {
+        size: u64,
+    },
     NoMetadata,
     Metadata(String),
     NoDescriptor,
-    DescriptorTooSmall { size: u64 },
-    DescriptorPlacement { address: u64 },
+    DescriptorTooSmall {
+        size: u64,
+    },
+    DescriptorPlacement {
+        address: u64,
+    },
     /// An allocated relocation table in a format other than RELA.
-    RelocationFormat { section_type: u32 },
+    RelocationFormat {
+        section_type: u32,
+    },
     /// A RELA table that refers to a symbol table other than `.dynsym`.
-    RelocationSymbols { section: usize },
-    RelocationOutsideSegments { offset: u64 },
-    SymbolIndex { index: u32 },
-    SymbolName { index: u32 },
+    RelocationSymbols {
+        section: usize,
+    },
+    RelocationOutsideSegments {
+        offset: u64,
+    },
+    SymbolIndex {
+        index: u32,
+    },
+    SymbolName {
+        index: u32,
+    },
 }
 
 impl From<Malformed> for Error {
@@ -111,11 +146,49 @@ impl From<object::read::Error> for Error {
 /// table 4.9 and the TLS additions).
 pub fn relocation_name(r_type: u32) -> Option<&'static str> {
     const NAMES: [&str; 43] = [
-        "NONE", "64", "PC32", "GOT32", "PLT32", "COPY", "GLOB_DAT", "JUMP_SLOT", "RELATIVE", "GOTPCREL", "32",
-        "32S", "16", "PC16", "8", "PC8", "DTPMOD64", "DTPOFF64", "TPOFF64", "TLSGD", "TLSLD", "DTPOFF32",
-        "GOTTPOFF", "TPOFF32", "PC64", "GOTOFF64", "GOTPC32", "GOT64", "GOTPCREL64", "GOTPC64", "GOTPLT64",
-        "PLTOFF64", "SIZE32", "SIZE64", "GOTPC32_TLSDESC", "TLSDESC_CALL", "TLSDESC", "IRELATIVE", "RELATIVE64",
-        "", "", "GOTPCRELX", "REX_GOTPCRELX",
+        "NONE",
+        "64",
+        "PC32",
+        "GOT32",
+        "PLT32",
+        "COPY",
+        "GLOB_DAT",
+        "JUMP_SLOT",
+        "RELATIVE",
+        "GOTPCREL",
+        "32",
+        "32S",
+        "16",
+        "PC16",
+        "8",
+        "PC8",
+        "DTPMOD64",
+        "DTPOFF64",
+        "TPOFF64",
+        "TLSGD",
+        "TLSLD",
+        "DTPOFF32",
+        "GOTTPOFF",
+        "TPOFF32",
+        "PC64",
+        "GOTOFF64",
+        "GOTPC32",
+        "GOT64",
+        "GOTPCREL64",
+        "GOTPC64",
+        "GOTPLT64",
+        "PLTOFF64",
+        "SIZE32",
+        "SIZE64",
+        "GOTPC32_TLSDESC",
+        "TLSDESC_CALL",
+        "TLSDESC",
+        "IRELATIVE",
+        "RELATIVE64",
+        "",
+        "",
+        "GOTPCRELX",
+        "REX_GOTPCRELX",
     ];
     NAMES.get(r_type as usize).copied().filter(|n| !n.is_empty())
 }
@@ -213,17 +286,15 @@ impl fmt::Display for Malformed {
                 "program header {index}: {size:#x} file bytes at offset {offset:#x} reach past the end of the \
                  {file_len:#x}-byte file"
             ),
-            Malformed::FileSizeAboveMemSize { index, file_size, mem_size } => write!(
-                f,
-                "program header {index}: file size {file_size:#x} is larger than memory size {mem_size:#x}"
-            ),
+            Malformed::FileSizeAboveMemSize { index, file_size, mem_size } => {
+                write!(f, "program header {index}: file size {file_size:#x} is larger than memory size {mem_size:#x}")
+            }
             Malformed::AddressOverflow { index } => {
                 write!(f, "program header {index}: the segment's addresses overflow 64 bits")
             }
-            Malformed::WritableAndExecutable { index } => write!(
-                f,
-                "program header {index}: a segment both writable and executable breaks W^X; {REBUILD}"
-            ),
+            Malformed::WritableAndExecutable { index } => {
+                write!(f, "program header {index}: a segment both writable and executable breaks W^X; {REBUILD}")
+            }
             Malformed::Overlap { index, start, previous_end } => write!(
                 f,
                 "program header {index}: the segment's first page {start:#x} is below the end {previous_end:#x} \
@@ -252,10 +323,9 @@ impl fmt::Display for Malformed {
                 plugins::DESCRIPTOR_SYMBOL,
                 core::mem::size_of::<plugins::Descriptor>()
             ),
-            Malformed::DescriptorPlacement { address } => write!(
-                f,
-                "the descriptor at {address:#x} is not 8-byte aligned inside a loaded segment"
-            ),
+            Malformed::DescriptorPlacement { address } => {
+                write!(f, "the descriptor at {address:#x} is not 8-byte aligned inside a loaded segment")
+            }
             Malformed::RelocationFormat { section_type } => write!(
                 f,
                 "a loaded relocation table of section type {section_type} (the loader reads only RELA, type {}); \
@@ -442,8 +512,7 @@ fn metadata_note<'a>(
     sections: &object::read::elf::SectionTable<'a, Header>,
     data: &'a [u8],
 ) -> Result<&'a [u8], Error> {
-    let (_, section) =
-        sections.section_by_name(LE, meta::NOTE_SECTION.as_bytes()).ok_or(Malformed::NoMetadata)?;
+    let (_, section) = sections.section_by_name(LE, meta::NOTE_SECTION.as_bytes()).ok_or(Malformed::NoMetadata)?;
     let mut notes = section.notes(LE, data)?.ok_or(Malformed::NoMetadata)?;
     while let Some(note) = notes.next()? {
         if note.name() == meta::NOTE_OWNER && note.n_type(LE) == meta::NOTE_TYPE {
@@ -485,7 +554,8 @@ impl<'a> Plan<'a> {
                     if section.sh_link(LE) as usize != dynsym.section().0 {
                         return Err(Malformed::RelocationSymbols { section: index.0 }.into());
                     }
-                    let (table, _) = section.rela(LE, data)?.ok_or(Malformed::RelocationSymbols { section: index.0 })?;
+                    let (table, _) =
+                        section.rela(LE, data)?.ok_or(Malformed::RelocationSymbols { section: index.0 })?;
                     for r in table {
                         plan.add_relocation(&dynsym, r)?;
                     }

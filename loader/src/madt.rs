@@ -153,7 +153,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn disabled_entries_are_ignored_and_duplicates_refused() {
         let mut l = CpuList::default();

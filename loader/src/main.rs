@@ -22,9 +22,9 @@ mod plugin;
 mod power;
 // The shell's kernel half sits with its pure half (`loader::shell`) in
 // src/shell/; a plain `mod shell` would pick up the library's mod.rs.
+mod sci;
 #[path = "shell/kernel.rs"]
 mod shell;
-mod sci;
 mod smp;
 mod system;
 mod tests;
@@ -73,15 +73,16 @@ extern "C" fn kernel_entry(protocol: u32, info: u64) -> ! {
     console::set_level(cl.log_level);
     let mut boot = boot;
     if boot.rsdp.is_none() {
-        let found = acpi::search_bios_rsdp().unwrap_or_else(|e| panic!("no RSDP from {} nor in the BIOS area: {e}", boot.protocol.name()));
+        let found = acpi::search_bios_rsdp()
+            .unwrap_or_else(|e| panic!("no RSDP from {} nor in the BIOS area: {e}", boot.protocol.name()));
         boot.rsdp = Some(found);
     }
     let (boot, _) = BOOT.call_once(|| (boot, cl));
     if let Err(e) = mem::init(boot) {
         panic!("memory setup failed: {e}");
     }
-    let stack = mem::Stack::new(BOOT_CPU_STACK_PAGES)
-        .unwrap_or_else(|e| panic!("cannot allocate the boot CPU's stack: {e}"));
+    let stack =
+        mem::Stack::new(BOOT_CPU_STACK_PAGES).unwrap_or_else(|e| panic!("cannot allocate the boot CPU's stack: {e}"));
     mem::switch_stack(stack, boot_cpu_main)
 }
 
@@ -163,7 +164,11 @@ extern "C" fn boot_cpu_main() -> ! {
         // Under QEMU `-icount shift=0` the TSC counts instructions since
         // reset, so these are deterministic instruction counts.
         let now = time::rdtsc();
-        println!("bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)", time::boot_tsc(), now - time::boot_tsc());
+        println!(
+            "bench: boot-to-console {now} tsc (firmware and boot loader {} tsc, loader {} tsc)",
+            time::boot_tsc(),
+            now - time::boot_tsc()
+        );
         power::exit(Status::PowerOff);
     }
     shell::run_boot_commands(cl.boot_commands());
@@ -174,7 +179,11 @@ extern "C" fn boot_cpu_main() -> ! {
 }
 
 fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: apic::Mode, cal: timer::Calibration) {
-    println!("modvisor {VERSION} loader, booted via {}, image {}", boot.protocol.name(), (BOOT.get().unwrap().1).image.unwrap_or("(unnamed)"));
+    println!(
+        "modvisor {VERSION} loader, booted via {}, image {}",
+        boot.protocol.name(),
+        (BOOT.get().unwrap().1).image.unwrap_or("(unnamed)")
+    );
     println!(
         "cpus: {} enabled at boot, {} hot-pluggable; APIC ids {}; {} mode",
         acpi.cpus.count(CpuClass::Boot),

@@ -66,7 +66,11 @@ pub fn resolve(needs: &[Need], offers: &[Offer]) -> Result<Vec<usize>, Vec<Unmet
             }),
         }
     }
-    if unmet.is_empty() { Ok(chosen) } else { Err(unmet) }
+    if unmet.is_empty() {
+        Ok(chosen)
+    } else {
+        Err(unmet)
+    }
 }
 
 /// A consumer that relies on an interface of the plugin being replaced.
@@ -90,8 +94,16 @@ pub struct Broken {
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.offered {
-            Some(v) => write!(f, "{} needs `{} {}` but the new version provides {v}", self.consumer, self.interface, self.range),
-            None => write!(f, "{} needs `{} {}` which the new version does not provide", self.consumer, self.interface, self.range),
+            Some(v) => write!(
+                f,
+                "{} needs `{} {}` but the new version provides {v}",
+                self.consumer, self.interface, self.range
+            ),
+            None => write!(
+                f,
+                "{} needs `{} {}` which the new version does not provide",
+                self.consumer, self.interface, self.range
+            ),
         }
     }
 }
@@ -113,7 +125,11 @@ pub fn check_replacement(uses: &[Use], replacement: &[(&str, &Version)]) -> Resu
             }
         })
         .collect();
-    if broken.is_empty() { Ok(()) } else { Err(broken) }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(broken)
+    }
 }
 
 /// Splits a plugin store path `plugins/<name>-<version>.mvp` into name and
@@ -130,7 +146,11 @@ pub fn store_path(path: &str) -> Option<(&str, Version)> {
 /// The plugin a user means: `counter` and `counter-plugin` both name the
 /// folder `counter-plugin`.
 pub fn plugin_name(user: &str) -> String {
-    if user.ends_with("-plugin") { user.into() } else { alloc::format!("{user}-plugin") }
+    if user.ends_with("-plugin") {
+        user.into()
+    } else {
+        alloc::format!("{user}-plugin")
+    }
 }
 
 #[cfg(test)]

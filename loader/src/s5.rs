@@ -21,8 +21,8 @@ pub fn find(aml: &[u8]) -> Option<SleepType> {
     let mut at = 0;
     while let Some(pos) = find_from(aml, at, b"_S5_") {
         at = pos + 1;
-        let name_op_ok = (pos >= 1 && aml[pos - 1] == NAME_OP)
-            || (pos >= 2 && aml[pos - 1] == b'\\' && aml[pos - 2] == NAME_OP);
+        let name_op_ok =
+            (pos >= 1 && aml[pos - 1] == NAME_OP) || (pos >= 2 && aml[pos - 1] == b'\\' && aml[pos - 2] == NAME_OP);
         if !name_op_ok {
             continue;
         }

@@ -64,10 +64,7 @@ pub fn calibrate(acpi: &crate::acpi::Acpi) -> Result<Calibration, Error> {
             }
         }
     });
-    let cal = Calibration {
-        tsc_hz: measured.0 * PM_TIMER_HZ / c,
-        lapic_hz: measured.1 * PM_TIMER_HZ / c,
-    };
+    let cal = Calibration { tsc_hz: measured.0 * PM_TIMER_HZ / c, lapic_hz: measured.1 * PM_TIMER_HZ / c };
     crate::time::set_tsc_hz(cal.tsc_hz);
     LAPIC_HZ.store(cal.lapic_hz, Ordering::Relaxed);
     Ok(cal)

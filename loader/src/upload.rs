@@ -145,7 +145,9 @@ fn complete(command: Command, file: Vec<u8>) -> String {
         Command::StoreAndSwap if registry::version_of(&name).is_some() => {
             registry::swap(&name, &version).map(|()| alloc::format!("swapped {name} to {version}"))
         }
-        Command::StoreAndSwap => registry::load(&name, Some(&version)).map(|_| alloc::format!("loaded {name} {version}")),
+        Command::StoreAndSwap => {
+            registry::load(&name, Some(&version)).map(|_| alloc::format!("loaded {name} {version}"))
+        }
     };
     match done {
         Err(e) => alloc::format!("error: {name} {version} is stored but: {e}\n"),

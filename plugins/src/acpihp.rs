@@ -81,18 +81,24 @@ impl PortIo for HwPorts {
     fn read32(&mut self, port: u16) -> u32 {
         let v: u32;
         // SAFETY: as in `read8`.
-        unsafe { core::arch::asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
         v
     }
 
     fn write8(&mut self, port: u16, value: u8) {
         // SAFETY: as in `read8`; the block's writes affect only the device.
-        unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+        };
     }
 
     fn write32(&mut self, port: u16, value: u32) {
         // SAFETY: as in `write8`.
-        unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+        };
     }
 }
 

@@ -28,10 +28,10 @@ extern crate std;
 pub mod acpihp;
 pub mod ffi;
 pub mod meta;
-pub mod sig;
-pub mod upload;
 #[cfg(feature = "plugin")]
 pub mod runtime;
+pub mod sig;
+pub mod upload;
 
 pub use ffi::*;
 

@@ -170,7 +170,10 @@ mod tests {
 
     #[test]
     fn parses_a_full_note() {
-        let d = desc(7, "name=counter-plugin\nversion=1.2.0\nprovides=counter 1.2.0\nrequires=log ^1.0\nrequires=cpuhp >=1, <3\n");
+        let d = desc(
+            7,
+            "name=counter-plugin\nversion=1.2.0\nprovides=counter 1.2.0\nrequires=log ^1.0\nrequires=cpuhp >=1, <3\n",
+        );
         let m = Metadata::parse(&d).unwrap();
         assert_eq!((m.abi, m.name, m.version), (7, "counter-plugin", "1.2.0"));
         assert_eq!(m.provides().collect::<Vec<_>>(), [Link { interface: "counter", version: "1.2.0" }]);
@@ -183,9 +186,7 @@ mod tests {
         let n = Note::<{ padded(T.len()) }>::new(0x1122, T);
         assert_eq!(core::mem::size_of_val(&n) % 4, 0);
         // SAFETY: `Note` is repr(C) plain data.
-        let bytes = unsafe {
-            core::slice::from_raw_parts(&n as *const _ as *const u8, core::mem::size_of_val(&n))
-        };
+        let bytes = unsafe { core::slice::from_raw_parts(&n as *const _ as *const u8, core::mem::size_of_val(&n)) };
         assert_eq!(u32::from_le_bytes(bytes[0..4].try_into().unwrap()), 9);
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, 8 + T.len());
         assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), NOTE_TYPE);
@@ -204,7 +205,10 @@ mod tests {
         assert_eq!(Metadata::parse(&desc(0, "name=a\ncolour=red\n")), Err(Error::BadLine("colour=red")));
         assert_eq!(Metadata::parse(&desc(0, "name=a\nversion=1\nrequires=log\n")), Err(Error::BadLine("requires=log")));
         let many: std::string::String = (0..9).map(|i| std::format!("provides=i{i} 1.0.0\n")).collect();
-        assert_eq!(Metadata::parse(&desc(0, &std::format!("name=a\nversion=1\n{many}"))), Err(Error::TooMany("provides")));
+        assert_eq!(
+            Metadata::parse(&desc(0, &std::format!("name=a\nversion=1\n{many}"))),
+            Err(Error::TooMany("provides"))
+        );
         assert_eq!(Metadata::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff]), Err(Error::NotUtf8));
     }
 }

@@ -100,11 +100,24 @@ pub enum Event {
 #[derive(Clone, Copy, Debug)]
 enum State {
     /// `matched` bytes of the magic seen.
-    Magic { matched: u8 },
+    Magic {
+        matched: u8,
+    },
     Command,
-    Length { command: Command, got: u8, len: u32 },
-    Payload { command: Command, left: u32 },
-    Crc { command: Command, got: u8, crc: u32 },
+    Length {
+        command: Command,
+        got: u8,
+        len: u32,
+    },
+    Payload {
+        command: Command,
+        left: u32,
+    },
+    Crc {
+        command: Command,
+        got: u8,
+        crc: u32,
+    },
 }
 
 /// A byte-at-a-time frame decoder: no buffer and no allocation of its own,
@@ -126,11 +139,7 @@ impl Decoder {
             State::Magic { matched } => {
                 // No proper prefix of "MVUP" is also a suffix of it, so on a
                 // mismatch the only possible restart is this byte being 'M'.
-                let matched = if byte == MAGIC[matched as usize] {
-                    matched + 1
-                } else {
-                    (byte == MAGIC[0]) as u8
-                };
+                let matched = if byte == MAGIC[matched as usize] { matched + 1 } else { (byte == MAGIC[0]) as u8 };
                 if matched as usize == MAGIC.len() {
                     (State::Command, Event::Pending)
                 } else {
@@ -322,7 +331,10 @@ mod tests {
         assert_eq!(data, payload);
         assert_eq!(
             events,
-            [Event::Start { command: Command::StoreAndSwap, len: 1000 }, Event::Done { command: Command::StoreAndSwap }]
+            [
+                Event::Start { command: Command::StoreAndSwap, len: 1000 },
+                Event::Done { command: Command::StoreAndSwap }
+            ]
         );
         let (data, events) = decode(&mut d, &frame(Command::Store, &[]));
         assert!(data.is_empty());
@@ -354,12 +366,20 @@ mod tests {
         let (_, events) = decode(&mut d, &header(Command::Store, 101));
         assert_eq!(events, [Event::Error(Error::TooLong { len: 101, max: 100 })]);
         let (data, events) = decode(&mut d, &frame(Command::StoreAndSwap, b"ok"));
-        assert_eq!((data.as_slice(), events.last()), (&b"ok"[..], Some(&Event::Done { command: Command::StoreAndSwap })));
+        assert_eq!(
+            (data.as_slice(), events.last()),
+            (&b"ok"[..], Some(&Event::Done { command: Command::StoreAndSwap }))
+        );
     }
 
     #[test]
     fn loaded_lines_round_trip() {
-        let l = Loaded { name: "counter-plugin", version: "2.0.0", load_address: 0xffff_8000_0010_0000, path: "plugins/counter-plugin-2.0.0.mvp" };
+        let l = Loaded {
+            name: "counter-plugin",
+            version: "2.0.0",
+            load_address: 0xffff_8000_0010_0000,
+            path: "plugins/counter-plugin-2.0.0.mvp",
+        };
         let text = std::format!("{l}");
         assert_eq!(text, "plugin counter-plugin 2.0.0 0xffff800000100000 plugins/counter-plugin-2.0.0.mvp");
         assert_eq!(Loaded::parse(&text), Some(l));
@@ -372,7 +392,10 @@ mod tests {
     #[test]
     fn replies_follow_the_grammar() {
         let mut p = ReplyParser::default();
-        assert_eq!(p.line("ok swapped counter-plugin 1.0.0 -> 2.0.0\r\n"), Ok(Some(ReplyLine::Ok("swapped counter-plugin 1.0.0 -> 2.0.0"))));
+        assert_eq!(
+            p.line("ok swapped counter-plugin 1.0.0 -> 2.0.0\r\n"),
+            Ok(Some(ReplyLine::Ok("swapped counter-plugin 1.0.0 -> 2.0.0")))
+        );
         assert!(matches!(p.line("plugin c 2.0.0 0x1000 plugins/c-2.0.0.mvp"), Ok(Some(ReplyLine::Loaded(_)))));
         assert_eq!(p.line(""), Ok(None));
         assert_eq!(p.line("end"), Ok(Some(ReplyLine::End)));
@@ -383,6 +406,10 @@ mod tests {
         let mut p = ReplyParser::default();
         assert_eq!(p.line("error: signature does not verify"), Ok(Some(ReplyLine::Error("signature does not verify"))));
         assert_eq!(p.line("okay"), Err(UnexpectedLine("okay")));
-        assert_eq!(p.line("plugin c 2.0.0 0x1000 p"), Err(UnexpectedLine("plugin c 2.0.0 0x1000 p")), "plugin before ok");
+        assert_eq!(
+            p.line("plugin c 2.0.0 0x1000 p"),
+            Err(UnexpectedLine("plugin c 2.0.0 0x1000 p")),
+            "plugin before ok"
+        );
     }
 }

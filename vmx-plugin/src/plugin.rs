@@ -165,7 +165,10 @@ fn enable(cpu: usize) -> Result<(), i32> {
     ];
     for (name, value, fixed0, fixed1) in checks {
         if let Err(f) = compat::fixed_bits(value, fixed0, fixed1) {
-            refuse(format_args!("{name} of CPU {cpu} ({value:#x}) does not meet VMX's fixed bits: must set {:#x}, must clear {:#x}", f.missing, f.extra));
+            refuse(format_args!(
+                "{name} of CPU {cpu} ({value:#x}) does not meet VMX's fixed bits: must set {:#x}, must clear {:#x}",
+                f.missing, f.extra
+            ));
             return Err(code::FIXED_BITS);
         }
     }
@@ -334,7 +337,9 @@ extern "C" fn on_shutdown(_: u32) {
     for cpu in (0..MAX_CPUS).filter(|&c| CPUS[c].enabled.load(Ordering::Acquire)) {
         let mut result = 0;
         // SAFETY: `disable_here` is ours and `result` is live.
-        let r = unsafe { ffi::mv_run_on(cpu as u32, disable_here, off::SHUTDOWN as usize, ffi::run_on::IRQS_OFF, &mut result) };
+        let r = unsafe {
+            ffi::mv_run_on(cpu as u32, disable_here, off::SHUTDOWN as usize, ffi::run_on::IRQS_OFF, &mut result)
+        };
         if r != 0 || result != 0 {
             plugins::warn!("shutdown: cannot leave VMX on CPU {cpu} ({r}, {result}); the emergency round will");
         }
@@ -406,7 +411,10 @@ fn init() -> Result<(), i32> {
         return Err(code::BUSY);
     }
     let on = (0..MAX_CPUS).filter(|&c| CPUS[c].enabled.load(Ordering::Acquire)).count();
-    plugins::info!("vmx generation {GENERATION}: VMX on on {on} CPUs, VMCS revision {:#x}", reference.config().revision_id);
+    plugins::info!(
+        "vmx generation {GENERATION}: VMX on on {on} CPUs, VMCS revision {:#x}",
+        reference.config().revision_id
+    );
     Ok(())
 }
 
@@ -582,8 +590,18 @@ extern "C" fn generation() -> u32 {
     GENERATION
 }
 
-static TABLE: Vmx =
-    Vmx { cpu_enabled, vmxon_region, load_vmcs, loaded_vmcs, state_id, enable_ticks, disable_ticks, generation, enable_count, mismatch_next };
+static TABLE: Vmx = Vmx {
+    cpu_enabled,
+    vmxon_region,
+    load_vmcs,
+    loaded_vmcs,
+    state_id,
+    enable_ticks,
+    disable_ticks,
+    generation,
+    enable_count,
+    mismatch_next,
+};
 
 #[cfg(feature = "v1")]
 plugins::plugin! {

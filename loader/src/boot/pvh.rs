@@ -59,9 +59,7 @@ pub unsafe fn parse(info: u64) -> Result<BootInfo, Error> {
     let map_bytes = si.memmap_entries as u64 * size_of::<MemmapEntry>() as u64;
     in_use.insert(Range::new(si.memmap_paddr, si.memmap_paddr + map_bytes))?;
     // SAFETY: the start info says `memmap_entries` entries live there.
-    let map = unsafe {
-        core::slice::from_raw_parts(si.memmap_paddr as *const MemmapEntry, si.memmap_entries as usize)
-    };
+    let map = unsafe { core::slice::from_raw_parts(si.memmap_paddr as *const MemmapEntry, si.memmap_entries as usize) };
     let mut usable = RangeSet::default();
     for e in map.iter().filter(|e| e.kind == E820_RAM) {
         usable.insert(Range::new(e.addr, e.addr + e.size))?;

@@ -73,7 +73,8 @@ fn initrd() -> Result<(), Failure> {
     check!(!r.is_empty(), "{p}: the initrd is empty");
     check!(covers(&boot.usable, r), "{p}: the initrd {:#x}..{:#x} is not in usable RAM", r.start, r.end);
     check!(!overlaps(r, image()), "{p}: the initrd {:#x}..{:#x} overlaps the loader image", r.start, r.end);
-    let bytes = crate::boot::initrd().ok_or_else(|| failure!("{p}: boot::initrd() disagrees with the boot information"))?;
+    let bytes =
+        crate::boot::initrd().ok_or_else(|| failure!("{p}: boot::initrd() disagrees with the boot information"))?;
     check!(TarArchiveRef::new(bytes).is_ok(), "{p}: the initrd ({} bytes) is not a tar archive", bytes.len());
     let file = crate::boot::initrd_file("image.txt").ok_or_else(|| failure!("{p}: the initrd holds no image.txt"))?;
     let text = core::str::from_utf8(file).map_err(|_| failure!("{p}: image.txt is not UTF-8"))?;

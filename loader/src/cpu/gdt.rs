@@ -54,9 +54,8 @@ pub fn loaded_ist_tops() -> [u64; 3] {
     let desc = gdtr.base.as_u64() + (tr & !7) as u64;
     // SAFETY: LTR accepted `tr`, so it selects a 16-byte TSS descriptor
     // inside the loaded GDT.
-    let (low, high) = unsafe {
-        (core::ptr::read_volatile(desc as *const u64), core::ptr::read_volatile((desc + 8) as *const u64))
-    };
+    let (low, high) =
+        unsafe { (core::ptr::read_volatile(desc as *const u64), core::ptr::read_volatile((desc + 8) as *const u64)) };
     // Base bits 23:0 in bytes 2-4, 31:24 in byte 7, 63:32 in the second
     // quadword (SDM Vol. 3A, 8.2.3, Figure 8-4).
     let base = ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | ((high & 0xffff_ffff) << 32);

@@ -53,7 +53,8 @@ const _: () = assert!(core::mem::size_of::<Gate>() == 16);
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt([Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256]);
+static mut IDT: Idt =
+    Idt([Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256]);
 
 extern "C" {
     static trap_stub_table: [u64; 256];
@@ -199,7 +200,13 @@ fn unexpected(f: &TrapFrame) -> ! {
         crate::println!(
             "  page fault: {} {} in {} mode{}",
             if e & 1 != 0 { "protection violation on" } else { "not-present page on" },
-            if e & 16 != 0 { "instruction fetch" } else if e & 2 != 0 { "write" } else { "read" },
+            if e & 16 != 0 {
+                "instruction fetch"
+            } else if e & 2 != 0 {
+                "write"
+            } else {
+                "read"
+            },
             if e & 4 != 0 { "user" } else { "kernel" },
             if e & 8 != 0 { ", reserved bit set" } else { "" }
         );
@@ -217,20 +224,46 @@ fn unexpected(f: &TrapFrame) -> ! {
 /// Short mnemonic of an exception vector (SDM Vol. 3A, Table 6-1).
 pub fn mnemonic(v: u8) -> &'static str {
     const M: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF",
-        "-", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "-", "-", "-", "-", "-", "-", "#HV", "#VC", "#SX", "-",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF", "-",
+        "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "-", "-", "-", "-", "-", "-", "#HV", "#VC", "#SX", "-",
     ];
     M.get(v as usize).copied().unwrap_or("interrupt")
 }
 
 pub fn name(v: u8) -> &'static str {
     const N: [&str; 32] = [
-        "divide error", "debug", "non-maskable interrupt", "breakpoint", "overflow", "bound range exceeded",
-        "invalid opcode", "device not available", "double fault", "coprocessor segment overrun", "invalid TSS",
-        "segment not present", "stack-segment fault", "general protection", "page fault", "reserved",
-        "x87 floating-point error", "alignment check", "machine check", "SIMD floating-point", "virtualization",
-        "control protection", "reserved", "reserved", "reserved", "reserved", "reserved", "reserved",
-        "hypervisor injection", "VMM communication", "security", "reserved",
+        "divide error",
+        "debug",
+        "non-maskable interrupt",
+        "breakpoint",
+        "overflow",
+        "bound range exceeded",
+        "invalid opcode",
+        "device not available",
+        "double fault",
+        "coprocessor segment overrun",
+        "invalid TSS",
+        "segment not present",
+        "stack-segment fault",
+        "general protection",
+        "page fault",
+        "reserved",
+        "x87 floating-point error",
+        "alignment check",
+        "machine check",
+        "SIMD floating-point",
+        "virtualization",
+        "control protection",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "hypervisor injection",
+        "VMM communication",
+        "security",
+        "reserved",
     ];
     N.get(v as usize).copied().unwrap_or("interrupt")
 }

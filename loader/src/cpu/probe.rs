@@ -172,20 +172,32 @@ pub fn record(fault: Fault) {
 pub fn read_u64(addr: u64) -> Result<u64, Fault> {
     // SAFETY: the probe only reads; a fault is caught and reported.
     let r = unsafe { probe_read_u64(addr) };
-    if r.faulted != 0 { Err(last_fault()) } else { Ok(r.value) }
+    if r.faulted != 0 {
+        Err(last_fault())
+    } else {
+        Ok(r.value)
+    }
 }
 
 /// Writes a u64 at `addr`. On success the write happened: callers probe
 /// only memory where that is harmless (or where it must fail).
 pub fn write_u64(addr: u64, value: u64) -> Result<(), Fault> {
     // SAFETY: as above; the caller picks an address where a write is harmless.
-    if unsafe { probe_write_u64(addr, value) } != 0 { Err(last_fault()) } else { Ok(()) }
+    if unsafe { probe_write_u64(addr, value) } != 0 {
+        Err(last_fault())
+    } else {
+        Ok(())
+    }
 }
 
 /// Executes `ud2`; always returns the resulting #UD.
 pub fn ud2() -> Result<(), Fault> {
     // SAFETY: the #UD is caught and reported.
-    if unsafe { probe_ud2() } != 0 { Err(last_fault()) } else { Ok(()) }
+    if unsafe { probe_ud2() } != 0 {
+        Err(last_fault())
+    } else {
+        Ok(())
+    }
 }
 
 /// RDMSR that returns the #GP of an MSR this CPU does not have.
@@ -193,7 +205,11 @@ pub fn rdmsr(msr: u32) -> Result<u64, Fault> {
     // SAFETY: reading an MSR has no side effects on the MSRs this loader
     // reads; a #GP is caught and reported.
     let r = unsafe { probe_rdmsr(msr) };
-    if r.faulted != 0 { Err(last_fault()) } else { Ok(r.value) }
+    if r.faulted != 0 {
+        Err(last_fault())
+    } else {
+        Ok(r.value)
+    }
 }
 
 /// VMPTRST, which only VMX operation executes (elsewhere it raises #UD):
@@ -203,5 +219,9 @@ pub fn vmptrst() -> Result<u64, Fault> {
     // SAFETY: VMPTRST only stores the pointer into the probe's own stack
     // slot; a #UD is caught and reported.
     let r = unsafe { probe_vmptrst() };
-    if r.faulted != 0 { Err(last_fault()) } else { Ok(r.value) }
+    if r.faulted != 0 {
+        Err(last_fault())
+    } else {
+        Ok(r.value)
+    }
 }

@@ -326,10 +326,7 @@ fn relocation_arithmetic() {
 #[test]
 fn negative_addends_and_wrapping() {
     let spec = Spec {
-        relocs: vec![
-            rel(DATA + 0x80, 2, elf::R_X86_64_64, -0x10),
-            rel(DATA + 0x88, 0, elf::R_X86_64_RELATIVE, -1),
-        ],
+        relocs: vec![rel(DATA + 0x80, 2, elf::R_X86_64_64, -0x10), rel(DATA + 0x88, 0, elf::R_X86_64_RELATIVE, -1)],
         ..Spec::default()
     };
     let file = build(&spec);
@@ -617,7 +614,11 @@ fn exercise(file: &[u8]) -> bool {
 fn nasty(rng: &mut Rng, len: u64) -> u64 {
     let values =
         [0, 1, 7, 8, PAGE_SIZE, len - 1, len, len + 1, 1 << 31, 1 << 32, u64::MAX, u64::MAX - 7, i64::MAX as u64];
-    if rng.below(4) == 0 { rng.next() } else { values[rng.below(values.len())] }
+    if rng.below(4) == 0 {
+        rng.next()
+    } else {
+        values[rng.below(values.len())]
+    }
 }
 
 #[test]

@@ -68,12 +68,18 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
         }
         "store" => {
             for (name, version, source, size) in store::list() {
-                println!("{name} {version} ({} bytes, {})", size, if source == store::Source::Initrd { "initrd" } else { "uploaded" });
+                println!(
+                    "{name} {version} ({} bytes, {})",
+                    size,
+                    if source == store::Source::Initrd { "initrd" } else { "uploaded" }
+                );
             }
             Ok(())
         }
         "load" => match (words.next(), words.next(), words.next()) {
-            (Some(name), version, None) => registry::load(name, version).map(|(n, v)| println!("loaded {n} {v}")).map_err(|e| e.to_string()),
+            (Some(name), version, None) => {
+                registry::load(name, version).map(|(n, v)| println!("loaded {n} {v}")).map_err(|e| e.to_string())
+            }
             _ => Err("usage: load <plugin> [version]".into()),
         },
         "unload" => {
@@ -82,7 +88,9 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
                 (Some(n), None, None) if n != "-r" => (false, n),
                 _ => return Err("usage: unload [-r] <plugin>".into()),
             };
-            registry::unload(name, recursive).map(|done| println!("unloaded {}", done.join(", "))).map_err(|e| e.to_string())
+            registry::unload(name, recursive)
+                .map(|done| println!("unloaded {}", done.join(", ")))
+                .map_err(|e| e.to_string())
         }
         "swap" => {
             let words: Vec<&str> = words.collect();
@@ -102,7 +110,11 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
                     Some(p) => {
                         println!("{} {} [{}]", p.name, p.version, p.state);
                         println!("  image: {:#x}..{:#x} ({} bytes)", p.base, p.base + p.size, p.size);
-                        println!("  loaded at {} us after boot, load and link took {} us", p.loaded_at_us, us_of(p.load_tsc));
+                        println!(
+                            "  loaded at {} us after boot, load and link took {} us",
+                            p.loaded_at_us,
+                            us_of(p.load_tsc)
+                        );
                         let list = |l: &[String]| if l.is_empty() { "-".to_string() } else { l.join(", ") };
                         println!("  provides: {}", list(&p.provides));
                         println!("  requires: {}", list(&p.requires));

@@ -151,7 +151,11 @@ fn boot_cpus_online() -> Result<(), Failure> {
     fresh()?;
     let me = crate::percpu::current_id() as usize;
     for cpu in boot_aps().into_iter().chain([me]) {
-        check_eq!(cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32), (t.arrived_later)(cpu as u32)))?, (1, 1, 0), "cpu {cpu} online, boot, not later");
+        check_eq!(
+            cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32), (t.arrived_later)(cpu as u32)))?,
+            (1, 1, 0),
+            "cpu {cpu} online, boot, not later"
+        );
         check_eq!(crate::smp::state(cpu), crate::smp::State::Online, "cpu {cpu} runs");
         check_eq!(described(cpu)?, row("online", "boot"), "`cpus` row of cpu {cpu}");
     }
@@ -242,10 +246,15 @@ fn injected_failures() -> Result<(), Failure> {
             let r = cpuhp(|t| if dir == UP { (t.cpu_online)(cpu as u32) } else { (t.cpu_offline)(cpu as u32) })?;
             check_eq!(r, FAILED, "walk with state {id} failing, dir {dir}");
             let (state, reason) = last_failure()?;
-            check_eq!((state, reason.as_str()), (id, INJECTED_REASON), "last failure after state {id} failed dir {dir}");
+            check_eq!(
+                (state, reason.as_str()),
+                (id, INJECTED_REASON),
+                "last failure after state {id} failed dir {dir}"
+            );
             // Expected: the recorder states the walk passed, then the same
             // in exact reverse.
-            let slots = |range: &[(u32, u32, Option<u32>)]| range.iter().filter_map(|s| s.2).collect::<alloc::vec::Vec<u32>>();
+            let slots =
+                |range: &[(u32, u32, Option<u32>)]| range.iter().filter_map(|s| s.2).collect::<alloc::vec::Vec<u32>>();
             let expected: alloc::vec::Vec<(u32, u32)> = if dir == UP {
                 let passed = slots(&states[..i]);
                 passed.iter().map(|&s| (s, UP)).chain(passed.iter().rev().map(|&s| (s, DOWN))).collect()
@@ -256,7 +265,11 @@ fn injected_failures() -> Result<(), Failure> {
             check_eq!(take(cpu)?, expected, "records after state {id} failed dir {dir}");
             let (want_online, want_smp) =
                 if dir == UP { (0, crate::smp::State::Parked) } else { (1, crate::smp::State::Online) };
-            check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, want_online, "cpuhp's view after state {id} failed dir {dir}");
+            check_eq!(
+                cpuhp(|t| (t.is_online)(cpu as u32))?,
+                want_online,
+                "cpuhp's view after state {id} failed dir {dir}"
+            );
             let smp = crate::smp::state(cpu);
             check!(
                 smp == want_smp || (want_smp == crate::smp::State::Parked && smp == crate::smp::State::Offline),
@@ -276,7 +289,11 @@ fn injected_failures() -> Result<(), Failure> {
     with("hprecorder", |r: &Recorder| (r.set_fail)(2, UP, 0))?;
     check_eq!(r, FAILED, "online with the recorder refusing");
     let refusing = with("hprecorder", |r: &Recorder| (r.state_id)(2))?;
-    check_eq!(last_failure()?, (refusing, alloc::string::String::new()), "last failure: the recorder's, which gives no reason");
+    check_eq!(
+        last_failure()?,
+        (refusing, alloc::string::String::new()),
+        "last failure: the recorder's, which gives no reason"
+    );
     check_eq!(take(cpu)?, [(0, 0), (1, 0), (2, 0), (1, 1), (0, 1)], "records after the recorder refused");
     check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online after the refusal is lifted");
     check!(tried >= 4, "only {tried} failures injected");
@@ -332,7 +349,10 @@ fn swap_while_online() -> Result<(), Failure> {
             check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline cpu {cpu} after the swap");
             check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu} after the swap");
             check_eq!(take(cpu)?, [DOWN_ALL, UP_ALL].concat(), "the recorder's states after the swap to {version}");
-            check!(EVENTS_SEEN.load(Ordering::SeqCst) > before, "the subscriber saw nothing after the swap to {version}");
+            check!(
+                EVENTS_SEEN.load(Ordering::SeqCst) > before,
+                "the subscriber saw nothing after the swap to {version}"
+            );
         }
     }
     check_eq!(cpuhp(|t| (t.unsubscribe)(sub as u32))?, 0, "unsubscribe");
@@ -352,7 +372,11 @@ fn maxcpus() -> Result<(), Failure> {
     let aps = boot_aps();
     let (started, held) = aps.split_at(aps.len().min(limit - 1));
     for &cpu in started {
-        check_eq!(cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32)))?, (1, 1), "cpu {cpu} online, boot");
+        check_eq!(
+            cpuhp(|t| ((t.is_online)(cpu as u32), (t.is_boot_cpu)(cpu as u32)))?,
+            (1, 1),
+            "cpu {cpu} online, boot"
+        );
         check_eq!(described(cpu)?, row("online", "boot"), "`cpus` row of cpu {cpu}");
     }
     if held.is_empty() {

@@ -5,7 +5,7 @@
 use super::guard;
 use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use plugins::{cpu_error, cpu_class, run_on, CommandFn, CpuDescribeFn, CpuInfo, Handle, RemoteFn, StrRef, SystemHooks};
+use plugins::{cpu_class, cpu_error, run_on, CommandFn, CpuDescribeFn, CpuInfo, Handle, RemoteFn, StrRef, SystemHooks};
 use spin::Mutex;
 
 /// The address of export `name`, for the ELF linker.
@@ -19,9 +19,7 @@ pub fn resolve(name: &str) -> Option<u64> {
         "mv_interface" => mv_interface as unsafe extern "C" fn(StrRef) -> *const Handle as usize,
         "mv_call_enter" => mv_call_enter as extern "C" fn() as usize,
         "mv_call_exit" => mv_call_exit as extern "C" fn() as usize,
-        "mv_register_command" => {
-            mv_register_command as unsafe extern "C" fn(StrRef, StrRef, CommandFn) -> i32 as usize
-        }
+        "mv_register_command" => mv_register_command as unsafe extern "C" fn(StrRef, StrRef, CommandFn) -> i32 as usize,
         "mv_gpe_register" => mv_gpe_register as extern "C" fn(u32, extern "C" fn(usize), usize) -> i32 as usize,
         "mv_gpe_unregister" => mv_gpe_unregister as extern "C" fn(u32) -> i32 as usize,
         "mv_defer" => mv_defer as extern "C" fn(extern "C" fn(usize), usize) -> i32 as usize,
@@ -262,7 +260,11 @@ unsafe extern "C" fn mv_system_register(hooks: *const SystemHooks) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             log::warn!(target: caller_name(), "mv_system_register: {e}");
-            if e == crate::system::Error::AlreadyRegistered { -1 } else { -2 }
+            if e == crate::system::Error::AlreadyRegistered {
+                -1
+            } else {
+                -2
+            }
         }
     }
 }

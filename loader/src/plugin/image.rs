@@ -37,8 +37,8 @@ unsafe impl Sync for Image {}
 /// `resolve` gives the address of each `mv_*` import.
 pub fn load(file: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image, Error> {
     let plan = Plan::parse(elf::verify(file, &elf::SIGNING_KEY)?)?;
-    let base = mem::alloc_frames(plan.size / PAGE_SIZE, 1)
-        .map_err(|error| Error::OutOfMemory { bytes: plan.size, error })?;
+    let base =
+        mem::alloc_frames(plan.size / PAGE_SIZE, 1).map_err(|error| Error::OutOfMemory { bytes: plan.size, error })?;
     // From here on `image` owns the frames, so every error path frees them.
     let mut image = Image {
         base,
@@ -56,8 +56,11 @@ pub fn load(file: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image,
     plan.check_descriptor(bytes)?;
     image.protected = true;
     for r in &image.regions {
-        mem::protect(base + r.offset, r.len, r.protection)
-            .map_err(|error| Error::Protect { offset: r.offset, len: r.len, error })?;
+        mem::protect(base + r.offset, r.len, r.protection).map_err(|error| Error::Protect {
+            offset: r.offset,
+            len: r.len,
+            error,
+        })?;
     }
     shootdown(&image.metadata.name);
     log::info!(

@@ -66,7 +66,14 @@ struct Plugin {
 impl Plugin {
     /// A record for a plugin being loaded or swapped in: linked, not yet
     /// initialised, invisible to resolution.
-    fn loading(id: u64, name: String, version: Version, image: image::Image, provides: Vec<Provide>, requires: Vec<Require>) -> Plugin {
+    fn loading(
+        id: u64,
+        name: String,
+        version: Version,
+        image: image::Image,
+        provides: Vec<Provide>,
+        requires: Vec<Require>,
+    ) -> Plugin {
         Plugin {
             id,
             name,
@@ -97,30 +104,67 @@ static OP: Mutex<()> = Mutex::new(());
 
 #[derive(Debug)]
 pub enum Error {
-    NotInStore { name: String, version: Option<Version> },
+    NotInStore {
+        name: String,
+        version: Option<Version>,
+    },
     BadVersion(String),
     Image(loader::elf::Error),
-    NameMismatch { file: String, wanted: String },
-    AlreadyLoaded { name: String, version: Version },
+    NameMismatch {
+        file: String,
+        wanted: String,
+    },
+    AlreadyLoaded {
+        name: String,
+        version: Version,
+    },
     NotLoaded(String),
     Unmet(Vec<Unmet>),
-    DuplicateProvider { interface: String, existing: String },
+    DuplicateProvider {
+        interface: String,
+        existing: String,
+    },
     MissingTable(String),
-    InitFailed { name: String, code: i32 },
-    Panicked { name: String, operation: &'static str, message: String },
-    HasDependents { name: String, dependents: Vec<String> },
+    InitFailed {
+        name: String,
+        code: i32,
+    },
+    Panicked {
+        name: String,
+        operation: &'static str,
+        message: String,
+    },
+    HasDependents {
+        name: String,
+        dependents: Vec<String>,
+    },
     BreaksConsumers(Vec<Broken>),
-    StateExport { name: String, code: isize },
-    StateRefused { name: String, code: i32 },
-    NoStateTransfer { name: String },
-    SameVersion { name: String, version: Version },
+    StateExport {
+        name: String,
+        code: isize,
+    },
+    StateRefused {
+        name: String,
+        code: i32,
+    },
+    NoStateTransfer {
+        name: String,
+    },
+    SameVersion {
+        name: String,
+        version: Version,
+    },
     TwiceInSwap(String),
     WorldStop(crate::smp::Error),
     CommandExists(String),
     /// Another plugin describes CPUs for `cpus` already.
     DescriberTaken(String),
     /// A CPU describer returned an error code.
-    DescribeFailed { name: String, cpu: u32, code: i32 },
+    DescribeFailed {
+        name: String,
+        cpu: u32,
+        code: i32,
+    },
 }
 
 impl From<loader::elf::Error> for Error {
@@ -155,8 +199,12 @@ impl fmt::Display for Error {
             Error::DuplicateProvider { interface, existing } => {
                 write!(f, "interface `{interface}` is already provided by {existing}; unload it first")
             }
-            Error::MissingTable(i) => write!(f, "the metadata promises interface `{i}` but the descriptor has no table for it"),
-            Error::InitFailed { name, code } => write!(f, "{name}'s init failed with code {code}; nothing of it stays loaded"),
+            Error::MissingTable(i) => {
+                write!(f, "the metadata promises interface `{i}` but the descriptor has no table for it")
+            }
+            Error::InitFailed { name, code } => {
+                write!(f, "{name}'s init failed with code {code}; nothing of it stays loaded")
+            }
             Error::Panicked { name, operation, message } => write!(f, "{name} panicked in {operation}: {message}"),
             Error::HasDependents { name, dependents } => write!(
                 f,
@@ -182,7 +230,9 @@ impl fmt::Display for Error {
             Error::WorldStop(e) => write!(f, "could not stop the other CPUs for the swap: {e}"),
             Error::CommandExists(c) => write!(f, "a shell command `{c}` exists already"),
             Error::DescriberTaken(name) => write!(f, "{name} describes the CPUs for `cpus` already; unload it first"),
-            Error::DescribeFailed { name, cpu, code } => write!(f, "{name} could not describe cpu {cpu} (error {code})"),
+            Error::DescribeFailed { name, cpu, code } => {
+                write!(f, "{name} could not describe cpu {cpu} (error {code})")
+            }
         }
     }
 }
@@ -251,7 +301,9 @@ fn link(id: u64, img: &image::Image, provides: &[Provide], offers: &[Candidate])
         .metadata()
         .requires
         .iter()
-        .map(|(i, range)| VersionReq::parse(range).map(|r| (i.clone(), r)).map_err(|_| Error::BadVersion(range.clone())))
+        .map(|(i, range)| {
+            VersionReq::parse(range).map(|r| (i.clone(), r)).map_err(|_| Error::BadVersion(range.clone()))
+        })
         .collect::<Result<_, _>>()?;
     let needs: Vec<Need> = ranges.iter().map(|(i, range)| Need { interface: i, range }).collect();
     let plain: Vec<Offer> =
@@ -442,7 +494,10 @@ pub fn add_command(id: u64, name: &str, help: &str, f: CommandFn) -> Result<(), 
 pub fn set_cpu_describer(id: u64, f: CpuDescribeFn) -> Result<(), Error> {
     let mut r = REG.lock();
     let caller = r.plugins.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
-    let other = r.plugins.iter().find(|p| p.id != id && p.name != caller && p.state == State::Active && p.cpu_describer.is_some());
+    let other = r
+        .plugins
+        .iter()
+        .find(|p| p.id != id && p.name != caller && p.state == State::Active && p.cpu_describer.is_some());
     if let Some(o) = other {
         return Err(Error::DescriberTaken(o.name.clone()));
     }
@@ -588,7 +643,12 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
                 // The old version handed its state over: no fini, just its memory.
                 remove(t.old);
                 publish_commands(t.new);
-                log::info!("swapped {} {} -> {} (world stopped for {blackout} TSC ticks)", t.name, t.old_version, t.version);
+                log::info!(
+                    "swapped {} {} -> {} (world stopped for {blackout} TSC ticks)",
+                    t.name,
+                    t.old_version,
+                    t.version
+                );
             }
             Ok(())
         }
@@ -618,7 +678,10 @@ fn check_transaction(r: &Registry, txn: &[Swap], images: &[(Vec<Provide>, image:
             .iter()
             .filter(|c| !olds.contains(&c.id))
             .flat_map(|c| {
-                c.requires.iter().filter(|q| q.provider == t.old).map(move |q| (c.name.clone(), q.interface.clone(), q.range.clone()))
+                c.requires
+                    .iter()
+                    .filter(|q| q.provider == t.old)
+                    .map(move |q| (c.name.clone(), q.interface.clone(), q.range.clone()))
             })
             .collect();
         let uses: Vec<Use> = consumers.iter().map(|(c, i, range)| Use { consumer: c, interface: i, range }).collect();
@@ -637,13 +700,17 @@ fn check_transaction(r: &Registry, txn: &[Swap], images: &[(Vec<Provide>, image:
 fn init_order(txn: &[Swap]) -> Vec<usize> {
     let r = REG.lock();
     let needs = |k: usize| -> Vec<u64> {
-        r.plugins.iter().find(|p| p.id == txn[k].new).map_or(Vec::new(), |p| p.requires.iter().map(|q| q.provider).collect())
+        r.plugins
+            .iter()
+            .find(|p| p.id == txn[k].new)
+            .map_or(Vec::new(), |p| p.requires.iter().map(|q| q.provider).collect())
     };
     let mut order: Vec<usize> = Vec::new();
     while order.len() < txn.len() {
         let before = order.len();
         for k in 0..txn.len() {
-            let ready = needs(k).iter().all(|id| !txn.iter().enumerate().any(|(j, t)| t.new == *id && !order.contains(&j)));
+            let ready =
+                needs(k).iter().all(|id| !txn.iter().enumerate().any(|(j, t)| t.new == *id && !order.contains(&j)));
             if !order.contains(&k) && ready {
                 order.push(k);
             }

@@ -3,10 +3,10 @@
 //! times and the swap blackout.
 
 use super::registry::{self, Error};
-use loader::elf::Error as ElfError;
 use crate::tests::{Failure, Test};
 use crate::{check, check_eq};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loader::elf::Error as ElfError;
 
 pub static TESTS: &[Test] = &[
     Test { name: "load-use-unload", run: load_use_unload },
@@ -189,7 +189,11 @@ fn swap_under_load() -> Result<(), Failure> {
     LOOP_RUNNING.store(false, Ordering::SeqCst);
     running.wait().map_err(|e| Failure::new(format_args!("the caller did not finish: {e}")))?;
     check_eq!(LOOP_BAD.load(Ordering::SeqCst), 0, "caller saw a step other than 1 or 2 (delta << 8 | generation)");
-    check!(LOOP_CALLS.load(Ordering::SeqCst) >= 300, "only {} calls across {swaps} swaps", LOOP_CALLS.load(Ordering::SeqCst));
+    check!(
+        LOOP_CALLS.load(Ordering::SeqCst) >= 300,
+        "only {} calls across {swaps} swaps",
+        LOOP_CALLS.load(Ordering::SeqCst)
+    );
     unload_all();
     Ok(())
 }
@@ -213,7 +217,10 @@ fn bad_plugins() -> Result<(), Failure> {
     let cases: [Case<Error>; 5] = [
         ("bad-missing-import", |e| matches!(e, Error::Image(ElfError::MissingImports(_)))),
         ("bad-unmet-requirement", |e| matches!(e, Error::Unmet(u) if u[0].interface == "nonexistent")),
-        ("bad-duplicate-provider", |e| matches!(e, Error::DuplicateProvider { interface, .. } if interface == "counter")),
+        (
+            "bad-duplicate-provider",
+            |e| matches!(e, Error::DuplicateProvider { interface, .. } if interface == "counter"),
+        ),
         ("bad-init-fails", |e| matches!(e, Error::InitFailed { code: 7, .. })),
         ("bad-init-panics", |e| matches!(e, Error::Panicked { operation: "init", .. })),
     ];
@@ -225,7 +232,8 @@ fn bad_plugins() -> Result<(), Failure> {
         check_eq!(usage(), before, "memory after refusing {name}");
     }
     for (file, expected) in BAD_FILES {
-        let bytes = crate::boot::initrd_file(file).ok_or_else(|| Failure::new(format_args!("{file} is not in the initrd")))?;
+        let bytes =
+            crate::boot::initrd_file(file).ok_or_else(|| Failure::new(format_args!("{file} is not in the initrd")))?;
         match super::image::load(bytes, super::exports::resolve) {
             Ok(_) => return Err(Failure::new(format_args!("{file} loaded"))),
             Err(e) => check!(expected(&e), "{file}: unexpected error: {e}"),

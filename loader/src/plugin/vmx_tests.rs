@@ -296,7 +296,8 @@ fn panic_path() -> Result<(), Failure> {
     all_in_vmx("before the panic path")?;
     let cpus = online_cpus();
     let other = second_cpu()?;
-    crate::smp::run_on(1 << other, leave_vmx_behind_the_plugins_back, 0).map_err(|e| failure!("run on cpu {other}: {e}"))?;
+    crate::smp::run_on(1 << other, leave_vmx_behind_the_plugins_back, 0)
+        .map_err(|e| failure!("run on cpu {other}: {e}"))?;
     check!(!in_vmx(other)?, "cpu {other} still in VMX operation");
     crate::system::emergency(plugins::system_state::PANIC);
     for &cpu in &cpus {

@@ -95,13 +95,21 @@ fn cycle(hp: &mut CpuHotplug<HwPorts>) -> Result<(), Failure> {
     crate::println!("acpihp: ready for device_add");
     let e = wait_event(hp, EventKind::Insert)?;
     let cpus = &crate::acpi::get().expect("parsed at boot").cpus;
-    let cpu = cpus.id_of(e.apic_id as u32).ok_or_else(|| failure!("inserted APIC id {} is not in the MADT", e.apic_id))?;
+    let cpu =
+        cpus.id_of(e.apic_id as u32).ok_or_else(|| failure!("inserted APIC id {} is not in the MADT", e.apic_id))?;
     let started = crate::smp::start(cpu);
-    hp.ost(e.selector, Ost::insert(if started.is_ok() { ost_status::SUCCESS } else { ost_status::DRIVER_LOAD_FAILURE }));
+    hp.ost(
+        e.selector,
+        Ost::insert(if started.is_ok() { ost_status::SUCCESS } else { ost_status::DRIVER_LOAD_FAILURE }),
+    );
     hp.ack(&e);
     started.map_err(|err| failure!("starting inserted cpu {cpu}: {err}"))?;
     check_eq!(crate::smp::seen_apic_id(cpu), e.apic_id as u32, "APIC id the new CPU read");
-    crate::println!("acpihp: inserted cpu {cpu} (APIC id {}, selector {}), started, _OST success", e.apic_id, e.selector);
+    crate::println!(
+        "acpihp: inserted cpu {cpu} (APIC id {}, selector {}), started, _OST success",
+        e.apic_id,
+        e.selector
+    );
     crate::println!("acpihp: ready for device_del");
     let r = wait_event(hp, EventKind::Remove)?;
     check_eq!(r.selector, e.selector, "selector of the removal");

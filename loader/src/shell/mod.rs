@@ -25,16 +25,31 @@ pub const GREETING: &str = "type `help` for commands";
 pub enum Error {
     UnknownCommand(String),
     /// Arguments that do not fit the command's usage line.
-    Usage { command: &'static str, usage: &'static str },
+    Usage {
+        command: &'static str,
+        usage: &'static str,
+    },
     /// One argument is not among the accepted values.
-    BadArgument { command: &'static str, argument: String, expected: &'static str },
-    LineTooLong { max: usize },
+    BadArgument {
+        command: &'static str,
+        argument: String,
+        expected: &'static str,
+    },
+    LineTooLong {
+        max: usize,
+    },
     /// The receive path dropped bytes of the line.
     InputLost,
     /// A plugin command returned an error.
-    Failed { command: String, message: String },
+    Failed {
+        command: String,
+        message: String,
+    },
     /// `register` with a name a built-in or another owner already has.
-    NameTaken { name: String, owner: Option<u64> },
+    NameTaken {
+        name: String,
+        owner: Option<u64>,
+    },
     BadName(String),
 }
 
@@ -53,7 +68,10 @@ impl fmt::Display for Error {
                 write!(f, "command `{name}` is built in; pick another name")
             }
             Error::NameTaken { name, owner: Some(o) } => {
-                write!(f, "command `{name}` is already registered by owner {o}; pick another name or unregister it first")
+                write!(
+                    f,
+                    "command `{name}` is already registered by owner {o}; pick another name or unregister it first"
+                )
             }
             Error::BadName(n) => write!(
                 f,

@@ -139,7 +139,8 @@ impl Registry {
             }
             return Ok(());
         }
-        let d = self.dynamic.iter().find(|d| d.name == name).ok_or_else(|| Error::UnknownCommand(String::from(name)))?;
+        let d =
+            self.dynamic.iter().find(|d| d.name == name).ok_or_else(|| Error::UnknownCommand(String::from(name)))?;
         let _ = writeln!(w, "{} (registered by owner {})", d.name, d.owner);
         if !d.help.is_empty() {
             let _ = writeln!(w, "{}", d.help);
@@ -189,7 +190,13 @@ mod tests {
 
     static BUILTINS: [Builtin; 2] = [
         Builtin { name: "mem", usage: "mem", summary: "memory counters", help: "", run: count },
-        Builtin { name: "log", usage: "log [level]", summary: "show or set the log level", help: "levels: off, error", run: refuse },
+        Builtin {
+            name: "log",
+            usage: "log [level]",
+            summary: "show or set the log level",
+            help: "levels: off, error",
+            run: refuse,
+        },
     ];
 
     #[test]
@@ -247,7 +254,10 @@ mod tests {
         r.register(4, "info", "", plugin, 0).unwrap();
         let mut list = String::new();
         r.write_list(&mut list).unwrap();
-        assert!(list.contains("plugin commands:\n  info         (no description)\n  swap         replace a plugin\n"), "{list}");
+        assert!(
+            list.contains("plugin commands:\n  info         (no description)\n  swap         replace a plugin\n"),
+            "{list}"
+        );
         let mut h = String::new();
         r.write_help("log", &mut h).unwrap();
         assert_eq!(h, "usage: log [level]\nshow or set the log level\nlevels: off, error\n");

@@ -47,7 +47,11 @@ fn register_run_unregister() -> Result<(), Failure> {
 }
 
 fn names_clash() -> Result<(), Failure> {
-    check_eq!(register(OWNER, "mem", "", record, 0), Err(Error::NameTaken { name: "mem".into(), owner: None }), "a built-in name");
+    check_eq!(
+        register(OWNER, "mem", "", record, 0),
+        Err(Error::NameTaken { name: "mem".into(), owner: None }),
+        "a built-in name"
+    );
     register(OWNER, "selftest-c", "", record, 0).map_err(|e| failure!("register: {e}"))?;
     let again = register(OTHER, "selftest-c", "", record, 0);
     unregister_owner(OWNER);

@@ -85,7 +85,10 @@ impl State {
 pub enum Error {
     NoSuchCpu(usize),
     IsBootCpu(usize),
-    WrongState { cpu: usize, state: State },
+    WrongState {
+        cpu: usize,
+        state: State,
+    },
     /// The CPU did not reach Rust code in time (absent or broken).
     StartTimeout(usize),
     /// These CPUs (bit mask) did not finish a call or park in time.

@@ -1,6 +1,6 @@
 //! The `smp` suite: start, park and restart every AP; IPIs; run-on-CPUs.
 
-use super::{State, Error};
+use super::{Error, State};
 use crate::tests::{Failure, Test};
 use crate::{check, check_eq};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -167,11 +167,7 @@ fn bad_requests() -> Result<(), Failure> {
     check_eq!(super::start(MAX_CPUS + 1), Err(Error::NoSuchCpu(MAX_CPUS + 1)), "start of a CPU not in the MADT");
     ensure_all_online()?;
     if let Some(cpu) = aps().next() {
-        check_eq!(
-            super::start(cpu),
-            Err(Error::WrongState { cpu, state: State::Online }),
-            "second start of cpu {cpu}"
-        );
+        check_eq!(super::start(cpu), Err(Error::WrongState { cpu, state: State::Online }), "second start of cpu {cpu}");
     }
     Ok(())
 }

@@ -119,8 +119,7 @@ macro_rules! check_eq {
 /// interrupts stay enabled for a millisecond before the handler goes, so an
 /// interrupt already on its way still finds it.
 pub fn with_vector<R>(handler: Handler, f: impl FnOnce(u8) -> R) -> Result<R, Failure> {
-    let Some(vector) = (idt::FIRST_INTERRUPT..idt::SPURIOUS).find(|v| idt::set_handler(*v, handler).is_ok())
-    else {
+    let Some(vector) = (idt::FIRST_INTERRUPT..idt::SPURIOUS).find(|v| idt::set_handler(*v, handler).is_ok()) else {
         return Err(failure!("no free interrupt vector"));
     };
     let r = f(vector);
@@ -165,5 +164,9 @@ pub fn run(cl: &loader::cmdline::CommandLine) -> Status {
     }
     let verdict = if failed == 0 { "ok" } else { "FAILED" };
     crate::println!("test result: {verdict}. {passed} passed; {failed} failed");
-    if failed == 0 { Status::Pass } else { Status::TestFailure }
+    if failed == 0 {
+        Status::Pass
+    } else {
+        Status::TestFailure
+    }
 }

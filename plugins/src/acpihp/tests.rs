@@ -38,9 +38,7 @@ impl Model {
     /// `boot` CPUs present of `max`; APIC id = 2 * index, to tell ids from
     /// selectors.
     fn new(boot: usize, max: usize) -> Model {
-        let devs = (0..max)
-            .map(|i| Dev { present: i < boot, arch_id: 2 * i as u64, ..Dev::default() })
-            .collect();
+        let devs = (0..max).map(|i| Dev { present: i < boot, arch_id: 2 * i as u64, ..Dev::default() }).collect();
         Model { mode: Mode::Legacy, devs, selector: 0, command: 0, ost_event: 0, osts: Vec::new(), stray: 0 }
     }
 
@@ -85,9 +83,7 @@ impl PortIo for &mut Model {
             Mode::Absent => 0xff,
             Mode::Legacy => self.legacy_byte(o),
             Mode::Modern => match (o, self.cur()) {
-                (reg::FLAGS, Some(d)) => {
-                    (d.present as u8) | (d.inserting as u8) << 1 | (d.removing as u8) << 2
-                }
+                (reg::FLAGS, Some(d)) => (d.present as u8) | (d.inserting as u8) << 1 | (d.removing as u8) << 2,
                 _ => 0,
             },
         }

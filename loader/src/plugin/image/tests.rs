@@ -70,9 +70,10 @@ fn counter_loads_and_unloads() -> Result<(), Failure> {
     // Relocated pointers: the entry points into the executable pages.
     let init = d.init as usize as u64;
     let rx = |a: u64| {
-        image.regions().iter().any(|r| {
-            r.protection == Protection::ReadExecute && (base + r.offset..base + r.offset + r.len).contains(&a)
-        })
+        image
+            .regions()
+            .iter()
+            .any(|r| r.protection == Protection::ReadExecute && (base + r.offset..base + r.offset + r.len).contains(&a))
     };
     check!(rx(init) && rx(d.fini as usize as u64), "init {init:#x} or fini is outside the image's code");
 

@@ -57,7 +57,11 @@ const NO_COUNTER: i32 = 1;
 fn init() -> Result<(), i32> {
     let iface = Interface::get("counter").ok_or(NO_COUNTER)?;
     COUNTER.call_once(|| iface);
-    plugins::runtime::register_command("consumer", "call the counter through the consumer (`consumer panic`: panic)", command)?;
+    plugins::runtime::register_command(
+        "consumer",
+        "call the counter through the consumer (`consumer panic`: panic)",
+        command,
+    )?;
     plugins::info!("consumer ready, counter generation {}", generation());
     Ok(())
 }

@@ -15,18 +15,59 @@ pub struct Features(pub [u32; 3]);
 /// Names of the bits (Intel SDM vol. 2A, CPUID; Linux's spelling).
 const NAMES: [&[(u32, &str)]; 3] = [
     &[
-        (0, "sse3"), (1, "pclmulqdq"), (3, "monitor"), (5, "vmx"), (9, "ssse3"), (12, "fma"), (13, "cx16"),
-        (19, "sse4.1"), (20, "sse4.2"), (21, "x2apic"), (22, "movbe"), (23, "popcnt"), (25, "aes"),
-        (26, "xsave"), (28, "avx"), (29, "f16c"), (30, "rdrand"), (31, "hypervisor"),
+        (0, "sse3"),
+        (1, "pclmulqdq"),
+        (3, "monitor"),
+        (5, "vmx"),
+        (9, "ssse3"),
+        (12, "fma"),
+        (13, "cx16"),
+        (19, "sse4.1"),
+        (20, "sse4.2"),
+        (21, "x2apic"),
+        (22, "movbe"),
+        (23, "popcnt"),
+        (25, "aes"),
+        (26, "xsave"),
+        (28, "avx"),
+        (29, "f16c"),
+        (30, "rdrand"),
+        (31, "hypervisor"),
     ],
     &[
-        (0, "fpu"), (3, "pse"), (4, "tsc"), (5, "msr"), (6, "pae"), (8, "cx8"), (9, "apic"), (11, "sep"),
-        (12, "mtrr"), (13, "pge"), (15, "cmov"), (16, "pat"), (19, "clflush"), (23, "mmx"), (24, "fxsr"),
-        (25, "sse"), (26, "sse2"), (28, "ht"),
+        (0, "fpu"),
+        (3, "pse"),
+        (4, "tsc"),
+        (5, "msr"),
+        (6, "pae"),
+        (8, "cx8"),
+        (9, "apic"),
+        (11, "sep"),
+        (12, "mtrr"),
+        (13, "pge"),
+        (15, "cmov"),
+        (16, "pat"),
+        (19, "clflush"),
+        (23, "mmx"),
+        (24, "fxsr"),
+        (25, "sse"),
+        (26, "sse2"),
+        (28, "ht"),
     ],
     &[
-        (0, "fsgsbase"), (3, "bmi1"), (5, "avx2"), (7, "smep"), (8, "bmi2"), (9, "erms"), (10, "invpcid"),
-        (16, "avx512f"), (18, "rdseed"), (19, "adx"), (20, "smap"), (23, "clflushopt"), (29, "sha"),
+        (0, "fsgsbase"),
+        (3, "bmi1"),
+        (5, "avx2"),
+        (7, "smep"),
+        (8, "bmi2"),
+        (9, "erms"),
+        (10, "invpcid"),
+        (16, "avx512f"),
+        (18, "rdseed"),
+        (19, "adx"),
+        (20, "smap"),
+        (23, "clflushopt"),
+        (29, "sha"),
     ],
 ];
 
@@ -53,7 +94,12 @@ impl core::fmt::Display for Difference {
             Some((_, name)) => write!(f, "{name}")?,
             None => write!(f, "{}[{}]", WORDS[self.word], self.bit)?,
         }
-        write!(f, " ({} on this CPU, {} on the boot CPU)", self.word_state(!self.missing), self.word_state(self.missing))
+        write!(
+            f,
+            " ({} on this CPU, {} on the boot CPU)",
+            self.word_state(!self.missing),
+            self.word_state(self.missing)
+        )
     }
 }
 

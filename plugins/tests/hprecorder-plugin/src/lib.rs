@@ -109,7 +109,14 @@ unsafe extern "C" fn command(_: StrRef) -> i32 {
             let mut line = plugins::runtime::Buf::format(format_args!("cpu {c}:"));
             for e in LOG[c].iter().take(n) {
                 let v = e.load(Ordering::Acquire);
-                let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {}{}", ["prepare", "starting", "online"][(v >> 1) as usize % 3], ["+", "-"][(v & 1) as usize]));
+                let _ = core::fmt::Write::write_fmt(
+                    &mut line,
+                    format_args!(
+                        " {}{}",
+                        ["prepare", "starting", "online"][(v >> 1) as usize % 3],
+                        ["+", "-"][(v & 1) as usize]
+                    ),
+                );
             }
             plugins::println!("{}", line.as_str());
         }
