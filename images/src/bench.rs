@@ -19,8 +19,8 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use loader::cmdline::CommandLine;
-use loader::exit::Status;
+use loader_core::boot::cmdline::CommandLine;
+use loader_core::power::exit::Status;
 
 use crate::builder::{self, Image};
 use crate::emulator::{self, Accel, QemuBoot, Serial};
@@ -301,7 +301,7 @@ mod tests {
         let serial = "\
 modvisor 0.1.0 loader
 bench: boot-to-console 1234567 tsc
-[   0.5 0 INFO  loader::bench] bench: acpi-parse 4567 tsc
+[   0.5 0 INFO  loader_core::bench] bench: acpi-parse 4567 tsc
 test bench::x ... ok
 not a bench: line
 modvisor-exit: 0x16 poweroff

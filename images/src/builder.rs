@@ -1,4 +1,5 @@
-//! Building images: the loader (by cargo) and every plugin variant
+//! Building images: the loader (by cargo, twice: test images get the one
+//! with the in-image suites, feature `ktest`) and every plugin variant
 //! (`plugin_build`), then for every recipe a directory `images/out/<name>/`
 //! with `loader.elf`, `initrd` (the plugin store) and `cmdline`, and a GRUB
 //! ISO `images/out/<name>.iso` made from the same pieces.
@@ -57,12 +58,13 @@ impl Image {
 /// (re)builds.
 pub fn build_all() -> Result<()> {
     recipes::validate_all()?;
-    cargo_build_loader()?;
-    let loader = loader_binary();
+    let plain = cargo_build_loader(&[], "loader.elf")?;
+    let with_tests = cargo_build_loader(&["--features", "ktest"], "loader-ktest.elf")?;
     let store = plugin_build::build_plugins()?;
     let mut built = 0;
     for recipe in RECIPES {
-        let written = build_image(recipe, &loader, &store)?;
+        let loader = if recipe.runs_suites() { &with_tests } else { &plain };
+        let written = build_image(recipe, loader, &store)?;
         if !written.is_empty() {
             let names: Vec<String> = written.iter().map(|p| shown(p)).collect();
             println!("build: {}", names.join(" "));
@@ -75,34 +77,41 @@ pub fn build_all() -> Result<()> {
     Ok(())
 }
 
-/// The loader as cargo leaves it (honouring `CARGO_TARGET_DIR`).
-pub fn loader_binary() -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| workspace_root().join(d))
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target_dir.join(KERNEL_TARGET).join("release").join("loader")
-}
-
 /// The cargo the runner was started by, so a `cargo +toolchain run` is
 /// honoured; plain `cargo` (rust-toolchain.toml picks the toolchain) otherwise.
 pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-fn cargo_build_loader() -> Result<()> {
-    let args = ["build", "--release", "-p", "loader", "--bin", "loader", "--target", KERNEL_TARGET];
-    let status = Command::new(cargo())
-        .args(args)
+/// Builds the loader with `extra` cargo arguments and keeps the binary as
+/// `images/out/<kept>` (rewritten only when it changed, so its mtime tells
+/// the images whether they are stale): both builds leave theirs at the same
+/// `release/loader`.
+fn cargo_build_loader(extra: &[&str], kept: &str) -> Result<PathBuf> {
+    let mut args = vec!["build", "--release", "-p", "loader", "--bin", "loader", "--target", KERNEL_TARGET];
+    args.extend_from_slice(extra);
+    args.push("--message-format=json-render-diagnostics");
+    let command = || format!("cargo {}", args.join(" "));
+    let out = Command::new(cargo())
+        .args(&args)
         .current_dir(workspace_root())
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .map_err(|e| Error::io("starting cargo", e))?;
-    if !status.success() {
-        return Err(Error::Tool {
-            command: format!("cargo {}", args.join(" ")),
-            detail: format!("{status} (its errors are above)"),
-        });
+    if !out.status.success() {
+        return Err(Error::Tool { command: command(), detail: format!("{} (its errors are above)", out.status) });
     }
-    Ok(())
+    let built = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "loader")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| Error::Tool { command: command(), detail: "cargo reported no loader executable".into() })?;
+    let bytes = fs::read(&built).map_err(|e| Error::io(format!("reading {}", built.display()), e))?;
+    fs::create_dir_all(out_dir()).map_err(|e| Error::io(format!("creating {}", out_dir().display()), e))?;
+    let path = out_dir().join(kept);
+    write_if_changed(&path, &bytes)?;
+    Ok(path)
 }
 
 /// Brings one image up to date; returns the paths it wrote.

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use loader::exit::Status;
+use loader_core::power::exit::Status;
 
 use crate::builder::{shown, Image};
 use crate::layout::{BochsModel, QemuLayout, BOCHS_CPUS, BOCHS_MEM_MIB, RUN_LAYOUT};

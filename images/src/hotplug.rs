@@ -29,7 +29,7 @@ use crate::outcome::Outcome;
 use crate::qmp::{self, Qmp};
 use crate::session::{self, Received};
 use crate::{swap, Error, Result};
-use loader::exit::Status;
+use loader_core::power::exit::Status;
 
 /// One QMP-driven run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

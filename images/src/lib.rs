@@ -81,7 +81,7 @@ pub fn out_dir() -> PathBuf {
 }
 
 /// The message of a serial line: the text after the loader's log prefix
-/// (`[   0.123456 0 INFO  loader::x] `) when it has one, else the line.
+/// (`[   0.123456 0 INFO  loader_core::x] `) when it has one, else the line.
 pub fn log_message(line: &str) -> &str {
     match line.find("] ") {
         Some(i) if line.trim_start().starts_with('[') => line[i + 2..].trim(),
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn log_prefix_is_stripped() {
-        assert_eq!(log_message("[   0.123456 0 INFO  loader::x] cpus: 1"), "cpus: 1");
+        assert_eq!(log_message("[   0.123456 0 INFO  loader_core::x] cpus: 1"), "cpus: 1");
         assert_eq!(log_message("cpus: 1\r"), "cpus: 1");
         assert_eq!(log_message("a] b"), "a] b");
     }

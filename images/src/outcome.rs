@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use loader::exit::{Status, MARKER};
+use loader_core::power::exit::{Status, MARKER};
 
 use crate::layout::Emulator;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use loader::cmdline::CommandLine;
-use loader::exit::Status;
+use loader_core::boot::cmdline::CommandLine;
+use loader_core::power::exit::Status;
 
 use crate::layout::{BochsModel, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
 use crate::outcome::Outcome;
@@ -16,6 +16,14 @@ pub struct Recipe {
     /// Command-line words after `image=<name>`.
     pub args: &'static str,
     pub role: Role,
+}
+
+impl Recipe {
+    /// Whether the image selects in-image suites (`test=`), and so needs the
+    /// loader built with them.
+    pub fn runs_suites(&self) -> bool {
+        self.args.split_whitespace().any(|w| w.starts_with("test="))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ed25519_compact::KeyPair;
-use loader::shell::{GREETING, PROMPT};
+use loader_core::shell::{GREETING, PROMPT};
 use plugins::upload::{Command as UploadCommand, HEADER_LEN};
 
 use crate::layout::{QemuLayout, RUN_LAYOUT};
@@ -740,7 +740,7 @@ mod tests {
             }
             assert_eq!(s.finish, b"poweroff\r");
             let cl = s.cmdline("image=default");
-            let parsed = loader::cmdline::CommandLine::parse(&cl).unwrap();
+            let parsed = loader_core::boot::cmdline::CommandLine::parse(&cl).unwrap();
             assert_eq!(
                 parsed.boot_commands().count(),
                 s.boot_commands.split(';').filter(|c| !c.trim().is_empty()).count()
@@ -818,7 +818,7 @@ mod tests {
              plugin consumer-plugin 1.0.0 0x2223000 plugins/consumer-plugin-1.0.0.mvp\r\n\
              plugin counter-plugin 2.0.0 0x2228000 plugins/counter-plugin-2.0.0.mvp\r\nend",
             // Log lines of the swap land after the idle prompt.
-            "[    0.3 0 INFO  loader::upload] received counter-plugin 2.0.0 on COM2\r\n\
+            "[    0.3 0 INFO  loader_core::upload] received counter-plugin 2.0.0 on COM2\r\n\
              consumer\r\nconsumer: counter generation 2 says 3\r\n",
             "counter\r\ncounter 3 (generation 2)\r\n",
             "error: upload damaged in transit: CRC-32 0x1 of the payload, frame says 0x2; send it again",
@@ -855,7 +855,7 @@ mod tests {
         let (mut text, mut sent) = good_upload_session();
         // Step 12 typed while the 3.0.0 upload's log line was half printed.
         let Sent::Typed(at) = sent[11] else { panic!("step 12 is typed") };
-        let log = "[    1.5 0 INFO  loader::plugin::image] plugin counter-plugin 3.0.0 loaded at 0x1\r\n";
+        let log = "[    1.5 0 INFO  loader_core::plugin::image] plugin counter-plugin 3.0.0 loaded at 0x1\r\n";
         text.insert_str(at, log);
         let shift = log.len();
         for s in &mut sent[11..] {
@@ -864,7 +864,7 @@ mod tests {
             }
         }
         assert_eq!(check(UP, &text, &sent), Vec::<String>::new());
-        assert!(is_log_line("[    0.3 0 INFO  loader::upload] received"));
+        assert!(is_log_line("[    0.3 0 INFO  loader_core::upload] received"));
         assert!(is_log_line("    0.3 0 WARN  cpuhp-plugin] cpu 3 refused"));
         assert!(!is_log_line("counter-plugin 3.0.0 [active] at 0x1"));
         assert!(!is_log_line("cpu 0 apic 0 online boot"));
@@ -925,7 +925,7 @@ mod tests {
     #[test]
     fn spoiled_uploads_fail_where_the_loader_checks() {
         use ed25519_compact::Seed;
-        use loader::elf::{verify, Error as ElfError};
+        use loader_core::plugin::elf::{verify, Error as ElfError};
         use plugins::upload::{Error as FrameError, Event};
         let tree = KeyPair::from_seed(Seed::new([1; 32]));
         let foreign = KeyPair::from_seed(Seed::new([2; 32]));

@@ -16,7 +16,7 @@ use crate::outcome::{classify, Ended, Outcome};
 use crate::recipes::{self, Recipe, RECIPES};
 use crate::session::{self, Scenario, SCENARIOS};
 use crate::{last_lines, out_dir, read_lossy, swap, Error, Result};
-use loader::exit::Status;
+use loader_core::power::exit::Status;
 
 /// How many serial lines a failure report shows.
 const TAIL_LINES: usize = 40;

@@ -3,39 +3,29 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
-// Every in-image test returns `tests::Failure`, a fixed buffer on purpose:
+// Every in-image test returns `ktest::Failure`, a fixed buffer on purpose:
 // reporting must work with the heap exhausted.
 #![allow(clippy::result_large_err)]
 
 extern crate alloc;
 
 mod acpi;
-mod apic;
 mod boot;
-mod cmos;
 mod console;
 mod cpu;
-mod ioapic;
-mod mem;
-mod percpu;
+mod interrupts;
+#[cfg(feature = "ktest")]
+mod ktest;
+mod memory;
 mod plugin;
 mod power;
-// The shell's kernel half sits with its pure half (`loader::shell`) in
-// src/shell/; a plain `mod shell` would pick up the library's mod.rs.
-mod sci;
-#[path = "shell/kernel.rs"]
 mod shell;
 mod smp;
-mod system;
-mod tests;
 mod time;
-mod timer;
-mod upload;
-mod watchdog;
 
-use loader::cmdline::{self, CommandLine};
-use loader::exit::Status;
-use loader::madt::CpuClass;
+use loader_core::acpi::madt::CpuClass;
+use loader_core::boot::cmdline::{self, CommandLine};
+use loader_core::power::exit::Status;
 use spin::Once;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -67,9 +57,7 @@ extern "C" fn kernel_entry(protocol: u32, info: u64) -> ! {
         Ok(cl) => cl,
         Err(e) => usage_error(format_args!("{e}")),
     };
-    if let Err(unknown) = tests::validate(cl.suites()) {
-        usage_error(format_args!("unknown test suite `{unknown}` in `test=`"));
-    }
+    check_suites(&cl);
     console::set_level(cl.log_level);
     let mut boot = boot;
     if boot.rsdp.is_none() {
@@ -78,12 +66,12 @@ extern "C" fn kernel_entry(protocol: u32, info: u64) -> ! {
         boot.rsdp = Some(found);
     }
     let (boot, _) = BOOT.call_once(|| (boot, cl));
-    if let Err(e) = mem::init(boot) {
+    if let Err(e) = memory::init(boot) {
         panic!("memory setup failed: {e}");
     }
-    let stack =
-        mem::Stack::new(BOOT_CPU_STACK_PAGES).unwrap_or_else(|e| panic!("cannot allocate the boot CPU's stack: {e}"));
-    mem::switch_stack(stack, boot_cpu_main)
+    let stack = memory::Stack::new(BOOT_CPU_STACK_PAGES)
+        .unwrap_or_else(|e| panic!("cannot allocate the boot CPU's stack: {e}"));
+    memory::switch_stack(stack, boot_cpu_main)
 }
 
 /// The boot CPU's stack after `kernel_entry`: guarded, unlike the boot stack.
@@ -91,19 +79,28 @@ const BOOT_CPU_STACK_PAGES: u64 = 32;
 
 fn usage_error(msg: core::fmt::Arguments) -> ! {
     println!("error: {msg}\naccepted arguments:\n{}", cmdline::HELP);
-    println!("test suites: all, {}", Names(tests::list));
+    #[cfg(feature = "ktest")]
+    {
+        // No heap yet: the names go out one by one, in link order.
+        console::write_fmt(format_args!("test suites: all"));
+        for name in ktest::list() {
+            console::write_fmt(format_args!(", {name}"));
+        }
+        println!();
+    }
     power::exit(Status::BadCommandLine)
 }
 
-/// Prints the items of an iterator separated by commas.
-struct Names<I: Iterator<Item = &'static str>>(fn() -> I);
-
-impl<I: Iterator<Item = &'static str>> core::fmt::Display for Names<I> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for (i, n) in (self.0)().enumerate() {
-            write!(f, "{}{n}", if i == 0 { "" } else { ", " })?;
-        }
-        Ok(())
+/// Refuses a `test=` that names a suite this loader does not have: any,
+/// when it is built without in-image tests.
+fn check_suites(cl: &CommandLine) {
+    #[cfg(feature = "ktest")]
+    if let Err(unknown) = ktest::validate(cl.suites()) {
+        usage_error(format_args!("unknown test suite `{unknown}` in `test=`"));
+    }
+    #[cfg(not(feature = "ktest"))]
+    if cl.tests.is_some() {
+        usage_error(format_args!("`test=` needs a test image: this loader has no in-image tests (feature `ktest`)"));
     }
 }
 
@@ -112,13 +109,13 @@ extern "C" fn boot_cpu_main() -> ! {
     let (boot, cl) = BOOT.get().expect("boot information is recorded before the stack switch");
     // Loaded at once, with the boot GDT's code selector, so that any fault
     // from here on is reported.
-    cpu::idt::init();
-    cpu::idt::load();
+    interrupts::idt::init();
+    interrupts::idt::load();
     let rsdp = boot.rsdp.expect("kernel_entry finds the RSDP");
     let acpi = acpi::init(rsdp).unwrap_or_else(|e| panic!("{e}"));
-    let mode = apic::choose_mode(cl.apic, acpi.lapic_address).unwrap_or_else(|e| panic!("{e}"));
-    apic::init_this_cpu();
-    let apic_id = apic::id();
+    let mode = interrupts::apic::choose_mode(cl.apic, acpi.lapic_address).unwrap_or_else(|e| panic!("{e}"));
+    interrupts::apic::init_this_cpu();
+    let apic_id = interrupts::apic::id();
     let Some(id) = acpi.cpus.id_of(apic_id) else {
         panic!("the boot CPU (APIC id {apic_id}) is not in the MADT");
     };
@@ -126,17 +123,17 @@ extern "C" fn boot_cpu_main() -> ! {
     // The boot CPU never stops, so its interrupt stacks live forever.
     static BSP_STACKS: Once<cpu::CpuStacks> = Once::new();
     cpu::init_this_cpu(id, apic_id, BSP_STACKS.call_once(|| stacks));
-    ioapic::init(acpi);
-    let cal = timer::calibrate(acpi).unwrap_or_else(|e| panic!("{e}"));
-    timer::init().unwrap_or_else(|e| panic!("{e}"));
-    timer::start_tick();
+    interrupts::ioapic::init(acpi);
+    let cal = time::timer::calibrate(acpi).unwrap_or_else(|e| panic!("{e}"));
+    time::timer::init().unwrap_or_else(|e| panic!("{e}"));
+    time::timer::start_tick();
     smp::init(id);
     // Without COM2 there is no upload, and the rest works on.
-    if let Err(e) = upload::init(acpi) {
+    if let Err(e) = plugin::upload::init(acpi) {
         log::warn!("plugin upload over COM2 is off: {e}");
     }
     // Without the SCI there is no physical CPU hotplug; the rest works on.
-    if let Err(e) = sci::init(acpi) {
+    if let Err(e) = acpi::sci::init(acpi) {
         log::warn!("ACPI SCI is off: {e}");
     }
     plugin::commands::register();
@@ -145,7 +142,7 @@ extern "C" fn boot_cpu_main() -> ! {
     x86_64::instructions::interrupts::enable();
 
     let watchdog_secs = cl.watchdog_secs.unwrap_or(if cl.tests.is_some() { DEFAULT_TEST_WATCHDOG_SECS } else { 0 });
-    watchdog::arm(watchdog_secs as u64);
+    time::watchdog::arm(watchdog_secs as u64);
     for item in cl.boot_plugins() {
         // `name@version` or just `name` (the highest version in the store).
         let (name, version) = match item.split_once('@') {
@@ -172,13 +169,14 @@ extern "C" fn boot_cpu_main() -> ! {
         power::exit(Status::PowerOff);
     }
     shell::run_boot_commands(cl.boot_commands());
+    #[cfg(feature = "ktest")]
     if cl.tests.is_some() {
-        power::exit(tests::run(cl));
+        power::exit(ktest::run(cl));
     }
     shell::run()
 }
 
-fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: apic::Mode, cal: timer::Calibration) {
+fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: interrupts::apic::Mode, cal: time::timer::Calibration) {
     println!(
         "modvisor {VERSION} loader, booted via {}, image {}",
         boot.protocol.name(),
@@ -202,7 +200,7 @@ fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: apic::Mode, cal: timer
 }
 
 /// `0 1 (2 3)`: boot CPUs, then hot-pluggable slots in parentheses.
-struct CpuIds<'a>(&'a loader::madt::CpuList);
+struct CpuIds<'a>(&'a loader_core::acpi::madt::CpuList);
 
 impl core::fmt::Display for CpuIds<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -221,8 +219,8 @@ impl core::fmt::Display for CpuIds<'_> {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
     if console::enter_panic() {
-        println!("panic on cpu {}: {info}", percpu::current_id());
-        system::emergency(plugins::system_state::PANIC);
+        println!("panic on cpu {}: {info}", cpu::percpu::current_id());
+        power::system::emergency(plugins::system_state::PANIC);
         power::exit(Status::Panic);
     }
     power::halt_forever("nested panic")

@@ -1,11 +1,13 @@
 //! What the boot protocol tells us: command line, memory map, initrd, RSDP.
 //! Both protocols end in the same [`BootInfo`].
 
+#[cfg(feature = "ktest")]
+mod ktests;
 mod multiboot2;
 mod pvh;
-pub mod tests;
 
-use loader::memmap::{Range, RangeSet};
+use loader_core::memory::memmap::{Range, RangeSet};
+#[cfg(feature = "ktest")]
 use tar_no_std::TarArchiveRef;
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
@@ -62,8 +64,8 @@ impl core::fmt::Display for Error {
     }
 }
 
-impl From<loader::memmap::Error> for Error {
-    fn from(_: loader::memmap::Error) -> Self {
+impl From<loader_core::memory::memmap::Error> for Error {
+    fn from(_: loader_core::memory::memmap::Error) -> Self {
         Error::TooManyRanges
     }
 }
@@ -79,6 +81,7 @@ pub fn initrd() -> Option<&'static [u8]> {
 /// The file `name` (a path inside the archive, e.g. `plugins/x-1.0.0.mvp`)
 /// in the initrd, a ustar archive; `None` without an initrd, if it is not an
 /// archive, or if it has no such file.
+#[cfg(feature = "ktest")]
 pub fn initrd_file(name: &str) -> Option<&'static [u8]> {
     let archive = TarArchiveRef::new(initrd()?).ok()?;
     let entry = archive.entries().find(|e| e.filename().as_str() == Ok(name))?;

@@ -1,7 +1,7 @@
 //! Multiboot2 boot (GRUB, for Bochs), parsed with the `multiboot2` crate.
 
 use super::{BootInfo, Error, Protocol};
-use loader::memmap::{Range, RangeSet};
+use loader_core::memory::memmap::{Range, RangeSet};
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 /// # Safety

@@ -3,7 +3,7 @@
 
 use super::{c_str, BootInfo, Error, Protocol};
 use core::mem::size_of;
-use loader::memmap::{Range, RangeSet};
+use loader_core::memory::memmap::{Range, RangeSet};
 
 const MAGIC: u32 = 0x336e_c578;
 const E820_RAM: u32 = 1;

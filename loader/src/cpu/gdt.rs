@@ -2,7 +2,7 @@
 //! double fault and machine check run on stacks of their own, so they still
 //! work when the interrupted stack is broken (e.g. overflowed into its guard).
 
-use crate::percpu::PerCpu;
+use crate::cpu::percpu::PerCpu;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::Descriptor;
@@ -46,6 +46,7 @@ pub unsafe fn load(cpu: &'static PerCpu, ist_tops: [u64; 3]) {
 
 /// IST1..IST3 of the TSS this CPU has loaded, found through TR and the GDT
 /// rather than through the per-CPU slot, so it shows what the CPU will use.
+#[cfg(feature = "ktest")]
 pub fn loaded_ist_tops() -> [u64; 3] {
     let tr: u16;
     // SAFETY: STR only copies the task register's selector.

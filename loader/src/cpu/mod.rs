@@ -1,12 +1,12 @@
-//! Per-CPU processor state: descriptor tables, traps, fault probes.
+//! Per-CPU processor state: the GDT and TSS with the interrupt stacks, and
+//! the per-CPU areas.
 
 pub mod gdt;
-pub mod idt;
-pub mod probe;
-pub mod tests;
+#[cfg(feature = "ktest")]
+mod ktests;
+pub mod percpu;
 
-use crate::mem::Stack;
-use crate::percpu;
+use crate::memory::Stack;
 
 /// Pages of each interrupt stack (NMI, double fault, machine check).
 const IST_PAGES: u64 = 4;
@@ -18,7 +18,7 @@ pub struct CpuStacks {
 }
 
 impl CpuStacks {
-    pub fn new() -> Result<CpuStacks, crate::mem::Error> {
+    pub fn new() -> Result<CpuStacks, crate::memory::Error> {
         Ok(CpuStacks { ist: [Stack::new(IST_PAGES)?, Stack::new(IST_PAGES)?, Stack::new(IST_PAGES)?] })
     }
 }
@@ -31,7 +31,7 @@ pub fn init_this_cpu(id: usize, apic_id: u32, stacks: &CpuStacks) {
     // SAFETY: runs on the CPU that owns `cpu` with interrupts off (caller),
     // and the stacks in `stacks` are kept until the CPU stops.
     unsafe { gdt::load(cpu, tops) };
-    idt::load();
+    crate::interrupts::idt::load();
 }
 
 /// Loads an empty IDT and raises an exception: the CPU resets.

@@ -1,146 +1,175 @@
-//! The memory component's decisions, kept apart from the hardware so the
-//! host can test them: what RAM is usable, how the identity map is laid out
-//! and protected, how page tables are read and split, where stacks go, and
-//! the component's one error type. The binary's `mem` module applies them
-//! (frame bitmap, CR3, heap, stacks); the frame allocator is [`crate::frames`].
+//! Memory: the physical frame allocator, the loader's own page tables
+//! (identity map with W^X), page protection changes, the kernel heap and
+//! guarded stacks. The decisions live in the library (`loader_core::memory::frames`,
+//! `loader_core::memory`); this module applies them to the hardware.
+//!
+//! One lock guards the frame allocator and the page tables. It is taken
+//! with interrupts masked, so an interrupt handler can never spin on a lock
+//! its own CPU holds; exception handlers must not call into this module
+//! except [`is_guard_page`], which takes no lock.
 
-pub mod layout;
-pub mod stacks;
-pub mod walk;
+mod heap;
+#[cfg(feature = "ktest")]
+mod ktests;
+mod paging;
+mod stacks;
 
-pub use layout::Protection;
+pub use loader_core::memory::walk::Leaf;
+pub use loader_core::memory::{Error, Protection};
+pub use stacks::{is_guard_page, switch_stack, Stack};
 
-use crate::frames;
-use core::fmt;
+use crate::boot::BootInfo;
+use loader_core::memory::frames::{self, FrameAllocator, PAGE_SIZE};
+use loader_core::memory::layout::{self, ImageSections, Plan, BOOT_MAP_END};
+use loader_core::memory::memmap::Range;
+use paging::Tables;
+use spin::Mutex;
 
-/// Every way the memory component can fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// The frame allocator refused (out of memory, double free, ...).
-    Frames(frames::Error),
-    /// The usable-memory computation needed more ranges than
-    /// [`crate::memmap::MAX_RANGES`].
-    TooManyRanges,
-    /// No usable range below 4 GiB holds the frame bitmap.
-    NoRoomForBitmap { bytes: u64 },
-    /// The CPU cannot mark pages non-executable.
-    NoExecuteUnsupported,
-    /// The linker script's section symbols are out of order or unaligned.
-    BadImageLayout(layout::ImageSections),
-    /// A range handed to `protect` is empty or not 4 KiB aligned.
-    Unaligned { start: u64, len: u64 },
-    /// A range handed to `protect` reaches past the identity map.
-    OutsideIdentityMap { start: u64, len: u64, top: u64 },
-    /// A range handed to `protect` overlaps the loader's own image, whose
-    /// protections are fixed (W^X).
-    LoaderImage { start: u64, len: u64 },
-    /// The page at `addr` is not mapped.
-    NotMapped { addr: u64 },
-    /// A page table already maps `addr` where a new mapping was to go.
-    AlreadyMapped { addr: u64 },
-    /// A page that should be unmapped by now is still mapped (a page table
-    /// about to be freed still maps `addr`).
-    StillMapped { addr: u64 },
-    /// A large page covers `addr` where a page table was expected.
-    LargePageInTheWay { addr: u64 },
-    /// `mem::init` has not run yet.
-    NotInitialized,
-    /// `mem::init` ran already.
-    AlreadyInitialized,
-    /// A stack must have between 1 and [`stacks::MAX_PAGES`] pages.
-    StackSize { pages: u64 },
-    /// Every stack slot is in use.
-    NoStackSlot,
+struct State {
+    frames: FrameAllocator<'static>,
+    tables: Tables,
+    plan: Plan,
 }
 
-impl From<frames::Error> for Error {
-    fn from(e: frames::Error) -> Self {
-        Error::Frames(e)
-    }
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Runs `f` on the memory state, with interrupts masked.
+fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, Error> {
+    x86_64::instructions::interrupts::without_interrupts(|| match STATE.lock().as_mut() {
+        Some(s) => f(s),
+        None => Err(Error::NotInitialized),
+    })
 }
 
-impl From<crate::memmap::Error> for Error {
-    fn from(_: crate::memmap::Error) -> Self {
-        Error::TooManyRanges
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Error::Frames(e) => e.fmt(f),
-            Error::TooManyRanges => write!(
-                f,
-                "usable memory is split into more than {} ranges; the firmware memory map is too \
-                 fragmented for the loader",
-                crate::memmap::MAX_RANGES
-            ),
-            Error::NoRoomForBitmap { bytes } => write!(
-                f,
-                "no usable RAM range below 4 GiB can hold the {} KiB frame bitmap; give the \
-                 machine more low memory",
-                bytes / 1024
-            ),
-            Error::NoExecuteUnsupported => write!(
-                f,
-                "the CPU lacks the execute-disable bit (CPUID 80000001h:EDX[20]), so the loader \
-                 cannot enforce W^X; use a CPU model with NX (e.g. QEMU -cpu max)"
-            ),
-            Error::BadImageLayout(s) => write!(
-                f,
-                "the loader image's section symbols are out of order or not page aligned ({s}); \
-                 check loader/linker.ld"
-            ),
-            Error::Unaligned { start, len } => write!(
-                f,
-                "cannot change protection of {len:#x} bytes at {start:#x}: start and length must \
-                 be non-zero multiples of 4 KiB"
-            ),
-            Error::OutsideIdentityMap { start, len, top } => write!(
-                f,
-                "cannot change protection of {len:#x} bytes at {start:#x}: the identity map ends \
-                 at {top:#x}"
-            ),
-            Error::LoaderImage { start, len } => write!(
-                f,
-                "cannot change protection of {len:#x} bytes at {start:#x}: the range overlaps the \
-                 loader image, whose W^X protections are fixed"
-            ),
-            Error::NotMapped { addr } => write!(f, "the page at {addr:#x} is not mapped"),
-            Error::AlreadyMapped { addr } => {
-                write!(f, "cannot map {addr:#x}: something is already mapped there")
-            }
-            Error::StillMapped { addr } => write!(
-                f,
-                "the page at {addr:#x} is still mapped although its page table is being freed; \
-                 the memory state is inconsistent"
-            ),
-            Error::LargePageInTheWay { addr } => {
-                write!(f, "cannot map {addr:#x} with 4 KiB pages: a large page covers it")
-            }
-            Error::NotInitialized => write!(f, "memory management is not initialised yet (mem::init)"),
-            Error::AlreadyInitialized => write!(f, "memory management is already initialised"),
-            Error::StackSize { pages } => {
-                write!(f, "a stack of {pages} pages is not possible: ask for 1 to {} pages", stacks::MAX_PAGES)
-            }
-            Error::NoStackSlot => {
-                write!(f, "all {} stack slots are in use; drop stacks that are no longer needed", stacks::SLOTS)
-            }
+/// Takes over memory management from the boot code: frame allocator over
+/// free RAM, the loader's page tables (loaded into CR3), and the heap.
+pub fn init(boot: &BootInfo) -> Result<(), Error> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut state = STATE.lock();
+        if state.is_some() {
+            return Err(Error::AlreadyInitialized);
         }
-    }
+        paging::enable_nx_and_wp()?;
+        let image = image_sections();
+        let plan = Plan::new(image, layout::identity_top(&boot.usable))?;
+
+        let mut usable = layout::usable(&boot.usable, &boot.in_use, image.range())?;
+        // The bitmap is written right away, through the boot map.
+        let bitmap_range = frames::place_bitmap(&usable, BOOT_MAP_END)
+            .ok_or(Error::NoRoomForBitmap { bytes: frames::bitmap_words(&usable) as u64 * 8 })?;
+        usable.remove(bitmap_range)?;
+        // SAFETY: the range is usable RAM that nothing else uses (it was
+        // just taken out of the set the allocator will manage), below 4 GiB
+        // so identity-mapped by the boot map and by the tables built below,
+        // and it is never freed.
+        let bitmap = unsafe { paging::ram_words(bitmap_range) };
+        let mut frames = FrameAllocator::new(bitmap, &usable)?;
+
+        let tables = Tables::build(&plan, &mut frames)?;
+        // SAFETY: `build` mapped everything the loader touches at the same
+        // addresses: its image (so this code and the boot stack), all RAM
+        // (boot structures, the bitmap, page tables) and the first 4 GiB.
+        unsafe { tables.activate() };
+
+        let heap_bytes = layout::heap_bytes(frames.free_frames() * PAGE_SIZE);
+        let heap_start = frames.alloc(heap_bytes / PAGE_SIZE, 1)?;
+        // SAFETY: freshly allocated, identity-mapped RW, and never freed.
+        unsafe { heap::init(heap_start, heap_bytes) };
+
+        const MIB: u64 = 1 << 20;
+        log::info!(
+            "memory: {} MiB free of {} MiB usable ({} ranges), heap {} MiB at {:#x}, bitmap at {:#x}, \
+             identity map to {:#x}",
+            frames.free_frames() * PAGE_SIZE / MIB,
+            frames.total_frames() * PAGE_SIZE / MIB,
+            usable.iter().count(),
+            heap_bytes / MIB,
+            heap_start,
+            bitmap_range.start,
+            plan.top(),
+        );
+        *state = Some(State { frames, tables, plan });
+        Ok(())
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::string::ToString;
+/// Changes the protection of `[start, start + len)` in the identity map,
+/// 4 KiB aligned, splitting large pages as needed, and flushes the TLB of
+/// this CPU only. Page 0 and the loader image cannot be changed; anything
+/// else can, so callers must own the range (frames they allocated, the SMP
+/// trampoline pages): write-protecting the heap or a page table would make
+/// the next write to it fault.
+///
+/// Once other CPUs run, the caller must also shoot down their TLBs before
+/// relying on the new protection (or, for ReadExecute, before another CPU
+/// executes the page); until then they may keep using the old rights.
+pub fn protect(start: u64, len: u64, prot: Protection) -> Result<(), Error> {
+    with_state(|s| {
+        s.plan.check_protect(start, len)?;
+        s.tables.protect(Range::new(start, start + len), prot, &mut s.frames)
+    })
+}
 
-    #[test]
-    fn messages_carry_the_numbers() {
-        let e = Error::from(frames::Error::OutOfMemory { requested: 3 });
-        assert_eq!(e.to_string(), frames::Error::OutOfMemory { requested: 3 }.to_string());
-        let e = Error::OutsideIdentityMap { start: 0x1000, len: 0x2000, top: 0x1_0000_0000 }.to_string();
-        assert!(e.contains("0x1000") && e.contains("0x2000") && e.contains("0x100000000"), "{e}");
-        assert!(Error::StackSize { pages: 0 }.to_string().contains("1 to 511"));
+/// `count` contiguous physical frames, the first aligned to `align_pages`
+/// frames; returns its physical (= identity-mapped) address.
+pub fn alloc_frames(count: u64, align_pages: u64) -> Result<u64, Error> {
+    with_state(|s| Ok(s.frames.alloc(count, align_pages)?))
+}
+
+/// Returns frames from [`alloc_frames`]. Freeing frames that are not
+/// allocated is an error and changes nothing.
+pub fn free_frames(addr: u64, count: u64) -> Result<(), Error> {
+    with_state(|s| Ok(s.frames.free(addr, count)?))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub frames_total: u64,
+    pub frames_free: u64,
+    pub heap_bytes: u64,
+    pub heap_used: u64,
+}
+
+/// Current counters (all zero before [`init`]).
+pub fn stats() -> Stats {
+    let (frames_total, frames_free) =
+        with_state(|s| Ok((s.frames.total_frames(), s.frames.free_frames()))).unwrap_or((0, 0));
+    let (heap_bytes, heap_used) = heap::usage();
+    Stats { frames_total, frames_free, heap_bytes, heap_used }
+}
+
+/// The live translation of `addr`.
+pub fn translate(addr: u64) -> Result<Option<Leaf>, Error> {
+    with_state(|s| Ok(s.tables.lookup(addr)))
+}
+
+/// Calls `f` on every live translation, in address order.
+#[cfg(feature = "ktest")]
+pub fn for_each_mapping(f: impl FnMut(Leaf)) -> Result<(), Error> {
+    with_state(|s| {
+        s.tables.for_each_leaf(f);
+        Ok(())
+    })
+}
+
+/// The image's section bounds from the linker script.
+pub fn image_sections() -> ImageSections {
+    extern "C" {
+        static __image_start: u8;
+        static __text_start: u8;
+        static __text_end: u8;
+        static __rodata_start: u8;
+        static __rodata_end: u8;
+        static __data_start: u8;
+        static __data_end: u8;
+    }
+    ImageSections {
+        start: &raw const __image_start as u64,
+        text_start: &raw const __text_start as u64,
+        text_end: &raw const __text_end as u64,
+        rodata_start: &raw const __rodata_start as u64,
+        rodata_end: &raw const __rodata_end as u64,
+        data_start: &raw const __data_start as u64,
+        end: &raw const __data_end as u64,
     }
 }

@@ -1,140 +1,114 @@
-//! Where guarded stacks live: a 1 GiB virtual region outside the identity
-//! map, cut into 2 MiB slots. A stack occupies the top of its slot; every
-//! page of the slot below it stays unmapped, so an overflow, however large
-//! its frame, faults inside the slot. One slot is exactly the span of one
-//! page table, which is allocated with the stack and freed with it.
-//!
-//! The slot table is lock-free so that the exception path can ask
-//! [`Slots::is_guard`] even if the fault hit while memory locks were held.
+//! Stacks with guard pages, in the stack region of `loader_core::memory::stacks`
+//! (outside the identity map), mapped RW+NX with 4 KiB pages.
 
-use super::layout::LARGE_PAGE_SIZE;
-use super::Error;
-use crate::frames::PAGE_SIZE;
-use core::sync::atomic::{AtomicU16, Ordering};
+use super::{with_state, Error};
+use loader_core::memory::frames::PAGE_SIZE;
+use loader_core::memory::layout::Protection;
+use loader_core::memory::stacks::{self, Slots};
 
-/// PML4 entry 384, PDPT entry 0: far from the identity map and from where
-/// plugins will be mapped.
-pub const REGION_START: u64 = 0xffff_c000_0000_0000;
-pub const SLOT_BYTES: u64 = LARGE_PAGE_SIZE;
-pub const SLOTS: usize = 512;
-pub const REGION_END: u64 = REGION_START + SLOTS as u64 * SLOT_BYTES;
-/// A slot minus the one guard page.
-pub const MAX_PAGES: u64 = SLOT_BYTES / PAGE_SIZE - 1;
+static SLOTS: Slots = Slots::new();
 
-const _: () = assert!(MAX_PAGES <= u16::MAX as u64);
-
-/// Lowest address of `slot`.
-pub const fn slot_base(slot: usize) -> u64 {
-    REGION_START + slot as u64 * SLOT_BYTES
+/// A mapped stack; dropping it unmaps its pages and frees its frames.
+#[derive(Debug)]
+pub struct Stack {
+    slot: usize,
+    #[cfg(feature = "ktest")]
+    pages: u64,
+    /// Pages mapped so far, from the top down (all of them once `new`
+    /// returns; fewer while `new` unwinds a failure).
+    mapped: u64,
 }
 
-/// Initial stack pointer of the stack in `slot`.
-pub const fn slot_top(slot: usize) -> u64 {
-    slot_base(slot) + SLOT_BYTES
-}
+impl Stack {
+    /// A stack of `pages` 4 KiB pages (1 ..= 511) with an unmapped guard
+    /// page below it.
+    pub fn new(pages: u64) -> Result<Stack, Error> {
+        let mut stack = Stack {
+            slot: SLOTS.claim(pages)?,
+            #[cfg(feature = "ktest")]
+            pages,
+            mapped: 0,
+        };
+        // On failure `stack` is dropped, which undoes the pages mapped so far.
+        with_state(|s| {
+            while stack.mapped < pages {
+                let frame = s.frames.alloc(1, 1)?;
+                let virt = stack.top() - (stack.mapped + 1) * PAGE_SIZE;
+                if let Err(e) = s.tables.map_page(virt, frame, Protection::ReadWrite, &mut s.frames) {
+                    s.frames.free(frame, 1)?;
+                    return Err(e);
+                }
+                stack.mapped += 1;
+            }
+            Ok(())
+        })?;
+        Ok(stack)
+    }
 
-/// The unmapped page just below a stack of `pages` pages in `slot`.
-pub const fn guard_page(slot: usize, pages: u64) -> u64 {
-    slot_top(slot) - (pages + 1) * PAGE_SIZE
-}
+    /// The initial stack pointer (16-byte aligned, as the SysV ABI wants).
+    pub fn top(&self) -> u64 {
+        stacks::slot_top(self.slot)
+    }
 
-/// Which slots hold a stack, and how many pages each has.
-pub struct Slots {
-    /// 0: free; otherwise the stack's size in pages.
-    pages: [AtomicU16; SLOTS],
-}
+    /// The lowest mapped address.
+    #[cfg(feature = "ktest")]
+    pub fn bottom(&self) -> u64 {
+        self.top() - self.pages * PAGE_SIZE
+    }
 
-impl Default for Slots {
-    fn default() -> Self {
-        Self::new()
+    /// The unmapped page just below the stack.
+    #[cfg(feature = "ktest")]
+    pub fn guard_page(&self) -> u64 {
+        stacks::guard_page(self.slot, self.pages)
     }
 }
 
-impl Slots {
-    pub const fn new() -> Slots {
-        Slots { pages: [const { AtomicU16::new(0) }; SLOTS] }
-    }
-
-    /// Takes the lowest free slot for a stack of `pages` pages.
-    pub fn claim(&self, pages: u64) -> Result<usize, Error> {
-        if pages == 0 || pages > MAX_PAGES {
-            return Err(Error::StackSize { pages });
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let r = with_state(|s| {
+            for i in 0..self.mapped {
+                let frame = s.tables.unmap_page(self.top() - (i + 1) * PAGE_SIZE)?;
+                s.frames.free(frame, 1)?;
+            }
+            s.tables.free_stack_table(self.slot, &mut s.frames)
+        });
+        match r {
+            // Without memory state `new` mapped nothing.
+            Ok(()) | Err(Error::NotInitialized) => {}
+            // The pages were mapped by `new` and nothing else maps this
+            // slot: failing here means the memory state is corrupt.
+            Err(e) => panic!("cannot release the stack in slot {}: {e}", self.slot),
         }
-        self.pages
-            .iter()
-            .position(|p| p.compare_exchange(0, pages as u16, Ordering::AcqRel, Ordering::Relaxed).is_ok())
-            .ok_or(Error::NoStackSlot)
-    }
-
-    /// Gives `slot` back, after its pages are unmapped.
-    pub fn release(&self, slot: usize) {
-        self.pages[slot].store(0, Ordering::Release);
-    }
-
-    /// Whether `addr` lies below a live stack inside its slot: the guard
-    /// page or the unmapped rest of the slot. A fault there is a stack
-    /// overflow.
-    pub fn is_guard(&self, addr: u64) -> bool {
-        if !(REGION_START..REGION_END).contains(&addr) {
-            return false;
-        }
-        let slot = ((addr - REGION_START) / SLOT_BYTES) as usize;
-        match self.pages[slot].load(Ordering::Acquire) {
-            0 => false,
-            pages => addr < slot_top(slot) - pages as u64 * PAGE_SIZE,
-        }
+        SLOTS.release(self.slot);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Whether a fault at `addr` hit below a live stack (its guard page or the
+/// unmapped rest of its slot): a stack overflow. Takes no lock, so the
+/// exception path may call it.
+pub fn is_guard_page(addr: u64) -> bool {
+    SLOTS.is_guard(addr)
+}
 
-    #[test]
-    fn region_is_one_pdpt_entry() {
-        assert_eq!((REGION_START >> 39) & 511, 384);
-        assert_eq!((REGION_START >> 30) & 511, 0);
-        assert_eq!(REGION_END - REGION_START, 1 << 30);
-        assert_eq!(MAX_PAGES, 511);
-    }
-
-    #[test]
-    fn slots_are_claimed_lowest_first_and_reused() {
-        let s = Slots::new();
-        assert_eq!(s.claim(4), Ok(0));
-        assert_eq!(s.claim(MAX_PAGES), Ok(1));
-        assert_eq!(s.claim(1), Ok(2));
-        s.release(1);
-        assert_eq!(s.claim(8), Ok(1));
-    }
-
-    #[test]
-    fn sizes_are_checked_and_slots_run_out() {
-        let s = Slots::new();
-        assert_eq!(s.claim(0), Err(Error::StackSize { pages: 0 }));
-        assert_eq!(s.claim(MAX_PAGES + 1), Err(Error::StackSize { pages: MAX_PAGES + 1 }));
-        for i in 0..SLOTS {
-            assert_eq!(s.claim(1), Ok(i));
-        }
-        assert_eq!(s.claim(1), Err(Error::NoStackSlot));
-    }
-
-    #[test]
-    fn guard_covers_the_slot_below_a_live_stack() {
-        let s = Slots::new();
-        let slot = s.claim(2).unwrap();
-        let _other = s.claim(3).unwrap();
-        let top = slot_top(slot);
-        assert_eq!(guard_page(slot, 2), top - 3 * PAGE_SIZE);
-        assert!(s.is_guard(guard_page(slot, 2)));
-        assert!(s.is_guard(guard_page(slot, 2) + PAGE_SIZE - 1));
-        assert!(s.is_guard(slot_base(slot)), "a large frame jumping over the guard page");
-        assert!(!s.is_guard(top - 2 * PAGE_SIZE), "the stack itself");
-        assert!(!s.is_guard(top - 1));
-        assert!(!s.is_guard(slot_base(2)), "a free slot is not a stack");
-        assert!(!s.is_guard(0x1000));
-        assert!(!s.is_guard(REGION_END));
-        s.release(slot);
-        assert!(!s.is_guard(guard_page(slot, 2)), "a dropped stack has no guard");
+/// Moves the running CPU onto `stack` and calls `f` there. The stack is
+/// never freed (nothing can return to where it would be dropped), and the
+/// old stack is abandoned: `f` takes no arguments, so nothing refers to it.
+pub fn switch_stack(stack: Stack, f: extern "C" fn() -> !) -> ! {
+    let top = stack.top();
+    core::mem::forget(stack);
+    // SAFETY: `top` is the 16-byte aligned end of a mapped, writable stack
+    // that stays mapped forever (forgotten above), so `call` leaves the
+    // stack aligned as the SysV ABI requires at function entry; %rbp = 0
+    // ends frame-pointer walks there. `f` never returns.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "call {f}",
+            "ud2",
+            top = in(reg) top,
+            f = in(reg) f,
+            options(noreturn)
+        )
     }
 }

@@ -104,7 +104,7 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
         }
         "info" => match (words.next(), words.next()) {
             (Some(name), None) => {
-                let want = loader::resolve::plugin_name(name);
+                let want = loader_core::plugin::resolve::plugin_name(name);
                 match registry::list().into_iter().find(|p| p.name == want) {
                     None => Err(registry::Error::NotLoaded(want).to_string()),
                     Some(p) => {

@@ -155,7 +155,7 @@ fn caller() -> Option<u64> {
     guard::current().map(|f| f.plugin)
 }
 
-fn status(what: &str, r: Result<(), crate::sci::Error>) -> i32 {
+fn status(what: &str, r: Result<(), crate::acpi::sci::Error>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
@@ -167,17 +167,17 @@ fn status(what: &str, r: Result<(), crate::sci::Error>) -> i32 {
 
 extern "C" fn mv_gpe_register(gpe: u32, f: extern "C" fn(usize), ctx: usize) -> i32 {
     let Some(owner) = caller() else { return -1 };
-    status("mv_gpe_register", crate::sci::register(owner, gpe, crate::sci::Call { f, ctx }))
+    status("mv_gpe_register", crate::acpi::sci::register(owner, gpe, crate::acpi::sci::Call { f, ctx }))
 }
 
 extern "C" fn mv_gpe_unregister(gpe: u32) -> i32 {
     let Some(owner) = caller() else { return -1 };
-    status("mv_gpe_unregister", crate::sci::unregister(owner, gpe))
+    status("mv_gpe_unregister", crate::acpi::sci::unregister(owner, gpe))
 }
 
 extern "C" fn mv_defer(f: extern "C" fn(usize), ctx: usize) -> i32 {
     let Some(owner) = caller() else { return -1 };
-    match crate::sci::defer(owner, crate::sci::Call { f, ctx }) {
+    match crate::acpi::sci::defer(owner, crate::acpi::sci::Call { f, ctx }) {
         Ok(()) => 0,
         Err(_) => -1,
     }
@@ -214,8 +214,8 @@ unsafe extern "C" fn mv_cpu_info(cpu: u32, info: *mut CpuInfo) -> i32 {
         return cpu_error::NO_SUCH_CPU;
     };
     let class = match entry.class {
-        loader::madt::CpuClass::Boot => cpu_class::BOOT,
-        loader::madt::CpuClass::HotPluggable => cpu_class::HOT_PLUGGABLE,
+        loader_core::acpi::madt::CpuClass::Boot => cpu_class::BOOT,
+        loader_core::acpi::madt::CpuClass::HotPluggable => cpu_class::HOT_PLUGGABLE,
     };
     let online = (crate::smp::state(cpu as usize) == crate::smp::State::Online) as u32;
     // SAFETY: the SDK passes a pointer to a live `CpuInfo`; `write` does
@@ -233,18 +233,18 @@ extern "C" fn mv_cpu_park(cpu: u32) -> i32 {
 }
 
 extern "C" fn mv_current_cpu() -> u32 {
-    crate::percpu::current_id()
+    crate::cpu::percpu::current_id()
 }
 
 extern "C" fn mv_virt_to_phys(addr: *const u8) -> u64 {
-    match crate::mem::translate(addr as u64) {
+    match crate::memory::translate(addr as u64) {
         Ok(Some(leaf)) => leaf.phys + (addr as u64 - leaf.virt),
         _ => u64::MAX,
     }
 }
 
 extern "C" fn mv_system_state() -> u32 {
-    crate::system::state()
+    crate::power::system::state()
 }
 
 unsafe extern "C" fn mv_system_register(hooks: *const SystemHooks) -> i32 {
@@ -254,13 +254,13 @@ unsafe extern "C" fn mv_system_register(hooks: *const SystemHooks) -> i32 {
     let hooks = unsafe { hooks.read() };
     // A stopped CPU must not hold the hooks' lock.
     crate::smp::enter_unstoppable();
-    let r = crate::system::register(owner, caller_name(), hooks);
+    let r = crate::power::system::register(owner, caller_name(), hooks);
     crate::smp::exit_unstoppable();
     match r {
         Ok(()) => 0,
         Err(e) => {
             log::warn!(target: caller_name(), "mv_system_register: {e}");
-            if e == crate::system::Error::AlreadyRegistered {
+            if e == crate::power::system::Error::AlreadyRegistered {
                 -1
             } else {
                 -2
@@ -275,8 +275,8 @@ extern "C" fn mv_exception_table(start: *const u64, pairs: usize) -> i32 {
     // world stops.
     crate::smp::enter_unstoppable();
     let r = super::registry::image_range(owner)
-        .ok_or(loader::extable::TableError::Outside)
-        .and_then(|image| crate::cpu::probe::register_plugin_table(owner, start as u64, pairs as u64, image));
+        .ok_or(loader_core::interrupts::extable::TableError::Outside)
+        .and_then(|image| crate::interrupts::probe::register_plugin_table(owner, start as u64, pairs as u64, image));
     crate::smp::exit_unstoppable();
     match r {
         Ok(()) => 0,
@@ -294,7 +294,7 @@ extern "C" fn mv_swapping_in() -> u32 {
 extern "C" fn mv_system_unregister() -> i32 {
     let Some(owner) = caller() else { return -1 };
     crate::smp::enter_unstoppable();
-    let r = crate::system::unregister(owner);
+    let r = crate::power::system::unregister(owner);
     crate::smp::exit_unstoppable();
     r.map_or(-1, |()| 0)
 }

@@ -8,7 +8,7 @@
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use loader::madt::MAX_CPUS;
+use loader_core::acpi::madt::MAX_CPUS;
 
 core::arch::global_asm!(
     r#"
@@ -67,7 +67,7 @@ pub struct Frame {
 static CURRENT: [AtomicPtr<Frame>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
 fn slot() -> &'static AtomicPtr<Frame> {
-    &CURRENT[crate::percpu::current_id() as usize]
+    &CURRENT[crate::cpu::percpu::current_id() as usize]
 }
 
 /// The innermost guarded call on this CPU.

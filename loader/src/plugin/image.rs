@@ -1,17 +1,18 @@
 //! A plugin image in memory: a signed plugin file verified, validated,
 //! copied into frames of its own, relocated and protected W^X. The
 //! decisions (signature, ELF rules, layout, relocation, protections) are
-//! `loader::elf`'s; this module owns the frames and the page rights.
+//! `loader_core::plugin::elf`'s; this module owns the frames and the page rights.
 //!
 //! `protect()` flushes only this CPU's TLB; after changing an image's
 //! rights the other CPUs are told to flush theirs (`smp::shootdown`).
 
-pub mod tests;
+#[cfg(feature = "ktest")]
+mod ktests;
 
-use crate::mem::{self, Protection};
+use crate::memory::{self, Protection};
 use alloc::vec::Vec;
-use loader::elf::{self, Error, OwnedMetadata, Plan, Region};
-use loader::frames::PAGE_SIZE;
+use loader_core::memory::frames::PAGE_SIZE;
+use loader_core::plugin::elf::{self, Error, OwnedMetadata, Plan, Region};
 
 /// A loaded plugin image. Dropping it makes its pages read-write again
 /// and frees its frames.
@@ -37,8 +38,8 @@ unsafe impl Sync for Image {}
 /// `resolve` gives the address of each `mv_*` import.
 pub fn load(file: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image, Error> {
     let plan = Plan::parse(elf::verify(file, &elf::SIGNING_KEY)?)?;
-    let base =
-        mem::alloc_frames(plan.size / PAGE_SIZE, 1).map_err(|error| Error::OutOfMemory { bytes: plan.size, error })?;
+    let base = memory::alloc_frames(plan.size / PAGE_SIZE, 1)
+        .map_err(|error| Error::OutOfMemory { bytes: plan.size, error })?;
     // From here on `image` owns the frames, so every error path frees them.
     let mut image = Image {
         base,
@@ -56,7 +57,7 @@ pub fn load(file: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image,
     plan.check_descriptor(bytes)?;
     image.protected = true;
     for r in &image.regions {
-        mem::protect(base + r.offset, r.len, r.protection).map_err(|error| Error::Protect {
+        memory::protect(base + r.offset, r.len, r.protection).map_err(|error| Error::Protect {
             offset: r.offset,
             len: r.len,
             error,
@@ -105,6 +106,7 @@ impl Image {
     }
 
     /// The image's pages and their protections (offsets from [`Image::base`]).
+    #[cfg(feature = "ktest")]
     pub fn regions(&self) -> &[Region] {
         &self.regions
     }
@@ -120,7 +122,7 @@ fn shootdown(name: &str) {
 impl Drop for Image {
     fn drop(&mut self) {
         if self.protected {
-            if let Err(e) = mem::protect(self.base, self.size, Protection::ReadWrite) {
+            if let Err(e) = memory::protect(self.base, self.size, Protection::ReadWrite) {
                 // A frame of unknown rights must not go back to the
                 // allocator: its next owner could fault writing to it.
                 log::error!("plugin {}: cannot make its image writable again, leaking it: {e}", self.metadata.name);
@@ -129,7 +131,7 @@ impl Drop for Image {
             shootdown(&self.metadata.name);
         }
         let frames = self.size / PAGE_SIZE;
-        if let Err(e) = mem::free_frames(self.base, frames) {
+        if let Err(e) = memory::free_frames(self.base, frames) {
             log::error!("plugin {}: freeing its {frames} frames at {:#x}: {e}", self.metadata.name, self.base);
         }
         log::debug!("plugin {} {} unloaded", self.metadata.name, self.metadata.version);

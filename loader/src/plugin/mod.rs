@@ -3,11 +3,11 @@
 //! plugin panics, and the shell's plugin commands.
 
 pub mod commands;
-pub mod cpuhp_tests;
 pub mod exports;
 pub mod guard;
 pub mod image;
+#[cfg(feature = "ktest")]
+mod ktests;
 pub mod registry;
 pub mod store;
-pub mod tests;
-pub mod vmx_tests;
+pub mod upload;

@@ -12,7 +12,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::fmt;
-use loader::resolve::{self, Broken, Need, Offer, Unmet, Use};
+use loader_core::plugin::resolve::{self, Broken, Need, Offer, Unmet, Use};
 use plugins::{CommandFn, CpuDescribeFn, CpuLifecycle, Handle};
 use semver::{Version, VersionReq};
 use spin::Mutex;
@@ -109,7 +109,7 @@ pub enum Error {
         version: Option<Version>,
     },
     BadVersion(String),
-    Image(loader::elf::Error),
+    Image(loader_core::plugin::elf::Error),
     NameMismatch {
         file: String,
         wanted: String,
@@ -167,8 +167,8 @@ pub enum Error {
     },
 }
 
-impl From<loader::elf::Error> for Error {
-    fn from(e: loader::elf::Error) -> Self {
+impl From<loader_core::plugin::elf::Error> for Error {
+    fn from(e: loader_core::plugin::elf::Error) -> Self {
         Error::Image(e)
     }
 }
@@ -383,9 +383,9 @@ fn init(id: u64) -> Result<(), Error> {
 /// under it.
 fn remove(id: u64) {
     crate::shell::unregister_owner(id);
-    crate::sci::drop_owner(id);
-    crate::system::drop_owner(id);
-    crate::cpu::probe::drop_plugin_table(id);
+    crate::acpi::sci::drop_owner(id);
+    crate::power::system::drop_owner(id);
+    crate::interrupts::probe::drop_plugin_table(id);
     let p = {
         let mut r = REG.lock();
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
@@ -881,6 +881,7 @@ pub fn version_of(name: &str) -> Option<Version> {
 
 /// The table of `interface` as an active plugin provides it right now (for
 /// loader code that calls a plugin, e.g. tests).
+#[cfg(feature = "ktest")]
 pub fn provider_table(interface: &str) -> Option<*const c_void> {
     let r = REG.lock();
     r.plugins

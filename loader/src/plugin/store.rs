@@ -36,7 +36,7 @@ pub fn list() -> Vec<(String, Version, Source, usize)> {
             a.entries()
                 .filter_map(|e| {
                     let path = e.filename();
-                    let (name, version) = loader::resolve::store_path(path.as_str().ok()?)?;
+                    let (name, version) = loader_core::plugin::resolve::store_path(path.as_str().ok()?)?;
                     Some((String::from(name), version, Source::Initrd, e.size()))
                 })
                 .collect::<Vec<_>>()
@@ -60,7 +60,7 @@ pub fn find(name: &str, version: Option<&Version>) -> Option<(Version, Vec<u8>)>
         a.entries()
             .filter_map(|e| {
                 let path = e.filename();
-                let (n, v) = loader::resolve::store_path(path.as_str().ok()?)?;
+                let (n, v) = loader_core::plugin::resolve::store_path(path.as_str().ok()?)?;
                 (n == name && version.is_none_or(|want| *want == v)).then(|| (v, e.data().to_vec()))
             })
             .max_by(|a, b| a.0.cmp(&b.0))

@@ -4,8 +4,8 @@
 use super::{Error, REGISTRY};
 use crate::println;
 use alloc::string::{String, ToString};
-use loader::exit::Status;
-use loader::shell::registry::Builtin;
+use loader_core::power::exit::Status;
+use loader_core::shell::registry::Builtin;
 
 pub static BUILTINS: [Builtin; 7] = [
     Builtin {
@@ -103,7 +103,7 @@ fn log_level(args: &str) -> Result<(), Error> {
 
 fn mem(args: &str) -> Result<(), Error> {
     no_args(args, "mem")?;
-    let s = crate::mem::stats();
+    let s = crate::memory::stats();
     println!(
         "frames: {} of {} free ({} MiB of {} MiB); heap: {} of {} bytes used",
         s.frames_free,

@@ -1,123 +1,103 @@
-//! The debug shell's decisions: the line editor, the command registry and
-//! the receive queue, all pure and host-tested.
-//!
-//! The kernel half lives next to these files but belongs to the binary:
-//! `main.rs` mounts `kernel.rs` (with `builtins.rs`) as its own `shell`
-//! module, which owns the registry instance, the built-in commands, the
-//! COM1 loop and the boot commands.
+//! The debug shell on COM1. The line editor, the registry and the error
+//! type are `loader_core::shell` (host-tested); this module owns the
+//! registry instance, runs the boot commands and the prompt loop, and offers
+//! run-time registration to the plugin runtime.
 
-pub mod editor;
-pub mod registry;
-pub mod ring;
+use crate::console::{self, Raw};
+use crate::println;
+use loader_core::shell::editor::{Editor, Entered};
+use loader_core::shell::registry::Registry;
+use loader_core::shell::ring::Item;
+use spin::Mutex;
 
-use alloc::string::String;
-use core::fmt;
+pub use loader_core::shell::registry::Handler;
+pub use loader_core::shell::Error;
+use loader_core::shell::{GREETING, PROMPT};
 
-/// Printed before each line the shell reads, always at the start of a line
-/// (the runner's scripted session relies on both).
-pub const PROMPT: &str = "modvisor> ";
-/// Printed once when the interactive shell starts, after the boot commands.
-pub const GREETING: &str = "type `help` for commands";
+mod builtins;
+#[cfg(feature = "ktest")]
+mod ktests;
 
-/// Everything a shell command or the shell itself can fail with. Shown to
-/// the user as `error: <message>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    UnknownCommand(String),
-    /// Arguments that do not fit the command's usage line.
-    Usage {
-        command: &'static str,
-        usage: &'static str,
-    },
-    /// One argument is not among the accepted values.
-    BadArgument {
-        command: &'static str,
-        argument: String,
-        expected: &'static str,
-    },
-    LineTooLong {
-        max: usize,
-    },
-    /// The receive path dropped bytes of the line.
-    InputLost,
-    /// A plugin command returned an error.
-    Failed {
-        command: String,
-        message: String,
-    },
-    /// `register` with a name a built-in or another owner already has.
-    NameTaken {
-        name: String,
-        owner: Option<u64>,
-    },
-    BadName(String),
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry::new(&builtins::BUILTINS));
+
+/// Adds the command `name`, owned by `owner`, that runs `handler(ctx, args)`.
+/// `help`'s first line is the summary `help` lists; all of it is shown by
+/// `help <name>`. Both strings are copied. A name that a built-in or any
+/// owner already uses is refused (`Error::NameTaken`), as is a malformed
+/// one (`Error::BadName`).
+pub fn register(owner: u64, name: &str, help: &str, handler: Handler, ctx: usize) -> Result<(), Error> {
+    REGISTRY.lock().register(owner, name, help, handler, ctx)
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::UnknownCommand(c) => write!(f, "unknown command `{c}`; type `help`"),
-            Error::Usage { command, usage } => write!(f, "usage: {usage} (see `help {command}`)"),
-            Error::BadArgument { command, argument, expected } => {
-                write!(f, "{command}: `{argument}` is not valid here; expected {expected}")
-            }
-            Error::LineTooLong { max } => write!(f, "line too long (max {max} characters)"),
-            Error::InputLost => write!(f, "input was lost (the receive buffer overflowed); type the line again"),
-            Error::Failed { command, message } => write!(f, "{command}: {message}"),
-            Error::NameTaken { name, owner: None } => {
-                write!(f, "command `{name}` is built in; pick another name")
-            }
-            Error::NameTaken { name, owner: Some(o) } => {
-                write!(
-                    f,
-                    "command `{name}` is already registered by owner {o}; pick another name or unregister it first"
-                )
-            }
-            Error::BadName(n) => write!(
-                f,
-                "`{n}` is not a command name: use 1 to {} of a-z, 0-9, `-` and `_`, starting with a letter",
-                registry::MAX_NAME
-            ),
+/// Removes every command `owner` registered; returns how many.
+pub fn unregister_owner(owner: u64) -> usize {
+    REGISTRY.lock().unregister_owner(owner)
+}
+
+/// Runs one command line.
+pub fn execute(line: &str) -> Result<(), Error> {
+    let Some((name, args)) = loader_core::shell::split(line) else {
+        return Ok(());
+    };
+    // The lock is dropped before the command runs: commands may register
+    // or unregister others, or print `help` from the registry.
+    let command = REGISTRY.lock().resolve(name)?;
+    command.run(name, args)
+}
+
+fn report(result: Result<(), Error>) {
+    if let Err(e) = result {
+        println!("error: {e}");
+    }
+    console::end_line();
+}
+
+/// Runs the `sh=` commands, each echoed after a prompt so that the log
+/// reads like a session. A failing command is reported and the next runs.
+pub fn run_boot_commands<'a>(commands: impl Iterator<Item = &'a str>) {
+    for command in commands {
+        println!("{PROMPT}{command}");
+        report(execute(command));
+    }
+}
+
+/// The interactive shell, until a command ends the machine.
+pub fn run() -> ! {
+    // Without the interrupt, `next_input` polls at each tick: enough for a
+    // person typing, lossy for pasted lines (and then the line is refused).
+    if let Some(acpi) = crate::acpi::get() {
+        if let Err(e) = console::start_input(acpi) {
+            log::warn!("{e}; polling COM1 at each timer tick instead, so fast input may be refused as lost");
         }
     }
-}
-
-/// Splits a line into the command name and the rest (trimmed); `None` for
-/// a blank line.
-pub fn split(line: &str) -> Option<(&str, &str)> {
-    let line = line.trim();
-    if line.is_empty() {
-        return None;
-    }
-    Some(match line.split_once(|c: char| c.is_ascii_whitespace()) {
-        Some((name, args)) => (name, args.trim()),
-        None => (line, ""),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::string::ToString;
-
-    #[test]
-    fn lines_split_into_name_and_arguments() {
-        assert_eq!(split("  "), None);
-        assert_eq!(split("mem"), Some(("mem", "")));
-        assert_eq!(split(" log   debug  "), Some(("log", "debug")));
-        assert_eq!(split("echo a  b"), Some(("echo", "a  b")));
-        assert_eq!(split("echo\ta"), Some(("echo", "a")));
-    }
-
-    #[test]
-    fn messages_say_what_to_do() {
-        assert_eq!(Error::UnknownCommand("x".into()).to_string(), "unknown command `x`; type `help`");
-        assert_eq!(Error::LineTooLong { max: 256 }.to_string(), "line too long (max 256 characters)");
-        assert_eq!(
-            Error::Usage { command: "log", usage: "log [level]" }.to_string(),
-            "usage: log [level] (see `help log`)"
-        );
-        assert!(Error::NameTaken { name: "mem".into(), owner: None }.to_string().contains("built in"));
-        assert!(Error::NameTaken { name: "x".into(), owner: Some(7) }.to_string().contains("owner 7"));
+    println!("{GREETING}");
+    let mut editor = Editor::new(PROMPT);
+    editor.prompt(&mut Raw);
+    loop {
+        // Waiting for input is progress; only a command that hangs starves
+        // the watchdog (when one is armed with `watchdog=`).
+        crate::time::watchdog::pet();
+        let entered = match console::next_input() {
+            None => {
+                crate::plugin::upload::poll();
+                crate::acpi::sci::run_pending();
+                console::wait_for_input();
+                continue;
+            }
+            Some(Item::Lost) => {
+                editor.input_lost();
+                continue;
+            }
+            Some(Item::Byte(b)) => match editor.feed(b, &mut Raw) {
+                Some(entered) => entered,
+                None => continue,
+            },
+        };
+        match entered {
+            Entered::Line(line) => report(execute(&line)),
+            Entered::Cancelled => {}
+            Entered::Refused(e) => report(Err(e)),
+        }
+        editor.prompt(&mut Raw);
     }
 }

@@ -7,14 +7,15 @@
 //! so a restart is a full start through the trampoline with the CPU's kept
 //! stacks, exactly like the first.
 
-pub mod tests;
+#[cfg(feature = "ktest")]
+mod ktests;
 
-use crate::apic::{self, Ipi};
+use crate::cpu::percpu;
 use crate::cpu::{self, CpuStacks};
-use crate::mem::Stack;
-use crate::percpu;
+use crate::interrupts::apic::{self, Ipi};
+use crate::memory::Stack;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use loader::madt::MAX_CPUS;
+use loader_core::acpi::madt::MAX_CPUS;
 use spin::Mutex;
 
 core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
@@ -152,19 +153,21 @@ static STOP_LOCK: Mutex<()> = Mutex::new(());
 pub fn init(boot_cpu: usize) {
     STATE[boot_cpu].store(State::Online as u8, Ordering::Release);
     SEEN_APIC_ID[boot_cpu].store(apic::id(), Ordering::Relaxed);
-    crate::cpu::idt::set_handler(CALL_VECTOR, call_ipi).expect("the call vector is reserved for SMP");
-    crate::cpu::idt::set_handler(STOP_VECTOR, stop_ipi).expect("the stop vector is reserved for SMP");
-    crate::cpu::idt::set_nmi_hook(nmi);
+    crate::interrupts::idt::set_handler(CALL_VECTOR, call_ipi).expect("the call vector is reserved for SMP");
+    crate::interrupts::idt::set_handler(STOP_VECTOR, stop_ipi).expect("the stop vector is reserved for SMP");
+    crate::interrupts::idt::set_nmi_hook(nmi);
 }
 
 pub fn state(cpu: usize) -> State {
     State::from_u8(STATE[cpu].load(Ordering::Acquire))
 }
 
+#[cfg(feature = "ktest")]
 pub fn seen_apic_id(cpu: usize) -> u32 {
     SEEN_APIC_ID[cpu].load(Ordering::Relaxed)
 }
 
+#[cfg(feature = "ktest")]
 pub fn nmi_count(cpu: usize) -> u32 {
     NMI_COUNT[cpu].load(Ordering::Relaxed)
 }
@@ -240,9 +243,9 @@ fn write_trampoline(cpu: usize, stack_top: u64) {
     unsafe {
         let start = trampoline_start.as_ptr();
         let len = trampoline_end.as_ptr().offset_from(start) as usize;
-        crate::mem::protect(TRAMPOLINE, 4096, crate::mem::Protection::ReadWrite).expect("trampoline page");
+        crate::memory::protect(TRAMPOLINE, 4096, crate::memory::Protection::ReadWrite).expect("trampoline page");
         core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len);
-        crate::mem::protect(TRAMPOLINE, 4096, crate::mem::Protection::ReadExecute).expect("trampoline page");
+        crate::memory::protect(TRAMPOLINE, 4096, crate::memory::Protection::ReadExecute).expect("trampoline page");
         core::ptr::write_volatile(TRAMPOLINE_DATA as *mut TrampolineData, data);
     }
 }
@@ -257,7 +260,7 @@ extern "C" fn ap_entry(cpu: u64) -> ! {
         let (_, ist) = slot.as_ref().expect("stacks are allocated before the start");
         cpu::init_this_cpu(cpu, apic_id, ist);
     }
-    crate::timer::start_tick();
+    crate::time::timer::start_tick();
     SEEN_APIC_ID[cpu].store(apic_id, Ordering::Relaxed);
     STATE[cpu].store(State::Online as u8, Ordering::Release);
     log::debug!("online, APIC id {apic_id}");
@@ -313,6 +316,7 @@ impl Running {
 /// Starts `f(cpu, arg)` on the other online CPUs in `mask` and returns at
 /// once; `Running::wait` collects them. The functions run with interrupts
 /// on, so the CPUs stay reachable (e.g. by a stop-the-world) meanwhile.
+#[cfg(feature = "ktest")]
 pub fn start_on(mask: u64, f: fn(usize, usize), arg: usize) -> Result<Running, Error> {
     send(mask & !(1 << percpu::current_id()), f as usize, arg)
 }
@@ -340,16 +344,16 @@ fn run_request(request: usize, cpu: usize, arg: usize) {
     f(cpu, arg)
 }
 
-fn call_ipi(_: &mut crate::cpu::idt::TrapFrame) {
+fn call_ipi(_: &mut crate::interrupts::idt::TrapFrame) {
     let cpu = percpu::current_id() as usize;
     let request = MAILBOX_FN[cpu].swap(0, Ordering::Acquire);
     match request {
         0 => {}
         PARK => {
-            crate::apic::timer_stop();
+            crate::interrupts::apic::timer_stop();
             STATE[cpu].store(State::Parked as u8, Ordering::Release);
             PENDING.fetch_and(!(1 << cpu), Ordering::AcqRel);
-            crate::apic::eoi();
+            crate::interrupts::apic::eoi();
             loop {
                 x86_64::instructions::interrupts::disable();
                 x86_64::instructions::hlt();
@@ -366,9 +370,9 @@ fn call_ipi(_: &mut crate::cpu::idt::TrapFrame) {
     }
 }
 
-fn nmi(_: &mut crate::cpu::idt::TrapFrame) {
+fn nmi(_: &mut crate::interrupts::idt::TrapFrame) {
     NMI_COUNT[percpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
-    crate::system::on_nmi();
+    crate::power::system::on_nmi();
 }
 
 /// Sends an NMI to `cpu`.
@@ -377,6 +381,7 @@ pub fn send_nmi(cpu: usize) -> Result<(), Error> {
 }
 
 /// Sends a fixed IPI with `vector` to `cpu`.
+#[cfg(feature = "ktest")]
 pub fn send_fixed(cpu: usize, vector: u8) -> Result<(), Error> {
     apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(vector)).map_err(|_| Error::Apic)
 }
@@ -405,7 +410,7 @@ pub fn set_unstoppable_depth(depth: u32) {
     UNSTOPPABLE_DEPTH[percpu::current_id() as usize].store(depth, Ordering::Release);
 }
 
-fn stop_ipi(_: &mut crate::cpu::idt::TrapFrame) {
+fn stop_ipi(_: &mut crate::interrupts::idt::TrapFrame) {
     let cpu = percpu::current_id() as usize;
     if UNSTOPPABLE_DEPTH[cpu].load(Ordering::Acquire) > 0 {
         STOP_PENDING[cpu].store(true, Ordering::Release);
@@ -462,7 +467,7 @@ pub fn stop_world() -> Result<WorldStopped, Error> {
 }
 
 /// Makes every other online CPU drop its TLB, after page rights changed
-/// (`mem::protect` flushes only the calling CPU's): a stop-the-world round
+/// (`memory::protect` flushes only the calling CPU's): a stop-the-world round
 /// trip, since each CPU flushes as it leaves the rendezvous, before it runs
 /// anything else. (Not through `run_on`: a CPU may be busy in a posted
 /// function, and the call lock may be held by the caller's own

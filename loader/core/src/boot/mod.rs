@@ -1,0 +1,3 @@
+//! Boot: the kernel command line.
+
+pub mod cmdline;

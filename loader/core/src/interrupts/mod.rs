@@ -1,0 +1,3 @@
+//! Interrupts and exceptions: the plugins' exception tables.
+
+pub mod extable;
