@@ -45,35 +45,13 @@ fn us_of(tsc: u64) -> u64 {
 /// Runs builtin `cmd` of the table above.
 fn run(cmd: &str, args: &str) -> Result<(), String> {
     let mut words = args.split_whitespace();
-    let r = match cmd {
+    match cmd {
         "plugins" => {
-            let list = registry::list();
-            if list.is_empty() {
-                println!("no plugins loaded; `store` lists what can be loaded");
-            }
-            for p in list {
-                println!(
-                    "{} {} [{}] at {:#x}, {} KiB, loaded in {} us; provides: {}; requires: {}",
-                    p.name,
-                    p.version,
-                    p.state,
-                    p.base,
-                    p.size / 1024,
-                    us_of(p.load_tsc),
-                    if p.provides.is_empty() { "-".to_string() } else { p.provides.join(", ") },
-                    if p.requires.is_empty() { "-".to_string() } else { p.requires.join(", ") },
-                );
-            }
+            plugins();
             Ok(())
         }
         "store" => {
-            for (name, version, source, size) in store::list() {
-                println!(
-                    "{name} {version} ({} bytes, {})",
-                    size,
-                    if source == store::Source::Initrd { "initrd" } else { "uploaded" }
-                );
-            }
+            store();
             Ok(())
         }
         "load" => match (words.next(), words.next(), words.next()) {
@@ -92,42 +70,76 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
                 .map(|done| println!("unloaded {}", done.join(", ")))
                 .map_err(|e| e.to_string())
         }
-        "swap" => {
-            let words: Vec<&str> = words.collect();
-            if words.is_empty() || !words.len().is_multiple_of(2) {
-                return Err("usage: swap <plugin> <version> [<plugin> <version> ...]".into());
-            }
-            let pairs: Vec<(&str, &str)> = words.chunks(2).map(|c| (c[0], c[1])).collect();
-            registry::swap_all(&pairs)
-                .map(|()| println!("swapped (world stopped for {} us)", us_of(registry::last_blackout_tsc())))
-                .map_err(|e| e.to_string())
-        }
+        "swap" => swap(words.collect()),
         "info" => match (words.next(), words.next()) {
-            (Some(name), None) => {
-                let want = loader_core::plugin::resolve::plugin_name(name);
-                match registry::list().into_iter().find(|p| p.name == want) {
-                    None => Err(registry::Error::NotLoaded(want).to_string()),
-                    Some(p) => {
-                        println!("{} {} [{}]", p.name, p.version, p.state);
-                        println!("  image: {:#x}..{:#x} ({} bytes)", p.base, p.base + p.size, p.size);
-                        println!(
-                            "  loaded at {} us after boot, load and link took {} us",
-                            p.loaded_at_us,
-                            us_of(p.load_tsc)
-                        );
-                        let list = |l: &[String]| if l.is_empty() { "-".to_string() } else { l.join(", ") };
-                        println!("  provides: {}", list(&p.provides));
-                        println!("  requires: {}", list(&p.requires));
-                        for (c, h) in p.commands {
-                            println!("  command {c}: {h}");
-                        }
-                        Ok(())
-                    }
-                }
-            }
+            (Some(name), None) => info(name),
             _ => Err("usage: info <plugin>".into()),
         },
         _ => unreachable!("only the names of BUILTINS are registered"),
+    }
+}
+
+/// `a, b`, or `-` for none.
+fn listed(l: &[String]) -> String {
+    if l.is_empty() {
+        "-".to_string()
+    } else {
+        l.join(", ")
+    }
+}
+
+fn plugins() {
+    let list = registry::list();
+    if list.is_empty() {
+        println!("no plugins loaded; `store` lists what can be loaded");
+    }
+    for p in list {
+        println!(
+            "{} {} [{}] at {:#x}, {} KiB, loaded in {} us; provides: {}; requires: {}",
+            p.name,
+            p.version,
+            p.state,
+            p.base,
+            p.size / 1024,
+            us_of(p.load_tsc),
+            listed(&p.provides),
+            listed(&p.requires),
+        );
+    }
+}
+
+fn store() {
+    for (name, version, source, size) in store::list() {
+        println!(
+            "{name} {version} ({} bytes, {})",
+            size,
+            if source == store::Source::Initrd { "initrd" } else { "uploaded" }
+        );
+    }
+}
+
+fn swap(words: Vec<&str>) -> Result<(), String> {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
+        return Err("usage: swap <plugin> <version> [<plugin> <version> ...]".into());
+    }
+    let pairs: Vec<(&str, &str)> = words.chunks(2).map(|c| (c[0], c[1])).collect();
+    registry::swap_all(&pairs)
+        .map(|()| println!("swapped (world stopped for {} us)", us_of(registry::last_blackout_tsc())))
+        .map_err(|e| e.to_string())
+}
+
+fn info(name: &str) -> Result<(), String> {
+    let want = loader_core::plugin::resolve::plugin_name(name);
+    let Some(p) = registry::list().into_iter().find(|p| p.name == want) else {
+        return Err(registry::Error::NotLoaded(want).to_string());
     };
-    r
+    println!("{} {} [{}]", p.name, p.version, p.state);
+    println!("  image: {:#x}..{:#x} ({} bytes)", p.base, p.base + p.size, p.size);
+    println!("  loaded at {} us after boot, load and link took {} us", p.loaded_at_us, us_of(p.load_tsc));
+    println!("  provides: {}", listed(&p.provides));
+    println!("  requires: {}", listed(&p.requires));
+    for (c, h) in p.commands {
+        println!("  command {c}: {h}");
+    }
+    Ok(())
 }
