@@ -4,6 +4,7 @@
 #   make run             boot IMAGE (default: default) in QEMU on this terminal
 #   make bochs           boot IMAGE's ISO in Bochs
 #   make test            host unit tests, then every test image in QEMU and Bochs
+#   make lint            cargo fmt --check and clippy (host and kernel), warnings are errors
 #   make bench           boot-time instruction counts and image sizes
 #   make swap PLUGIN=x   upload plugin x to the running `make run` and swap it in
 #   make cpu-add         hot-add a CPU to the running `make run` (QMP)
@@ -22,7 +23,7 @@ IMAGE ?= default
 RUNNER := $(CARGO) run --quiet -p images --bin runner --
 export ACCEL
 
-.PHONY: all images setup run bochs test bench swap cpu-add cpu-del clean
+.PHONY: all images setup run bochs test lint bench swap cpu-add cpu-del clean
 
 all: images
 
@@ -41,6 +42,14 @@ bochs: setup
 test: setup
 	$(CARGO) test -p loader-core -p images -p plugins -p cpuhp-plugin -p cpuidcheck-plugin -p vmx-plugin
 	$(RUNNER) test $(if $(FILTER),--filter "$(FILTER)") $(if $(JOBS),--jobs $(JOBS))
+
+# The kernel is checked for its own target too, with and without its
+# in-image tests, since each build leaves out code the other has.
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p loader --target x86_64-unknown-none -- -D warnings
+	$(CARGO) clippy -p loader --target x86_64-unknown-none --features ktest -- -D warnings
 
 bench: setup
 	$(RUNNER) bench

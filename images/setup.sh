@@ -27,6 +27,15 @@ if ! rustup target list --installed --toolchain "$channel" | grep -qx x86_64-unk
     rustup target add --toolchain "$channel" x86_64-unknown-none
     installed+=(x86_64-unknown-none)
 fi
+# `make lint` (and CI) needs rustfmt and clippy; the image build rust-src
+# and llvm-tools (rust-lld).
+for component in rustfmt clippy rust-src llvm-tools; do
+    if ! rustup component list --installed --toolchain "$channel" | grep -q "^${component}"; then
+        echo "setup: installing the Rust component ${component} (rustup component add)"
+        rustup component add --toolchain "$channel" "$component"
+        installed+=("$component")
+    fi
+done
 
 # Debian package -> a file or command it provides. Probing the files keeps
 # this fast and works whether or not dpkg is around.
