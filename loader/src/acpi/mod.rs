@@ -21,6 +21,9 @@ pub mod sci;
 struct IdentityMapped;
 
 impl AcpiHandler for IdentityMapped {
+    /// # Safety
+    /// As the trait says: `phys..phys + size` must be a region the ACPI
+    /// tables point at.
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
         // SAFETY: the loader identity-maps RAM and the ACPI table areas, and
         // the crate asks only for ranges the tables point at.
@@ -207,8 +210,8 @@ fn enable_acpi_mode(tables: &AcpiTables<IdentityMapped>) {
     }
     // SAFETY: SMI_CMD with the FADT's enable value is the documented switch.
     unsafe { Port::<u8>::new(smi as u16).write(value) };
-    // SAFETY: as above.
     for _ in 0..1_000_000 {
+        // SAFETY: reading PM1a_CNT has no side effects.
         if unsafe { pm1a_cnt.read() } & 1 != 0 {
             return;
         }
@@ -226,13 +229,13 @@ pub fn poweroff() {
         return;
     };
     let slp = |t: u8| ((t as u16 & 7) << 10) | (1 << 13);
-    // SAFETY: writing SLP_TYP|SLP_EN to PM1 control is ACPI's power-off.
-    unsafe {
-        if let Some(b) = a.pm1b_control {
-            Port::<u16>::new(b).write(slp(s5.b));
-        }
-        Port::<u16>::new(a.pm1a_control).write(slp(s5.a));
+    if let Some(b) = a.pm1b_control {
+        // SAFETY: SLP_TYP|SLP_EN in PM1b control is half of ACPI's
+        // power-off; the machine sleeps once PM1a gets it too.
+        unsafe { Port::<u16>::new(b).write(slp(s5.b)) };
     }
+    // SAFETY: writing SLP_TYP|SLP_EN to PM1a control is ACPI's power-off.
+    unsafe { Port::<u16>::new(a.pm1a_control).write(slp(s5.a)) };
     crate::time::delay_us(100_000);
 }
 

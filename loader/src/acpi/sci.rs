@@ -65,12 +65,12 @@ pub fn init(acpi: &crate::acpi::Acpi) -> Result<(), Error> {
     let gpe0 = acpi.gpe0.map(|g| Gpe0 { port: g.port, len: g.len }).ok_or(Error::NoGpe0)?;
     let half = gpe0.len as u16 / 2;
     for i in 0..half {
-        // SAFETY: the FADT's GPE0 block: enable half off, status half
-        // cleared (write 1s), so nothing fires before someone handles it.
-        unsafe {
-            Port::<u8>::new(gpe0.port + half + i).write(0);
-            Port::<u8>::new(gpe0.port + i).write(0xff);
-        }
+        // SAFETY: enable byte `i` of the FADT's GPE0 block; all off, so
+        // nothing fires before someone handles it.
+        unsafe { gpe_write(gpe0.port + half + i, 0) };
+        // SAFETY: status byte `i` of the block; writing 1s clears every
+        // bit, of GPEs that are all disabled now.
+        unsafe { gpe_write(gpe0.port + i, 0xff) };
     }
     GPE0.call_once(|| gpe0);
     *TABLE.lock() = GpeTable::new(gpe0.count());
@@ -84,30 +84,54 @@ fn sci(_: &mut TrapFrame) {
     let Some(g) = GPE0.get() else { return };
     let half = g.len as u16 / 2;
     for i in 0..half {
-        // SAFETY: GPE0 status and enable bytes; writing the raised bits
-        // back clears exactly those.
-        let raised = unsafe {
-            let raised = Port::<u8>::new(g.port + i).read() & Port::<u8>::new(g.port + half + i).read();
-            if raised != 0 {
-                Port::<u8>::new(g.port + i).write(raised);
-            }
-            raised
-        };
+        let (status, enable) = (g.port + i, g.port + half + i);
+        // SAFETY: status byte `i` of the FADT's GPE0 block.
+        let raised = unsafe { gpe_read(status) };
+        // SAFETY: the matching enable byte.
+        let raised = raised & unsafe { gpe_read(enable) };
+        if raised != 0 {
+            // SAFETY: the status byte again; writing the raised bits back
+            // clears exactly those, of GPEs whose handlers are now due.
+            unsafe { gpe_write(status, raised) };
+        }
         PENDING.fetch_or((raised as u64) << (8 * i), Ordering::AcqRel);
     }
 }
 
 fn set_enable(gpe: u32, on: bool) {
     let Some((port, mask)) = GPE0.get().and_then(|g| g.enable(gpe)) else { return };
+    // Interrupts are off so that the SCI handler does not split the
+    // read-modify-write.
     without_interrupts(|| {
-        let mut p = Port::<u8>::new(port);
-        // SAFETY: the GPE's enable byte in the FADT's block; interrupts are
-        // off so the read-modify-write is not split by the SCI handler.
-        unsafe {
-            let v = p.read();
-            p.write(if on { v | mask } else { v & !mask });
-        }
+        // SAFETY: the GPE's enable byte in the FADT's GPE0 block.
+        let v = unsafe { gpe_read(port) };
+        // SAFETY: the same byte, changed only in the GPE's own bit, which
+        // its registration (or its removal) asks for.
+        unsafe { gpe_write(port, if on { v | mask } else { v & !mask }) };
     });
+}
+
+/// Reads a byte of the GPE0 block.
+///
+/// # Safety
+/// `port` must be a status or enable byte of the FADT's GPE0 block: reading
+/// either has no side effects.
+unsafe fn gpe_read(port: u16) -> u8 {
+    // SAFETY: a GPE0 register (caller contract), read without side effects.
+    unsafe { Port::<u8>::new(port).read() }
+}
+
+/// Writes a byte of the GPE0 block: on a status byte the 1s of `v` clear
+/// those status bits, on an enable byte `v` is the new set of enabled GPEs.
+///
+/// # Safety
+/// `port` must be a status or enable byte of the FADT's GPE0 block, and the
+/// caller must mean that effect: a GPE is enabled only once something
+/// handles it, and a status bit is cleared only when its GPE is disabled or
+/// its handler is due.
+unsafe fn gpe_write(port: u16, v: u8) {
+    // SAFETY: a GPE0 register with a value the caller stands for.
+    unsafe { Port::<u8>::new(port).write(v) }
 }
 
 /// Runs `call` in thread context each time `gpe` fires, and enables it.

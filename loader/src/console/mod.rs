@@ -180,13 +180,12 @@ fn drain_uart() {
         let mut rx = RX.lock();
         loop {
             // SAFETY: reading LSR only clears its error bits, which are
-            // handled here; reading RBR when LSR bit 0 says a byte waits
-            // consumes exactly that byte. The PORT lock keeps other CPUs'
-            // transmit polling off LSR meanwhile.
-            let (lsr, byte) = unsafe {
-                let lsr = PortReadOnly::<u8>::new(COM1 + 5).read();
-                (lsr, (lsr & 1 != 0).then(|| PortReadOnly::<u8>::new(COM1).read()))
-            };
+            // handled here. The PORT lock keeps other CPUs' transmit
+            // polling off LSR meanwhile.
+            let lsr = unsafe { PortReadOnly::<u8>::new(COM1 + 5).read() };
+            // SAFETY: reading RBR when LSR bit 0 says a byte waits consumes
+            // exactly that byte.
+            let byte = (lsr & 1 != 0).then(|| unsafe { PortReadOnly::<u8>::new(COM1).read() });
             if lsr & 2 != 0 {
                 rx.mark_lost();
             }

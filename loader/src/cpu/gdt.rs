@@ -20,8 +20,10 @@ pub const IST_MACHINE_CHECK: u8 = 3;
 /// Must run on the CPU that owns `cpu`, with interrupts off, and the stacks
 /// must stay mapped for as long as the CPU runs.
 pub unsafe fn load(cpu: &'static PerCpu, ist_tops: [u64; 3]) {
-    // SAFETY: only the owning CPU touches its TSS and GDT (caller contract).
-    let (tss, gdt) = unsafe { (&mut *cpu.tss.get(), &mut *cpu.gdt.get()) };
+    // SAFETY: only the owning CPU touches its TSS (caller contract).
+    let tss = unsafe { &mut *cpu.tss.get() };
+    // SAFETY: likewise its GDT.
+    let gdt = unsafe { &mut *cpu.gdt.get() };
     let mut ist = tss.interrupt_stack_table;
     for (slot, top) in ist.iter_mut().zip(ist_tops) {
         *slot = VirtAddr::new(top);
@@ -32,16 +34,22 @@ pub unsafe fn load(cpu: &'static PerCpu, ist_tops: [u64; 3]) {
     let data = gdt.append(Descriptor::kernel_data_segment());
     // SAFETY: the TSS lives in a static per-CPU slot, so it outlives the GDT.
     let tss_sel = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
-    // SAFETY: the GDT is in a static slot; the selectors were just created
-    // in it; a freshly built TSS descriptor is not busy, so LTR accepts it.
-    unsafe {
-        gdt.load_unsafe();
-        CS::set_reg(code);
-        DS::set_reg(data);
-        ES::set_reg(data);
-        SS::set_reg(data);
-        load_tss(tss_sel);
-    }
+    // SAFETY: the GDT is in a static per-CPU slot, so it stays valid while
+    // loaded; interrupts are off (caller), so nothing reloads a segment
+    // from it before the selectors below are set.
+    unsafe { gdt.load_unsafe() };
+    // SAFETY: `code` was just created in the loaded GDT as a 64-bit
+    // kernel code segment.
+    unsafe { CS::set_reg(code) };
+    // SAFETY: `data` is a kernel data segment of the loaded GDT.
+    unsafe { DS::set_reg(data) };
+    // SAFETY: as for DS.
+    unsafe { ES::set_reg(data) };
+    // SAFETY: as for DS; a data segment at DPL 0 is what SS needs at CPL 0.
+    unsafe { SS::set_reg(data) };
+    // SAFETY: `tss_sel` selects the TSS descriptor just built in the loaded
+    // GDT; a fresh descriptor is not busy, so LTR accepts it.
+    unsafe { load_tss(tss_sel) };
 }
 
 /// IST1..IST3 of the TSS this CPU has loaded, found through TR and the GDT
@@ -54,9 +62,10 @@ pub fn loaded_ist_tops() -> [u64; 3] {
     let gdtr = x86_64::instructions::tables::sgdt();
     let desc = gdtr.base.as_u64() + (tr & !7) as u64;
     // SAFETY: LTR accepted `tr`, so it selects a 16-byte TSS descriptor
-    // inside the loaded GDT.
-    let (low, high) =
-        unsafe { (core::ptr::read_volatile(desc as *const u64), core::ptr::read_volatile((desc + 8) as *const u64)) };
+    // inside the loaded GDT; this is its first quadword.
+    let low = unsafe { core::ptr::read_volatile(desc as *const u64) };
+    // SAFETY: the descriptor's second quadword, as above.
+    let high = unsafe { core::ptr::read_volatile((desc + 8) as *const u64) };
     // Base bits 23:0 in bytes 2-4, 31:24 in byte 7, 63:32 in the second
     // quadword (SDM Vol. 3A, 8.2.3, Figure 8-4).
     let base = ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | ((high & 0xffff_ffff) << 32);

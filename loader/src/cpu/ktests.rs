@@ -180,14 +180,13 @@ fn timer_ticks() -> Result<(), Failure> {
 /// reads return 0xff.
 fn qemu_fw_cfg_present() -> bool {
     let mut signature = [0u8; 4];
-    // SAFETY: selecting and reading the signature has no side effects on
-    // QEMU; on other machines the ports are unclaimed. Only this test uses
-    // fw_cfg, on the boot CPU.
-    unsafe {
-        Port::<u16>::new(0x510).write(0);
-        for b in &mut signature {
-            *b = Port::<u8>::new(0x511).read();
-        }
+    // SAFETY: selecting the signature key has no side effects on QEMU; on
+    // other machines the port is unclaimed. Only this test uses fw_cfg, on
+    // the boot CPU.
+    unsafe { Port::<u16>::new(0x510).write(0) };
+    for b in &mut signature {
+        // SAFETY: reading the selected item's next byte, as above.
+        *b = unsafe { Port::<u8>::new(0x511).read() };
     }
     &signature == b"QEMU"
 }

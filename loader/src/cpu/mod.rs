@@ -38,8 +38,8 @@ pub fn init_this_cpu(id: usize, apic_id: u32, stacks: &CpuStacks) {
 pub fn triple_fault() -> ! {
     let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
     // SAFETY: deliberately leaves no way to handle the next exception.
-    unsafe {
-        x86_64::instructions::tables::lidt(&empty);
-        core::arch::asm!("int3", options(noreturn));
-    }
+    unsafe { x86_64::instructions::tables::lidt(&empty) };
+    // SAFETY: with no IDT the breakpoint escalates to a triple fault, which
+    // resets the CPU: nothing runs after it.
+    unsafe { core::arch::asm!("int3", options(noreturn)) }
 }

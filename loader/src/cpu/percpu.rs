@@ -65,11 +65,11 @@ pub fn install(id: usize, apic_id: u32) -> &'static PerCpu {
 /// This CPU's slot. Before `install` (early boot) that is slot 0.
 pub fn current() -> &'static PerCpu {
     let p: u64;
-    // SAFETY: reading gs:0 is valid once GS base points at a slot; before,
-    // the GS base is 0 and is checked first.
     if GsBase::read().is_null() {
         return &CPUS[0];
     }
+    // SAFETY: GS base is not 0, so `install` pointed it at a slot, whose
+    // first word (gs:0) is `self_ptr`.
     unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags)) };
     // SAFETY: `self_ptr` always holds the address of a slot in `CPUS`.
     unsafe { &*(p as *const PerCpu) }

@@ -98,23 +98,28 @@ pub fn choose_mode(requested: ApicMode, mmio_base: u64) -> Result<Mode, Error> {
 /// interrupt source masked.
 pub fn init_this_cpu() {
     let mut base = Msr::new(IA32_APIC_BASE);
+    // The writes follow the documented state changes (SDM 11.12.5, Figure
+    // 11-27): leaving x2APIC goes through disabled, and x2APIC is entered
+    // from xAPIC, so EN is set before EXTD.
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (checked in
-    // `choose_mode`); setting EN, then EXTD, is the documented enable order
-    // (SDM 11.12.1), and leaving x2APIC goes through a disable first.
-    unsafe {
-        let v = base.read();
-        let want = match mode() {
-            Mode::XApic => (v & !BASE_X2APIC) | BASE_ENABLE,
-            Mode::X2Apic => v | BASE_ENABLE | BASE_X2APIC,
-        };
-        if v & BASE_X2APIC != 0 && want & BASE_X2APIC == 0 {
-            base.write(v & !(BASE_ENABLE | BASE_X2APIC));
-        }
-        if v & BASE_ENABLE == 0 {
-            base.write((v | BASE_ENABLE) & !BASE_X2APIC);
-        }
-        base.write(want);
+    // `choose_mode`); reading it has no side effects.
+    let v = unsafe { base.read() };
+    let want = match mode() {
+        Mode::XApic => (v & !BASE_X2APIC) | BASE_ENABLE,
+        Mode::X2Apic => v | BASE_ENABLE | BASE_X2APIC,
+    };
+    if v & BASE_X2APIC != 0 && want & BASE_X2APIC == 0 {
+        // SAFETY: x2APIC to disabled, the only way out of x2APIC; nothing
+        // uses this CPU's APIC while it is being set up.
+        unsafe { base.write(v & !(BASE_ENABLE | BASE_X2APIC)) };
     }
+    if v & BASE_ENABLE == 0 {
+        // SAFETY: disabled to xAPIC, the step before x2APIC.
+        unsafe { base.write((v | BASE_ENABLE) & !BASE_X2APIC) };
+    }
+    // SAFETY: xAPIC to the chosen mode (or no change), which `choose_mode`
+    // checked the CPU supports.
+    unsafe { base.write(want) };
     for lvt in [LVT_TIMER, LVT_LINT0, LVT_LINT1, LVT_ERROR] {
         write(lvt, LVT_MASKED);
     }

@@ -70,9 +70,10 @@ pub const SPURIOUS: u8 = 0xff;
 
 /// Fills the IDT (once, on the boot CPU, before any CPU loads it).
 pub fn init() {
-    // SAFETY: runs once on the boot CPU before any IDT is loaded; the stub
-    // table is static.
-    let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
+    let idt = &raw mut IDT;
+    // SAFETY: runs once on the boot CPU before any IDT is loaded, so this
+    // is the only reference to the table.
+    let idt = unsafe { &mut *idt };
     for (v, gate) in idt.0.iter_mut().enumerate() {
         // SAFETY: the table has 256 entries built by trap.S.
         let addr = unsafe { trap_stub_table[v] };

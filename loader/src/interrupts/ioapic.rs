@@ -36,20 +36,24 @@ impl core::fmt::Display for Error {
 static LOCK: Mutex<()> = Mutex::new(());
 
 fn reg_read(io: &IoApic, reg: u32) -> u32 {
-    // SAFETY: IOREGSEL at +0 and IOWIN at +0x10 of the identity-mapped
-    // IOAPIC page; callers hold LOCK so the pair is not interleaved.
-    unsafe {
-        core::ptr::write_volatile(io.address as *mut u32, reg);
-        core::ptr::read_volatile((io.address + 0x10) as *const u32)
-    }
+    select(io, reg);
+    // SAFETY: IOWIN at +0x10 of the identity-mapped IOAPIC page, showing
+    // register `reg`; callers hold LOCK so nobody selected another since.
+    unsafe { core::ptr::read_volatile((io.address + 0x10) as *const u32) }
 }
 
 fn reg_write(io: &IoApic, reg: u32, value: u32) {
-    // SAFETY: as in `reg_read`.
-    unsafe {
-        core::ptr::write_volatile(io.address as *mut u32, reg);
-        core::ptr::write_volatile((io.address + 0x10) as *mut u32, value);
-    }
+    select(io, reg);
+    // SAFETY: as in `reg_read`; callers write only registers they own.
+    unsafe { core::ptr::write_volatile((io.address + 0x10) as *mut u32, value) };
+}
+
+/// Points IOWIN at register `reg`. Callers hold LOCK up to their IOWIN
+/// access.
+fn select(io: &IoApic, reg: u32) {
+    // SAFETY: IOREGSEL at +0 of the identity-mapped IOAPIC page; selecting
+    // a register has no other effect.
+    unsafe { core::ptr::write_volatile(io.address as *mut u32, reg) };
 }
 
 /// Number of redirection entries of `io` (IOAPICVER bits 23:16, plus one).
@@ -69,11 +73,10 @@ fn find(acpi: &Acpi, gsi: u32) -> Result<(IoApic, u32), Error> {
 
 /// Masks every redirection entry and both 8259 PICs.
 pub fn init(acpi: &Acpi) {
-    // SAFETY: OCW1 to both PICs' data ports masks all their lines.
-    unsafe {
-        Port::<u8>::new(0x21).write(0xff);
-        Port::<u8>::new(0xa1).write(0xff);
-    }
+    // SAFETY: OCW1 to the master PIC's data port masks all its lines.
+    unsafe { Port::<u8>::new(0x21).write(0xff) };
+    // SAFETY: likewise for the slave PIC.
+    unsafe { Port::<u8>::new(0xa1).write(0xff) };
     for io in acpi.ioapics.iter().flatten() {
         for pin in 0..entries(io) {
             mask_pin(io, pin);

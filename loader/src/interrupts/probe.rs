@@ -95,13 +95,11 @@ extern "C" {
 /// Where to resume after a fault at `rip`, if `rip` is a probe: the
 /// loader's own, or one in a plugin's table.
 pub fn fixup(rip: u64) -> Option<u64> {
+    let start = (&raw const __extable_start).cast::<u64>();
+    let len = ((&raw const __extable_end).addr() - start.addr()) / size_of::<u64>();
     // SAFETY: the linker script brackets the table with these symbols, and
     // the table holds pairs of addresses.
-    let table = unsafe {
-        let start = __extable_start.as_ptr();
-        let len = __extable_end.as_ptr().offset_from(start) as usize;
-        core::slice::from_raw_parts(start, len)
-    };
+    let table = unsafe { core::slice::from_raw_parts(start, len) };
     table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1]).or_else(|| {
         PLUGIN_TABLES.iter().find_map(|t| {
             let (start, pairs) = (t.start.load(Ordering::Acquire), t.pairs.load(Ordering::Acquire));

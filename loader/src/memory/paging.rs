@@ -142,25 +142,27 @@ impl Tables {
             let mut mapper = t.mapper();
             let mut source = TableFrames { frames, limit: BOOT_MAP_END, error: None };
             for m in plan.mappings() {
-                // SAFETY: identity mappings of the plan, in tables that are
-                // not live yet: nothing can observe them until `activate`.
-                unsafe {
-                    if m.size == LARGE_PAGE_SIZE {
-                        map_identity::<Size2MiB>(&mut mapper, m.addr, m.prot, &mut source)?;
-                    } else {
-                        map_identity::<Size4KiB>(&mut mapper, m.addr, m.prot, &mut source)?;
-                    }
+                // Identity mappings of the plan, in tables that are not live
+                // yet: nothing can observe them until `activate`.
+                if m.size == LARGE_PAGE_SIZE {
+                    // SAFETY: the tables are not live (above).
+                    unsafe { map_identity::<Size2MiB>(&mut mapper, m.addr, m.prot, &mut source)? };
+                } else {
+                    // SAFETY: the tables are not live (above).
+                    unsafe { map_identity::<Size4KiB>(&mut mapper, m.addr, m.prot, &mut source)? };
                 }
             }
         }
         let pdpt = new_table(frames, BOOT_MAP_END)?;
         t.stack_pd = new_table(frames, BOOT_MAP_END)?;
-        // SAFETY: both tables were just allocated; the root is ours and not
-        // live yet.
-        unsafe {
-            table_mut(root)[pml4_index(stacks::REGION_START)].set_addr(PhysAddr::new(pdpt), TABLE_FLAGS);
-            table_mut(pdpt)[pdpt_index(stacks::REGION_START)].set_addr(PhysAddr::new(t.stack_pd), TABLE_FLAGS);
-        }
+        // SAFETY: the root is ours and not live yet, and the mapper that
+        // borrowed it is gone.
+        let pml4 = unsafe { table_mut(root) };
+        pml4[pml4_index(stacks::REGION_START)].set_addr(PhysAddr::new(pdpt), TABLE_FLAGS);
+        // SAFETY: `pdpt` was just allocated (and zeroed); nothing else
+        // refers to it.
+        let stack_pdpt = unsafe { table_mut(pdpt) };
+        stack_pdpt[pdpt_index(stacks::REGION_START)].set_addr(PhysAddr::new(t.stack_pd), TABLE_FLAGS);
         Ok(t)
     }
 
@@ -175,10 +177,12 @@ impl Tables {
     }
 
     fn mapper(&mut self) -> OffsetPageTable<'_> {
+        // SAFETY: the root is our PML4, and `&mut self` (inside the memory
+        // lock) is the only way to reach it.
+        let root = unsafe { table_mut(self.root) };
         // SAFETY: every table of the hierarchy is in identity-mapped RAM
-        // (physical offset 0), and `&mut self` (inside the memory lock) is
-        // the only way to reach them.
-        unsafe { OffsetPageTable::new(table_mut(self.root), VirtAddr::zero()) }
+        // (physical offset 0), reachable only through `&mut self` too.
+        unsafe { OffsetPageTable::new(root, VirtAddr::zero()) }
     }
 
     fn read(phys: u64) -> &'static PageTable {
@@ -226,16 +230,19 @@ impl Tables {
     /// 4 KiB pages that translate the same way.
     fn split(&mut self, addr: u64, frames: &mut FrameAllocator) -> Result<(), Error> {
         let pt = new_table(frames, u64::MAX)?;
-        // SAFETY: the caller found a 2 MiB page at `addr`, so the PML4 and
-        // PDPT entries lead to a page directory; all are our tables, under
-        // the memory lock. `pt` is a fresh frame.
-        unsafe {
-            let pdpt = table_mut(table_mut(self.root)[pml4_index(addr)].addr().as_u64());
-            let pd = table_mut(pdpt[pdpt_index(addr)].addr().as_u64());
-            let entry = &mut pd[pd_index(addr)];
-            walk::split_large(entry, table_mut(pt));
-            entry.set_addr(PhysAddr::new(pt), TABLE_FLAGS);
-        }
+        // The caller found a 2 MiB page at `addr`, so the PML4 and PDPT
+        // entries lead to a page directory; all are our tables, under the
+        // memory lock.
+        // SAFETY: the root is our PML4.
+        let pml4 = unsafe { table_mut(self.root) };
+        // SAFETY: the entry leads to one of our PDPTs (above).
+        let pdpt = unsafe { table_mut(pml4[pml4_index(addr)].addr().as_u64()) };
+        // SAFETY: the entry leads to one of our page directories (above).
+        let pd = unsafe { table_mut(pdpt[pdpt_index(addr)].addr().as_u64()) };
+        let entry = &mut pd[pd_index(addr)];
+        // SAFETY: `pt` is a fresh frame, not yet in any table.
+        walk::split_large(entry, unsafe { table_mut(pt) });
+        entry.set_addr(PhysAddr::new(pt), TABLE_FLAGS);
         // The new entries translate exactly like the large page, so either
         // may be used until this flush; it drops the large-page TLB entry
         // and the paging-structure caches (SDM Vol. 3A §4.10.2.3, §4.10.4.1)

@@ -75,9 +75,10 @@ fn receive(_: &mut crate::interrupts::idt::TrapFrame) {
         // A full ring drops the byte; the frame's CRC then fails and the
         // host is told to send again.
         if next != TAIL.load(Ordering::Acquire) {
+            let ring = &raw mut RING_BUF;
             // SAFETY: only this handler writes slot `head`, which `poll`
             // does not read until HEAD moves past it.
-            unsafe { (*core::ptr::addr_of_mut!(RING_BUF))[head] = b };
+            unsafe { (*ring)[head] = b };
             HEAD.store(next, Ordering::Release);
         }
     }
@@ -88,8 +89,9 @@ fn take_byte() -> Option<u8> {
     if tail == HEAD.load(Ordering::Acquire) {
         return None;
     }
+    let ring = &raw const RING_BUF;
     // SAFETY: the slot at `tail` was published by the handler (HEAD past it).
-    let b = unsafe { (*core::ptr::addr_of!(RING_BUF))[tail] };
+    let b = unsafe { (*ring)[tail] };
     TAIL.store((tail + 1) % RING, Ordering::Release);
     Some(b)
 }

@@ -236,18 +236,19 @@ fn write_trampoline(cpu: usize, stack_top: u64) {
         entry: ap_entry as extern "C" fn(u64) -> ! as usize as u64,
         arg: cpu as u64,
     };
-    // SAFETY: the trampoline symbols bracket the code assembled for 0x8000;
-    // 0x8000-0x9fff is reserved for it (never given out by the frame
-    // allocator) and START_LOCK makes this the only writer. The code page is
-    // made writable only while it is copied.
-    unsafe {
-        let start = trampoline_start.as_ptr();
-        let len = trampoline_end.as_ptr().offset_from(start) as usize;
-        crate::memory::protect(TRAMPOLINE, 4096, crate::memory::Protection::ReadWrite).expect("trampoline page");
-        core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len);
-        crate::memory::protect(TRAMPOLINE, 4096, crate::memory::Protection::ReadExecute).expect("trampoline page");
-        core::ptr::write_volatile(TRAMPOLINE_DATA as *mut TrampolineData, data);
-    }
+    // 0x8000-0x9fff is reserved for the trampoline (never given out by the
+    // frame allocator) and START_LOCK makes this the only writer. The code
+    // page is made writable only while it is copied.
+    let start = (&raw const trampoline_start).cast::<u8>();
+    let len = (&raw const trampoline_end).addr() - start.addr();
+    crate::memory::protect(TRAMPOLINE, 4096, crate::memory::Protection::ReadWrite).expect("trampoline page");
+    // SAFETY: the trampoline symbols bracket the code assembled for 0x8000,
+    // and its page is writable now (above).
+    unsafe { core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len) };
+    crate::memory::protect(TRAMPOLINE, 4096, crate::memory::Protection::ReadExecute).expect("trampoline page");
+    // SAFETY: the data page of the reserved range (above), which the
+    // trampoline reads only once the SIPI is sent.
+    unsafe { core::ptr::write_volatile(TRAMPOLINE_DATA as *mut TrampolineData, data) };
 }
 
 /// The first Rust code of an AP, on its own kernel stack.

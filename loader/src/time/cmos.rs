@@ -11,23 +11,27 @@ static LOCK: Mutex<()> = Mutex::new(());
 pub fn read(reg: u8) -> u8 {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let _g = LOCK.lock();
-        // SAFETY: 0x70/0x71 are the CMOS index and data ports.
-        unsafe {
-            Port::<u8>::new(0x70).write(reg & 0x7f);
-            Port::<u8>::new(0x71).read()
-        }
+        select(reg);
+        // SAFETY: 0x71 is the CMOS data port, showing the selected register.
+        unsafe { Port::<u8>::new(0x71).read() }
     })
 }
 
 pub fn write(reg: u8, value: u8) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let _g = LOCK.lock();
+        select(reg);
         // SAFETY: as in `read`; callers only write registers they own.
-        unsafe {
-            Port::<u8>::new(0x70).write(reg & 0x7f);
-            Port::<u8>::new(0x71).write(value);
-        }
+        unsafe { Port::<u8>::new(0x71).write(value) };
     })
+}
+
+/// Selects CMOS register `reg` for the data port, NMIs left enabled.
+/// Callers hold LOCK with interrupts off up to their data port access.
+fn select(reg: u8) {
+    // SAFETY: 0x70 is the CMOS index port; with bit 7 clear, writing it
+    // only chooses the register 0x71 reaches.
+    unsafe { Port::<u8>::new(0x70).write(reg & 0x7f) };
 }
 
 pub const SECONDS: u8 = 0x00;

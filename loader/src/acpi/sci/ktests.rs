@@ -29,12 +29,12 @@ fn base() -> Result<u16, Failure> {
 /// The host bridge's vendor and device id (PCI 0:0.0, configuration
 /// mechanism #1).
 fn host_bridge() -> u32 {
-    // SAFETY: CONFIG_ADDRESS/CONFIG_DATA read of bus 0, device 0, function
-    // 0, register 0: no side effects.
-    unsafe {
-        Port::<u32>::new(0xcf8).write(0x8000_0000);
-        Port::<u32>::new(0xcfc).read()
-    }
+    // SAFETY: CONFIG_ADDRESS selects bus 0, device 0, function 0, register
+    // 0; only this test uses the configuration ports, on the boot CPU.
+    unsafe { Port::<u32>::new(0xcf8).write(0x8000_0000) };
+    // SAFETY: CONFIG_DATA then reads the selected register: the vendor and
+    // device id, without side effects.
+    unsafe { Port::<u32>::new(0xcfc).read() }
 }
 
 /// The DSDT's block is where the spec puts it for the chipset the host
