@@ -8,15 +8,15 @@
 //! region, the VMCS loaded on the CPU (none until guests run), the enabled
 //! flag that makes enable and disable idempotent, and why VMX is off.
 
-use crate::api::{code, Vmx};
 use crate::compat::{self, Action, Probe, Reference};
 use crate::config::{Policy, VmxConfig};
 use crate::insn;
 use crate::msr::Caps;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use cpuhp_plugin::api::{section, Cpuhp};
-use plugins::runtime::Interface;
+use cpuhp_api::{section, Cpuhp};
+use plugins::runtime::Required;
 use plugins::{ffi, StrRef, SystemHooks};
+use vmx_api::{code, Vmx};
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
@@ -75,13 +75,13 @@ const POLICY: Policy = Policy { require_ept: true };
 /// must match it.
 static GLOBAL: spin::Once<Reference> = spin::Once::new();
 static STATE_ID: AtomicU32 = AtomicU32::new(0);
-static CPUHP: spin::Once<Option<Interface<Cpuhp>>> = spin::Once::new();
+static CPUHP: spin::Once<Option<Required<Cpuhp>>> = spin::Once::new();
 /// Set by an init that found its predecessor running (a swap): the state,
 /// the cpuhp state and VMX itself come with the state import.
 static TAKING_OVER: AtomicBool = AtomicBool::new(false);
 
-fn cpuhp() -> Option<&'static Interface<Cpuhp>> {
-    CPUHP.call_once(|| Interface::get("cpuhp")).as_ref()
+fn cpuhp() -> Option<&'static Required<Cpuhp>> {
+    CPUHP.call_once(Required::get).as_ref()
 }
 
 fn current_cpu() -> usize {
@@ -370,7 +370,7 @@ extern "C" fn on_emergency() -> i32 {
 static HOOKS: SystemHooks = SystemHooks { shutdown: Some(on_shutdown), emergency: Some(on_emergency) };
 
 fn init() -> Result<(), i32> {
-    plugins::runtime::register_command("vmx", "VMX on each CPU: vmx", vmx_command)?;
+    plugins::register_command!("vmx", "VMX on each CPU: vmx", vmx_command)?;
     if !insn::exception_table() {
         return Err(code::HOOKS);
     }
@@ -511,13 +511,12 @@ fn describe_off(reason: u32) -> &'static str {
     }
 }
 
-unsafe extern "C" fn vmx_command(args: StrRef) -> i32 {
-    // SAFETY: the loader passes the argument text.
-    if !unsafe { args.as_str() }.trim().is_empty() {
+fn vmx_command(args: &str) -> Result<(), i32> {
+    if !args.trim().is_empty() {
         plugins::println!("error: usage: vmx (see `help vmx`)");
-        return 1;
+        return Err(1);
     }
-    let Some(global) = GLOBAL.get().map(Reference::config) else { return 1 };
+    let Some(global) = GLOBAL.get().map(Reference::config) else { return Err(1) };
     // SAFETY: a plain query of the loader.
     let count = unsafe { ffi::mv_cpu_count() } as usize;
     for (cpu, c) in CPUS.iter().enumerate().take(count.min(MAX_CPUS)) {
@@ -532,7 +531,7 @@ unsafe extern "C" fn vmx_command(args: StrRef) -> i32 {
     for (name, on) in global.features() {
         plugins::println!("  {name}: {}", if on { "on" } else { "off" });
     }
-    0
+    Ok(())
 }
 
 extern "C" fn cpu_enabled(cpu: u32) -> u32 {
@@ -607,8 +606,8 @@ static TABLE: Vmx = Vmx {
 plugins::plugin! {
     name: "vmx-plugin", version: "1.0.0",
     init: init, fini: fini,
-    provides: [("vmx", "1.0.0", &TABLE)],
-    requires: [("cpuhp", "^1.2")],
+    provides: [(Vmx, &TABLE)],
+    requires: [(Cpuhp, "^1.2")],
     state: Some((STATE_LAYOUT, export, import)),
 }
 
@@ -616,7 +615,7 @@ plugins::plugin! {
 plugins::plugin! {
     name: "vmx-plugin", version: "1.1.0",
     init: init, fini: fini,
-    provides: [("vmx", "1.1.0", &TABLE)],
-    requires: [("cpuhp", "^1.2")],
+    provides: [(Vmx as "1.1.0", &TABLE)],
+    requires: [(Cpuhp, "^1.2")],
     state: Some((STATE_LAYOUT, export, import)),
 }

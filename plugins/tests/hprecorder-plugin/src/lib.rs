@@ -4,11 +4,14 @@
 //! check that teardowns run in exact reverse after injected failures. It
 //! can be told to make its PREPARE or ONLINE callback fail (STARTING ones
 //! cannot fail). Interface `hprecorder` 1.0.0; shell command `hprecorder`.
-#![no_std]
+//!
+//! Built without `v1` the crate is empty (a host build).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg(feature = "v1")]
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use cpuhp_plugin::api::{section, Cpuhp};
-use plugins::runtime::Interface;
+use cpuhp_api::{section, Cpuhp};
+use plugins::runtime::Required;
 use plugins::StrRef;
 
 /// One record: `slot << 1 | direction` (slot 0 prepare, 1 starting,
@@ -71,6 +74,12 @@ pub struct Recorder {
     pub set_fail: extern "C" fn(slot: u32, dir: u32, on: u32) -> i32,
 }
 
+// SAFETY: `Recorder` is the `hprecorder` table.
+unsafe impl plugins::Interface for Recorder {
+    const NAME: &'static str = "hprecorder";
+    const VERSION: &'static str = "1.0.0";
+}
+
 extern "C" fn take(cpu: u32, buf: *mut u32, cap: usize) -> usize {
     let c = cpu as usize % MAX_CPUS;
     let n = LEN[c].swap(0, Ordering::AcqRel);
@@ -100,9 +109,9 @@ extern "C" fn set_fail(slot: u32, dir: u32, on: u32) -> i32 {
 
 static TABLE: Recorder = Recorder { take, state_id, set_fail };
 
-static CPUHP: spin::Once<Interface<Cpuhp>> = spin::Once::new();
+static CPUHP: spin::Once<Required<Cpuhp>> = spin::Once::new();
 
-unsafe extern "C" fn command(_: StrRef) -> i32 {
+fn command(_: &str) -> Result<(), i32> {
     for (c, len) in LEN.iter().enumerate() {
         let n = len.load(Ordering::Acquire).min(DEPTH);
         if n > 0 {
@@ -121,7 +130,7 @@ unsafe extern "C" fn command(_: StrRef) -> i32 {
             plugins::println!("{}", line.as_str());
         }
     }
-    0
+    Ok(())
 }
 
 /// Error codes of `init`.
@@ -129,7 +138,7 @@ const NO_CPUHP: i32 = 1;
 const SETUP: i32 = 2;
 
 fn init() -> Result<(), i32> {
-    let iface = Interface::get("cpuhp").ok_or(NO_CPUHP)?;
+    let iface = Required::get().ok_or(NO_CPUHP)?;
     let cpuhp = CPUHP.call_once(|| iface);
     let ids = cpuhp.call(|t| {
         [
@@ -148,7 +157,7 @@ fn init() -> Result<(), i32> {
     for (slot, id) in ids.iter().enumerate() {
         IDS[slot].store(*id as u32, Ordering::Release);
     }
-    plugins::runtime::register_command("hprecorder", "the recorder's callbacks per CPU since the last take", command)?;
+    plugins::register_command!("hprecorder", "the recorder's callbacks per CPU since the last take", command)?;
     Ok(())
 }
 
@@ -160,11 +169,10 @@ fn fini() {
     }
 }
 
-#[cfg(feature = "v1")]
 plugins::plugin! {
     name: "hprecorder-plugin", version: "1.0.0",
     init: init, fini: fini,
-    provides: [("hprecorder", "1.0.0", &TABLE)],
-    requires: [("cpuhp", "^1")],
+    provides: [(Recorder, &TABLE)],
+    requires: [(Cpuhp, "^1")],
     state: None,
 }
