@@ -653,8 +653,9 @@ fn bring_up_boot_cpus(infos: &[CpuInfo], list: &[(u32, bool)], boot: usize, limi
 const TOO_MANY_CPUS: i32 = 2;
 
 fn init() -> Result<(), i32> {
-    // SAFETY: plain queries of the loader.
-    let (count, boot) = unsafe { (ffi::mv_cpu_count() as usize, ffi::mv_current_cpu() as usize) };
+    // SAFETY: a plain query of the loader.
+    let count = unsafe { ffi::mv_cpu_count() } as usize;
+    let boot = current_cpu();
     if count > MAX_CPUS {
         return Err(TOO_MANY_CPUS);
     }

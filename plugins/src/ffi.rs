@@ -230,8 +230,10 @@ impl StrRef {
     /// # Safety
     /// `ptr`/`len` must describe valid UTF-8 that lives for `'a`.
     pub unsafe fn as_str<'a>(self) -> &'a str {
-        // SAFETY: forwarded from the caller.
-        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(self.ptr, self.len)) }
+        // SAFETY: forwarded from the caller: `len` bytes live at `ptr`.
+        let bytes = unsafe { core::slice::from_raw_parts(self.ptr, self.len) };
+        // SAFETY: forwarded from the caller: the bytes are UTF-8.
+        unsafe { core::str::from_utf8_unchecked(bytes) }
     }
 }
 

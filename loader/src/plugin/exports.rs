@@ -125,7 +125,9 @@ extern "C" fn mv_call_exit() {
 unsafe extern "C" fn mv_register_command(name: StrRef, help: StrRef, f: CommandFn) -> i32 {
     let Some(frame) = guard::current() else { return -1 };
     // SAFETY: the SDK passes 'static strings.
-    let (name, help) = unsafe { (text(name), text(help)) };
+    let name = unsafe { text(name) };
+    // SAFETY: as for `name`.
+    let help = unsafe { text(help) };
     crate::smp::enter_unstoppable();
     let added = super::registry::add_command(frame.plugin, name, help, f);
     crate::smp::exit_unstoppable();

@@ -85,7 +85,9 @@ extern "C" fn take(cpu: u32, buf: *mut u32, cap: usize) -> usize {
     let n = LEN[c].swap(0, Ordering::AcqRel);
     for (i, e) in LOG[c].iter().enumerate().take(n.min(cap).min(DEPTH)) {
         // SAFETY: the caller passes `cap` writable u32s; i < cap.
-        unsafe { buf.add(i).write(e.load(Ordering::Acquire)) };
+        let slot = unsafe { buf.add(i) };
+        // SAFETY: as above: `slot` is one of them.
+        unsafe { slot.write(e.load(Ordering::Acquire)) };
     }
     n
 }
