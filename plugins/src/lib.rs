@@ -95,7 +95,7 @@ macro_rules! plugin {
             };
             #[used]
             #[link_section = ".note.modvisor"]
-            static __MV_NOTE: $crate::meta::Note<{ $crate::meta::padded(__MV_TEXT.len()) }> =
+            static __MV_NOTE: $crate::meta::Note<{ $crate::meta::padded(__MV_TEXT.written_len()) }> =
                 $crate::meta::Note::new($crate::ABI_FINGERPRINT, &$crate::ITEMS, &__MV_TEXT);
         };
     };

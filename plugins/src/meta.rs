@@ -140,23 +140,18 @@ impl Writer<'_> {
 }
 
 impl NoteText<'_> {
-    /// The text's length in bytes.
-    pub const fn len(&self) -> usize {
+    /// The text's length in bytes, once written.
+    pub const fn written_len(&self) -> usize {
         let mut w = Writer { buf: &mut [], len: 0 };
         w.text(self);
         w.len
-    }
-
-    /// Whether the text is empty (it never is: it names the plugin).
-    pub const fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 impl<const N: usize> Note<N> {
     pub const fn new(abi: u64, items: &[Item; ITEM_COUNT], text: &NoteText) -> Self {
-        let len = text.len();
-        assert!(padded(len) == N, "Note<N> needs N == padded(text.len())");
+        let len = text.written_len();
+        assert!(padded(len) == N, "Note<N> needs N == padded(text.written_len())");
         let mut t = [0u8; N];
         Writer { buf: &mut t, len: 0 }.text(text);
         let mut owner = [0u8; 12];
@@ -338,7 +333,7 @@ mod tests {
         );
     }
 
-    /// A table type for the note test.
+    /// A table type for the note test: only its size matters.
     #[allow(dead_code)]
     struct Pair {
         a: extern "C" fn(),
@@ -360,8 +355,8 @@ mod tests {
             requires: &[LinkSpec::of::<Pair>(">=1.0.0, <2.0.0")],
         };
         const TEXT: &str = "name=a\nversion=1.0.0\nprovides=pair 16 1.0.0\nrequires=pair 16 >=1.0.0, <2.0.0\n";
-        assert_eq!(T.len(), TEXT.len());
-        let n = Note::<{ padded(T.len()) }>::new(0x1122, &ITEMS, &T);
+        assert_eq!(T.written_len(), TEXT.len());
+        let n = Note::<{ padded(T.written_len()) }>::new(0x1122, &ITEMS, &T);
         assert_eq!(core::mem::size_of_val(&n) % 4, 0);
         // SAFETY: `Note` is repr(C) plain data.
         let bytes = unsafe { core::slice::from_raw_parts(&n as *const _ as *const u8, core::mem::size_of_val(&n)) };
