@@ -11,12 +11,10 @@
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use cpuhp_api::{section, Cpuhp};
+use hprecorder_api::{Recorder, REFUSED, SLOTS};
 use plugins::runtime::Required;
 use plugins::StrRef;
 
-/// One record: `slot << 1 | direction` (slot 0 prepare, 1 starting,
-/// 2 online; direction 0 up, 1 down).
-pub const SLOTS: usize = 3;
 const MAX_CPUS: usize = 64;
 const DEPTH: usize = 64;
 
@@ -26,9 +24,6 @@ static LEN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 /// cleared).
 static FAIL: AtomicU32 = AtomicU32::new(0);
 static IDS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
-
-/// The error the recorder's callbacks fail with when told to.
-pub const REFUSED: i32 = -77;
 
 fn record(cpu: u32, slot: u32, dir: u32) -> i32 {
     let c = cpu as usize % MAX_CPUS;
@@ -60,24 +55,6 @@ extern "C" fn online_up(cpu: u32, _: usize) -> i32 {
 }
 extern "C" fn online_down(cpu: u32, _: usize) -> i32 {
     record(cpu, 2, 1)
-}
-
-/// The `hprecorder` interface table.
-#[repr(C)]
-pub struct Recorder {
-    /// Copies `cpu`'s records (up to `cap`) into `buf`, clears them and
-    /// returns how many there were (more than `cap`: some were lost).
-    pub take: extern "C" fn(cpu: u32, buf: *mut u32, cap: usize) -> usize,
-    /// The cpuhp state ids of the three slots.
-    pub state_id: extern "C" fn(slot: u32) -> u32,
-    /// Makes callback (slot, direction) fail (`on` 1) or work (`on` 0).
-    pub set_fail: extern "C" fn(slot: u32, dir: u32, on: u32) -> i32,
-}
-
-// SAFETY: `Recorder` is the `hprecorder` table.
-unsafe impl plugins::Interface for Recorder {
-    const NAME: &'static str = "hprecorder";
-    const VERSION: &'static str = "1.0.0";
 }
 
 extern "C" fn take(cpu: u32, buf: *mut u32, cap: usize) -> usize {
