@@ -211,16 +211,24 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
     for _ in 0..r.u32()? {
         let id = r.u32()?;
         let (tag, up, down, ctx) = (r.u8()?, r.u64()?, r.u64()?, r.u64()? as usize);
-        // SAFETY (all three): the addresses were written from live
-        // callbacks of the matching type, per this function's contract.
-        let fallible =
-            || unsafe { FallibleHooks { startup: func::<Fallible>(up), teardown: func::<Fallible>(down), ctx } };
+        // The addresses were written from live callbacks of the type the
+        // tag says, per this function's contract.
+        let fallible = || FallibleHooks {
+            // SAFETY: `up` was a `Fallible` (see above).
+            startup: unsafe { func::<Fallible>(up) },
+            // SAFETY: `down` was a `Fallible`.
+            teardown: unsafe { func::<Fallible>(down) },
+            ctx,
+        };
         let hooks = match tag {
             0 => Hooks::Prepare(fallible()),
             1 => Hooks::Bringup,
-            // SAFETY: as above.
-            2 => Hooks::Starting(unsafe {
-                StartingHooks { startup: func::<Infallible>(up), teardown: func::<Infallible>(down), ctx }
+            2 => Hooks::Starting(StartingHooks {
+                // SAFETY: `up` was an `Infallible` (the tag says STARTING).
+                startup: unsafe { func::<Infallible>(up) },
+                // SAFETY: `down` was an `Infallible`.
+                teardown: unsafe { func::<Infallible>(down) },
+                ctx,
             }),
             3 => Hooks::Online(fallible()),
             _ => return Err(BlobError::Malformed),

@@ -12,10 +12,9 @@ use crate::machine::{State, NAME_LEN};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
+pub use cpuhp_api::{Event, EventFn, Kind, REASON_LEN};
 
 pub const LOG_CAPACITY: usize = 256;
-/// Longest reason kept, in bytes: one line of `cpu events`.
-pub const REASON_LEN: usize = 80;
 
 /// `text` as a reason: control characters (a line break would split the
 /// event's line) become spaces, surrounding blanks go, and at most
@@ -35,113 +34,6 @@ pub fn cut(s: &str, max: usize) -> &str {
         n -= 1;
     }
     &s[..n]
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Kind {
-    /// A CPU is present: enabled at boot, or inserted.
-    Discovered = 1,
-    BringUpStarted = 2,
-    /// A state's startup ran (or was rolled back up to).
-    StateReached = 3,
-    /// The CPU passed STARTING: it runs and takes interrupts.
-    Online = 4,
-    /// Every state passed: work may be placed on the CPU.
-    Active = 5,
-    TearDownStarted = 6,
-    /// A state's teardown ran (or was rolled back down to).
-    StateLeft = 7,
-    /// Every state left: the CPU is parked.
-    Offline = 8,
-    /// The CPU left its slot (eject).
-    Removed = 9,
-    /// A callback failed (`code`); a rollback follows.
-    Failed = 10,
-    /// The rollback after a failure at `state` is complete.
-    RolledBack = 11,
-    /// A callback failed while rolling back; the walk back went on.
-    RollbackStepFailed = 12,
-}
-
-impl Kind {
-    pub fn from_u32(v: u32) -> Option<Kind> {
-        use Kind::*;
-        [
-            Discovered,
-            BringUpStarted,
-            StateReached,
-            Online,
-            Active,
-            TearDownStarted,
-            StateLeft,
-            Offline,
-            Removed,
-            Failed,
-            RolledBack,
-            RollbackStepFailed,
-        ]
-        .into_iter()
-        .find(|k| *k as u32 == v)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Discovered => "discovered",
-            Kind::BringUpStarted => "bring-up-started",
-            Kind::StateReached => "state-reached",
-            Kind::Online => "online",
-            Kind::Active => "active",
-            Kind::TearDownStarted => "tear-down-started",
-            Kind::StateLeft => "state-left",
-            Kind::Offline => "offline",
-            Kind::Removed => "removed",
-            Kind::Failed => "failed",
-            Kind::RolledBack => "rolled-back",
-            Kind::RollbackStepFailed => "rollback-step-failed",
-        }
-    }
-}
-
-/// One event, as subscribers receive it (`#[repr(C)]`: it crosses the
-/// plugin boundary). `state` is 0 when no state is involved; the name is
-/// copied in, so an event stays readable after its state is removed.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event {
-    pub seq: u64,
-    pub kind: u32,
-    pub cpu: u32,
-    pub state: u32,
-    pub code: i32,
-    pub name: [u8; NAME_LEN],
-}
-
-const _: () = assert!(core::mem::size_of::<Event>() == 56);
-
-impl Event {
-    pub fn kind(&self) -> Option<Kind> {
-        Kind::from_u32(self.kind)
-    }
-
-    pub fn state_name(&self) -> &str {
-        let n = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
-    }
-}
-
-impl core::fmt::Display for Event {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let kind = self.kind().map_or("?", Kind::name);
-        write!(f, "#{} cpu {} {kind}", self.seq, self.cpu)?;
-        if self.state != 0 {
-            write!(f, " state={}", self.state_name())?;
-        }
-        if self.code != 0 {
-            write!(f, " error={}", self.code)?;
-        }
-        Ok(())
-    }
 }
 
 /// An event as the log keeps it: with the reason its failing callback
@@ -254,9 +146,6 @@ impl EventLog {
         }
     }
 }
-
-/// A subscriber's callback: the event, and the context it subscribed with.
-pub type EventFn = extern "C" fn(event: *const Event, ctx: usize);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Subscriber {

@@ -1,11 +1,10 @@
 //! `cpuhp`: the CPU lifecycle as an explicit, ordered, failure-safe state
 //! machine that other plugins hook into (see [`machine`] for the rules and
-//! [`api`] for the interface). At load it brings every CPU enabled at boot
+//! the `cpuhp-api` crate for the interface). At load it brings every CPU enabled at boot
 //! online; the shell command `cpu` drives it by hand.
 //!
-//! Built without a version feature the crate is the pure parts only
-//! (tested on the host) plus the [`api::Cpuhp`] table type that plugins
-//! requiring `cpuhp` use as an rlib dependency.
+//! Built without a version feature the crate is the pure parts only,
+//! tested on the host.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -14,7 +13,6 @@ extern crate alloc;
 // plugin build turns them on (see counter-plugin).
 extern crate plugins;
 
-pub mod api;
 pub mod blob;
 pub mod events;
 pub mod lock;

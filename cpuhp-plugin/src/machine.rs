@@ -28,12 +28,12 @@
 use crate::events::{Event, EventLog, Kind};
 use alloc::string::String;
 use alloc::vec::Vec;
+use cpuhp_api::code;
 
 pub const MAX_CPUS: usize = 64;
 /// Room for dynamic states (Linux has a fixed range of dynamic slots too).
 pub const MAX_DYNAMIC: usize = 48;
-/// Longest state name kept (it travels in events).
-pub const NAME_LEN: usize = 32;
+pub use cpuhp_api::{Fallible, Infallible, NAME_LEN};
 
 /// The id of cpuhp's own bring-up state; dynamic ids start above the
 /// static ones and are never reused.
@@ -71,11 +71,6 @@ impl Section {
         }
     }
 }
-
-/// A PREPARE or ONLINE callback: 0 or an error.
-pub type Fallible = extern "C" fn(cpu: u32, ctx: usize) -> i32;
-/// A STARTING callback: nothing to report, by construction.
-pub type Infallible = extern "C" fn(cpu: u32, ctx: usize);
 
 /// Why a step failed: the error code and, when the callback gave one, the
 /// reason in words (see [`crate::events::clean_reason`]).
@@ -355,6 +350,33 @@ impl core::fmt::Display for Error {
             Error::SetupFailed { cpu, name, why } => {
                 write!(f, "setup of `{name}`: startup failed on cpu {cpu} with {why}; undone on the CPUs done")
             }
+        }
+    }
+}
+
+impl Error {
+    /// The `cpuhp` interface's code for this error.
+    pub fn code(&self) -> i32 {
+        use Error as E;
+        match self {
+            E::NoSuchCpu(_) => code::NO_SUCH_CPU,
+            E::Absent(_) => code::ABSENT,
+            E::Present(_) => code::PRESENT,
+            E::AlreadyOnline(_) => code::ALREADY_ONLINE,
+            E::AlreadyOffline(_) => code::ALREADY_OFFLINE,
+            E::BootCpu(_) => code::BOOT_CPU,
+            E::LastCpu(_) => code::LAST_CPU,
+            E::ControlCpu(_) => code::CONTROL_CPU,
+            E::StillOnline(_) => code::STILL_ONLINE,
+            E::NoSuchState(_) | E::UnknownState(_) => code::NO_SUCH_STATE,
+            E::StaticState(_) => code::STATIC_STATE,
+            E::StartingCannotFail(_) => code::STARTING_CANNOT_FAIL,
+            E::NothingToFail(_) => code::NOTHING_TO_FAIL,
+            E::NameTaken(_) => code::NAME_TAKEN,
+            E::BadName => code::BAD_ARGUMENT,
+            E::TooManyStates => code::TOO_MANY_STATES,
+            E::Failed { .. } => code::FAILED,
+            E::SetupFailed { .. } => code::SETUP_FAILED,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! and what to tell QEMU (_OST, eject or not) after cpuhp's walk. The
 //! plugin's GPE handler (plugin.rs) is the thin port I/O around these.
 
-use crate::api::code;
+use cpuhp_api::code;
 use plugins::acpihp::{ost_status, Ost};
 
 /// The logical CPU (MADT index) whose APIC id is `apic`.

@@ -2,7 +2,6 @@
 //! the loader's CPU exports, the `cpuhp` table, the `cpu` shell command and
 //! the swap state. Decisions stay in the pure modules.
 
-use crate::api::{code, section, Cpuhp, StateInfo};
 use crate::blob;
 use crate::events::{self, Event, EventFn, Subscribers};
 use crate::lock::HotplugLock;
@@ -14,6 +13,7 @@ use crate::physical::{self, RemoveAnswer};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use cpuhp_api::{code, section, Cpuhp, StateInfo};
 use plugins::acpihp::{ost_status, CpuHotplug, EventKind, HwPorts, Ost, GPE_BIT};
 use plugins::{ffi, println, CpuInfo, CpuLifecycle, StrRef};
 use spin::Mutex;
@@ -485,14 +485,12 @@ fn command(args: &str) -> Result<(), String> {
     Ok(())
 }
 
-unsafe extern "C" fn cpu_command(args: StrRef) -> i32 {
-    match command(text(args).unwrap_or("")) {
-        Ok(()) => 0,
-        Err(e) => {
-            println!("error: {e}");
-            1
-        }
-    }
+/// The `cpu` command: an error is printed and makes the status 1.
+fn cpu_command(args: &str) -> Result<(), i32> {
+    command(args).map_err(|e| {
+        println!("error: {e}");
+        1
+    })
 }
 
 /// QEMU's CPU hotplug block in modern mode, once cpuhp took GPE 2. Taken
@@ -655,8 +653,9 @@ fn bring_up_boot_cpus(infos: &[CpuInfo], list: &[(u32, bool)], boot: usize, limi
 const TOO_MANY_CPUS: i32 = 2;
 
 fn init() -> Result<(), i32> {
-    // SAFETY: plain queries of the loader.
-    let (count, boot) = unsafe { (ffi::mv_cpu_count() as usize, ffi::mv_current_cpu() as usize) };
+    // SAFETY: a plain query of the loader.
+    let count = unsafe { ffi::mv_cpu_count() } as usize;
+    let boot = current_cpu();
     if count > MAX_CPUS {
         return Err(TOO_MANY_CPUS);
     }
@@ -672,7 +671,7 @@ fn init() -> Result<(), i32> {
     // SAFETY: a plain query of the loader.
     let limit = unsafe { ffi::mv_boot_cpu_limit() };
     *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
-    plugins::runtime::register_command("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
+    plugins::register_command!("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
     // SAFETY: `describe` is this plugin's; the loader drops it when we go.
     if unsafe { ffi::mv_cpu_describer(describe) } != 0 {
         plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
@@ -723,7 +722,7 @@ fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
 plugins::plugin! {
     name: "cpuhp-plugin", version: "1.2.0",
     init: init, fini: || {},
-    provides: [("cpuhp", "1.2.0", &TABLE)],
+    provides: [(Cpuhp, &TABLE)],
     requires: [],
     state: Some((blob::LAYOUT, export, import)),
 }
@@ -732,7 +731,7 @@ plugins::plugin! {
 plugins::plugin! {
     name: "cpuhp-plugin", version: "1.3.0",
     init: init, fini: || {},
-    provides: [("cpuhp", "1.3.0", &TABLE)],
+    provides: [(Cpuhp as "1.3.0", &TABLE)],
     requires: [],
     state: Some((blob::LAYOUT, export, import)),
 }

@@ -442,13 +442,17 @@ fn state_blob_round_trips() {
     assert_eq!(subs2, subs);
     assert_eq!(m2.cpus()[3].fail, Some((ids[3], Direction::Up)));
     assert_eq!(blob::export(&m, &subs, &mut buf[..n - 1]), Err(blob::BlobError::NoRoom));
-    // SAFETY: as above; truncated and unknown layouts are refused, as is
-    // a blob announced under another layout than its own.
-    unsafe {
-        assert!(matches!(blob::import(blob::LAYOUT, &buf[..n - 1]), Err(blob::BlobError::Malformed)));
-        assert!(matches!(blob::import(9, &buf[..n]), Err(blob::BlobError::Layout(9))));
-        assert!(matches!(blob::import(1, &buf[..n]), Err(blob::BlobError::Malformed)));
-    }
+    // Truncated and unknown layouts are refused, as is a blob announced
+    // under another layout than its own.
+    // SAFETY: as above.
+    let truncated = unsafe { blob::import(blob::LAYOUT, &buf[..n - 1]) };
+    assert!(matches!(truncated, Err(blob::BlobError::Malformed)));
+    // SAFETY: as above.
+    let unknown = unsafe { blob::import(9, &buf[..n]) };
+    assert!(matches!(unknown, Err(blob::BlobError::Layout(9))));
+    // SAFETY: as above.
+    let other = unsafe { blob::import(1, &buf[..n]) };
+    assert!(matches!(other, Err(blob::BlobError::Malformed)));
 }
 
 extern "C" fn other_fallible(_: u32, _: usize) -> i32 {

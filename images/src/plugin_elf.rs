@@ -66,8 +66,8 @@ pub fn find_note_descriptor(notes: &[u8]) -> Option<Range<usize>> {
     None
 }
 
-/// The file range of the metadata note's descriptor (ABI fingerprint, then
-/// the text).
+/// The file range of the metadata note's descriptor (ABI fingerprint, ABI
+/// items, then the text).
 pub fn note_descriptor_range(elf: &[u8]) -> Result<Range<usize>, ElfError> {
     let file = parse(elf)?;
     let section = section_range(&file, NOTE_SECTION)?;

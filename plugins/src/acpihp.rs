@@ -4,7 +4,7 @@
 //!
 //! It lives in the SDK because both sides need it: the loader's in-image
 //! hotplug test and the cpuhp plugin drive the same block, and the SDK is
-//! already `no_std`, dependency-free here and linked by both. Port I/O goes
+//! already `no_std` and linked by both. Port I/O goes
 //! through [`PortIo`], so the protocol is host-tested against a model of the
 //! block ([`tests`]); [`HwPorts`] is the real thing (ring 0 only).
 //!
@@ -13,6 +13,8 @@
 //! 0xaf00 on pc/PIIX4): the loader finds it with [`find_in_dsdt`] and hands
 //! it to plugins through `mv_acpi_cpu_hotplug_base`. QEMU signals events with
 //! GPE0 bit [`GPE_BIT`] through the SCI.
+
+use x86_64::instructions::port::Port;
 
 /// The GPE0 bit QEMU raises for CPU hotplug events ("ACPI BIOS GPE.2
 /// handler is dedicated for notifying OS about CPU hot-add and hot-remove
@@ -71,34 +73,24 @@ pub struct HwPorts;
 
 impl PortIo for HwPorts {
     fn read8(&mut self, port: u16) -> u8 {
-        let v: u8;
         // SAFETY: `in` from the hotplug block has no effect on memory; the
         // driver only addresses the block it was given.
-        unsafe { core::arch::asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
-        v
+        unsafe { Port::<u8>::new(port).read() }
     }
 
     fn read32(&mut self, port: u16) -> u32 {
-        let v: u32;
         // SAFETY: as in `read8`.
-        unsafe {
-            core::arch::asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        v
+        unsafe { Port::<u32>::new(port).read() }
     }
 
     fn write8(&mut self, port: u16, value: u8) {
         // SAFETY: as in `read8`; the block's writes affect only the device.
-        unsafe {
-            core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-        };
+        unsafe { Port::<u8>::new(port).write(value) }
     }
 
     fn write32(&mut self, port: u16, value: u32) {
         // SAFETY: as in `write8`.
-        unsafe {
-            core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
-        };
+        unsafe { Port::<u32>::new(port).write(value) }
     }
 }
 

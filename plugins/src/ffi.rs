@@ -1,290 +1,121 @@
-//! The `#[repr(C)]` types that cross the plugin boundary, and the functions
-//! the loader exports to plugins (its export table names exactly these).
+//! The plugin ABI, declared once: the `#[repr(C)]` types that cross the
+//! plugin boundary, the function pointer types, and the functions the
+//! loader exports to plugins. The macros of [`crate::abi`] make of these
+//! declarations the types, the plugins' imports, the loader's [`Exports`]
+//! table, [`LOADER_EXPORTS`] and the [`ITEMS`] the ABI fingerprint is
+//! made of: change one here and both sides, and the fingerprint, follow.
 
+use crate::abi::{self, Item};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-/// A UTF-8 string passed by pointer and length.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct StrRef {
-    pub ptr: *const u8,
-    pub len: usize,
-}
+abi::boundary_types! {
+    const TYPE_ITEMS;
 
-impl StrRef {
-    pub const fn new(s: &'static str) -> StrRef {
-        StrRef { ptr: s.as_ptr(), len: s.len() }
+    /// A UTF-8 string passed by pointer and length.
+    #[derive(Clone, Copy, Debug)]
+    pub struct StrRef {
+        pub ptr: *const u8,
+        pub len: usize,
     }
 
-    pub fn borrowed(s: &str) -> StrRef {
-        StrRef { ptr: s.as_ptr(), len: s.len() }
+    /// A `'static` slice passed by pointer and length.
+    pub struct Slice<T: 'static> {
+        pub ptr: *const T,
+        pub len: usize,
     }
 
-    /// # Safety
-    /// `ptr`/`len` must describe valid UTF-8 that lives for `'a`.
-    pub unsafe fn as_str<'a>(self) -> &'a str {
-        // SAFETY: forwarded from the caller.
-        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(self.ptr, self.len)) }
-    }
-}
-
-/// A `'static` slice passed by pointer and length.
-#[repr(C)]
-pub struct Slice<T: 'static> {
-    pub ptr: *const T,
-    pub len: usize,
-}
-
-impl<T> Slice<T> {
-    pub const fn new(s: &'static [T]) -> Slice<T> {
-        Slice { ptr: s.as_ptr(), len: s.len() }
+    /// One interface a plugin provides: its name (the version is in the
+    /// metadata note) and its function table.
+    pub struct Provided {
+        pub name: StrRef,
+        pub table: *const c_void,
     }
 
-    /// # Safety
-    /// `ptr`/`len` must describe a live slice for `'a`.
-    pub unsafe fn as_slice<'a>(&self) -> &'a [T] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-/// One interface a plugin provides: its name (the version is in the
-/// metadata note) and its function table.
-#[repr(C)]
-pub struct Provided {
-    pub name: StrRef,
-    pub table: *const c_void,
-}
-
-// SAFETY: descriptors and tables are immutable statics in the plugin image.
-unsafe impl Sync for Provided {}
-
-pub const DESCRIPTOR_MAGIC: [u8; 8] = *b"MVPLUGIN";
-
-/// What a plugin exports as [`crate::DESCRIPTOR_SYMBOL`].
-#[repr(C)]
-pub struct Descriptor {
-    pub magic: [u8; 8],
-    pub abi: u64,
-    /// 0 on success, else an error code of the plugin's.
-    pub init: unsafe extern "C" fn() -> i32,
-    pub fini: unsafe extern "C" fn(),
-    pub provides: Slice<Provided>,
-    /// Layout version of the state blob (0: the plugin keeps no state).
-    pub state_version: u32,
-    /// Writes the state into `buf` (capacity `cap`); returns its length,
-    /// or a negative error.
-    pub export_state: Option<unsafe extern "C" fn(buf: *mut u8, cap: usize) -> isize>,
-    /// Takes over state written by a version whose layout is `version`;
-    /// 0 on success, else an error (e.g. a layout it does not know).
-    pub import_state: Option<unsafe extern "C" fn(version: u32, buf: *const u8, len: usize) -> i32>,
-}
-
-// SAFETY: a descriptor is an immutable static.
-unsafe impl Sync for Descriptor {}
-
-/// The loader's side of one resolved requirement: the provider's table,
-/// re-pointed by the loader while the world is stopped for a swap.
-#[repr(C)]
-pub struct Handle {
-    pub table: AtomicPtr<c_void>,
-}
-
-impl Handle {
-    pub const fn new(table: *mut c_void) -> Handle {
-        Handle { table: AtomicPtr::new(table) }
+    /// What a plugin exports as [`crate::DESCRIPTOR_SYMBOL`].
+    pub struct Descriptor {
+        pub magic: [u8; 8],
+        pub abi: u64,
+        /// 0 on success, else an error code of the plugin's.
+        pub init: unsafe extern "C" fn() -> i32,
+        pub fini: unsafe extern "C" fn(),
+        pub provides: Slice<Provided>,
+        /// Layout version of the state blob (0: the plugin keeps no state).
+        pub state_version: u32,
+        /// Writes the state into `buf` (capacity `cap`); returns its length,
+        /// or a negative error.
+        pub export_state: Option<unsafe extern "C" fn(buf: *mut u8, cap: usize) -> isize>,
+        /// Takes over state written by a version whose layout is `version`;
+        /// 0 on success, else an error (e.g. a layout it does not know).
+        pub import_state: Option<unsafe extern "C" fn(version: u32, buf: *const u8, len: usize) -> i32>,
     }
 
-    pub fn table(&self) -> *const c_void {
-        self.table.load(Ordering::Acquire)
+    /// The loader's side of one resolved requirement: the provider's table,
+    /// re-pointed by the loader while the world is stopped for a swap.
+    pub struct Handle {
+        pub table: AtomicPtr<c_void>,
+    }
+
+    /// The hooks a plugin registers with [`mv_system_register`] to take part in
+    /// taking the machine down. Both may be absent.
+    #[derive(Clone, Copy)]
+    pub struct SystemHooks {
+        /// An orderly reboot or power-off begins: runs in thread context on
+        /// the CPU that shuts down, with every CPU still running, and gets the
+        /// new [`system_state`]. Turn things off here.
+        pub shutdown: Option<extern "C" fn(state: u32)>,
+        /// Runs on every running CPU once the machine is going down for good
+        /// (after `shutdown`, and on a panic without it), with interrupts off,
+        /// possibly from an NMI that interrupted anything: it must not take
+        /// locks, allocate or log. Returns 1 if it turned something off, 0 if
+        /// nothing was on, or a negative error of the plugin's.
+        pub emergency: Option<extern "C" fn() -> i32>,
+    }
+
+    /// What [`mv_cpu_info`] says about one possible CPU (a MADT entry; the
+    /// index is the logical CPU number and stays the same across hotplug).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct CpuInfo {
+        pub apic_id: u32,
+        /// [`cpu_class::BOOT`] or [`cpu_class::HOT_PLUGGABLE`].
+        pub class: u32,
+        /// 1 when the loader runs the CPU (started and not parked).
+        pub online: u32,
+    }
+
+    /// How a CPU lifecycle policy (cpuhp) sees one CPU, for the shell's `cpus`:
+    /// two NUL-padded words of graphic ASCII, so that every row stays one
+    /// line of fields.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct CpuLifecycle {
+        /// The lifecycle state: `online`, `offline`, `absent`, ...
+        pub state: [u8; LIFECYCLE_WORD],
+        /// Where the CPU came from: `boot`, `hot-added`, or `-` for a slot
+        /// that never held one.
+        pub origin: [u8; LIFECYCLE_WORD],
     }
 }
 
-/// Log levels of [`mv_log`], as in the `log` crate.
-pub mod level {
-    pub const ERROR: u32 = 1;
-    pub const WARN: u32 = 2;
-    pub const INFO: u32 = 3;
-    pub const DEBUG: u32 = 4;
-    pub const TRACE: u32 = 5;
+abi::fn_types! {
+    const FN_TYPE_ITEMS;
+
+    /// A shell command a plugin registers: gets its arguments, returns 0 on
+    /// success or an error code. Plugins write an ordinary function and let
+    /// [`crate::register_command!`] make this shim of it.
+    pub type CommandFn = unsafe extern "C" fn(args: StrRef) -> i32;
+
+    /// A CPU describer (see [`mv_cpu_describer`]): fills `*out` for logical
+    /// CPU `cpu`; 0, or an error code of the plugin's.
+    pub type CpuDescribeFn = extern "C" fn(cpu: u32, out: *mut CpuLifecycle) -> i32;
+
+    /// A function [`mv_run_on`] runs on another CPU; its return value comes
+    /// back through `result`.
+    pub type RemoteFn = extern "C" fn(arg: usize) -> i32;
 }
 
-/// A shell command a plugin registers: gets its arguments, returns 0 on
-/// success or an error code.
-pub type CommandFn = unsafe extern "C" fn(args: StrRef) -> i32;
+abi::exports! {
+    const EXPORT_ITEMS;
 
-/// Names of every function the loader exports to plugins; plugins may
-/// import nothing else.
-pub const LOADER_EXPORTS: &[&str] = &[
-    "mv_log",
-    "mv_print",
-    "mv_alloc",
-    "mv_dealloc",
-    "mv_panic",
-    "mv_interface",
-    "mv_call_enter",
-    "mv_call_exit",
-    "mv_register_command",
-    "mv_gpe_register",
-    "mv_gpe_unregister",
-    "mv_defer",
-    "mv_acpi_cpu_hotplug_base",
-    "mv_cpu_count",
-    "mv_cpu_info",
-    "mv_cpu_start",
-    "mv_cpu_park",
-    "mv_run_on",
-    "mv_current_cpu",
-    "mv_virt_to_phys",
-    "mv_system_state",
-    "mv_system_register",
-    "mv_system_unregister",
-    "mv_swapping_in",
-    "mv_exception_table",
-    "mv_cpu_describer",
-    "mv_boot_cpu_limit",
-];
-
-/// What [`mv_system_state`] says, as Linux's `system_state`: a shutdown
-/// never ends, so any value but [`system_state::RUNNING`] stays.
-pub mod system_state {
-    pub const RUNNING: u32 = 0;
-    pub const POWER_OFF: u32 = 1;
-    pub const RESTART: u32 = 2;
-    /// A panic is taking the machine down.
-    pub const PANIC: u32 = 3;
-}
-
-/// The hooks a plugin registers with [`mv_system_register`] to take part in
-/// taking the machine down. Both may be absent.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SystemHooks {
-    /// An orderly reboot or power-off begins: runs in thread context on
-    /// the CPU that shuts down, with every CPU still running, and gets the
-    /// new [`system_state`]. Turn things off here.
-    pub shutdown: Option<extern "C" fn(state: u32)>,
-    /// Runs on every running CPU once the machine is going down for good
-    /// (after `shutdown`, and on a panic without it), with interrupts off,
-    /// possibly from an NMI that interrupted anything: it must not take
-    /// locks, allocate or log. Returns 1 if it turned something off, 0 if
-    /// nothing was on, or a negative error of the plugin's.
-    pub emergency: Option<extern "C" fn() -> i32>,
-}
-
-/// What [`mv_cpu_info`] says about one possible CPU (a MADT entry; the
-/// index is the logical CPU number and stays the same across hotplug).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuInfo {
-    pub apic_id: u32,
-    /// [`cpu_class::BOOT`] or [`cpu_class::HOT_PLUGGABLE`].
-    pub class: u32,
-    /// 1 when the loader runs the CPU (started and not parked).
-    pub online: u32,
-}
-
-const _: () = assert!(core::mem::size_of::<CpuInfo>() == 12);
-
-/// [`CpuInfo::class`] values: what the MADT said at boot.
-pub mod cpu_class {
-    /// Enabled at boot.
-    pub const BOOT: u32 = 0;
-    /// An online-capable slot: a CPU may be inserted at run time.
-    pub const HOT_PLUGGABLE: u32 = 1;
-}
-
-/// Longest word of a [`CpuLifecycle`], in bytes.
-pub const LIFECYCLE_WORD: usize = 16;
-
-/// How a CPU lifecycle policy (cpuhp) sees one CPU, for the shell's `cpus`:
-/// two NUL-padded words of graphic ASCII, so that every row stays one
-/// line of fields.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuLifecycle {
-    /// The lifecycle state: `online`, `offline`, `absent`, ...
-    pub state: [u8; LIFECYCLE_WORD],
-    /// Where the CPU came from: `boot`, `hot-added`, or `-` for a slot
-    /// that never held one.
-    pub origin: [u8; LIFECYCLE_WORD],
-}
-
-impl CpuLifecycle {
-    /// Longer words are cut to [`LIFECYCLE_WORD`] bytes.
-    pub fn new(state: &str, origin: &str) -> CpuLifecycle {
-        CpuLifecycle { state: padded(state), origin: padded(origin) }
-    }
-
-    /// The state, or `?` if the field holds no word.
-    pub fn state(&self) -> &str {
-        word(&self.state)
-    }
-
-    /// The origin, or `?` if the field holds no word.
-    pub fn origin(&self) -> &str {
-        word(&self.origin)
-    }
-}
-
-fn padded(w: &str) -> [u8; LIFECYCLE_WORD] {
-    let mut b = [0; LIFECYCLE_WORD];
-    let n = w.len().min(LIFECYCLE_WORD);
-    b[..n].copy_from_slice(&w.as_bytes()[..n]);
-    b
-}
-
-fn word(b: &[u8; LIFECYCLE_WORD]) -> &str {
-    let w = &b[..b.iter().position(|&c| c == 0).unwrap_or(LIFECYCLE_WORD)];
-    match core::str::from_utf8(w) {
-        Ok(s) if !s.is_empty() && w.iter().all(u8::is_ascii_graphic) => s,
-        _ => "?",
-    }
-}
-
-/// A CPU describer (see [`mv_cpu_describer`]): fills `*out` for logical
-/// CPU `cpu`; 0, or an error code of the plugin's.
-pub type CpuDescribeFn = extern "C" fn(cpu: u32, out: *mut CpuLifecycle) -> i32;
-
-/// Flags of [`mv_run_on`].
-pub mod run_on {
-    /// Run the function with interrupts disabled (IF clear) for its whole
-    /// duration, as CPU hotplug's STARTING callbacks need; without it the
-    /// function runs with interrupts enabled.
-    pub const IRQS_OFF: u32 = 1;
-}
-
-/// Error codes of the CPU exports (all negative; 0 is success).
-pub mod cpu_error {
-    /// No such logical CPU in the MADT.
-    pub const NO_SUCH_CPU: i32 = -1;
-    /// The CPU is the one making the call (it cannot start or park itself).
-    pub const IS_CALLER: i32 = -2;
-    /// Start: the CPU already runs. Park or run-on: it does not run.
-    pub const WRONG_STATE: i32 = -3;
-    /// The CPU did not come up in time (no CPU in that slot, or broken).
-    pub const START_TIMEOUT: i32 = -4;
-    /// The CPU did not finish the call or the park in time.
-    pub const CALL_TIMEOUT: i32 = -5;
-    /// No memory for the CPU's stacks.
-    pub const NO_MEMORY: i32 = -6;
-    /// The local APIC refused the IPI.
-    pub const APIC: i32 = -7;
-    /// The function panicked on the target CPU (the panic was contained).
-    pub const PANICKED: i32 = -8;
-    /// Unknown bits in `flags`.
-    pub const BAD_FLAGS: i32 = -9;
-}
-
-/// A function [`mv_run_on`] runs on another CPU; its return value comes
-/// back through `result`.
-pub type RemoteFn = extern "C" fn(arg: usize) -> i32;
-
-extern "C" {
     /// Logs `msg` at `level` under the calling plugin's name.
     pub fn mv_log(level: u32, msg: StrRef);
     /// Prints to the shell's console (command output).
@@ -378,6 +209,160 @@ extern "C" {
     /// kernel command line (at least 1), `u32::MAX` without it. The others
     /// stay offline until asked for, as with Linux's `maxcpus=`.
     pub fn mv_boot_cpu_limit() -> u32;
+}
+
+/// How many items the ABI has.
+pub const ITEM_COUNT: usize = TYPE_ITEMS.len() + FN_TYPE_ITEMS.len() + EXPORT_ITEMS.len();
+
+/// Every item of the ABI, in declaration order: what
+/// [`crate::ABI_FINGERPRINT`] hashes and metadata notes list.
+pub const ITEMS: [Item; ITEM_COUNT] = abi::concat(&[TYPE_ITEMS, FN_TYPE_ITEMS, EXPORT_ITEMS]);
+
+impl StrRef {
+    pub const fn new(s: &'static str) -> StrRef {
+        StrRef { ptr: s.as_ptr(), len: s.len() }
+    }
+
+    pub fn borrowed(s: &str) -> StrRef {
+        StrRef { ptr: s.as_ptr(), len: s.len() }
+    }
+
+    /// # Safety
+    /// `ptr`/`len` must describe valid UTF-8 that lives for `'a`.
+    pub unsafe fn as_str<'a>(self) -> &'a str {
+        // SAFETY: forwarded from the caller: `len` bytes live at `ptr`.
+        let bytes = unsafe { core::slice::from_raw_parts(self.ptr, self.len) };
+        // SAFETY: forwarded from the caller: the bytes are UTF-8.
+        unsafe { core::str::from_utf8_unchecked(bytes) }
+    }
+}
+
+impl<T> Slice<T> {
+    pub const fn new(s: &'static [T]) -> Slice<T> {
+        Slice { ptr: s.as_ptr(), len: s.len() }
+    }
+
+    /// # Safety
+    /// `ptr`/`len` must describe a live slice for `'a`.
+    pub unsafe fn as_slice<'a>(&self) -> &'a [T] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+// SAFETY: descriptors and tables are immutable statics in the plugin image.
+unsafe impl Sync for Provided {}
+
+pub const DESCRIPTOR_MAGIC: [u8; 8] = *b"MVPLUGIN";
+
+// SAFETY: a descriptor is an immutable static.
+unsafe impl Sync for Descriptor {}
+
+impl Handle {
+    pub const fn new(table: *mut c_void) -> Handle {
+        Handle { table: AtomicPtr::new(table) }
+    }
+
+    pub fn table(&self) -> *const c_void {
+        self.table.load(Ordering::Acquire)
+    }
+}
+
+/// Log levels of [`mv_log`], as in the `log` crate.
+pub mod level {
+    pub const ERROR: u32 = 1;
+    pub const WARN: u32 = 2;
+    pub const INFO: u32 = 3;
+    pub const DEBUG: u32 = 4;
+    pub const TRACE: u32 = 5;
+}
+
+/// What [`mv_system_state`] says, as Linux's `system_state`: a shutdown
+/// never ends, so any value but [`system_state::RUNNING`] stays.
+pub mod system_state {
+    pub const RUNNING: u32 = 0;
+    pub const POWER_OFF: u32 = 1;
+    pub const RESTART: u32 = 2;
+    /// A panic is taking the machine down.
+    pub const PANIC: u32 = 3;
+}
+
+const _: () = assert!(core::mem::size_of::<CpuInfo>() == 12);
+
+/// [`CpuInfo::class`] values: what the MADT said at boot.
+pub mod cpu_class {
+    /// Enabled at boot.
+    pub const BOOT: u32 = 0;
+    /// An online-capable slot: a CPU may be inserted at run time.
+    pub const HOT_PLUGGABLE: u32 = 1;
+}
+
+/// Longest word of a [`CpuLifecycle`], in bytes.
+pub const LIFECYCLE_WORD: usize = 16;
+
+impl CpuLifecycle {
+    /// Longer words are cut to [`LIFECYCLE_WORD`] bytes.
+    pub fn new(state: &str, origin: &str) -> CpuLifecycle {
+        CpuLifecycle { state: padded(state), origin: padded(origin) }
+    }
+
+    /// The state, or `?` if the field holds no word.
+    pub fn state(&self) -> &str {
+        word(&self.state)
+    }
+
+    /// The origin, or `?` if the field holds no word.
+    pub fn origin(&self) -> &str {
+        word(&self.origin)
+    }
+}
+
+fn padded(w: &str) -> [u8; LIFECYCLE_WORD] {
+    let mut b = [0; LIFECYCLE_WORD];
+    let n = w.len().min(LIFECYCLE_WORD);
+    b[..n].copy_from_slice(&w.as_bytes()[..n]);
+    b
+}
+
+fn word(b: &[u8; LIFECYCLE_WORD]) -> &str {
+    let w = &b[..b.iter().position(|&c| c == 0).unwrap_or(LIFECYCLE_WORD)];
+    match core::str::from_utf8(w) {
+        Ok(s) if !s.is_empty() && w.iter().all(u8::is_ascii_graphic) => s,
+        _ => "?",
+    }
+}
+
+/// Flags of [`mv_run_on`].
+pub mod run_on {
+    /// Run the function with interrupts disabled (IF clear) for its whole
+    /// duration, as CPU hotplug's STARTING callbacks need; without it the
+    /// function runs with interrupts enabled.
+    pub const IRQS_OFF: u32 = 1;
+}
+
+/// Error codes of the CPU exports (all negative; 0 is success).
+pub mod cpu_error {
+    /// No such logical CPU in the MADT.
+    pub const NO_SUCH_CPU: i32 = -1;
+    /// The CPU is the one making the call (it cannot start or park itself).
+    pub const IS_CALLER: i32 = -2;
+    /// Start: the CPU already runs. Park or run-on: it does not run.
+    pub const WRONG_STATE: i32 = -3;
+    /// The CPU did not come up in time (no CPU in that slot, or broken).
+    pub const START_TIMEOUT: i32 = -4;
+    /// The CPU did not finish the call or the park in time.
+    pub const CALL_TIMEOUT: i32 = -5;
+    /// No memory for the CPU's stacks.
+    pub const NO_MEMORY: i32 = -6;
+    /// The local APIC refused the IPI.
+    pub const APIC: i32 = -7;
+    /// The function panicked on the target CPU (the panic was contained).
+    pub const PANICKED: i32 = -8;
+    /// Unknown bits in `flags`.
+    pub const BAD_FLAGS: i32 = -9;
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 //! A plugin is a position-independent ELF shared object that exports one
 //! symbol, [`DESCRIPTOR_SYMBOL`] (a [`Descriptor`]), carries its metadata in
 //! an ELF note ([`meta`]) that the loader reads without running plugin code,
-//! and is signed ([`sig`]). Everything that crosses between a plugin and the
-//! loader or another plugin is `#[repr(C)]`: strings as [`StrRef`],
-//! interfaces as tables of `extern "C"` functions reached through a
-//! [`Handle`] that the loader re-points when the provider is swapped.
+//! and is signed ([`sig`]). The ABI between plugins and the loader is
+//! declared once, in [`ffi`]. Everything that crosses between a plugin and
+//! the loader or another plugin is `#[repr(C)]`: strings as [`StrRef`],
+//! interfaces as tables of `extern "C"` functions ([`Interface`]) reached
+//! through a [`Handle`] that the loader re-points when the provider is
+//! swapped.
 //!
 //! A minimal plugin:
 //! ```ignore
@@ -25,8 +27,10 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod abi;
 pub mod acpihp;
 pub mod ffi;
+mod interface;
 pub mod meta;
 #[cfg(feature = "plugin")]
 pub mod runtime;
@@ -34,25 +38,21 @@ pub mod sig;
 pub mod upload;
 
 pub use ffi::*;
+pub use interface::Interface;
 
-/// Hash of the SDK version and the compiler (see build.rs); plugin and
+/// The hash of every item of the ABI ([`ffi::ITEMS`]: the boundary types'
+/// layouts, the function types and the exports' signatures); plugin and
 /// loader must agree on it.
-pub const ABI_FINGERPRINT: u64 = parse_hex(env!("MODVISOR_ABI"));
+pub const ABI_FINGERPRINT: u64 = abi::fingerprint(&ITEMS);
 
-const fn parse_hex(s: &str) -> u64 {
-    let b = s.as_bytes();
-    let mut v = 0u64;
-    let mut i = 0;
-    while i < b.len() {
-        let d = match b[i] {
-            c @ b'0'..=b'9' => c - b'0',
-            c @ b'a'..=b'f' => c - b'a' + 10,
-            _ => panic!("MODVISOR_ABI is not lower-case hex"),
-        };
-        v = (v << 4) | d as u64;
-        i += 1;
+/// The C status of an entry point's result: 0, or the error code (an error
+/// of 0 becomes -1, so that it still reads as a failure).
+pub fn status(r: Result<(), i32>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(0) => -1,
+        Err(e) => e,
     }
-    v
 }
 
 /// The one symbol a plugin exports.
@@ -62,9 +62,13 @@ pub const DESCRIPTOR_SYMBOL: &str = "MODVISOR_PLUGIN";
 /// wrappers around the entry points. See the crate docs for an example.
 ///
 /// - `init: fn() -> Result<(), i32>`; `fini: fn()`;
-/// - `provides: [("iface", "1.2.0", &TABLE), ...]`, where `TABLE` is a
-///   `static` `#[repr(C)]` table of `extern "C"` functions;
-/// - `requires: [("iface", "^1.0"), ...]` (semver ranges);
+/// - `provides: [(Table, &TABLE), (Other as "2.0.0", &OTHER), ...]`, where
+///   `Table` is an [`Interface`] and `TABLE` a `static` of it; the
+///   interface's name and table size come from the type, its version too
+///   unless `as` names another (for builds that offer the same table
+///   under other versions);
+/// - `requires: [(Table, "^1.0"), ...]` (semver ranges); the plugin then
+///   reaches it with `plugins::runtime::Required::<Table>::get()`;
 /// - `state: None` or `Some((layout_version, export, import))` with
 ///   `export: fn(&mut [u8]) -> Result<usize, i32>` and
 ///   `import: fn(u32, &[u8]) -> Result<(), i32>`.
@@ -73,41 +77,39 @@ macro_rules! plugin {
     (
         name: $name:literal, version: $version:literal,
         init: $init:expr, fini: $fini:expr,
-        provides: [$(($pname:literal, $pver:literal, $ptable:expr)),* $(,)?],
-        requires: [$(($rname:literal, $rrange:literal)),* $(,)?],
+        provides: [$(($pty:ty $(as $pver:literal)?, $ptable:expr)),* $(,)?],
+        requires: [$(($rty:ty, $rrange:literal)),* $(,)?],
         state: $state:expr $(,)?
     ) => {
-        $crate::plugin!(@note
-            concat!("name=", $name, "\nversion=", $version, "\n",
-                $("provides=", $pname, " ", $pver, "\n",)*
-                $("requires=", $rname, " ", $rrange, "\n",)*),
-            $crate::ABI_FINGERPRINT);
-        $crate::plugin!(@body $init, $fini, [$(($pname, $ptable)),*], $state);
+        $crate::plugin!(@note $name, $version,
+            [$($crate::meta::LinkSpec::of::<$pty>($crate::plugin!(@version $pty $(as $pver)?))),*],
+            [$($crate::meta::LinkSpec::of::<$rty>($rrange)),*]);
+        $crate::plugin!(@body $init, $fini, [$(($pty, $ptable)),*], $state);
     };
-    (@note $text:expr, $abi:expr) => {
+    (@version $t:ty) => { <$t as $crate::Interface>::VERSION };
+    (@version $t:ty as $v:literal) => { $v };
+    (@note $name:literal, $version:literal, [$($p:expr),*], [$($r:expr),*]) => {
         const _: () = {
-            const __MV_TEXT: &str = $text;
+            const __MV_TEXT: $crate::meta::NoteText = $crate::meta::NoteText {
+                name: $name, version: $version, provides: &[$($p),*], requires: &[$($r),*],
+            };
             #[used]
             #[link_section = ".note.modvisor"]
-            static __MV_NOTE: $crate::meta::Note<{ $crate::meta::padded(__MV_TEXT.len()) }> = $crate::meta::Note::new($abi, __MV_TEXT);
+            static __MV_NOTE: $crate::meta::Note<{ $crate::meta::padded(__MV_TEXT.written_len()) }> =
+                $crate::meta::Note::new($crate::ABI_FINGERPRINT, &$crate::ITEMS, &__MV_TEXT);
         };
     };
-    (@body $init:expr, $fini:expr, [$(($pname:literal, $ptable:expr)),*], $state:expr) => {
+    (@body $init:expr, $fini:expr, [$(($pty:ty, $ptable:expr)),*], $state:expr) => {
         const _: () = {
             unsafe extern "C" fn __mv_init() -> i32 {
                 let f: fn() -> Result<(), i32> = $init;
-                match f() { Ok(()) => 0, Err(e) if e != 0 => e, Err(_) => -1 }
+                $crate::status(f())
             }
             unsafe extern "C" fn __mv_fini() {
                 let f: fn() = $fini;
                 f()
             }
-            static __MV_PROVIDES: &[$crate::Provided] = &[
-                $($crate::Provided {
-                    name: $crate::StrRef::new($pname),
-                    table: $ptable as *const _ as *const core::ffi::c_void,
-                }),*
-            ];
+            static __MV_PROVIDES: &[$crate::Provided] = &[$($crate::Provided::of::<$pty>($ptable)),*];
             const __MV_STATE: Option<(u32, fn(&mut [u8]) -> Result<usize, i32>, fn(u32, &[u8]) -> Result<(), i32>)> = $state;
             unsafe extern "C" fn __mv_export_state(buf: *mut u8, cap: usize) -> isize {
                 let Some((_, export, _)) = __MV_STATE else { return -1 };
@@ -119,7 +121,7 @@ macro_rules! plugin {
                 let Some((_, _, import)) = __MV_STATE else { return -1 };
                 // SAFETY: the loader passes `len` readable bytes.
                 let buf = unsafe { core::slice::from_raw_parts(buf, len) };
-                match import(version, buf) { Ok(()) => 0, Err(e) if e != 0 => e, Err(_) => -1 }
+                $crate::status(import(version, buf))
             }
             #[no_mangle]
             #[used]

@@ -1,8 +1,9 @@
 //! What every plugin gets from the SDK: the panic handler and the global
-//! allocator (both forward to the loader), logging and printing, and typed
-//! access to required interfaces.
+//! allocator (both forward to the loader), logging and printing, shell
+//! commands, and typed access to required interfaces.
 
 use crate::ffi::{self, Handle, StrRef};
+use crate::Interface;
 use core::fmt::{self, Write};
 use core::marker::PhantomData;
 
@@ -64,7 +65,8 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::runtime::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// Registers a shell command owned by this plugin.
+/// Registers a shell command owned by this plugin; `f` is the `extern "C"`
+/// shim [`crate::register_command!`] makes.
 pub fn register_command(name: &'static str, help: &'static str, f: ffi::CommandFn) -> Result<(), i32> {
     // SAFETY: the strings are 'static; the loader keeps the function only
     // while this plugin is loaded.
@@ -74,33 +76,51 @@ pub fn register_command(name: &'static str, help: &'static str, f: ffi::CommandF
     }
 }
 
-/// A required interface whose table has type `T` (a `#[repr(C)]` struct of
-/// `extern "C"` functions). Every call is bracketed so that the loader can
-/// swap the provider between calls, never during one.
-pub struct Interface<T: 'static> {
+/// Registers the shell command `name` (with `help`) owned by this plugin:
+/// `f: fn(&str) -> Result<(), i32>` gets the arguments, and its error code
+/// is the command's status. Makes the `extern "C"` shim the loader calls.
+#[macro_export]
+macro_rules! register_command {
+    ($name:expr, $help:expr, $f:expr $(,)?) => {{
+        unsafe extern "C" fn __mv_command(args: $crate::StrRef) -> i32 {
+            let f: fn(&str) -> Result<(), i32> = $f;
+            // SAFETY: the loader passes the command's arguments as a live
+            // `&str`.
+            $crate::status(f(unsafe { args.as_str() }))
+        }
+        $crate::runtime::register_command($name, $help, __mv_command)
+    }};
+}
+
+/// A required interface `T`. Every call is bracketed so that the loader
+/// can swap the provider between calls, never during one.
+pub struct Required<T: Interface> {
     handle: &'static Handle,
     _table: PhantomData<&'static T>,
 }
 
-impl<T> Interface<T> {
-    /// The interface `name` among this plugin's declared requirements.
-    pub fn get(name: &'static str) -> Option<Interface<T>> {
+impl<T: Interface> Required<T> {
+    /// Interface `T` among this plugin's declared requirements.
+    pub fn get() -> Option<Required<T>> {
+        // SAFETY: a plain request to the loader; the name is 'static.
+        let h = unsafe { ffi::mv_interface(StrRef::new(T::NAME)) };
         // SAFETY: the loader returns null or a handle valid until this
         // plugin unloads.
-        let h = unsafe { ffi::mv_interface(StrRef::new(name)).as_ref() }?;
-        Some(Interface { handle: h, _table: PhantomData })
+        let h = unsafe { h.as_ref() }?;
+        Some(Required { handle: h, _table: PhantomData })
     }
 
     /// Calls into the provider through its current table.
     pub fn call<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        // SAFETY: enter/exit only bracket the call; the table the handle
-        // points at stays valid until `mv_call_exit`.
-        unsafe {
-            ffi::mv_call_enter();
-            let r = f(&*(self.handle.table() as *const T));
-            ffi::mv_call_exit();
-            r
-        }
+        // SAFETY: a plain request to the loader.
+        unsafe { ffi::mv_call_enter() };
+        // SAFETY: the loader linked the handle to a provider of `T::NAME`
+        // whose table is at least as large as `T` (the note's sizes), and
+        // keeps it valid until `mv_call_exit`.
+        let r = f(unsafe { &*(self.handle.table() as *const T) });
+        // SAFETY: closes the bracket opened above.
+        unsafe { ffi::mv_call_exit() };
+        r
     }
 }
 

@@ -107,13 +107,14 @@ extern "C" {
 
 /// Registers this plugin's exception table with the loader (at init).
 pub fn exception_table() -> bool {
-    // SAFETY: the linker brackets `mv_extable` with these symbols, and the
-    // section holds pairs of addresses; the loader checks them too.
-    unsafe {
-        let start = __start_mv_extable.as_ptr();
-        let pairs = __stop_mv_extable.as_ptr().offset_from(start) as usize / 2;
-        plugins::ffi::mv_exception_table(start, pairs) == 0
-    }
+    // The linker brackets `mv_extable` with these symbols, and the section
+    // holds pairs of addresses; the loader checks them too.
+    let (start, stop) = (&raw const __start_mv_extable, &raw const __stop_mv_extable);
+    let (start, stop) = (start.cast::<u64>(), stop.cast::<u64>());
+    // SAFETY: both point into (or just past) the one section.
+    let words = unsafe { stop.offset_from(start) };
+    // SAFETY: the table is this image's; the loader checks what it holds.
+    unsafe { plugins::ffi::mv_exception_table(start, words as usize / 2) == 0 }
 }
 
 /// Leaves VMX operation if the CPU is in it: `Ok(false)` when VMXOFF

@@ -5,7 +5,7 @@
 //! on the host against capability MSRs recorded in Bochs (`testdata/`):
 //! [`msr`] (the MSRs and one CPU's raw values), [`config`] (the controls
 //! modvisor uses, decided from them) and [`compat`] (whether a CPU may
-//! enable VMX). [`api`] is the `vmx` interface table other plugins use.
+//! enable VMX). The `vmx` interface table is in the `vmx-api` crate.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -13,7 +13,6 @@
 // plugin build turns them on (see counter-plugin).
 extern crate plugins;
 
-pub mod api;
 pub mod compat;
 pub mod config;
 pub mod msr;

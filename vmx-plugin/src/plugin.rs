@@ -8,15 +8,15 @@
 //! region, the VMCS loaded on the CPU (none until guests run), the enabled
 //! flag that makes enable and disable idempotent, and why VMX is off.
 
-use crate::api::{code, Vmx};
 use crate::compat::{self, Action, Probe, Reference};
 use crate::config::{Policy, VmxConfig};
 use crate::insn;
 use crate::msr::Caps;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use cpuhp_plugin::api::{section, Cpuhp};
-use plugins::runtime::Interface;
+use cpuhp_api::{section, Cpuhp};
+use plugins::runtime::Required;
 use plugins::{ffi, StrRef, SystemHooks};
+use vmx_api::{code, Vmx};
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
@@ -75,13 +75,13 @@ const POLICY: Policy = Policy { require_ept: true };
 /// must match it.
 static GLOBAL: spin::Once<Reference> = spin::Once::new();
 static STATE_ID: AtomicU32 = AtomicU32::new(0);
-static CPUHP: spin::Once<Option<Interface<Cpuhp>>> = spin::Once::new();
+static CPUHP: spin::Once<Option<Required<Cpuhp>>> = spin::Once::new();
 /// Set by an init that found its predecessor running (a swap): the state,
 /// the cpuhp state and VMX itself come with the state import.
 static TAKING_OVER: AtomicBool = AtomicBool::new(false);
 
-fn cpuhp() -> Option<&'static Interface<Cpuhp>> {
-    CPUHP.call_once(|| Interface::get("cpuhp")).as_ref()
+fn cpuhp() -> Option<&'static Required<Cpuhp>> {
+    CPUHP.call_once(Required::get).as_ref()
 }
 
 fn current_cpu() -> usize {
@@ -175,13 +175,11 @@ fn enable(cpu: usize) -> Result<(), i32> {
     // The VMXON region: allocated on the CPU's first enable, kept while
     // the plugin is loaded.
     let region = page(&c.region, config.revision_id)?;
-    // SAFETY: CR0 and CR4 (with VMXE) meet the fixed bits (checked above),
-    // IA32_FEATURE_CONTROL allows VMXON, and the region holds the revision
-    // id.
-    let r = unsafe {
-        insn::set_cr4_vmxe(true);
-        insn::vmxon(region)
-    };
+    // SAFETY: CR0 and CR4 with VMXE meet the fixed bits (checked above).
+    unsafe { insn::set_cr4_vmxe(true) };
+    // SAFETY: CR4.VMXE is set, IA32_FEATURE_CONTROL allows VMXON, and the
+    // region holds the revision id.
+    let r = unsafe { insn::vmxon(region) };
     if let Err(e) = r {
         // SAFETY: VMXON failed, so the CPU is outside VMX operation.
         unsafe { insn::set_cr4_vmxe(false) };
@@ -204,15 +202,14 @@ fn enable(cpu: usize) -> Result<(), i32> {
 /// (KVM's hardware enable does the same with a global INVEPT).
 fn flush_guest_tlbs(config: &VmxConfig) -> Result<(), insn::VmFail> {
     let all = insn::Descriptor([0, 0]);
-    // SAFETY: in VMX root operation; the configuration has EPT only with
-    // all-context INVEPT, and all-context INVVPID is checked here.
-    unsafe {
-        if config.has(crate::config::ENABLE_EPT) {
-            insn::invept(insn::ALL_CONTEXT, &all)?;
-        }
-        if config.has(crate::config::ENABLE_VPID) && config.ept_vpid_caps & crate::msr::VPID_INVVPID_ALL_CONTEXT != 0 {
-            insn::invvpid(insn::ALL_CONTEXT, &all)?;
-        }
+    if config.has(crate::config::ENABLE_EPT) {
+        // SAFETY: in VMX root operation; the configuration has EPT only
+        // with all-context INVEPT.
+        unsafe { insn::invept(insn::ALL_CONTEXT, &all) }?;
+    }
+    if config.has(crate::config::ENABLE_VPID) && config.ept_vpid_caps & crate::msr::VPID_INVVPID_ALL_CONTEXT != 0 {
+        // SAFETY: in VMX root operation, all-context INVVPID checked here.
+        unsafe { insn::invvpid(insn::ALL_CONTEXT, &all) }?;
     }
     Ok(())
 }
@@ -229,15 +226,17 @@ extern "C" fn load_vmcs_here(_: usize) -> i32 {
     let Ok(vmcs) = page(&c.vmcs, global.config().revision_id) else { return code::NO_MEMORY };
     const GUEST_ES_SELECTOR: u64 = 0x0800;
     let value = 0x28 + cpu as u64 * 8;
-    // SAFETY: VMX root operation (checked above, interrupts are off so
-    // nothing turns it off under us); the VMCS page is ours and carries the
+    // VMX root operation (checked above, interrupts are off so nothing
+    // turns it off under us); the VMCS page is ours and carries the
     // revision id; loading it makes the field accesses valid.
-    let r = unsafe {
-        insn::vmclear(vmcs)
-            .and_then(|()| insn::vmptrld(vmcs))
-            .and_then(|()| insn::vmwrite(GUEST_ES_SELECTOR, value))
-            .and_then(|()| insn::vmread(GUEST_ES_SELECTOR))
-    };
+    // SAFETY: as above.
+    let r = unsafe { insn::vmclear(vmcs) }
+        // SAFETY: as above; the page is clear.
+        .and_then(|()| unsafe { insn::vmptrld(vmcs) })
+        // SAFETY: the VMCS is current.
+        .and_then(|()| unsafe { insn::vmwrite(GUEST_ES_SELECTOR, value) })
+        // SAFETY: the VMCS is current.
+        .and_then(|()| unsafe { insn::vmread(GUEST_ES_SELECTOR) });
     c.loaded_vmcs.store(vmcs, Ordering::Release);
     match r {
         Ok(v) if v == value => 0,
@@ -262,12 +261,11 @@ fn page(slot: &AtomicU64, revision: u32) -> Result<u64, i32> {
         }
         slot.store(virt, Ordering::Release);
     }
-    // SAFETY: the page is ours and idle (per the caller); bit 31 of the
-    // first word must be 0 (SDM Vol. 3C, 25.2 and 25.11.5).
-    unsafe {
-        core::ptr::write_bytes(virt as *mut u8, 0, PAGE);
-        (virt as *mut u32).write_volatile(revision & 0x7fff_ffff);
-    }
+    // SAFETY: the page is ours and idle (per the caller).
+    unsafe { core::ptr::write_bytes(virt as *mut u8, 0, PAGE) };
+    // SAFETY: as above; bit 31 of the first word must be 0 (SDM Vol. 3C,
+    // 25.2 and 25.11.5).
+    unsafe { (virt as *mut u32).write_volatile(revision & 0x7fff_ffff) };
     // SAFETY: a plain query of the loader.
     match unsafe { ffi::mv_virt_to_phys(virt as *const u8) } {
         u64::MAX => Err(code::NO_MEMORY),
@@ -289,10 +287,9 @@ fn disable(cpu: usize, reason: u32) -> Result<(), i32> {
     c.enabled.store(false, Ordering::Release);
     // SAFETY: `enabled` said this CPU is in VMX root operation; the VMCS
     // was made current here.
-    let r = unsafe {
-        let cleared = if vmcs != 0 { insn::vmclear(vmcs) } else { Ok(()) };
-        cleared.and_then(|()| insn::vmxoff())
-    };
+    let cleared = if vmcs != 0 { unsafe { insn::vmclear(vmcs) } } else { Ok(()) };
+    // SAFETY: in VMX root operation, as above.
+    let r = cleared.and_then(|()| unsafe { insn::vmxoff() });
     if let Err(e) = r {
         refuse(format_args!("leaving VMX on CPU {cpu} failed: {e}"));
         c.enabled.store(true, Ordering::Release);
@@ -370,7 +367,7 @@ extern "C" fn on_emergency() -> i32 {
 static HOOKS: SystemHooks = SystemHooks { shutdown: Some(on_shutdown), emergency: Some(on_emergency) };
 
 fn init() -> Result<(), i32> {
-    plugins::runtime::register_command("vmx", "VMX on each CPU: vmx", vmx_command)?;
+    plugins::register_command!("vmx", "VMX on each CPU: vmx", vmx_command)?;
     if !insn::exception_table() {
         return Err(code::HOOKS);
     }
@@ -511,13 +508,12 @@ fn describe_off(reason: u32) -> &'static str {
     }
 }
 
-unsafe extern "C" fn vmx_command(args: StrRef) -> i32 {
-    // SAFETY: the loader passes the argument text.
-    if !unsafe { args.as_str() }.trim().is_empty() {
+fn vmx_command(args: &str) -> Result<(), i32> {
+    if !args.trim().is_empty() {
         plugins::println!("error: usage: vmx (see `help vmx`)");
-        return 1;
+        return Err(1);
     }
-    let Some(global) = GLOBAL.get().map(Reference::config) else { return 1 };
+    let Some(global) = GLOBAL.get().map(Reference::config) else { return Err(1) };
     // SAFETY: a plain query of the loader.
     let count = unsafe { ffi::mv_cpu_count() } as usize;
     for (cpu, c) in CPUS.iter().enumerate().take(count.min(MAX_CPUS)) {
@@ -532,7 +528,7 @@ unsafe extern "C" fn vmx_command(args: StrRef) -> i32 {
     for (name, on) in global.features() {
         plugins::println!("  {name}: {}", if on { "on" } else { "off" });
     }
-    0
+    Ok(())
 }
 
 extern "C" fn cpu_enabled(cpu: u32) -> u32 {
@@ -607,8 +603,8 @@ static TABLE: Vmx = Vmx {
 plugins::plugin! {
     name: "vmx-plugin", version: "1.0.0",
     init: init, fini: fini,
-    provides: [("vmx", "1.0.0", &TABLE)],
-    requires: [("cpuhp", "^1.2")],
+    provides: [(Vmx, &TABLE)],
+    requires: [(Cpuhp, "^1.2")],
     state: Some((STATE_LAYOUT, export, import)),
 }
 
@@ -616,7 +612,7 @@ plugins::plugin! {
 plugins::plugin! {
     name: "vmx-plugin", version: "1.1.0",
     init: init, fini: fini,
-    provides: [("vmx", "1.1.0", &TABLE)],
-    requires: [("cpuhp", "^1.2")],
+    provides: [(Vmx as "1.1.0", &TABLE)],
+    requires: [(Cpuhp, "^1.2")],
     state: Some((STATE_LAYOUT, export, import)),
 }

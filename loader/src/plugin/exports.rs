@@ -1,47 +1,50 @@
 //! The loader's export table: the only symbols a plugin may import
-//! (`plugins::LOADER_EXPORTS` names them). Calls arrive from plugin code;
-//! the innermost guarded call says which plugin is calling.
+//! (`plugins::ffi` declares them; the compiler checks each function here
+//! against its declaration through [`EXPORTS`]). Calls arrive from plugin
+//! code; the innermost guarded call says which plugin is calling.
 
 use super::guard;
 use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use plugins::{cpu_class, cpu_error, run_on, CommandFn, CpuDescribeFn, CpuInfo, Handle, RemoteFn, StrRef, SystemHooks};
+use plugins::{
+    cpu_class, cpu_error, run_on, CommandFn, CpuDescribeFn, CpuInfo, Exports, Handle, RemoteFn, StrRef, SystemHooks,
+};
 use spin::Mutex;
+
+/// The implementation of every export.
+static EXPORTS: Exports = Exports {
+    mv_log,
+    mv_print,
+    mv_alloc,
+    mv_dealloc,
+    mv_panic,
+    mv_interface,
+    mv_call_enter,
+    mv_call_exit,
+    mv_register_command,
+    mv_gpe_register,
+    mv_gpe_unregister,
+    mv_defer,
+    mv_acpi_cpu_hotplug_base,
+    mv_cpu_count,
+    mv_cpu_info,
+    mv_cpu_start,
+    mv_cpu_park,
+    mv_run_on,
+    mv_current_cpu,
+    mv_virt_to_phys,
+    mv_system_state,
+    mv_system_register,
+    mv_system_unregister,
+    mv_swapping_in,
+    mv_exception_table,
+    mv_cpu_describer,
+    mv_boot_cpu_limit,
+};
 
 /// The address of export `name`, for the ELF linker.
 pub fn resolve(name: &str) -> Option<u64> {
-    let addr = match name {
-        "mv_log" => mv_log as unsafe extern "C" fn(u32, StrRef) as usize,
-        "mv_print" => mv_print as unsafe extern "C" fn(StrRef) as usize,
-        "mv_alloc" => mv_alloc as extern "C" fn(usize, usize) -> *mut u8 as usize,
-        "mv_dealloc" => mv_dealloc as unsafe extern "C" fn(*mut u8, usize, usize) as usize,
-        "mv_panic" => mv_panic as unsafe extern "C" fn(StrRef) -> ! as usize,
-        "mv_interface" => mv_interface as unsafe extern "C" fn(StrRef) -> *const Handle as usize,
-        "mv_call_enter" => mv_call_enter as extern "C" fn() as usize,
-        "mv_call_exit" => mv_call_exit as extern "C" fn() as usize,
-        "mv_register_command" => mv_register_command as unsafe extern "C" fn(StrRef, StrRef, CommandFn) -> i32 as usize,
-        "mv_gpe_register" => mv_gpe_register as extern "C" fn(u32, extern "C" fn(usize), usize) -> i32 as usize,
-        "mv_gpe_unregister" => mv_gpe_unregister as extern "C" fn(u32) -> i32 as usize,
-        "mv_defer" => mv_defer as extern "C" fn(extern "C" fn(usize), usize) -> i32 as usize,
-        "mv_acpi_cpu_hotplug_base" => mv_acpi_cpu_hotplug_base as extern "C" fn() -> i32 as usize,
-        "mv_cpu_count" => mv_cpu_count as extern "C" fn() -> u32 as usize,
-        "mv_cpu_info" => mv_cpu_info as unsafe extern "C" fn(u32, *mut CpuInfo) -> i32 as usize,
-        "mv_cpu_start" => mv_cpu_start as extern "C" fn(u32) -> i32 as usize,
-        "mv_cpu_park" => mv_cpu_park as extern "C" fn(u32) -> i32 as usize,
-        "mv_run_on" => mv_run_on as unsafe extern "C" fn(u32, RemoteFn, usize, u32, *mut i32) -> i32 as usize,
-        "mv_current_cpu" => mv_current_cpu as extern "C" fn() -> u32 as usize,
-        "mv_virt_to_phys" => mv_virt_to_phys as extern "C" fn(*const u8) -> u64 as usize,
-        "mv_system_state" => mv_system_state as extern "C" fn() -> u32 as usize,
-        "mv_system_register" => mv_system_register as unsafe extern "C" fn(*const SystemHooks) -> i32 as usize,
-        "mv_system_unregister" => mv_system_unregister as extern "C" fn() -> i32 as usize,
-        "mv_swapping_in" => mv_swapping_in as extern "C" fn() -> u32 as usize,
-        "mv_exception_table" => mv_exception_table as extern "C" fn(*const u64, usize) -> i32 as usize,
-        "mv_cpu_describer" => mv_cpu_describer as extern "C" fn(CpuDescribeFn) -> i32 as usize,
-        "mv_boot_cpu_limit" => mv_boot_cpu_limit as extern "C" fn() -> u32 as usize,
-        _ => return None,
-    };
-    debug_assert!(plugins::LOADER_EXPORTS.contains(&name));
-    Some(addr as u64)
+    EXPORTS.address(name)
 }
 
 /// The calling plugin's name, for log targets.
@@ -122,7 +125,9 @@ extern "C" fn mv_call_exit() {
 unsafe extern "C" fn mv_register_command(name: StrRef, help: StrRef, f: CommandFn) -> i32 {
     let Some(frame) = guard::current() else { return -1 };
     // SAFETY: the SDK passes 'static strings.
-    let (name, help) = unsafe { (text(name), text(help)) };
+    let name = unsafe { text(name) };
+    // SAFETY: as for `name`.
+    let help = unsafe { text(help) };
     crate::smp::enter_unstoppable();
     let added = super::registry::add_command(frame.plugin, name, help, f);
     crate::smp::exit_unstoppable();

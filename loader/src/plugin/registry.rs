@@ -31,11 +31,14 @@ struct Provide {
     interface: String,
     version: Version,
     table: *const c_void,
+    table_size: u64,
 }
 
 struct Require {
     interface: String,
     range: VersionReq,
+    /// Bytes of the table type the plugin was built against.
+    table_size: u64,
     provider: u64,
     /// Boxed: plugins keep its address until they unload.
     handle: Box<Handle>,
@@ -264,13 +267,14 @@ fn provides_of(img: &image::Image) -> Result<Vec<Provide>, Error> {
     img.metadata()
         .provides
         .iter()
-        .map(|(interface, version)| {
+        .map(|link| {
             // SAFETY: names in the descriptor are 'static strings of the image.
-            let t = tables.iter().find(|t| unsafe { t.name.as_str() } == interface.as_str());
+            let t = tables.iter().find(|t| unsafe { t.name.as_str() } == link.interface.as_str());
             Ok(Provide {
-                interface: interface.clone(),
-                version: parse_version(version)?,
-                table: t.ok_or_else(|| Error::MissingTable(interface.clone()))?.table,
+                interface: link.interface.clone(),
+                version: parse_version(&link.version)?,
+                table: t.ok_or_else(|| Error::MissingTable(link.interface.clone()))?.table,
+                table_size: link.table_size,
             })
         })
         .collect()
@@ -297,24 +301,29 @@ fn link(id: u64, img: &image::Image, provides: &[Provide], offers: &[Candidate])
             return Err(Error::DuplicateProvider { interface: p.interface.clone(), existing: o.1.into() });
         }
     }
-    let ranges: Vec<(String, VersionReq)> = img
-        .metadata()
-        .requires
+    let links = &img.metadata().requires;
+    let ranges: Vec<VersionReq> = links
         .iter()
-        .map(|(i, range)| {
-            VersionReq::parse(range).map(|r| (i.clone(), r)).map_err(|_| Error::BadVersion(range.clone()))
-        })
+        .map(|l| VersionReq::parse(&l.version).map_err(|_| Error::BadVersion(l.version.clone())))
         .collect::<Result<_, _>>()?;
-    let needs: Vec<Need> = ranges.iter().map(|(i, range)| Need { interface: i, range }).collect();
-    let plain: Vec<Offer> =
-        others.iter().map(|o| Offer { plugin: o.1, interface: &o.2.interface, version: &o.2.version }).collect();
-    let chosen = resolve::resolve(&needs, &plain).map_err(Error::Unmet)?;
-    Ok(ranges
+    let needs: Vec<Need> = links
         .iter()
+        .zip(&ranges)
+        .map(|(l, range)| Need { interface: &l.interface, range, table_size: l.table_size })
+        .collect();
+    let plain: Vec<Offer> = others
+        .iter()
+        .map(|o| Offer { plugin: o.1, interface: &o.2.interface, version: &o.2.version, table_size: o.2.table_size })
+        .collect();
+    let chosen = resolve::resolve(&needs, &plain).map_err(Error::Unmet)?;
+    Ok(links
+        .iter()
+        .zip(ranges)
         .zip(chosen)
-        .map(|((interface, range), i)| Require {
-            interface: interface.clone(),
-            range: range.clone(),
+        .map(|((link, range), i)| Require {
+            interface: link.interface.clone(),
+            range,
+            table_size: link.table_size,
             provider: others[i].0,
             handle: Box::new(Handle::new(others[i].2.table as *mut c_void)),
         })
@@ -673,19 +682,21 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
 fn check_transaction(r: &Registry, txn: &[Swap], images: &[(Vec<Provide>, image::Image)]) -> Result<(), Error> {
     let olds: Vec<u64> = txn.iter().map(|t| t.old).collect();
     for (t, (provides, img)) in txn.iter().zip(images) {
-        let consumers: Vec<(String, String, VersionReq)> = r
+        let uses: Vec<Use> = r
             .plugins
             .iter()
             .filter(|c| !olds.contains(&c.id))
             .flat_map(|c| {
-                c.requires
-                    .iter()
-                    .filter(|q| q.provider == t.old)
-                    .map(move |q| (c.name.clone(), q.interface.clone(), q.range.clone()))
+                c.requires.iter().filter(|q| q.provider == t.old).map(move |q| Use {
+                    consumer: &c.name,
+                    interface: &q.interface,
+                    range: &q.range,
+                    table_size: q.table_size,
+                })
             })
             .collect();
-        let uses: Vec<Use> = consumers.iter().map(|(c, i, range)| Use { consumer: c, interface: i, range }).collect();
-        let offered: Vec<(&str, &Version)> = provides.iter().map(|p| (p.interface.as_str(), &p.version)).collect();
+        let offered: Vec<(&str, &Version, u64)> =
+            provides.iter().map(|p| (p.interface.as_str(), &p.version, p.table_size)).collect();
         resolve::check_replacement(&uses, &offered).map_err(Error::BreaksConsumers)?;
         let old = r.plugins.iter().find(|p| p.id == t.old).expect("found when the transaction was built");
         if old.image.descriptor().state_version != 0 && img.descriptor().import_state.is_none() {

@@ -20,6 +20,7 @@ use core::fmt;
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela as _, SectionHeader, Sym as _, SymbolTable};
 use object::{LittleEndian as LE, SymbolIndex};
+use plugins::abi::Difference;
 use plugins::meta::{self, Metadata};
 
 /// The public half of the tree's plugin signing key (see `build.rs`).
@@ -43,8 +44,9 @@ pub enum Error {
     BadSignature,
     /// The ELF file breaks a rule; the reason says which.
     Malformed(Malformed),
-    /// The metadata note's ABI fingerprint is not the loader's.
-    AbiMismatch { plugin: u64, loader: u64 },
+    /// The metadata note's ABI fingerprint is not the loader's; the items
+    /// of the ABI that differ, when the note's item list tells.
+    AbiMismatch { plugin: u64, loader: u64, differences: Vec<Difference> },
     /// The descriptor does not start with [`plugins::DESCRIPTOR_MAGIC`].
     DescriptorMagic { found: [u8; 8] },
     /// The descriptor's ABI fingerprint (after relocation) is not the loader's.
@@ -222,11 +224,18 @@ impl fmt::Display for Error {
                  signed with another tree's keys/plugin-signing.key; sign it again in this tree"
             ),
             Error::Malformed(m) => write!(f, "malformed plugin ELF: {m}"),
-            Error::AbiMismatch { plugin, loader } => write!(
+            Error::AbiMismatch { plugin, loader, differences } if differences.is_empty() => write!(
                 f,
-                "the plugin was built for ABI {plugin:016x}, the loader has ABI {loader:016x}: build plugin and \
-                 loader with the same compiler and SDK"
+                "the plugin says ABI {plugin:016x}, the loader has ABI {loader:016x}, yet every item of the \
+                 plugin's ABI is the loader's: the note was changed after the build; rebuild the plugin"
             ),
+            Error::AbiMismatch { plugin, loader, differences } => {
+                write!(f, "the plugin was built for ABI {plugin:016x}, the loader has ABI {loader:016x}: ")?;
+                for (i, d) in differences.iter().enumerate() {
+                    write!(f, "{}{d}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "; rebuild the plugin against this tree's SDK (plugins::ffi)")
+            }
             Error::DescriptorMagic { found } => write!(
                 f,
                 "the plugin's {} does not start with the descriptor magic {:?} (found {found:02x?}); declare it \
@@ -236,8 +245,8 @@ impl fmt::Display for Error {
             ),
             Error::DescriptorAbi { plugin, loader } => write!(
                 f,
-                "the plugin's descriptor says ABI {plugin:016x}, the loader has ABI {loader:016x}: build plugin and \
-                 loader with the same compiler and SDK"
+                "the plugin's descriptor says ABI {plugin:016x}, the loader has ABI {loader:016x}, unlike its \
+                 metadata note: rebuild the plugin against this tree's SDK"
             ),
             Error::DescriptorNull { field } => write!(
                 f,
@@ -541,7 +550,8 @@ impl<'a> Plan<'a> {
         let note = metadata_note(&sections, data)?;
         let metadata = Metadata::parse(note).map_err(|e| Malformed::Metadata(e.to_string()))?;
         if metadata.abi != plugins::ABI_FINGERPRINT {
-            return Err(Error::AbiMismatch { plugin: metadata.abi, loader: plugins::ABI_FINGERPRINT });
+            let differences = plugins::abi::differences(&plugins::ITEMS, metadata.items()).collect();
+            return Err(Error::AbiMismatch { plugin: metadata.abi, loader: plugins::ABI_FINGERPRINT, differences });
         }
 
         let mut plan = Plan { elf: data, size, segments, metadata, descriptor: 0, link_base, relocations: Vec::new() };
@@ -722,21 +732,34 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// An interface a plugin provides or requires, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedLink {
+    pub interface: String,
+    /// A version (provides) or a semver range (requires).
+    pub version: String,
+    /// Bytes of the table: the provider's, or the one the consumer was
+    /// built against.
+    pub table_size: u64,
+}
+
 /// An owned copy of a plugin's metadata, for after the file is gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedMetadata {
     pub abi: u64,
     pub name: String,
     pub version: String,
-    /// `(interface, version)`
-    pub provides: Vec<(String, String)>,
-    /// `(interface, semver range)`
-    pub requires: Vec<(String, String)>,
+    pub provides: Vec<OwnedLink>,
+    pub requires: Vec<OwnedLink>,
 }
 
 impl From<&Metadata<'_>> for OwnedMetadata {
     fn from(m: &Metadata<'_>) -> Self {
-        let own = |l: meta::Link| (l.interface.to_string(), l.version.to_string());
+        let own = |l: meta::Link| OwnedLink {
+            interface: l.interface.to_string(),
+            version: l.version.to_string(),
+            table_size: l.table_size,
+        };
         OwnedMetadata {
             abi: m.abi,
             name: m.name.into(),

@@ -58,7 +58,7 @@ fn counter_loads_and_unloads() -> Result<(), Failure> {
     let m = image.metadata();
     check_eq!((m.name.as_str(), m.version.as_str()), ("counter-plugin", "1.0.0"), "name and version");
     check_eq!(m.abi, plugins::ABI_FINGERPRINT, "note ABI");
-    let provides: Vec<(&str, &str)> = m.provides.iter().map(|(i, v)| (i.as_str(), v.as_str())).collect();
+    let provides: Vec<(&str, &str)> = m.provides.iter().map(|l| (l.interface.as_str(), l.version.as_str())).collect();
     check_eq!(provides, [("counter", "1.0.0")], "provides");
     // Heap memory of the test's own counts against the baseline.
     drop(provides);

@@ -13,7 +13,8 @@
 //! This crate is the one exception to "a plugin's name is its folder
 //! name": its Cargo.toml lists the features under
 //! `package.metadata.modvisor.variants`, and each variant names itself.
-#![no_std]
+//! Built without a variant feature the crate is empty (a host build).
+#![cfg_attr(target_os = "none", no_std)]
 
 #[cfg(feature = "missing-import")]
 mod variant {
@@ -39,6 +40,18 @@ mod variant {
 
 #[cfg(feature = "unmet-requirement")]
 mod variant {
+    /// The table of an interface nobody provides.
+    #[repr(C)]
+    pub struct Nonexistent {
+        pub nothing: extern "C" fn(),
+    }
+
+    // SAFETY: no plugin provides `nonexistent`, so no table is ever read.
+    unsafe impl plugins::Interface for Nonexistent {
+        const NAME: &'static str = "nonexistent";
+        const VERSION: &'static str = "1.0.0";
+    }
+
     pub fn init() -> Result<(), i32> {
         Ok(())
     }
@@ -46,13 +59,13 @@ mod variant {
     plugins::plugin! {
         name: "bad-unmet-requirement-plugin", version: "1.0.0",
         init: init, fini: || {},
-        provides: [], requires: [("nonexistent", "^1")], state: None,
+        provides: [], requires: [(Nonexistent, "^1")], state: None,
     }
 }
 
 #[cfg(feature = "duplicate-provider")]
 mod variant {
-    use counter_plugin::Counter;
+    use counter_api::Counter;
 
     extern "C" fn next() -> u64 {
         0
@@ -71,7 +84,7 @@ mod variant {
     plugins::plugin! {
         name: "bad-duplicate-provider-plugin", version: "1.0.0",
         init: init, fini: || {},
-        provides: [("counter", "1.0.0", &TABLE)], requires: [], state: None,
+        provides: [(Counter, &TABLE)], requires: [], state: None,
     }
 }
 

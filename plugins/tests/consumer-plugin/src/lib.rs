@@ -1,6 +1,6 @@
 //! `consumer`: requires `counter` (`>=1.0.0, <3.0.0`) and provides
-//! `consumer` 1.0.0, whose functions forward to the counter through an
-//! [`Interface`]. It is what the runtime's dependency tests need: a plugin
+//! `consumer` 1.0.0, whose functions forward to the counter through a
+//! [`Required`] interface. It is what the runtime's dependency tests need: a plugin
 //! that must be loaded after its provider, keeps working across a swap of
 //! counter 1 -> 2 (the handle is re-pointed), and blocks a swap to counter
 //! 3.0.0, which its range excludes. Version 2.0.0 (feature `v2`) takes
@@ -8,10 +8,13 @@
 //! counter move to 3.0.0 in one transaction. The shell command `consumer` calls
 //! through once and prints what came back; `consumer panic` panics, for the
 //! containment test.
-#![no_std]
+//!
+//! Built without a version feature the crate is empty (a host build).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg(any(feature = "v1", feature = "v2"))]
 
-use counter_plugin::Counter;
-use plugins::runtime::Interface;
+use counter_api::Counter;
+use plugins::runtime::Required;
 
 /// The `consumer` interface table.
 #[repr(C)]
@@ -22,11 +25,17 @@ pub struct Consumer {
     pub generation: extern "C" fn() -> u32,
 }
 
+// SAFETY: `Consumer` is the `consumer` table in every version.
+unsafe impl plugins::Interface for Consumer {
+    const NAME: &'static str = "consumer";
+    const VERSION: &'static str = "1.0.0";
+}
+
 /// Resolved once in `init`: the handle stays valid until this plugin
 /// unloads, and the loader re-points it when the counter is swapped.
-static COUNTER: spin::Once<Interface<Counter>> = spin::Once::new();
+static COUNTER: spin::Once<Required<Counter>> = spin::Once::new();
 
-fn counter() -> &'static Interface<Counter> {
+fn counter() -> &'static Required<Counter> {
     // `init` fails unless the interface resolved, so no entry point runs
     // before it is set.
     COUNTER.get().expect("consumer called before init")
@@ -42,26 +51,21 @@ extern "C" fn generation() -> u32 {
 
 static TABLE: Consumer = Consumer { next, generation };
 
-unsafe extern "C" fn command(args: plugins::StrRef) -> i32 {
-    // SAFETY: the loader passes the command's arguments as a live string.
-    if unsafe { args.as_str() }.trim() == "panic" {
+fn command(args: &str) -> Result<(), i32> {
+    if args.trim() == "panic" {
         panic!("asked to panic");
     }
     plugins::println!("consumer: counter generation {} says {}", generation(), next());
-    0
+    Ok(())
 }
 
 /// Error code: the loader resolved no `counter` for this plugin.
 const NO_COUNTER: i32 = 1;
 
 fn init() -> Result<(), i32> {
-    let iface = Interface::get("counter").ok_or(NO_COUNTER)?;
+    let iface = Required::get().ok_or(NO_COUNTER)?;
     COUNTER.call_once(|| iface);
-    plugins::runtime::register_command(
-        "consumer",
-        "call the counter through the consumer (`consumer panic`: panic)",
-        command,
-    )?;
+    plugins::register_command!("consumer", "call the counter through the consumer (`consumer panic`: panic)", command,)?;
     plugins::info!("consumer ready, counter generation {}", generation());
     Ok(())
 }
@@ -70,8 +74,8 @@ fn init() -> Result<(), i32> {
 plugins::plugin! {
     name: "consumer-plugin", version: "1.0.0",
     init: init, fini: || {},
-    provides: [("consumer", "1.0.0", &TABLE)],
-    requires: [("counter", ">=1.0.0, <3.0.0")],
+    provides: [(Consumer, &TABLE)],
+    requires: [(Counter, ">=1.0.0, <3.0.0")],
     state: None,
 }
 
@@ -79,7 +83,7 @@ plugins::plugin! {
 plugins::plugin! {
     name: "consumer-plugin", version: "2.0.0",
     init: init, fini: || {},
-    provides: [("consumer", "1.1.0", &TABLE)],
-    requires: [("counter", ">=2.0.0, <4.0.0")],
+    provides: [(Consumer as "1.1.0", &TABLE)],
+    requires: [(Counter, ">=2.0.0, <4.0.0")],
     state: None,
 }

@@ -6,23 +6,15 @@
 //! accepts (the "swap would break a consumer" test) but inside consumer
 //! 2.0.0's (the two swapped in one transaction).
 //!
-//! Built without a version feature the crate is only the [`Counter`] type,
-//! which plugins that require `counter` use as an rlib dependency.
-#![no_std]
+//! Built without a version feature the crate is empty: `cargo build` and
+//! `cargo test` at the workspace root build it for the host. The `Counter`
+//! table is in the `counter-api` crate.
+#![cfg_attr(target_os = "none", no_std)]
 
-// Links the SDK's panic handler and allocator even when no version feature
-// uses it: cargo also builds the staticlib when this crate is only a
-// dependency, and a staticlib without a panic handler does not compile.
+// Links the SDK's panic handler and allocator into the staticlib when a
+// plugin build turns them on with a version feature, whatever else of the
+// SDK the plugin uses.
 extern crate plugins;
-
-/// The `counter` interface table, the same in every version.
-#[repr(C)]
-pub struct Counter {
-    /// Advances the counter and returns the new value.
-    pub next: extern "C" fn() -> u64,
-    /// The version of the code answering (1, 2 or 3).
-    pub generation: extern "C" fn() -> u32,
-}
 
 #[cfg(any(feature = "v1", feature = "v2", feature = "v3"))]
 mod plugin;

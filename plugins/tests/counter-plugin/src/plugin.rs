@@ -1,7 +1,7 @@
 //! The plugin itself: one `version` module per feature.
 
-use crate::Counter;
 use core::sync::atomic::{AtomicU64, Ordering};
+use counter_api::Counter;
 
 static VALUE: AtomicU64 = AtomicU64::new(0);
 
@@ -96,13 +96,13 @@ extern "C" fn generation() -> u32 {
 
 static TABLE: Counter = Counter { next, generation };
 
-unsafe extern "C" fn show(_: plugins::StrRef) -> i32 {
+fn show(_: &str) -> Result<(), i32> {
     plugins::println!("counter {} (generation {})", VALUE.load(Ordering::SeqCst), version::GENERATION);
-    0
+    Ok(())
 }
 
 fn init() -> Result<(), i32> {
-    plugins::runtime::register_command("counter", "show the counter's value and version", show)?;
+    plugins::register_command!("counter", "show the counter's value and version", show)?;
     plugins::info!("counter generation {} ready", version::GENERATION);
     Ok(())
 }
@@ -111,7 +111,7 @@ fn init() -> Result<(), i32> {
 plugins::plugin! {
     name: "counter-plugin", version: "1.0.0",
     init: init, fini: || {},
-    provides: [("counter", "1.0.0", &TABLE)],
+    provides: [(Counter, &TABLE)],
     requires: [],
     state: Some((version::LAYOUT, version::export, version::import)),
 }
@@ -120,7 +120,7 @@ plugins::plugin! {
 plugins::plugin! {
     name: "counter-plugin", version: "2.0.0",
     init: init, fini: || {},
-    provides: [("counter", "2.0.0", &TABLE)],
+    provides: [(Counter as "2.0.0", &TABLE)],
     requires: [],
     state: Some((version::LAYOUT, version::export, version::import)),
 }
@@ -129,7 +129,7 @@ plugins::plugin! {
 plugins::plugin! {
     name: "counter-plugin", version: "3.0.0",
     init: init, fini: || {},
-    provides: [("counter", "3.0.0", &TABLE)],
+    provides: [(Counter as "3.0.0", &TABLE)],
     requires: [],
     state: Some((version::LAYOUT, version::export, version::import)),
 }

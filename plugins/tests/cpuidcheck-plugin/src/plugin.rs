@@ -3,15 +3,15 @@
 
 use crate::features::{first_difference, Features};
 use core::sync::atomic::{AtomicU32, Ordering};
-use cpuhp_plugin::api::{section, Cpuhp};
-use plugins::runtime::{Buf, Interface};
+use cpuhp_api::{section, Cpuhp};
+use plugins::runtime::{Buf, Required};
 use plugins::StrRef;
 
 /// The boot CPU's words (read at init, on the CPU that loads the plugin:
 /// the shell's, the boot CPU).
 static BOOT: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
 static STATE: AtomicU32 = AtomicU32::new(0);
-static CPUHP: spin::Once<Result<Interface<Cpuhp>, i32>> = spin::Once::new();
+static CPUHP: spin::Once<Result<Required<Cpuhp>, i32>> = spin::Once::new();
 
 /// This CPU's words.
 fn features() -> Features {
@@ -42,7 +42,7 @@ fn init() -> Result<(), i32> {
     for (slot, word) in BOOT.iter().zip(features().0) {
         slot.store(word, Ordering::Release);
     }
-    let cpuhp = CPUHP.call_once(|| Interface::get("cpuhp").ok_or(NO_CPUHP)).as_ref().map_err(|e| *e)?;
+    let cpuhp = CPUHP.call_once(|| Required::get().ok_or(NO_CPUHP)).as_ref().map_err(|e| *e)?;
     let id = cpuhp.call(|t| (t.setup)(StrRef::new("cpuidcheck:online"), section::ONLINE, Some(check), None, 0));
     if id <= 0 {
         return Err(SETUP);
@@ -62,6 +62,6 @@ plugins::plugin! {
     init: init, fini: fini,
     provides: [],
     // 1.2 brought `set_failure_reason`.
-    requires: [("cpuhp", "^1.2")],
+    requires: [(Cpuhp, "^1.2")],
     state: None,
 }

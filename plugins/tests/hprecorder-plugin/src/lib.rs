@@ -4,16 +4,17 @@
 //! check that teardowns run in exact reverse after injected failures. It
 //! can be told to make its PREPARE or ONLINE callback fail (STARTING ones
 //! cannot fail). Interface `hprecorder` 1.0.0; shell command `hprecorder`.
-#![no_std]
+//!
+//! Built without `v1` the crate is empty (a host build).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg(feature = "v1")]
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use cpuhp_plugin::api::{section, Cpuhp};
-use plugins::runtime::Interface;
+use cpuhp_api::{section, Cpuhp};
+use hprecorder_api::{Recorder, REFUSED, SLOTS};
+use plugins::runtime::Required;
 use plugins::StrRef;
 
-/// One record: `slot << 1 | direction` (slot 0 prepare, 1 starting,
-/// 2 online; direction 0 up, 1 down).
-pub const SLOTS: usize = 3;
 const MAX_CPUS: usize = 64;
 const DEPTH: usize = 64;
 
@@ -23,9 +24,6 @@ static LEN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 /// cleared).
 static FAIL: AtomicU32 = AtomicU32::new(0);
 static IDS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
-
-/// The error the recorder's callbacks fail with when told to.
-pub const REFUSED: i32 = -77;
 
 fn record(cpu: u32, slot: u32, dir: u32) -> i32 {
     let c = cpu as usize % MAX_CPUS;
@@ -59,24 +57,14 @@ extern "C" fn online_down(cpu: u32, _: usize) -> i32 {
     record(cpu, 2, 1)
 }
 
-/// The `hprecorder` interface table.
-#[repr(C)]
-pub struct Recorder {
-    /// Copies `cpu`'s records (up to `cap`) into `buf`, clears them and
-    /// returns how many there were (more than `cap`: some were lost).
-    pub take: extern "C" fn(cpu: u32, buf: *mut u32, cap: usize) -> usize,
-    /// The cpuhp state ids of the three slots.
-    pub state_id: extern "C" fn(slot: u32) -> u32,
-    /// Makes callback (slot, direction) fail (`on` 1) or work (`on` 0).
-    pub set_fail: extern "C" fn(slot: u32, dir: u32, on: u32) -> i32,
-}
-
 extern "C" fn take(cpu: u32, buf: *mut u32, cap: usize) -> usize {
     let c = cpu as usize % MAX_CPUS;
     let n = LEN[c].swap(0, Ordering::AcqRel);
     for (i, e) in LOG[c].iter().enumerate().take(n.min(cap).min(DEPTH)) {
         // SAFETY: the caller passes `cap` writable u32s; i < cap.
-        unsafe { buf.add(i).write(e.load(Ordering::Acquire)) };
+        let slot = unsafe { buf.add(i) };
+        // SAFETY: as above: `slot` is one of them.
+        unsafe { slot.write(e.load(Ordering::Acquire)) };
     }
     n
 }
@@ -100,9 +88,9 @@ extern "C" fn set_fail(slot: u32, dir: u32, on: u32) -> i32 {
 
 static TABLE: Recorder = Recorder { take, state_id, set_fail };
 
-static CPUHP: spin::Once<Interface<Cpuhp>> = spin::Once::new();
+static CPUHP: spin::Once<Required<Cpuhp>> = spin::Once::new();
 
-unsafe extern "C" fn command(_: StrRef) -> i32 {
+fn command(_: &str) -> Result<(), i32> {
     for (c, len) in LEN.iter().enumerate() {
         let n = len.load(Ordering::Acquire).min(DEPTH);
         if n > 0 {
@@ -121,7 +109,7 @@ unsafe extern "C" fn command(_: StrRef) -> i32 {
             plugins::println!("{}", line.as_str());
         }
     }
-    0
+    Ok(())
 }
 
 /// Error codes of `init`.
@@ -129,7 +117,7 @@ const NO_CPUHP: i32 = 1;
 const SETUP: i32 = 2;
 
 fn init() -> Result<(), i32> {
-    let iface = Interface::get("cpuhp").ok_or(NO_CPUHP)?;
+    let iface = Required::get().ok_or(NO_CPUHP)?;
     let cpuhp = CPUHP.call_once(|| iface);
     let ids = cpuhp.call(|t| {
         [
@@ -148,7 +136,7 @@ fn init() -> Result<(), i32> {
     for (slot, id) in ids.iter().enumerate() {
         IDS[slot].store(*id as u32, Ordering::Release);
     }
-    plugins::runtime::register_command("hprecorder", "the recorder's callbacks per CPU since the last take", command)?;
+    plugins::register_command!("hprecorder", "the recorder's callbacks per CPU since the last take", command)?;
     Ok(())
 }
 
@@ -160,11 +148,10 @@ fn fini() {
     }
 }
 
-#[cfg(feature = "v1")]
 plugins::plugin! {
     name: "hprecorder-plugin", version: "1.0.0",
     init: init, fini: fini,
-    provides: [("hprecorder", "1.0.0", &TABLE)],
-    requires: [("cpuhp", "^1")],
+    provides: [(Recorder, &TABLE)],
+    requires: [(Cpuhp, "^1")],
     state: None,
 }

@@ -5,6 +5,7 @@
 use super::*;
 use object::write::elf::{FileHeader as OutHeader, ProgramHeader as OutPh, Rel, SectionHeader as OutSh, Sym, Writer};
 use object::Endianness;
+use plugins::abi::{self, Item};
 use std::vec;
 use std::vec::Vec;
 
@@ -23,6 +24,8 @@ struct Spec {
     relocs: Vec<Rel>,
     note_type: u32,
     note_abi: u64,
+    /// The ABI items the note lists.
+    note_items: Vec<Item>,
     note_text: &'static str,
     descriptor_name: &'static [u8],
     descriptor_value: u64,
@@ -57,7 +60,8 @@ impl Default for Spec {
             ],
             note_type: meta::NOTE_TYPE,
             note_abi: plugins::ABI_FINGERPRINT,
-            note_text: "name=test-plugin\nversion=1.2.3\nprovides=counter 1.0.0\nrequires=log ^1.0\n",
+            note_items: plugins::ITEMS.to_vec(),
+            note_text: "name=test-plugin\nversion=1.2.3\nprovides=counter 16 1.0.0\nrequires=log 8 ^1.0\n",
             descriptor_name: plugins::DESCRIPTOR_SYMBOL.as_bytes(),
             descriptor_value: DATA,
             descriptor_size: DESCRIPTOR_SIZE,
@@ -74,10 +78,15 @@ fn note(spec: &Spec) -> Vec<u8> {
     let text = spec.note_text.as_bytes();
     let mut n = Vec::new();
     n.extend_from_slice(&(meta::NOTE_OWNER.len() as u32 + 1).to_le_bytes());
-    n.extend_from_slice(&(8 + text.len() as u32).to_le_bytes());
+    n.extend_from_slice(&((12 + 8 * spec.note_items.len() + text.len()) as u32).to_le_bytes());
     n.extend_from_slice(&spec.note_type.to_le_bytes());
     n.extend_from_slice(b"modvisor\0\0\0\0");
     n.extend_from_slice(&spec.note_abi.to_le_bytes());
+    n.extend_from_slice(&(spec.note_items.len() as u32).to_le_bytes());
+    for item in &spec.note_items {
+        n.extend_from_slice(&abi::name_hash(item.name).to_le_bytes());
+        n.extend_from_slice(&item.hash.to_le_bytes());
+    }
     n.extend_from_slice(text);
     n.resize(n.len().next_multiple_of(4), 0);
     n
@@ -266,8 +275,13 @@ fn a_valid_plugin_gives_its_plan() {
     assert_eq!((plan.metadata.name, plan.metadata.version), ("test-plugin", "1.2.3"));
     assert_eq!(plan.descriptor, DATA);
     let owned = OwnedMetadata::from(&plan.metadata);
-    assert_eq!(owned.provides, [("counter".into(), "1.0.0".into())]);
-    assert_eq!(owned.requires, [("log".into(), "^1.0".into())]);
+    let link = |interface: &str, version: &str, table_size| OwnedLink {
+        interface: interface.into(),
+        version: version.into(),
+        table_size,
+    };
+    assert_eq!(owned.provides, [link("counter", "1.0.0", 16)]);
+    assert_eq!(owned.requires, [link("log", "^1.0", 8)]);
     assert_eq!(owned.abi, plugins::ABI_FINGERPRINT);
 }
 
@@ -452,15 +466,48 @@ fn bad_metadata_is_refused() {
     assert_eq!(malformed(&build(&Spec { note_type: 1, ..Spec::default() })), Malformed::NoMetadata);
     let f = build(&Spec { note_text: "version=1.0.0\n", ..Spec::default() });
     assert_eq!(malformed(&f), Malformed::Metadata("metadata has no `name=` line".into()));
+    // The fingerprint changed, the items not (as in bad-abi.mvp).
     let e = Plan::parse(&build(&Spec { note_abi: 0x1234, ..Spec::default() })).unwrap_err();
-    assert_eq!(e, Error::AbiMismatch { plugin: 0x1234, loader: plugins::ABI_FINGERPRINT });
+    assert_eq!(e, Error::AbiMismatch { plugin: 0x1234, loader: plugins::ABI_FINGERPRINT, differences: vec![] });
     let text = e.to_string();
     assert!(text.contains("0000000000001234") && text.contains(&std::format!("{:016x}", plugins::ABI_FINGERPRINT)));
+    assert!(text.contains("the note was changed after the build"), "{text}");
     // A note section renamed away.
     let mut f = valid();
     let at = f.windows(14).rposition(|w| w == b".note.modvisor").unwrap();
     f[at + 1] = b'N';
     assert_eq!(malformed(&f), Malformed::NoMetadata);
+}
+
+/// A plugin built before a change of the ABI: its note lists the items as
+/// they were then, and its fingerprint is theirs.
+fn built_before(changed: &[Item]) -> Spec {
+    let items: Vec<Item> =
+        plugins::ITEMS.iter().map(|i| *changed.iter().find(|c| c.name == i.name).unwrap_or(i)).collect();
+    Spec { note_abi: abi::fingerprint(&items), note_items: items, ..Spec::default() }
+}
+
+#[test]
+fn a_plugin_built_before_an_abi_change_is_refused_naming_the_items() {
+    // `CpuInfo` before it had `online`, as `boundary_types!` measured it.
+    let old_info = abi::type_item(
+        "type CpuInfo",
+        8,
+        4,
+        &[abi::Field { name: "apic_id", offset: 0, ty: "u32" }, abi::Field { name: "class", offset: 4, ty: "u32" }],
+    );
+    let spec = built_before(&[old_info]);
+    let plugin = spec.note_abi;
+    let e = Plan::parse(&build(&spec)).unwrap_err();
+    let differences = vec![Difference::Differs("type CpuInfo")];
+    assert_eq!(e, Error::AbiMismatch { plugin, loader: plugins::ABI_FINGERPRINT, differences });
+    let text = e.to_string();
+    assert!(text.contains(": type CpuInfo differs; rebuild the plugin"), "{text}");
+
+    // And `mv_cpu_info` when it took a u64, with `CpuInfo` as above.
+    let old_export = abi::text_item("export mv_cpu_info", "fn mv_cpu_info(cpu: u64, info: *mut CpuInfo) -> i32");
+    let text = Plan::parse(&build(&built_before(&[old_info, old_export]))).unwrap_err().to_string();
+    assert!(text.contains(": type CpuInfo differs, export mv_cpu_info differs; "), "{text}");
 }
 
 #[test]
@@ -559,7 +606,8 @@ fn every_error_says_what_to_do() {
         Error::Unsigned,
         Error::BadSignature,
         Error::Malformed(Malformed::Type(2)),
-        Error::AbiMismatch { plugin: 1, loader: 2 },
+        Error::AbiMismatch { plugin: 1, loader: 2, differences: vec![] },
+        Error::AbiMismatch { plugin: 1, loader: 2, differences: vec![Difference::Missing("export mv_new")] },
         Error::DescriptorMagic { found: [0; 8] },
         Error::DescriptorAbi { plugin: 1, loader: 2 },
         Error::DescriptorNull { field: "init" },

@@ -1,5 +1,7 @@
 //! The `cpuhp` interface (1.x): the `#[repr(C)]` table other plugins
-//! reach through `Interface<Cpuhp>`, and its error codes.
+//! reach through `plugins::runtime::Required<Cpuhp>`, the events its
+//! subscribers get, and its error codes. A crate of its own, so that a
+//! consumer depends on the interface, not on cpuhp-plugin's code.
 //!
 //! The table only grows, at its end, and each addition takes a minor
 //! version: 1.0 and 1.1 end at `generation`; 1.2 adds
@@ -17,9 +19,19 @@
 //! read side refuses with [`code::WOULD_DEADLOCK`] instead of hanging).
 //! Queries (`is_online`, `is_boot_cpu`, `arrived_later`) never block.
 
-pub use crate::events::{Event, EventFn, Kind, REASON_LEN};
-pub use crate::machine::{Fallible, Infallible};
+#![no_std]
+
 use plugins::StrRef;
+
+/// Longest state name kept (it travels in events).
+pub const NAME_LEN: usize = 32;
+/// Longest failure reason kept, in bytes: one line of `cpu events`.
+pub const REASON_LEN: usize = 80;
+
+/// A PREPARE or ONLINE callback: 0 or an error.
+pub type Fallible = extern "C" fn(cpu: u32, ctx: usize) -> i32;
+/// A STARTING callback: nothing to report, by construction.
+pub type Infallible = extern "C" fn(cpu: u32, ctx: usize);
 
 /// Section numbers for `setup` (STARTING states use `setup_starting`).
 pub mod section {
@@ -80,7 +92,7 @@ pub struct StateInfo {
     /// 1 for cpuhp's own states.
     pub builtin: u32,
     /// NUL-padded.
-    pub name: [u8; crate::machine::NAME_LEN],
+    pub name: [u8; NAME_LEN],
 }
 
 #[repr(C)]
@@ -176,28 +188,120 @@ pub struct Cpuhp {
     pub failure_reason: extern "C" fn(seq: u64, buf: *mut u8, cap: usize) -> i32,
 }
 
-impl crate::machine::Error {
-    pub fn code(&self) -> i32 {
-        use crate::machine::Error as E;
+// SAFETY: `Cpuhp` is the `cpuhp` table; it only grows, at its end.
+unsafe impl plugins::Interface for Cpuhp {
+    const NAME: &'static str = "cpuhp";
+    /// 1.2 brought the last entries, `set_failure_reason` and
+    /// `failure_reason`.
+    const VERSION: &'static str = "1.2.0";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Kind {
+    /// A CPU is present: enabled at boot, or inserted.
+    Discovered = 1,
+    BringUpStarted = 2,
+    /// A state's startup ran (or was rolled back up to).
+    StateReached = 3,
+    /// The CPU passed STARTING: it runs and takes interrupts.
+    Online = 4,
+    /// Every state passed: work may be placed on the CPU.
+    Active = 5,
+    TearDownStarted = 6,
+    /// A state's teardown ran (or was rolled back down to).
+    StateLeft = 7,
+    /// Every state left: the CPU is parked.
+    Offline = 8,
+    /// The CPU left its slot (eject).
+    Removed = 9,
+    /// A callback failed (`code`); a rollback follows.
+    Failed = 10,
+    /// The rollback after a failure at `state` is complete.
+    RolledBack = 11,
+    /// A callback failed while rolling back; the walk back went on.
+    RollbackStepFailed = 12,
+}
+
+impl Kind {
+    pub fn from_u32(v: u32) -> Option<Kind> {
+        use Kind::*;
+        [
+            Discovered,
+            BringUpStarted,
+            StateReached,
+            Online,
+            Active,
+            TearDownStarted,
+            StateLeft,
+            Offline,
+            Removed,
+            Failed,
+            RolledBack,
+            RollbackStepFailed,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == v)
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
-            E::NoSuchCpu(_) => code::NO_SUCH_CPU,
-            E::Absent(_) => code::ABSENT,
-            E::Present(_) => code::PRESENT,
-            E::AlreadyOnline(_) => code::ALREADY_ONLINE,
-            E::AlreadyOffline(_) => code::ALREADY_OFFLINE,
-            E::BootCpu(_) => code::BOOT_CPU,
-            E::LastCpu(_) => code::LAST_CPU,
-            E::ControlCpu(_) => code::CONTROL_CPU,
-            E::StillOnline(_) => code::STILL_ONLINE,
-            E::NoSuchState(_) | E::UnknownState(_) => code::NO_SUCH_STATE,
-            E::StaticState(_) => code::STATIC_STATE,
-            E::StartingCannotFail(_) => code::STARTING_CANNOT_FAIL,
-            E::NothingToFail(_) => code::NOTHING_TO_FAIL,
-            E::NameTaken(_) => code::NAME_TAKEN,
-            E::BadName => code::BAD_ARGUMENT,
-            E::TooManyStates => code::TOO_MANY_STATES,
-            E::Failed { .. } => code::FAILED,
-            E::SetupFailed { .. } => code::SETUP_FAILED,
+            Kind::Discovered => "discovered",
+            Kind::BringUpStarted => "bring-up-started",
+            Kind::StateReached => "state-reached",
+            Kind::Online => "online",
+            Kind::Active => "active",
+            Kind::TearDownStarted => "tear-down-started",
+            Kind::StateLeft => "state-left",
+            Kind::Offline => "offline",
+            Kind::Removed => "removed",
+            Kind::Failed => "failed",
+            Kind::RolledBack => "rolled-back",
+            Kind::RollbackStepFailed => "rollback-step-failed",
         }
     }
 }
+
+/// One event, as subscribers receive it (`#[repr(C)]`: it crosses the
+/// plugin boundary). `state` is 0 when no state is involved; the name is
+/// copied in, so an event stays readable after its state is removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: u32,
+    pub cpu: u32,
+    pub state: u32,
+    pub code: i32,
+    pub name: [u8; NAME_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<Event>() == 56);
+
+impl Event {
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_u32(self.kind)
+    }
+
+    pub fn state_name(&self) -> &str {
+        let n = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+impl core::fmt::Display for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let kind = self.kind().map_or("?", Kind::name);
+        write!(f, "#{} cpu {} {kind}", self.seq, self.cpu)?;
+        if self.state != 0 {
+            write!(f, " state={}", self.state_name())?;
+        }
+        if self.code != 0 {
+            write!(f, " error={}", self.code)?;
+        }
+        Ok(())
+    }
+}
+
+/// A subscriber's callback: the event, and the context it subscribed with.
+pub type EventFn = extern "C" fn(event: *const Event, ctx: usize);

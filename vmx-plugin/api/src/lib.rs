@@ -1,6 +1,9 @@
 //! The `vmx` interface (1.x): the `#[repr(C)]` table other plugins (and
 //! the loader's tests) reach, and the error codes of vmx-plugin's init and
-//! of its hotplug callback, which cpuhp reports in `failed` events.
+//! of its hotplug callback, which cpuhp reports in `failed` events. A
+//! crate of its own, so that a consumer depends on the interface, not on
+//! vmx-plugin's code.
+#![no_std]
 
 /// Negative error codes.
 pub mod code {
@@ -33,6 +36,7 @@ pub mod code {
     pub const FIXED_BITS: i32 = -13;
 }
 
+/// The `vmx` table.
 #[repr(C)]
 pub struct Vmx {
     /// 1 if `cpu` is in VMX operation (VMXON done, not yet VMXOFF).
@@ -61,4 +65,10 @@ pub struct Vmx {
     /// refusal where every CPU is the same model. 0, or
     /// [`code::WRONG_CPU`] for a CPU number out of range.
     pub mismatch_next: extern "C" fn(cpu: u32) -> i32,
+}
+
+// SAFETY: `Vmx` is the `vmx` table; it only grows, at its end.
+unsafe impl plugins::Interface for Vmx {
+    const NAME: &'static str = "vmx";
+    const VERSION: &'static str = "1.0.0";
 }
