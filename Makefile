@@ -40,7 +40,7 @@ bochs: setup
 	$(RUNNER) bochs --image $(IMAGE) $(if $(BOCHS_MODEL),--model $(BOCHS_MODEL))
 
 test: setup
-	$(CARGO) test -p loader-core -p images -p plugins -p cpuhp-plugin -p cpuidcheck-plugin -p vmx-plugin
+	$(CARGO) test
 	$(RUNNER) test $(if $(FILTER),--filter "$(FILTER)") $(if $(JOBS),--jobs $(JOBS))
 
 # The kernel is checked for its own target too, with and without its
