@@ -266,7 +266,7 @@ impl Kind {
 /// plugin boundary). `state` is 0 when no state is involved; the name is
 /// copied in, so an event stays readable after its state is removed.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     pub seq: u64,
     pub kind: u32,

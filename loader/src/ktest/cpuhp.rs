@@ -5,10 +5,15 @@
 //! are online. The `cpuhp-maxcpus` suite checks `maxcpus=`; the
 //! `bench-cpuhp` suite times one offline->online.
 
-use crate::ktest::{Failure, Test};
+use crate::ktest::{with, Failure, Test};
 use crate::plugin::registry;
 use crate::{check, check_eq, failure};
 use core::sync::atomic::{AtomicU64, Ordering};
+use cpuhp_api::code::{BOOT_CPU, FAILED, STARTING_CANNOT_FAIL};
+use cpuhp_api::direction::{DOWN, UP};
+use cpuhp_api::section::STARTING;
+use cpuhp_api::{Cpuhp, Event, StateInfo};
+use hprecorder_api::Recorder;
 use loader_core::acpi::madt::CpuClass;
 
 crate::suite!(SUITE_CPUHP, "cpuhp", TESTS);
@@ -26,96 +31,19 @@ static MAXCPUS: &[Test] = &[Test { name: "held-boot-cpus-come-online-on-request"
 crate::suite!(SUITE_BENCH_CPUHP, "bench-cpuhp", BENCH);
 static BENCH: &[Test] = &[Test { name: "cpu-offline-online", run: bench }];
 
-/// The `cpuhp` 1.2 table (cpuhp-plugin's `api::Cpuhp`); the entries this
-/// suite does not call are declared as addresses, which keeps the layout.
-#[repr(C)]
-pub(super) struct Cpuhp {
-    pub(super) setup: usize,
-    pub(super) setup_nocalls: usize,
-    pub(super) setup_starting: usize,
-    pub(super) remove: usize,
-    pub(super) remove_nocalls: usize,
-    pub(super) read_lock: usize,
-    pub(super) read_unlock: usize,
-    pub(super) subscribe: extern "C" fn(f: extern "C" fn(*const u8, usize), ctx: usize) -> i32,
-    pub(super) unsubscribe: extern "C" fn(id: u32) -> i32,
-    pub(super) cpu_online: extern "C" fn(cpu: u32) -> i32,
-    pub(super) cpu_offline: extern "C" fn(cpu: u32) -> i32,
-    pub(super) is_online: extern "C" fn(cpu: u32) -> u32,
-    pub(super) is_boot_cpu: extern "C" fn(cpu: u32) -> u32,
-    pub(super) arrived_later: extern "C" fn(cpu: u32) -> u32,
-    pub(super) hotplug_add: usize,
-    pub(super) hotplug_remove: usize,
-    pub(super) fail: extern "C" fn(cpu: u32, id: u32, direction: u32) -> i32,
-    pub(super) state_count: extern "C" fn() -> u32,
-    pub(super) state_at: extern "C" fn(index: u32, out: *mut StateInfo) -> i32,
-    pub(super) last_failure: extern "C" fn(out: *mut Event) -> i32,
-    pub(super) next_seq: usize,
-    pub(super) generation: extern "C" fn() -> u32,
-    pub(super) rebind: usize,
-    pub(super) set_failure_reason: usize,
-    pub(super) failure_reason: extern "C" fn(seq: u64, buf: *mut u8, cap: usize) -> i32,
-}
-
-/// cpuhp's `Event`.
-#[repr(C)]
-#[derive(Default)]
-pub(super) struct Event {
-    seq: u64,
-    kind: u32,
-    cpu: u32,
-    state: u32,
-    code: i32,
-    name: [u8; 32],
-}
-
-#[repr(C)]
-#[derive(Default)]
-pub(super) struct StateInfo {
-    pub(super) id: u32,
-    pub(super) section: u32,
-    builtin: u32,
-    name: [u8; 32],
-}
-
-/// hprecorder's table.
-#[repr(C)]
-struct Recorder {
-    take: extern "C" fn(cpu: u32, buf: *mut u32, cap: usize) -> usize,
-    state_id: extern "C" fn(slot: u32) -> u32,
-    set_fail: extern "C" fn(slot: u32, dir: u32, on: u32) -> i32,
-}
-
-/// cpuhp's codes this suite expects.
-pub(super) const FAILED: i32 = -17;
-const BOOT_CPU: i32 = -6;
-const STARTING_CANNOT_FAIL: i32 = -12;
-const STARTING: u32 = 1;
 /// cpuhp's own state (`cpuhp:bringup`).
 const BRINGUP_ID: u32 = 1;
-pub(super) const UP: u32 = 0;
-const DOWN: u32 = 1;
 /// The reason cpuhp gives an injected failure.
 const INJECTED_REASON: &str = "injected with `cpu fail`";
 
-/// Calls into `interface`'s table as loader code must: bracketed, so that
-/// a swap never frees code under the call.
-pub(super) fn with<T, R>(interface: &str, f: impl FnOnce(&T) -> R) -> Result<R, Failure> {
-    crate::smp::enter_unstoppable();
-    // SAFETY: the active provider's table has layout `T` (declared above).
-    let r = registry::provider_table(interface).map(|t| f(unsafe { &*(t as *const T) }));
-    crate::smp::exit_unstoppable();
-    r.ok_or_else(|| failure!("nothing provides `{interface}`"))
-}
-
 pub(super) fn cpuhp<R>(f: impl FnOnce(&Cpuhp) -> R) -> Result<R, Failure> {
-    with("cpuhp", f)
+    with(f)
 }
 
 /// The recorder's records for `cpu` since the last take: (slot, direction).
 fn take(cpu: usize) -> Result<alloc::vec::Vec<(u32, u32)>, Failure> {
     let mut buf = [0u32; 64];
-    let n = with("hprecorder", |r: &Recorder| (r.take)(cpu as u32, buf.as_mut_ptr(), buf.len()))?;
+    let n = with(|r: &Recorder| (r.take)(cpu as u32, buf.as_mut_ptr(), buf.len()))?;
     check!(n <= buf.len(), "the recorder lost records ({n})");
     Ok(buf[..n].iter().map(|v| (v >> 1, v & 1)).collect())
 }
@@ -197,7 +125,7 @@ fn cycles() -> Result<(), Failure> {
 /// The recorder slot of state `id`, if it is one of the recorder's.
 fn slot_of(id: u32) -> Result<Option<u32>, Failure> {
     for slot in 0..3 {
-        if with("hprecorder", |r: &Recorder| (r.state_id)(slot))? == id {
+        if with(|r: &Recorder| (r.state_id)(slot))? == id {
             return Ok(Some(slot));
         }
     }
@@ -287,11 +215,11 @@ fn injected_failures() -> Result<(), Failure> {
         check_eq!(cpuhp(|t| (t.cpu_offline)(cpu as u32))?, 0, "offline");
     }
     take(cpu)?;
-    with("hprecorder", |r: &Recorder| (r.set_fail)(2, UP, 1))?;
+    with(|r: &Recorder| (r.set_fail)(2, UP, 1))?;
     let r = cpuhp(|t| (t.cpu_online)(cpu as u32))?;
-    with("hprecorder", |r: &Recorder| (r.set_fail)(2, UP, 0))?;
+    with(|r: &Recorder| (r.set_fail)(2, UP, 0))?;
     check_eq!(r, FAILED, "online with the recorder refusing");
-    let refusing = with("hprecorder", |r: &Recorder| (r.state_id)(2))?;
+    let refusing = with(|r: &Recorder| (r.state_id)(2))?;
     check_eq!(
         last_failure()?,
         (refusing, alloc::string::String::new()),
@@ -317,7 +245,7 @@ fn boot_cpu_refused() -> Result<(), Failure> {
 
 static EVENTS_SEEN: AtomicU64 = AtomicU64::new(0);
 
-extern "C" fn count_event(_: *const u8, _: usize) {
+extern "C" fn count_event(_: *const Event, _: usize) {
     EVENTS_SEEN.fetch_add(1, Ordering::SeqCst);
 }
 

@@ -39,6 +39,22 @@ pub struct Suite {
     pub in_all: InAll,
 }
 
+/// Calls into the active provider of `T`'s interface as loader code must:
+/// bracketed, so that a swap never frees code under the call. A provider
+/// whose table is smaller than `T` counts as none.
+pub fn with<T: plugins::Interface, R>(f: impl FnOnce(&T) -> R) -> Result<R, Failure> {
+    let size = core::mem::size_of::<T>();
+    crate::smp::enter_unstoppable();
+    let r = crate::plugin::registry::provider_table(T::NAME, size).map(|t| {
+        // SAFETY: the provider declared this table as `T` (`Interface` ties
+        // the name to the type) and it has at least `T`'s bytes; it stays
+        // mapped while this CPU is unstoppable, since no swap can commit.
+        f(unsafe { &*t.cast::<T>() })
+    });
+    crate::smp::exit_unstoppable();
+    r.ok_or_else(|| crate::failure!("nothing provides `{}` with a table of at least {size} bytes", T::NAME))
+}
+
 /// Registers a suite: `suite!(NAME_OF_STATIC, "name", TESTS)`, optionally
 /// followed by `, InAll::OnlyWhenNamed`.
 #[macro_export]

@@ -6,11 +6,16 @@
 //! every CPU. The `vmx-absent` suite (QEMU, no VMX under TCG): the load
 //! fails with "not supported", registers nothing, and cpuhp keeps working.
 
-use super::cpuhp::{boot_aps, cpuhp, last_failure, with, StateInfo, FAILED, UP};
-use crate::ktest::{Failure, Test};
+use super::cpuhp::{boot_aps, cpuhp, last_failure};
+use crate::ktest::{with, Failure, Test};
 use crate::plugin::registry;
 use crate::{check, check_eq, failure};
 use core::sync::atomic::{AtomicU64, Ordering};
+use cpuhp_api::code::FAILED;
+use cpuhp_api::direction::UP;
+use cpuhp_api::StateInfo;
+use vmx_api::code::{BUSY, NOT_SUPPORTED};
+use vmx_api::Vmx;
 
 crate::suite!(SUITE_VMX, "vmx", TESTS, crate::ktest::InAll::OnlyWhenNamed);
 static TESTS: &[Test] = &[
@@ -35,27 +40,8 @@ static ABSENT: &[Test] = &[Test { name: "load-fails-not-supported-cpuhp-unaffect
 crate::suite!(SUITE_BENCH_VMX, "bench-vmx", BENCH, crate::ktest::InAll::OnlyWhenNamed);
 static BENCH: &[Test] = &[Test { name: "vmx-enable-disable", run: bench }];
 
-/// vmx-plugin's `vmx` 1.x table (its `api::Vmx`).
-#[repr(C)]
-struct Vmx {
-    cpu_enabled: extern "C" fn(cpu: u32) -> u32,
-    vmxon_region: extern "C" fn(cpu: u32) -> u64,
-    load_vmcs: extern "C" fn(cpu: u32) -> i32,
-    loaded_vmcs: extern "C" fn(cpu: u32) -> u64,
-    state_id: extern "C" fn() -> u32,
-    enable_ticks: extern "C" fn(cpu: u32) -> u64,
-    disable_ticks: extern "C" fn(cpu: u32) -> u64,
-    generation: extern "C" fn() -> u32,
-    enable_count: extern "C" fn(cpu: u32) -> u64,
-    mismatch_next: extern "C" fn(cpu: u32) -> i32,
-}
-
-/// vmx-plugin's codes this suite expects (its `api::code`).
-const NOT_SUPPORTED: i32 = -1;
-const BUSY: i32 = -6;
-
 fn vmx<R>(f: impl FnOnce(&Vmx) -> R) -> Result<R, Failure> {
-    with("vmx", f)
+    with(f)
 }
 
 static PROBE: AtomicU64 = AtomicU64::new(0);
@@ -332,7 +318,7 @@ fn absent() -> Result<(), Failure> {
         Err(registry::Error::InitFailed { code, .. }) => check_eq!(code, NOT_SUPPORTED, "init's error"),
         other => return Err(failure!("load without VMX: {other:?}")),
     }
-    check!(registry::provider_table("vmx").is_none(), "`vmx` provided after the failed load");
+    check!(registry::provider_table("vmx", 0).is_none(), "`vmx` provided after the failed load");
     check!(crate::shell::execute("vmx").is_err(), "the `vmx` command outlived the failed load");
     check_eq!(cpuhp(|t| (t.state_count)())?, states, "cpuhp states after the failed load");
     check!(!crate::power::system::any_registered(), "system hooks left behind by the failed load");

@@ -3,9 +3,11 @@
 //! times and the swap blackout.
 
 use super::registry::{self, Error};
-use crate::ktest::{Failure, Test};
+use crate::ktest::{with, Failure, Test};
 use crate::{check, check_eq};
+use consumer_api::Consumer;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use counter_api::Counter;
 use loader_core::plugin::elf::Error as ElfError;
 
 crate::suite!(SUITE_PLUGINS, "plugins", TESTS);
@@ -22,28 +24,18 @@ static TESTS: &[Test] = &[
 crate::suite!(SUITE_BENCH_PLUGINS, "bench-plugins", BENCH);
 static BENCH: &[Test] = &[Test { name: "load-link-and-swap", run: bench }];
 
-/// The `counter` and `consumer` interface tables (see their plugins).
-#[repr(C)]
-struct Counter {
-    next: extern "C" fn() -> u64,
-    generation: extern "C" fn() -> u32,
-}
-
 fn err(e: Error) -> Failure {
     Failure::new(format_args!("{e}"))
 }
 
-/// Calls `interface`'s `next` and `generation` as loader code would:
-/// bracketed, so that a swap never frees code under the call.
-fn call(interface: &str) -> Result<(u64, u32), Failure> {
-    crate::smp::enter_unstoppable();
-    let r = registry::provider_table(interface).map(|t| {
-        // SAFETY: the active provider's table has the `Counter` layout.
-        let t = unsafe { &*(t as *const Counter) };
-        ((t.next)(), (t.generation)())
-    });
-    crate::smp::exit_unstoppable();
-    r.ok_or_else(|| Failure::new(format_args!("nothing provides `{interface}`")))
+/// The counter's value and generation, straight from counter-plugin.
+fn counter() -> Result<(u64, u32), Failure> {
+    with(|t: &Counter| ((t.next)(), (t.generation)()))
+}
+
+/// The same through consumer-plugin, which calls the counter it resolved.
+fn consumer() -> Result<(u64, u32), Failure> {
+    with(|t: &Consumer| ((t.next)(), (t.generation)()))
 }
 
 /// Frames and heap in use, to compare before and after.
@@ -66,8 +58,8 @@ fn load_use_unload() -> Result<(), Failure> {
     let before = usage();
     registry::load("counter-plugin", Some("1.0.0")).map_err(err)?;
     check_eq!(registry::version_of("counter"), Some(semver::Version::new(1, 0, 0)), "loaded version");
-    let (a, g) = call("counter")?;
-    let (b, _) = call("counter")?;
+    let (a, g) = counter()?;
+    let (b, _) = counter()?;
     check_eq!((b - a, g), (1, 1), "version 1 steps by one");
     crate::shell::execute("counter").map_err(|e| Failure::new(format_args!("the plugin's `counter` command: {e}")))?;
     registry::unload("counter", false).map_err(err)?;
@@ -84,20 +76,20 @@ fn swap_with_consumer() -> Result<(), Failure> {
     let before = usage();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
     registry::load("consumer", Some("1.0.0")).map_err(err)?;
-    let (v1, g1) = call("consumer")?;
+    let (v1, g1) = consumer()?;
     check_eq!(g1, 1, "generation through the consumer");
     registry::swap("counter", "2.0.0").map_err(err)?;
-    let (v2, g2) = call("consumer")?;
+    let (v2, g2) = consumer()?;
     check_eq!((v2, g2), (v1 + 2, 2), "after the swap to 2.0.0: value carried, step 2");
     registry::swap("counter", "1.0.0").map_err(err)?;
-    let (v3, g3) = call("consumer")?;
+    let (v3, g3) = consumer()?;
     check_eq!((v3, g3), (v2 + 1, 1), "after the swap back to 1.0.0");
     // 3.0.0 is outside the consumer's range: refused, 1.0.0 stays.
     match registry::swap("counter", "3.0.0") {
         Err(Error::BreaksConsumers(b)) => check!(b[0].consumer == "consumer-plugin", "blamed {}", b[0].consumer),
         other => return Err(Failure::new(format_args!("swap to 3.0.0: {other:?}"))),
     }
-    check_eq!(call("consumer")?, (v3 + 1, 1), "after the refused swap");
+    check_eq!(consumer()?, (v3 + 1, 1), "after the refused swap");
     unload_all();
     check_eq!(usage(), before, "frames and heap bytes in use after unloading both");
     Ok(())
@@ -108,7 +100,7 @@ fn swap_transaction() -> Result<(), Failure> {
     let before = usage();
     registry::load("counter", Some("2.0.0")).map_err(err)?;
     registry::load("consumer", Some("1.0.0")).map_err(err)?;
-    let (v, _) = call("consumer")?;
+    let (v, _) = consumer()?;
     // Alone, counter 3.0.0 breaks consumer 1.0.0's range...
     check!(
         matches!(registry::swap("counter", "3.0.0"), Err(Error::BreaksConsumers(_))),
@@ -117,7 +109,7 @@ fn swap_transaction() -> Result<(), Failure> {
     // ...together with consumer 2.0.0, whose range takes it, it goes.
     registry::swap_all(&[("consumer", "2.0.0"), ("counter", "3.0.0")]).map_err(err)?;
     check_eq!(registry::version_of("consumer"), Some(semver::Version::new(2, 0, 0)), "consumer version");
-    check_eq!(call("consumer")?, (v + 3, 3), "through the new consumer to the new counter, state carried");
+    check_eq!(consumer()?, (v + 3, 3), "through the new consumer to the new counter, state carried");
     // A transaction that fails in its middle changes nothing: back to
     // counter 1.0.0 with consumer 1.0.0 is fine by ranges, but 1.0.0 takes
     // state layouts 1 and 2 only, and 3.0.0 exports layout 3.
@@ -126,7 +118,7 @@ fn swap_transaction() -> Result<(), Failure> {
         "the swap back to counter 1.0.0 was not refused"
     );
     check_eq!(registry::version_of("consumer"), Some(semver::Version::new(2, 0, 0)), "consumer after the failed swap");
-    check_eq!(call("consumer")?, (v + 6, 3), "after the failed transaction");
+    check_eq!(consumer()?, (v + 6, 3), "after the failed transaction");
     check!(
         matches!(registry::swap_all(&[("counter", "2.0.0"), ("counter", "1.0.0")]), Err(Error::TwiceInSwap(_))),
         "a plugin named twice was not refused"
@@ -143,12 +135,12 @@ static LOOP_BAD: AtomicU64 = AtomicU64::new(0);
 /// On another CPU: calls the consumer until told to stop; every value must
 /// be one or two (the step of the answering version) above the last.
 fn caller_loop(_: usize, _: usize) {
-    let mut last = match call("consumer") {
+    let mut last = match consumer() {
         Ok((v, _)) => v,
         Err(_) => return LOOP_BAD.store(u64::MAX, Ordering::SeqCst),
     };
     while LOOP_RUNNING.load(Ordering::SeqCst) {
-        match call("consumer") {
+        match consumer() {
             Ok((v, _)) if v == last + 1 || v == last + 2 => last = v,
             Ok((v, g)) => {
                 LOOP_BAD.store(v.wrapping_sub(last) << 8 | g as u64, Ordering::SeqCst);
@@ -250,7 +242,7 @@ fn bad_plugins() -> Result<(), Failure> {
         other => return Err(Failure::new(format_args!("swap to 3.0.0: {other:?}"))),
     }
     check_eq!(registry::version_of("counter"), Some(semver::Version::new(1, 0, 0)), "version after refused state");
-    check_eq!(call("counter")?.1, 1, "generation answering after refused state");
+    check_eq!(counter()?.1, 1, "generation answering after refused state");
     check_eq!(usage(), before, "memory after the refused swap");
     unload_all();
     Ok(())
@@ -284,7 +276,7 @@ fn panicking_command() -> Result<(), Failure> {
         matches!(crate::shell::execute("consumer"), Err(crate::shell::Error::UnknownCommand(_))),
         "a failed plugin's commands stay"
     );
-    check_eq!(call("counter")?.1, 1, "the rest still works");
+    check_eq!(counter()?.1, 1, "the rest still works");
     unload_all();
     Ok(())
 }

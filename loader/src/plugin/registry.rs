@@ -890,16 +890,17 @@ pub fn version_of(name: &str) -> Option<Version> {
     find(&REG.lock(), &resolve::plugin_name(name)).map(|p| p.version.clone())
 }
 
-/// The table of `interface` as an active plugin provides it right now (for
-/// loader code that calls a plugin, e.g. tests).
+/// The table of `interface` as an active plugin provides it right now, if
+/// it has at least `min_size` bytes (for loader code that calls a plugin:
+/// the in-image suites).
 #[cfg(feature = "ktest")]
-pub fn provider_table(interface: &str) -> Option<*const c_void> {
+pub fn provider_table(interface: &str, min_size: usize) -> Option<*const c_void> {
     let r = REG.lock();
     r.plugins
         .iter()
         .filter(|p| p.state == State::Active)
         .flat_map(|p| p.provides.iter())
-        .find(|q| q.interface == interface)
+        .find(|q| q.interface == interface && q.table_size >= min_size as u64)
         .map(|q| q.table)
 }
 

@@ -13,23 +13,9 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg(any(feature = "v1", feature = "v2"))]
 
+use consumer_api::Consumer;
 use counter_api::Counter;
 use plugins::runtime::Required;
-
-/// The `consumer` interface table.
-#[repr(C)]
-pub struct Consumer {
-    /// The counter's `next`, called through the `counter` handle.
-    pub next: extern "C" fn() -> u64,
-    /// The counter's `generation`, likewise.
-    pub generation: extern "C" fn() -> u32,
-}
-
-// SAFETY: `Consumer` is the `consumer` table in every version.
-unsafe impl plugins::Interface for Consumer {
-    const NAME: &'static str = "consumer";
-    const VERSION: &'static str = "1.0.0";
-}
 
 /// Resolved once in `init`: the handle stays valid until this plugin
 /// unloads, and the loader re-points it when the counter is swapped.
