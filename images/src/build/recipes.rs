@@ -441,6 +441,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_lists_every_recipe_with_its_command_line() {
+        let readme = std::fs::read_to_string(crate::workspace_root().join("README.md")).unwrap();
+        let images = readme.split("\n## ").find(|s| s.starts_with("Images\n")).expect("README has `## Images`");
+        for r in RECIPES {
+            let row = images.lines().find(|l| l.starts_with(&format!("| `{}` ", r.name)));
+            let row = row.unwrap_or_else(|| panic!("README's image table has no row for `{}`", r.name));
+            assert!(row.contains(&format!("| `{}` ", r.args)), "README's row for `{}` lacks `{}`", r.name, r.args);
+        }
+    }
+
+    #[test]
     fn every_status_but_pass_and_poweroff_has_a_self_check() {
         for s in Status::ALL {
             let checked =
