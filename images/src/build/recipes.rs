@@ -37,7 +37,7 @@ pub enum Role {
     /// layouts) and passes; `runner test` leaves it alone.
     Bench,
     /// Runs an in-image suite that waits for the host to act (QMP CPU
-    /// hotplug): booted only by its driven runs (`hotplug.rs`).
+    /// hotplug): booted only by its driven runs (`scenarios::hotplug`).
     Driven,
     /// Ends badly on purpose, to prove the runner tells the endings apart.
     /// Runs on one QEMU layout; `timeout` overrides the host deadline.
@@ -112,7 +112,7 @@ pub const RECIPES: &[Recipe] = &[
         about: "ACPI CPU hot-add and eject, driven by the runner over QMP (`acpihp-q35`, `acpihp-pc`)",
     },
     // cpuhp taking physical hotplug, with cpuidcheck's ONLINE state: the
-    // shell for the runner's QMP scenario (hotplug.rs, cpuhp_qmp.rs). The
+    // shell for the runner's QMP scenario (`scenarios::cpuhp_qmp`). The
     // vmx-plugin load fails under TCG; the scenario checks it said why.
     Recipe {
         name: "cpuhp-qmp",
