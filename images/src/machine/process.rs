@@ -16,7 +16,7 @@ use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -73,11 +73,19 @@ fn signal(entry: Entry) {
 /// Installs the runner's SIGINT, SIGTERM and SIGHUP handler (once): it
 /// kills every registered emulator and exits with status 130. `spawn` calls
 /// it; `main` calls it first so that an interrupt during a build behaves
-/// the same.
+/// the same. Where a panic aborts (the workspace's profiles), no guard is
+/// dropped, so a panic hook kills the emulators too.
 pub fn install_handler() {
     HANDLER.call_once(|| {
         if let Err(e) = ctrlc::set_handler(on_signal) {
             eprintln!("runner: cannot handle Ctrl-C ({e}); an interrupted run may leave emulators running");
+        }
+        if cfg!(panic = "abort") {
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                report(info);
+                kill_on_abort();
+            }));
         }
     });
 }
@@ -89,6 +97,19 @@ fn on_signal() {
     table.iter().copied().for_each(signal);
     eprintln!("runner: interrupted; killed {} emulator process(es)", table.len());
     std::process::exit(130);
+}
+
+/// Kills every registered emulator before a panic aborts the runner. The
+/// panicking thread may hold the lock itself (a panic inside a guard), so
+/// the lock is only tried, for a moment.
+fn kill_on_abort() {
+    for _ in 0..100 {
+        match RUNNING.try_lock() {
+            Ok(table) => return table.iter().copied().for_each(signal),
+            Err(TryLockError::Poisoned(e)) => return e.into_inner().iter().copied().for_each(signal),
+            Err(TryLockError::WouldBlock) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
 }
 
 /// An emulator that is killed and reaped when the guard goes away.
