@@ -5,68 +5,28 @@
 //! which command line, which layouts a test runs on, how an emulator's exit
 //! is judged, whether a banner fits its layout — is pure and unit-tested
 //! here; the few functions that spawn processes or touch files stay thin.
+//!
+//! The library is five layers; each imports only the layers below it:
+//!
+//! | layer        | what it holds                                                        |
+//! |--------------|----------------------------------------------------------------------|
+//! | `commands`   | `runner`'s command line and one module per command                   |
+//! | `scenarios`  | scripted runs: shell sessions, uploads, QMP hotplug, the cpuhp model |
+//! | `link`       | talking to a running guest: COM1 expect engine, QMP, COM2 uploads    |
+//! | `build`      | the recipe table, loader and plugin builds, signing, ELF edits       |
+//! | `machine`    | emulators: layouts, QEMU and Bochs arguments, the process guard, how a boot ended |
+//!
+//! `build` sits above `machine` because a recipe says where it boots
+//! (layouts, Bochs models) and how it must end (outcomes); `machine` knows
+//! nothing of images beyond the paths it is given.
 
-pub mod banner;
-pub mod bench;
-pub mod builder;
-pub mod cli;
-pub mod cpuhp_qmp;
-pub mod emulator;
-pub mod hotplug;
-pub mod layout;
-pub mod outcome;
-pub mod plugin_build;
-pub mod plugin_elf;
-pub mod qmp;
-pub mod recipes;
-pub mod session;
-pub mod signing;
-pub mod swap;
-pub mod testrun;
+pub mod build;
+pub mod commands;
+pub mod link;
+pub mod machine;
+pub mod scenarios;
 
-use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
-
-/// Everything that can stop a runner command before it has a verdict.
-#[derive(Debug)]
-pub enum Error {
-    /// The command line of the runner itself was wrong.
-    Usage(String),
-    /// A file or process operation failed; `context` says which.
-    Io { context: String, source: io::Error },
-    /// An external tool (cargo, grub-mkrescue, qemu) ran and failed.
-    Tool { command: String, detail: String },
-    /// A recipe in the table is inconsistent (caught before anything boots).
-    Recipe(String),
-    /// The runner's own environment is unusable (e.g. a bad `ACCEL`).
-    Environment(String),
-    /// QEMU refused a QMP command, or QMP itself went wrong.
-    Qmp(String),
-}
-
-impl Error {
-    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { context: context.into(), source }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Usage(m) => write!(f, "{m}"),
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
-            Error::Tool { command, detail } => write!(f, "`{command}` failed: {detail}"),
-            Error::Recipe(m) => write!(f, "bad image recipe: {m}"),
-            Error::Environment(m) => write!(f, "{m}"),
-            Error::Qmp(m) => write!(f, "QMP: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The workspace root. The runner is always built from this workspace, so
 /// the compile-time manifest path is the one place that knows where it is,
@@ -80,8 +40,13 @@ pub fn out_dir() -> PathBuf {
     workspace_root().join("images").join("out")
 }
 
+/// A path as the user best recognises it: relative to the workspace.
+pub fn shown(path: &Path) -> String {
+    path.strip_prefix(workspace_root()).unwrap_or(path).display().to_string()
+}
+
 /// The message of a serial line: the text after the loader's log prefix
-/// (`[   0.123456 0 INFO  loader_core::x] `) when it has one, else the line.
+/// (`[   0.123456 0 INFO  loader::x] `) when it has one, else the line.
 pub fn log_message(line: &str) -> &str {
     match line.find("] ") {
         Some(i) if line.trim_start().starts_with('[') => line[i + 2..].trim(),
@@ -114,7 +79,7 @@ mod tests {
 
     #[test]
     fn log_prefix_is_stripped() {
-        assert_eq!(log_message("[   0.123456 0 INFO  loader_core::x] cpus: 1"), "cpus: 1");
+        assert_eq!(log_message("[   0.123456 0 INFO  loader::x] cpus: 1"), "cpus: 1");
         assert_eq!(log_message("cpus: 1\r"), "cpus: 1");
         assert_eq!(log_message("a] b"), "a] b");
     }
@@ -123,5 +88,7 @@ mod tests {
     fn workspace_root_holds_the_workspace_manifest() {
         assert!(workspace_root().join("Cargo.toml").is_file());
         assert!(out_dir().ends_with("images/out"));
+        assert_eq!(shown(&out_dir().join("boot.iso")), "images/out/boot.iso");
+        assert_eq!(shown(Path::new("/elsewhere/x")), "/elsewhere/x");
     }
 }

@@ -3,16 +3,23 @@
 
 use std::process::ExitCode;
 
-use images::builder::{self, Image};
-use images::cli::{self, Command};
-use images::emulator::{self, Accel};
-use images::{bench, hotplug, swap, testrun, Error};
+use clap::Parser;
+use images::build::builder::{self, Image};
+use images::commands::cli::{Cli, Command};
+use images::commands::{bench, bochs, hotplug, run, swap, test, Result};
+use images::machine::process;
+use images::machine::qemu::Accel;
 
 fn main() -> ExitCode {
-    match cli::parse(std::env::args_os().skip(1)).and_then(execute) {
+    // clap prints help and usage errors itself (exit 0 and 2).
+    let cli = Cli::parse();
+    // Before anything is built or booted: Ctrl-C then always ends the
+    // runner and every emulator it started.
+    process::install_handler();
+    match execute(cli.command) {
         Ok(code) => code,
         // Usage messages name the command themselves.
-        Err(e @ Error::Usage(_)) => {
+        Err(e) if e.is_usage() => {
             eprintln!("{e}");
             ExitCode::from(2)
         }
@@ -23,22 +30,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> images::Result<ExitCode> {
+fn execute(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Help(text) => {
-            println!("{text}");
+        Command::Build => {
+            builder::build_all()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build => builder::build_all().map(|()| ExitCode::SUCCESS),
-        Command::Test { filter, jobs } => testrun::test_command(filter.as_deref(), jobs),
+        Command::Test { filter, jobs } => test::test_command(filter.as_deref(), jobs),
         Command::Run { image, qemu_args } => {
             let accel = Accel::from_env()?;
             builder::build_all()?;
-            emulator::run_console(&Image::of(image.name), image.reboots(), &qemu_args, accel)
+            run::run_console(&Image::of(image.name), image.reboots(), &qemu_args, accel)
         }
         Command::Bochs { image, model } => {
             builder::build_all()?;
-            emulator::bochs_console(&Image::of(image.name), model)
+            bochs::bochs_console(&Image::of(image.name), model)
         }
         Command::Bench => bench::bench_command(),
         Command::Swap { plugin, version } => swap::swap_command(&plugin, version.as_deref()),

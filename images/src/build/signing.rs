@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use ed25519_compact::{KeyPair, Seed};
 use plugins::sig::{SIGNATURE_LEN, TRAILER_MAGIC};
 
-use crate::{workspace_root, Error, Result};
+use super::{Error, Result};
+use crate::workspace_root;
 
 pub const SEED_LEN: usize = 32;
 
@@ -70,7 +71,7 @@ fn create_key(path: &Path) -> Result<()> {
     fs::remove_file(&tmp).map_err(|e| io("removing", e))?;
     match linked {
         Ok(()) => {
-            println!("build: made a new plugin signing key {}", crate::builder::shown(path));
+            println!("build: made a new plugin signing key {}", crate::shown(path));
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),

@@ -2,6 +2,12 @@
 //! unix socket) and the pure pieces of CPU hotplug through it: choosing a
 //! free slot from `query-hotpluggable-cpus`, building `device_add`'s
 //! arguments, reading `query-cpus-fast` and `ACPI_DEVICE_OST` events.
+//!
+//! Hand-written because no QMP crate fits simply: `qapi` types every
+//! command after one QEMU schema, while `device_add` here takes whatever
+//! CPU properties the user names and the scenarios wait for events with
+//! deadlines over raw JSON; `qmp` is async (tokio). The protocol part is
+//! `Qmp` below, some eighty lines.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -10,7 +16,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use crate::{Error, Result};
+use super::{Error, Result};
+
+/// _OST reports QEMU must have seen: insertion success (Device Check, 0)
+/// and ejection success (Eject Processing 0x103, 0).
+pub const OST_INSERTED: (u64, u64) = (0x01, 0);
+pub const OST_EJECTED: (u64, u64) = (0x103, 0);
+/// An eject request refused: device busy (Eject Request 0x03, 0x82).
+pub const OST_EJECT_REFUSED: (u64, u64) = (0x03, 0x82);
+/// Insertion failed (Device Check, driver load failure 0x81).
+pub const OST_INSERT_FAILED: (u64, u64) = (0x01, 0x81);
 
 pub struct Qmp {
     reader: BufReader<UnixStream>,
@@ -140,7 +155,7 @@ pub fn device_add_args(driver: &str, props: &Map<String, Value>, id: &str, featu
         Map::new()
     } else {
         serde_json::from_str(&format!("{{{features}}}"))
-            .map_err(|e| Error::Usage(format!("FEATURES `{features}` is not `\"name\": value, ...`: {e}")))?
+            .map_err(|e| Error::Features { features: features.to_string(), reason: e.to_string() })?
     };
     let mut args = Map::new();
     args.insert("driver".into(), driver.into());
@@ -235,7 +250,7 @@ mod tests {
                    "sse4.2": false, "x2apic": false})
         );
         assert_eq!(device_add_args(&driver, &props, "c", " ").unwrap()["driver"], "max-x86_64-cpu");
-        assert!(matches!(device_add_args(&driver, &props, "c", "sse4.2=off"), Err(Error::Usage(_))));
+        assert!(matches!(device_add_args(&driver, &props, "c", "sse4.2=off"), Err(Error::Features { .. })));
     }
 
     #[test]

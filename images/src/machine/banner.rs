@@ -2,7 +2,7 @@
 //!
 //! The banner holds a line `cpus: <B> enabled at boot, <H> hot-pluggable`
 //! and a line `memory: <N> MiB usable` (possibly after a log prefix such as
-//! `[   0.001234 0 INFO  loader_core::acpi] `). An image that reboots prints the
+//! `[   0.001234 0 INFO  loader::acpi] `). An image that reboots prints the
 //! banner once per boot; every copy must fit.
 
 use std::ops::RangeInclusive;
@@ -87,17 +87,14 @@ mod tests {
 
     const BANNER: &str = "\
 [   0.001000 0 INFO  loader] modvisor 0.1.0 loader, booted via pvh
-[   0.002000 0 INFO  loader_core::acpi] cpus: 2 enabled at boot, 2 hot-pluggable
-[   0.002100 0 INFO  loader_core::mem] memory: 125 MiB usable
+[   0.002000 0 INFO  loader::acpi] cpus: 2 enabled at boot, 2 hot-pluggable
+[   0.002100 0 INFO  loader::mem] memory: 125 MiB usable
 ";
 
     #[test]
     fn parses_banner_lines_with_and_without_log_prefix() {
         assert_eq!(parse_cpus("cpus: 4 enabled at boot, 0 hot-pluggable"), Some((4, 0)));
-        assert_eq!(
-            parse_cpus("[   0.2 1 INFO  loader_core::acpi] cpus: 1 enabled at boot, 3 hot-pluggable"),
-            Some((1, 3))
-        );
+        assert_eq!(parse_cpus("[   0.2 1 INFO  loader::acpi] cpus: 1 enabled at boot, 3 hot-pluggable"), Some((1, 3)));
         assert_eq!(parse_memory("memory: 2040 MiB usable"), Some(2040));
         assert_eq!(parse_memory("[ 1.0 0 INFO  x] memory: 12 MiB usable (3 ranges)"), Some(12));
     }

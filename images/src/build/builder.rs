@@ -9,20 +9,20 @@
 //! their inputs; `initrd` and `cmdline` are rewritten only when their bytes
 //! change, which keeps their mtimes (and so the ISO) put otherwise.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-use crate::plugin_build::{self, StoreFile};
-use crate::recipes::{self, Recipe, RECIPES};
-use crate::{out_dir, workspace_root, Error, Result};
+use super::plugin_build::{self, StoreFile};
+use super::recipes::{self, Recipe, RECIPES};
+use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
+use super::{Error, Result};
+use crate::{out_dir, shown, workspace_root};
 
 pub const LOADER_FILE: &str = "loader.elf";
 pub const INITRD_FILE: &str = "initrd";
 pub const CMDLINE_FILE: &str = "cmdline";
-pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
 /// The built pieces of one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,12 +75,6 @@ pub fn build_all() -> Result<()> {
         println!("build: all {} images up to date", RECIPES.len());
     }
     Ok(())
-}
-
-/// The cargo the runner was started by, so a `cargo +toolchain run` is
-/// honoured; plain `cargo` (rust-toolchain.toml picks the toolchain) otherwise.
-pub(crate) fn cargo() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 /// Builds the loader with `extra` cargo arguments and keeps the binary as
@@ -141,27 +135,6 @@ fn build_image(recipe: &Recipe, loader: &Path, store: &[StoreFile]) -> Result<Ve
         written.push(image.iso.clone());
     }
     Ok(written)
-}
-
-/// A target needs rebuilding when it is missing or older than any input.
-pub fn is_stale(target: Option<SystemTime>, inputs: &[SystemTime]) -> bool {
-    match target {
-        None => true,
-        Some(t) => inputs.iter().any(|i| *i > t),
-    }
-}
-
-pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
-    fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Writes `bytes` unless the file already holds exactly them.
-pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(false);
-    }
-    fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    Ok(true)
 }
 
 /// The initrd: a ustar archive that the loader reads as its plugin store:
@@ -242,27 +215,10 @@ fn run_captured(command: &mut Command, name: &str) -> Result<()> {
     })
 }
 
-/// A path as the user best recognises it: relative to the workspace.
-pub fn shown(path: &Path) -> String {
-    path.strip_prefix(workspace_root()).unwrap_or(path).display().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::time::Duration;
-
-    #[test]
-    fn staleness_by_mtime() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let older = t - Duration::from_secs(1);
-        let newer = t + Duration::from_secs(1);
-        assert!(is_stale(None, &[older]));
-        assert!(is_stale(Some(t), &[older, newer]));
-        assert!(!is_stale(Some(t), &[older, t]));
-        assert!(!is_stale(Some(t), &[]));
-    }
 
     #[test]
     fn initrd_is_a_reproducible_ustar_with_the_image_name_and_the_store() {

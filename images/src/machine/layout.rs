@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::banner::Expectation;
+use super::banner::Expectation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Machine {

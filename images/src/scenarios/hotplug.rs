@@ -1,7 +1,6 @@
-//! Physical CPU hotplug from the host: `runner cpu-add` / `runner cpu-del`
-//! against the image `runner run` is running, and the QMP-driven test runs
-//! (`acpihp-q35`, `acpihp-pc`) that boot the `acpihp` image with COM1 on a
-//! socket and QMP on another, and answer its handshake lines:
+//! The QMP-driven test runs (`acpihp-q35`, `acpihp-pc`) that boot the
+//! `acpihp` image with COM1 on a socket and QMP on another, and answer its
+//! handshake lines:
 //!
 //! | image prints                      | runner does                          |
 //! |-----------------------------------|--------------------------------------|
@@ -10,31 +9,32 @@
 //! | (the image exits)                 | checks DEVICE_DELETED and _OST       |
 //!
 //! The in-image side is the loader's `acpihp` suite. The cpuhp plugin's
-//! runs (`cpuhp-qmp-q35`, `cpuhp-qmp-pc`) play [`crate::cpuhp_qmp`]
+//! runs (`cpuhp-qmp-q35`, `cpuhp-qmp-pc`) play [`super::cpuhp_qmp`]
 //! instead: QMP operations and shell commands, checked against a model.
 
-use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::Command;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use loader_core::power::exit::Status;
 use serde_json::json;
 
-use crate::cpuhp_qmp;
-use crate::emulator::Accel;
-use crate::layout::{Machine, QemuLayout};
-use crate::outcome::Ended;
-use crate::outcome::Outcome;
-use crate::qmp::{self, Qmp};
-use crate::session::{self, Received};
-use crate::{swap, Error, Result};
-use loader_core::power::exit::Status;
+use super::{cpuhp_qmp, Error, Result};
+use crate::link::console::{self, Received};
+use crate::link::qmp::{self, Qmp, OST_EJECTED, OST_INSERTED};
+use crate::machine::layout::{Machine, QemuLayout};
+use crate::machine::outcome::{Ended, Outcome};
+use crate::machine::process::{self, Guard};
+use crate::machine::qemu::Accel;
 
 /// One QMP-driven run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HotplugScenario {
     pub name: &'static str,
+    /// One line for `runner test --help`.
+    pub about: &'static str,
     pub image: &'static str,
     pub layout: QemuLayout,
     pub script: Script,
@@ -46,7 +46,7 @@ pub enum Script {
     /// The loader's `acpihp` suite's handshake; the image passes.
     Handshake,
     /// cpuhp's physical hotplug through QMP and the shell
-    /// ([`crate::cpuhp_qmp`], its plan for the accelerator); the runner
+    /// ([`super::cpuhp_qmp`], its plan for the accelerator); the runner
     /// powers the image off.
     Cpuhp,
 }
@@ -65,24 +65,28 @@ impl HotplugScenario {
 pub const HOTPLUG_SCENARIOS: &[HotplugScenario] = &[
     HotplugScenario {
         name: "acpihp-q35",
+        about: "the `acpihp` suite's CPU hot-add and eject over QMP, q35 (block at 0x0cd8)",
         image: "acpihp",
         layout: QemuLayout::new(Machine::Q35, 2, 4, 128),
         script: Script::Handshake,
     },
     HotplugScenario {
         name: "acpihp-pc",
+        about: "the `acpihp` suite's CPU hot-add and eject over QMP, pc (block at 0xaf00)",
         image: "acpihp",
         layout: QemuLayout::new(Machine::Pc, 2, 4, 128),
         script: Script::Handshake,
     },
     HotplugScenario {
         name: "cpuhp-qmp-q35",
+        about: "cpuhp through QMP and the shell, checked against a model, q35",
         image: "cpuhp-qmp",
         layout: QemuLayout::new(Machine::Q35, 2, cpuhp_qmp::MAX_CPUS, 128),
         script: Script::Cpuhp,
     },
     HotplugScenario {
         name: "cpuhp-qmp-pc",
+        about: "cpuhp through QMP and the shell, checked against a model, pc",
         image: "cpuhp-qmp",
         layout: QemuLayout::new(Machine::Pc, 2, cpuhp_qmp::MAX_CPUS, 128),
         script: Script::Cpuhp,
@@ -94,20 +98,6 @@ const CPU_ID: &str = "acpihp-cpu";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(40);
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// _OST reports QEMU must have seen: insertion success (Device Check, 0)
-/// and ejection success (Eject Processing 0x103, 0).
-pub const OST_INSERTED: (u64, u64) = (0x01, 0);
-pub const OST_EJECTED: (u64, u64) = (0x103, 0);
-/// An eject request refused: device busy (Eject Request 0x03, 0x82).
-pub const OST_EJECT_REFUSED: (u64, u64) = (0x03, 0x82);
-/// Insertion failed (Device Check, driver load failure 0x81).
-pub const OST_INSERT_FAILED: (u64, u64) = (0x01, 0x81);
-
-/// The `-qmp` arguments for a server on `socket` that does not wait.
-pub fn qmp_args(socket: &Path) -> Vec<OsString> {
-    vec!["-qmp".into(), format!("unix:{},server=on,wait=off", socket.display()).into()]
-}
-
 /// What a driven run leaves for the judge.
 pub struct Driven {
     pub ended: Ended,
@@ -118,7 +108,7 @@ pub struct Driven {
 
 /// Waits for `line` on COM1; records a problem when it does not come.
 fn expect_line(received: &Received, line: &str, timeout: Duration, problems: &mut Vec<String>) -> bool {
-    let found = session::wait_for(received, timeout, |t| t.find(line)).is_some();
+    let found = console::wait_for(received, timeout, |t| t.find(line)).is_some();
     if !found {
         problems.push(format!("no `{line}` within {} s", timeout.as_secs()));
     }
@@ -136,14 +126,9 @@ pub fn drive(
     output: &Path,
     serial_log: &Path,
 ) -> Result<Driven> {
-    let out = std::fs::File::create(output).map_err(|e| Error::io("creating the emulator output", e))?;
     let start = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().map_err(|e| Error::io("emulator output", e))?)
-        .stderr(out)
-        .spawn()
-        .map_err(|e| Error::io("starting QEMU", e))?;
+    // Killed by the guard if anything below returns early.
+    let mut child = process::spawn_logged(command, output).map_err(|e| Error::io("starting QEMU", e))?;
     let mut problems = Vec::new();
     let r = match script {
         Script::Handshake => play(&mut child, serial_socket, qmp_socket, serial_log, &mut problems),
@@ -154,22 +139,11 @@ pub fn drive(
     // QEMU ends by itself when the image exits; a run that went wrong
     // before that is stopped here.
     let deadline = Instant::now() + if r.is_ok() && problems.is_empty() { STEP_TIMEOUT } else { Duration::ZERO };
-    let ended = loop {
-        if let Some(status) = child.try_wait().map_err(|e| Error::io("waiting for QEMU", e))? {
-            break crate::emulator::ended(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Ended::TimedOut;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let ended = child.wait_until(deadline).map_err(|e| Error::io("waiting for QEMU", e))?;
     let transcript = match r {
         Ok((received, reader)) => {
             let _ = reader.join();
-            let t = String::from_utf8_lossy(&received.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-            t
+            console::transcript(&received)
         }
         Err(e) => {
             problems.push(e.to_string());
@@ -179,38 +153,38 @@ pub fn drive(
     Ok(Driven { ended, took: start.elapsed(), transcript, problems })
 }
 
-type Playing = (Received, std::thread::JoinHandle<()>);
+type Playing = (Received, JoinHandle<()>);
 
 fn play_cpuhp(
-    child: &mut Child,
+    child: &mut Guard,
     serial_socket: &Path,
     qmp_socket: &Path,
     serial_log: &Path,
     plan: &cpuhp_qmp::Plan,
     problems: &mut Vec<String>,
 ) -> Result<Playing> {
-    let stream: UnixStream = session::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
-    let (received, reader) = session::receive(&stream, serial_log).map_err(|e| Error::io("reading COM1", e))?;
+    let stream: UnixStream = console::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
+    let (received, reader) = console::receive(&stream, serial_log).map_err(|e| Error::io("reading COM1", e))?;
     let mut q = Qmp::connect(qmp_socket, STEP_TIMEOUT)?;
-    problems.extend(cpuhp_qmp::play(&stream, &received, &mut q, plan)?);
+    problems.extend(cpuhp_qmp::play::play(&stream, &received, &mut q, plan)?);
     Ok((received, reader))
 }
 
 fn play(
-    child: &mut Child,
+    child: &mut Guard,
     serial_socket: &Path,
     qmp_socket: &Path,
     serial_log: &Path,
     problems: &mut Vec<String>,
 ) -> Result<Playing> {
-    let stream: UnixStream = session::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
-    let (received, reader) = session::receive(&stream, serial_log).map_err(|e| Error::io("reading COM1", e))?;
+    let stream: UnixStream = console::connect(serial_socket, child).map_err(|e| Error::io("connecting to COM1", e))?;
+    let (received, reader) = console::receive(&stream, serial_log).map_err(|e| Error::io("reading COM1", e))?;
     let mut q = Qmp::connect(qmp_socket, STEP_TIMEOUT)?;
     if !expect_line(&received, "acpihp: ready for device_add", BOOT_TIMEOUT, problems) {
         return Ok((received, reader));
     }
     let (driver, props) = qmp::free_slot(&q.execute("query-hotpluggable-cpus", json!({}))?)
-        .ok_or_else(|| Error::Qmp("no free CPU slot".into()))?;
+        .ok_or_else(|| Error::Script("no free CPU slot".into()))?;
     q.execute("device_add", qmp::device_add_args(&driver, &props, CPU_ID, "")?)?;
     if !expect_line(&received, "acpihp: ready for device_del", STEP_TIMEOUT, problems) {
         return Ok((received, reader));
@@ -230,61 +204,4 @@ fn play(
         problems.push(format!("no _OST {OST_EJECTED:x?} (ejection success) from the guest"));
     }
     Ok((received, reader))
-}
-
-/// The QMP socket of `runner run`.
-pub fn qmp_socket() -> PathBuf {
-    swap::run_dir().join("qmp.sock")
-}
-
-fn connect_run() -> Result<Qmp> {
-    let socket = qmp_socket();
-    Qmp::connect(&socket, Duration::ZERO)
-        .map_err(|e| Error::Environment(format!("{e}; start the image with `make run` first")))
-}
-
-/// `runner cpu-add`: hot-adds a CPU of the boot CPUs' model into the
-/// lowest free slot, with `features` (`"sse4.2": false, ...`) on top.
-pub fn cpu_add_command(features: &str) -> Result<ExitCode> {
-    let mut q = connect_run()?;
-    let (driver, props) = qmp::free_slot(&q.execute("query-hotpluggable-cpus", json!({}))?)
-        .ok_or_else(|| Error::Qmp("no free CPU slot (all of maxcpus are in)".into()))?;
-    let socket_id = props.get("socket-id").and_then(|v| v.as_u64()).unwrap_or(0);
-    let id = format!("cpu{socket_id}");
-    let args = qmp::device_add_args(&driver, &props, &id, features)?;
-    println!("cpu-add: device_add {args}");
-    q.execute("device_add", args)?;
-    let ost = q.wait_event(Duration::from_secs(5), |e| !qmp::ost_reports(std::slice::from_ref(e)).is_empty())?;
-    report_ost(&q, ost, &id);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `runner cpu-del --cpu N`: asks the guest to give back the CPU whose
-/// QEMU cpu-index is N (its socket, and with the default topology its
-/// APIC id and modvisor's cpu number).
-pub fn cpu_del_command(cpu: u64) -> Result<ExitCode> {
-    let mut q = connect_run()?;
-    let cpus = qmp::cpus(&q.execute("query-cpus-fast", json!({}))?);
-    let (_, path) = cpus.iter().find(|(i, _)| *i == cpu).ok_or_else(|| {
-        Error::Usage(format!(
-            "cpu-del: QEMU has no cpu {cpu}; it has {:?}",
-            cpus.iter().map(|c| c.0).collect::<Vec<_>>()
-        ))
-    })?;
-    println!("cpu-del: device_del {path}");
-    q.execute("device_del", json!({ "id": path }))?;
-    let done = q.wait_event(Duration::from_secs(5), |e| {
-        e["event"] == "DEVICE_DELETED" || !qmp::ost_reports(std::slice::from_ref(e)).is_empty()
-    })?;
-    report_ost(&q, done, path);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn report_ost(q: &Qmp, seen: bool, what: &str) {
-    if !seen {
-        println!("cpu: the guest has not answered for {what} within 5 s (no CPU hotplug handler loaded?)");
-    }
-    for e in &q.events {
-        println!("qemu event: {e}");
-    }
 }

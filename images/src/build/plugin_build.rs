@@ -23,9 +23,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::builder::{cargo, is_stale, mtime, shown, write_if_changed, KERNEL_TARGET};
-use crate::plugin_elf::{self, Mutation};
-use crate::{out_dir, signing, workspace_root, Error, Result};
+use ed25519_compact::KeyPair;
+
+use super::plugin_elf::{self, Mutation};
+use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
+use super::{signing, Error, Result};
+use crate::{out_dir, shown, workspace_root};
 
 /// The plugin the broken store files are made from.
 pub const MUTATION_BASE: (&str, &str) = ("counter-plugin", "1.0.0");
@@ -224,6 +227,16 @@ fn load_layout(elf: &[u8]) -> Vec<(u64, u64)> {
     object::File::parse(elf).map(|f| f.segments().map(|s| (s.address(), s.size())).collect()).unwrap_or_default()
 }
 
+/// A built variant: name, version and the stripped ELF, by store file name.
+type Bodies = BTreeMap<String, (String, String, Vec<u8>)>;
+
+/// Where one build puts its files, and what links them.
+struct Linking {
+    lld: PathBuf,
+    link_dir: PathBuf,
+    script: PathBuf,
+}
+
 /// Builds, links and signs every plugin variant, then the broken files;
 /// returns the store in path order.
 pub fn build_plugins() -> Result<Vec<StoreFile>> {
@@ -235,10 +248,11 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
     fs::create_dir_all(&link_dir).map_err(|e| Error::io(format!("creating {}", link_dir.display()), e))?;
     let script = link_dir.join("plugin.ver");
     write_if_changed(&script, version_script().as_bytes())?;
+    let linking = Linking { lld, link_dir, script };
 
     let total: usize = crates.iter().map(|c| c.variants.len()).sum();
     // Store file name -> (name, version, stripped ELF).
-    let mut bodies: BTreeMap<String, (String, String, Vec<u8>)> = BTreeMap::new();
+    let mut bodies = Bodies::new();
     let mut written = Vec::new();
     let mut n = 0;
     for krate in &crates {
@@ -246,80 +260,10 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
             n += 1;
             let shown_feature = feature.as_deref().map(|f| format!(" +{f}")).unwrap_or_default();
             println!("plugins: [{n}/{total}] {}{shown_feature}", krate.package);
-            let mut cargo_build = Command::new(cargo());
-            cargo_build
-                .args(["build", "--quiet", "--release", "--target", KERNEL_TARGET, "-p", &krate.package])
-                .args(feature.iter().flat_map(|f| ["--features", f.as_str()]))
-                .env("CARGO_TARGET_DIR", target_dir())
-                .env("RUSTFLAGS", "-C relocation-model=pic")
-                .current_dir(workspace_root());
-            run_tool(&mut cargo_build, &format!("cargo build -p {}{shown_feature}", krate.package))?;
-
-            let archive = archive(&krate.package);
-            let key_name = krate.variant_key(feature.as_deref());
-            let full = link_dir.join(format!("{key_name}.so"));
-            let stripped = link_dir.join(format!("{key_name}.stripped.so"));
-            // Cargo hard-links the variant's own artifact to `archive`, so
-            // its mtime changes only when this variant was recompiled.
-            let inputs: Vec<_> = mtime(&archive).into_iter().collect();
-            for (output, strip) in [(&full, false), (&stripped, true)] {
-                if is_stale(mtime(output), &inputs) {
-                    run_tool(
-                        Command::new(&lld).args(link_args(&archive, output, &script, strip)),
-                        &format!("rust-lld for {key_name}"),
-                    )?;
-                }
-            }
-
-            let body = fs::read(&stripped).map_err(|e| Error::io(format!("reading {}", stripped.display()), e))?;
-            let meta = plugin_elf::metadata(&body).map_err(|e| Error::Recipe(format!("{}: {e}", shown(&stripped))))?;
-            if meta.abi != plugins::ABI_FINGERPRINT {
-                return Err(Error::Recipe(format!(
-                    "{}: ABI fingerprint differs from the SDK the runner was built with",
-                    shown(&stripped)
-                )));
-            }
-            if !krate.self_named && meta.name != krate.folder {
-                return Err(Error::Recipe(format!(
-                    "{}: the plugin calls itself `{}`, but a plugin is named after its folder `{}`",
-                    krate.package, meta.name, krate.folder
-                )));
-            }
-            let store_name = format!("{}-{}.mvp", meta.name, meta.version);
-            if bodies.contains_key(&store_name) {
-                return Err(Error::Recipe(format!("two variants build {store_name}; give each its own version")));
-            }
-            let debug = debug_object(&store_name);
-            if is_stale(mtime(&debug), &mtime(&full).into_iter().collect::<Vec<_>>()) {
-                let full_bytes = fs::read(&full).map_err(|e| Error::io(format!("reading {}", full.display()), e))?;
-                if load_layout(&full_bytes) != load_layout(&body) {
-                    return Err(Error::Recipe(format!(
-                        "{key_name}: stripping moved its segments; GDB symbols would be off"
-                    )));
-                }
-                fs::write(&debug, full_bytes).map_err(|e| Error::io(format!("writing {}", debug.display()), e))?;
-                written.push(debug);
-            }
-            bodies.insert(store_name, (meta.name.to_string(), meta.version.to_string(), body));
+            build_variant(krate, feature.as_deref(), &linking, &mut bodies, &mut written)?;
         }
     }
-
-    let base_name = format!("{}-{}.mvp", MUTATION_BASE.0, MUTATION_BASE.1);
-    let (_, _, base) = bodies.get(&base_name).ok_or_else(|| {
-        Error::Recipe(format!("the broken store files are made from {base_name}, which no plugin variant built"))
-    })?;
-    // Keyed by file name, so the store comes out in path order.
-    let mut store: BTreeMap<String, StoreFile> = BTreeMap::new();
-    let mut add = |name: &str, bytes: Vec<u8>, plugin| {
-        store.insert(name.to_string(), StoreFile { path: format!("{STORE_DIR}/{name}"), bytes, plugin })
-    };
-    for m in Mutation::ALL {
-        let bytes = m.apply(base, &key).map_err(|e| Error::Recipe(format!("making {}: {e}", m.file_name())))?;
-        add(m.file_name(), bytes, None);
-    }
-    for (file, (name, version, body)) in &bodies {
-        add(file, signing::sign(body, &key), Some((name.clone(), version.clone())));
-    }
+    let store = store_files(&bodies, &key)?;
     for (name, file) in &store {
         let path = dir.join(name);
         if write_if_changed(&path, &file.bytes)? {
@@ -331,6 +275,93 @@ pub fn build_plugins() -> Result<Vec<StoreFile>> {
         println!("build: {}", names.join(" "));
     }
     Ok(store.into_values().collect())
+}
+
+/// Builds and links one variant, keeps its debug object (pushed to
+/// `written` when rewritten) and adds its stripped ELF to `bodies`.
+fn build_variant(
+    krate: &PluginCrate,
+    feature: Option<&str>,
+    linking: &Linking,
+    bodies: &mut Bodies,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let shown_feature = feature.map(|f| format!(" +{f}")).unwrap_or_default();
+    let mut cargo_build = Command::new(cargo());
+    cargo_build
+        .args(["build", "--quiet", "--release", "--target", KERNEL_TARGET, "-p", &krate.package])
+        .args(feature.iter().flat_map(|f| ["--features", f]))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("RUSTFLAGS", "-C relocation-model=pic")
+        .current_dir(workspace_root());
+    run_tool(&mut cargo_build, &format!("cargo build -p {}{shown_feature}", krate.package))?;
+
+    let archive = archive(&krate.package);
+    let key_name = krate.variant_key(feature);
+    let full = linking.link_dir.join(format!("{key_name}.so"));
+    let stripped = linking.link_dir.join(format!("{key_name}.stripped.so"));
+    // Cargo hard-links the variant's own artifact to `archive`, so
+    // its mtime changes only when this variant was recompiled.
+    let inputs: Vec<_> = mtime(&archive).into_iter().collect();
+    for (output, strip) in [(&full, false), (&stripped, true)] {
+        if is_stale(mtime(output), &inputs) {
+            run_tool(
+                Command::new(&linking.lld).args(link_args(&archive, output, &linking.script, strip)),
+                &format!("rust-lld for {key_name}"),
+            )?;
+        }
+    }
+
+    let body = fs::read(&stripped).map_err(|e| Error::io(format!("reading {}", stripped.display()), e))?;
+    let meta = plugin_elf::metadata(&body).map_err(|e| Error::Recipe(format!("{}: {e}", shown(&stripped))))?;
+    if meta.abi != plugins::ABI_FINGERPRINT {
+        return Err(Error::Recipe(format!(
+            "{}: ABI fingerprint differs from the SDK the runner was built with",
+            shown(&stripped)
+        )));
+    }
+    if !krate.self_named && meta.name != krate.folder {
+        return Err(Error::Recipe(format!(
+            "{}: the plugin calls itself `{}`, but a plugin is named after its folder `{}`",
+            krate.package, meta.name, krate.folder
+        )));
+    }
+    let store_name = format!("{}-{}.mvp", meta.name, meta.version);
+    if bodies.contains_key(&store_name) {
+        return Err(Error::Recipe(format!("two variants build {store_name}; give each its own version")));
+    }
+    let debug = debug_object(&store_name);
+    if is_stale(mtime(&debug), &mtime(&full).into_iter().collect::<Vec<_>>()) {
+        let full_bytes = fs::read(&full).map_err(|e| Error::io(format!("reading {}", full.display()), e))?;
+        if load_layout(&full_bytes) != load_layout(&body) {
+            return Err(Error::Recipe(format!("{key_name}: stripping moved its segments; GDB symbols would be off")));
+        }
+        fs::write(&debug, full_bytes).map_err(|e| Error::io(format!("writing {}", debug.display()), e))?;
+        written.push(debug);
+    }
+    bodies.insert(store_name, (meta.name.to_string(), meta.version.to_string(), body));
+    Ok(())
+}
+
+/// The store: the broken files made from [`MUTATION_BASE`], and every
+/// variant signed, keyed by file name so the store comes out in path order.
+fn store_files(bodies: &Bodies, key: &KeyPair) -> Result<BTreeMap<String, StoreFile>> {
+    let base_name = format!("{}-{}.mvp", MUTATION_BASE.0, MUTATION_BASE.1);
+    let (_, _, base) = bodies.get(&base_name).ok_or_else(|| {
+        Error::Recipe(format!("the broken store files are made from {base_name}, which no plugin variant built"))
+    })?;
+    let mut store: BTreeMap<String, StoreFile> = BTreeMap::new();
+    let mut add = |name: &str, bytes: Vec<u8>, plugin| {
+        store.insert(name.to_string(), StoreFile { path: format!("{STORE_DIR}/{name}"), bytes, plugin })
+    };
+    for m in Mutation::ALL {
+        let bytes = m.apply(base, key).map_err(|e| Error::Recipe(format!("making {}: {e}", m.file_name())))?;
+        add(m.file_name(), bytes, None);
+    }
+    for (file, (name, version, body)) in bodies {
+        add(file, signing::sign(body, key), Some((name.clone(), version.clone())));
+    }
+    Ok(store)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::fmt;
 
 use loader_core::power::exit::{Status, MARKER};
 
-use crate::layout::Emulator;
+use super::layout::Emulator;
 
 /// How the emulator process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

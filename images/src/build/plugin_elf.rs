@@ -27,7 +27,7 @@ use plugins::{DESCRIPTOR_MAGIC, DESCRIPTOR_SYMBOL};
 
 use ed25519_compact::KeyPair;
 
-use crate::signing::sign;
+use super::signing::sign;
 
 type Elf<'a> = ElfFile64<'a, LittleEndian>;
 

@@ -7,16 +7,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
-use crate::banner;
-use crate::builder::{shown, Image};
-use crate::emulator::{self, Accel, QemuBoot, Serial};
-use crate::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
-use crate::layout::Target;
-use crate::outcome::{classify, Ended, Outcome};
-use crate::recipes::{self, Recipe, RECIPES};
-use crate::session::{self, Scenario, SCENARIOS};
-use crate::{last_lines, out_dir, read_lossy, swap, Error, Result};
 use loader_core::power::exit::Status;
+
+use super::{Error, Result};
+use crate::build::builder::{self, Image};
+use crate::build::recipes::{self, Recipe, RECIPES};
+use crate::machine::bochs::{prepare_bochs, BOCHS};
+use crate::machine::layout::{QemuLayout, Target};
+use crate::machine::outcome::{classify, Ended, Outcome};
+use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, QemuBoot, QEMU};
+use crate::machine::{banner, fresh_run_dir, process, Serial};
+use crate::scenarios;
+use crate::scenarios::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
+use crate::scenarios::session::data::{Scenario, SCENARIOS};
+use crate::scenarios::session::{checks, drive, upload};
+use crate::{last_lines, out_dir, read_lossy, shown};
 
 /// How many serial lines a failure report shows.
 const TAIL_LINES: usize = 40;
@@ -47,6 +52,15 @@ impl Run {
             Kind::Boot => self.recipe.name,
             Kind::Session(s) => s.name,
             Kind::Hotplug(s) => s.name,
+        }
+    }
+
+    /// The run's line in `runner test --help`.
+    pub fn about(&self) -> &'static str {
+        match self.kind {
+            Kind::Boot => self.recipe.about,
+            Kind::Session(s) => s.about,
+            Kind::Hotplug(s) => s.about,
         }
     }
 
@@ -128,7 +142,7 @@ fn execute(run: &Run, accel: Accel) -> Finished {
 
 fn boot(run: &Run, accel: Accel) -> Result<Finished> {
     let image = Image::of(run.recipe.name);
-    let dir = emulator::fresh_run_dir(&run.dir_name())?;
+    let dir = fresh_run_dir(&run.dir_name())?;
     let serial_path = dir.join("serial.log");
     let output = dir.join("emulator.out");
     if let (Kind::Session(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
@@ -140,9 +154,10 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
     let mut command = match run.target {
         Target::Qemu(layout) => {
             let cmdline = image.cmdline()?;
-            let mut c = Command::new(emulator::QEMU);
-            c.args(emulator::qemu_args(&QemuBoot {
-                image: &image,
+            let mut c = Command::new(QEMU);
+            c.args(qemu_args(&QemuBoot {
+                kernel: &image.loader(),
+                initrd: &image.initrd(),
                 cmdline: &cmdline,
                 layout,
                 accel,
@@ -154,13 +169,13 @@ fn boot(run: &Run, accel: Accel) -> Result<Finished> {
             c
         }
         Target::Bochs(model) => {
-            let mut c = Command::new(emulator::BOCHS);
-            c.args(emulator::prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
+            let mut c = Command::new(BOCHS);
+            c.args(prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
             c
         }
     };
     let program = command.get_program().to_string_lossy().into_owned();
-    let (ended, took) = emulator::run_with_deadline(&mut command, &output, run.recipe.timeout(&run.target))
+    let (ended, took) = process::run_with_deadline(&mut command, &output, run.recipe.timeout(&run.target))
         .map_err(|e| Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
     let verdict = judge(run, ended, &serial);
@@ -177,7 +192,7 @@ fn play(
     run: &Run,
     scenario: &Scenario,
     image: &Image,
-    layout: crate::layout::QemuLayout,
+    layout: QemuLayout,
     accel: Accel,
     serial_path: &Path,
     output: &Path,
@@ -191,22 +206,23 @@ fn play(
     let frames = if scenario.uploads() {
         let read = |path: &str| {
             let file = out_dir().join(path);
-            std::fs::read(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))
+            std::fs::read(&file).map_err(|e| scenarios::Error::io(format!("reading {}", file.display()), e))
         };
-        session::frames(scenario, read, &session::throwaway_key()?)?
+        upload::frames(scenario, read, &upload::throwaway_key()?)?
     } else {
         Vec::new()
     };
-    let com2_arg = swap::com2_serial_arg(&com2_socket)?;
+    let com2_arg = com2_serial_arg(&com2_socket)?;
     let com2_log = output.with_file_name("com2.log");
-    let com2 = scenario.uploads().then_some(session::Com2 { socket: &com2_socket, frames: &frames, log: &com2_log });
+    let com2 = scenario.uploads().then_some(drive::Com2 { socket: &com2_socket, frames: &frames, log: &com2_log });
     for s in [&socket, &com2_socket] {
         let _ = std::fs::remove_file(s);
     }
     let cmdline = scenario.cmdline(&image.cmdline()?);
-    let mut command = Command::new(emulator::QEMU);
-    command.args(emulator::qemu_args(&QemuBoot {
-        image,
+    let mut command = Command::new(QEMU);
+    command.args(qemu_args(&QemuBoot {
+        kernel: &image.loader(),
+        initrd: &image.initrd(),
         cmdline: &cmdline,
         layout,
         accel,
@@ -215,14 +231,14 @@ fn play(
         reboots: false,
         icount: false,
     }));
-    let driven = session::drive(scenario, &mut command, &socket, com2.as_ref(), output, serial_path);
+    let driven = drive::drive(scenario, &mut command, &socket, com2.as_ref(), output, serial_path);
     for s in [&socket, &com2_socket] {
         let _ = std::fs::remove_file(s);
     }
     let driven = driven.map_err(|e| Error::io(format!("playing the `{}` session", scenario.name), e))?;
     let mut verdict = judge(run, driven.ended, &driven.transcript);
     verdict.problems.extend(driven.problems);
-    verdict.problems.extend(session::check(scenario, &driven.transcript, &driven.sent));
+    verdict.problems.extend(checks::check(scenario, &driven.transcript, &driven.sent));
     Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
 }
 
@@ -232,7 +248,7 @@ fn play_hotplug(
     run: &Run,
     scenario: &HotplugScenario,
     image: &Image,
-    layout: crate::layout::QemuLayout,
+    layout: QemuLayout,
     accel: Accel,
     serial_path: &Path,
     output: &Path,
@@ -245,9 +261,10 @@ fn play_hotplug(
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&qmp);
     let cmdline = image.cmdline()?;
-    let mut command = Command::new(emulator::QEMU);
-    command.args(emulator::qemu_args(&QemuBoot {
-        image,
+    let mut command = Command::new(QEMU);
+    command.args(qemu_args(&QemuBoot {
+        kernel: &image.loader(),
+        initrd: &image.initrd(),
         cmdline: &cmdline,
         layout,
         accel,
@@ -256,7 +273,7 @@ fn play_hotplug(
         reboots: false,
         icount: false,
     }));
-    command.args(hotplug::qmp_args(&qmp));
+    command.args(qmp_args(&qmp));
     let driven = hotplug::drive(scenario.script, accel, &mut command, &serial, &qmp, output, serial_path);
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&qmp);
@@ -363,7 +380,7 @@ pub fn test_command(filter: Option<&str>, jobs: usize) -> Result<ExitCode> {
         return Err(Error::Usage(format!("runner test: --filter `{f}` matches no image name and no emulator")));
     }
     let accel = Accel::from_env()?;
-    crate::builder::build_all()?;
+    builder::build_all()?;
     println!("test: {} runs, {} at a time", runs.len(), jobs.min(runs.len()));
     Ok(if run_all(&runs, jobs, accel) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -371,8 +388,8 @@ pub fn test_command(filter: Option<&str>, jobs: usize) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{BochsModel, Emulator, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
-    use crate::recipes::find;
+    use crate::build::recipes::find;
+    use crate::machine::layout::{BochsModel, Emulator, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
     use std::fs;
 
     fn run(name: &str, target: Target) -> Run {

@@ -22,12 +22,16 @@ use std::time::Duration;
 use loader_core::boot::cmdline::CommandLine;
 use loader_core::power::exit::Status;
 
-use crate::builder::{self, Image};
-use crate::emulator::{self, Accel, QemuBoot, Serial};
-use crate::layout::{BochsModel, Machine, QemuLayout, Target, BENCH_LAYOUT, BOCHS_CPUS};
-use crate::outcome::{classify, Outcome};
-use crate::recipes::{self, RECIPES};
-use crate::{last_lines, read_lossy, Error, Result};
+use super::Result;
+use crate::build::builder::{self, Image};
+use crate::build::recipes::{self, RECIPES};
+use crate::build::Error;
+use crate::machine::bochs::{prepare_bochs, BOCHS};
+use crate::machine::layout::{BochsModel, Machine, QemuLayout, Target, BENCH_LAYOUT, BOCHS_CPUS};
+use crate::machine::outcome::{classify, Outcome};
+use crate::machine::qemu::{qemu_args, Accel, QemuBoot, QEMU};
+use crate::machine::{self, fresh_run_dir, process, Serial};
+use crate::{last_lines, read_lossy, shown};
 
 /// One benchmark boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,13 +198,14 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
     let image = Image::of(boot.image);
     let cmdline = boot.cmdline()?;
     CommandLine::parse(&cmdline).map_err(|e| Error::Recipe(format!("bench command line `{cmdline}`: {e}")))?;
-    let dir = emulator::fresh_run_dir(&format!("bench.{}.{}", boot.image, boot.target.slug()))?;
+    let dir = fresh_run_dir(&format!("bench.{}.{}", boot.image, boot.target.slug()))?;
     let serial_path = dir.join("serial.log");
     let mut command = match boot.target {
         Target::Qemu(layout) => {
-            let mut c = Command::new(emulator::QEMU);
-            c.args(emulator::qemu_args(&QemuBoot {
-                image: &image,
+            let mut c = Command::new(QEMU);
+            c.args(qemu_args(&QemuBoot {
+                kernel: &image.loader(),
+                initrd: &image.initrd(),
                 cmdline: &cmdline,
                 layout,
                 accel,
@@ -217,18 +222,19 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
             return Err(Error::Recipe(format!(
                 "bench boot of `{}` in Bochs: the ISO's command line is fixed, so `{}` cannot be added",
                 boot.image, boot.extra
-            )))
+            ))
+            .into())
         }
         Target::Bochs(model) => {
-            let mut c = Command::new(emulator::BOCHS);
-            c.args(emulator::prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
+            let mut c = Command::new(BOCHS);
+            c.args(prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
             c
         }
     };
     println!("bench: booting `{cmdline}` on {}", boot.describe());
     let program = command.get_program().to_string_lossy().into_owned();
-    let (ended, _) = emulator::run_with_deadline(&mut command, &dir.join("emulator.out"), boot.timeout())
-        .map_err(|e| Error::io(format!("running {program}"), e))?;
+    let (ended, _) = process::run_with_deadline(&mut command, &dir.join("emulator.out"), boot.timeout())
+        .map_err(|e| machine::Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
     let outcome = classify(boot.target.emulator(), ended, &serial);
     let figures = bench_lines(&serial);
@@ -247,7 +253,7 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
         return Ok((owned, None));
     }
     let mut report = format!("`{cmdline}` on {}: {}\n", boot.target, problems.join("; "));
-    report += &format!("serial log {}, last lines:\n", builder::shown(&serial_path));
+    report += &format!("serial log {}, last lines:\n", shown(&serial_path));
     for line in last_lines(&serial, 40) {
         report += &format!("| {line}\n");
     }
@@ -301,7 +307,7 @@ mod tests {
         let serial = "\
 modvisor 0.1.0 loader
 bench: boot-to-console 1234567 tsc
-[   0.5 0 INFO  loader_core::bench] bench: acpi-parse 4567 tsc
+[   0.5 0 INFO  loader::bench] bench: acpi-parse 4567 tsc
 test bench::x ... ok
 not a bench: line
 modvisor-exit: 0x16 poweroff
@@ -380,7 +386,7 @@ modvisor-exit: 0x16 poweroff
         let vmx = BENCH_BOOTS[4];
         assert_eq!(vmx.target, Target::Bochs(BochsModel::SkylakeX));
         assert_eq!(vmx.describe(), "bochs corei7_skylake_x x2 256M");
-        assert_eq!(vmx.timeout(), crate::layout::BOCHS_TIMEOUT);
+        assert_eq!(vmx.timeout(), crate::machine::layout::BOCHS_TIMEOUT);
         for b in BENCH_BOOTS.iter().filter(|b| matches!(b.target, Target::Bochs(_))) {
             assert!(b.extra.is_empty(), "{}: a Bochs boot takes the ISO's command line", b.image);
         }

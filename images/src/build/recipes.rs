@@ -6,9 +6,9 @@ use std::time::Duration;
 use loader_core::boot::cmdline::CommandLine;
 use loader_core::power::exit::Status;
 
-use crate::layout::{BochsModel, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
-use crate::outcome::Outcome;
-use crate::{Error, Result};
+use super::{Error, Result};
+use crate::machine::layout::{BochsModel, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+use crate::machine::outcome::Outcome;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recipe {
@@ -16,6 +16,8 @@ pub struct Recipe {
     /// Command-line words after `image=<name>`.
     pub args: &'static str,
     pub role: Role,
+    /// One line for `runner --help`, which lists the table.
+    pub about: &'static str,
 }
 
 impl Recipe {
@@ -43,23 +45,24 @@ pub enum Role {
     /// layouts) and passes; `runner test` leaves it alone.
     Bench,
     /// Runs an in-image suite that waits for the host to act (QMP CPU
-    /// hotplug): booted only by its driven runs (`hotplug.rs`).
+    /// hotplug): booted only by its driven runs (`scenarios::hotplug`).
     Driven,
     /// Ends badly on purpose, to prove the runner tells the endings apart.
     /// Runs on one QEMU layout; `timeout` overrides the host deadline.
     SelfCheck { expect: Outcome, timeout: Option<Duration> },
 }
 
-const fn test(name: &'static str, args: &'static str) -> Recipe {
+const fn test(name: &'static str, args: &'static str, about: &'static str) -> Recipe {
     Recipe {
         name,
         args,
         role: Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[], reboots: false },
+        about,
     }
 }
 
-const fn self_check(name: &'static str, args: &'static str, expect: Status) -> Recipe {
-    Recipe { name, args, role: Role::SelfCheck { expect: Outcome::Exited(expect), timeout: None } }
+const fn self_check(name: &'static str, args: &'static str, expect: Status, about: &'static str) -> Recipe {
+    Recipe { name, args, role: Role::SelfCheck { expect: Outcome::Exited(expect), timeout: None }, about }
 }
 
 pub const RECIPES: &[Recipe] = &[
@@ -69,6 +72,7 @@ pub const RECIPES: &[Recipe] = &[
         name: "default",
         args: "load=cpuhp-plugin,vmx-plugin,counter-plugin@1.0.0,consumer-plugin@1.0.0",
         role: Role::Interactive,
+        about: "the shell with cpuhp, vmx, counter 1.0.0 and consumer 1.0.0 loaded (`runner run`, sessions)",
     },
     Recipe {
         name: "boot",
@@ -79,10 +83,11 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
+        about: "the boot path (suite `boot`)",
     },
-    test("mem", "test=mem"),
-    test("cpu", "test=cpu"),
-    test("acpi", "test=acpi"),
+    test("mem", "test=mem", "memory: frames, page tables, stacks (suite `mem`)"),
+    test("cpu", "test=cpu", "per-CPU tables, exceptions and probes (suite `cpu`)"),
+    test("acpi", "test=acpi", "ACPI tables, power and reset registers (suite `acpi`)"),
     Recipe {
         name: "smp",
         args: "test=smp",
@@ -92,9 +97,10 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
+        about: "starting, parking and restarting CPUs; IPIs (suite `smp`)",
     },
-    test("xapic", "test=cpu,smp apic=xapic"),
-    test("shell", "test=shell"),
+    test("xapic", "test=cpu,smp apic=xapic", "the `cpu` and `smp` suites with the APIC in xAPIC mode"),
+    test("shell", "test=shell", "the shell's line editor, registry and commands (suite `shell`)"),
     Recipe {
         name: "plugins",
         args: "test=plugin-image,plugins",
@@ -104,13 +110,24 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
+        about: "plugin files mapped, relocated and refused; load, swap, unload (suites `plugin-image`, `plugins`)",
     },
     // Waits for the runner's QMP device_add and device_del.
-    Recipe { name: "acpihp", args: "test=acpihp", role: Role::Driven },
+    Recipe {
+        name: "acpihp",
+        args: "test=acpihp",
+        role: Role::Driven,
+        about: "ACPI CPU hot-add and eject, driven by the runner over QMP (`acpihp-q35`, `acpihp-pc`)",
+    },
     // cpuhp taking physical hotplug, with cpuidcheck's ONLINE state: the
-    // shell for the runner's QMP scenario (hotplug.rs, cpuhp_qmp.rs). The
+    // shell for the runner's QMP scenario (`scenarios::cpuhp_qmp`). The
     // vmx-plugin load fails under TCG; the scenario checks it said why.
-    Recipe { name: "cpuhp-qmp", args: "load=cpuhp-plugin@1.2.0,vmx-plugin,cpuidcheck-plugin", role: Role::Interactive },
+    Recipe {
+        name: "cpuhp-qmp",
+        args: "load=cpuhp-plugin@1.2.0,vmx-plugin,cpuidcheck-plugin",
+        role: Role::Interactive,
+        about: "cpuhp, cpuidcheck and vmx loaded: the shell for the QMP hotplug runs (`cpuhp-qmp-*`)",
+    },
     // cpuhp with the hprecorder test plugin; the layouts cover 1, 2 of 4
     // and 4 CPUs, Bochs 2.
     Recipe {
@@ -122,6 +139,7 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
+        about: "cpuhp's CPU lifecycle with the hprecorder plugin (suite `cpuhp`)",
     },
     // Needs VMX, which QEMU's TCG does not emulate: Bochs only, on two
     // Intel models that report different VMX capabilities. `maxcpus=1`
@@ -135,6 +153,7 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
             reboots: false,
         },
+        about: "VMX on and off through the hotplug states; Bochs only (suite `vmx`)",
     },
     // The panic path's emergency round, which stops the second CPU for
     // good: an image of its own.
@@ -147,50 +166,88 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX],
             reboots: false,
         },
+        about: "the panic path's emergency VMX round (suite `vmx-panic`)",
     },
     // The counterpart for CPUs without VMX: QEMU under TCG (with
     // ACCEL=kvm the host's CPU model may have VMX, and this image fails).
-    test("vmx-absent", "test=vmx-absent"),
+    test("vmx-absent", "test=vmx-absent", "vmx-plugin refused on CPUs without VMX (suite `vmx-absent`)"),
     // `maxcpus=2`: cpuhp leaves the boot CPUs past the second offline
     // until `cpu online` (on the layouts with 4 CPUs enabled at boot).
-    test("cpuhp-maxcpus", "test=cpuhp-maxcpus maxcpus=2"),
+    test(
+        "cpuhp-maxcpus",
+        "test=cpuhp-maxcpus maxcpus=2",
+        "`maxcpus=2`: boot CPUs past the second stay offline until `cpu online`",
+    ),
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {
         name: "reboot",
         args: "test=reboot",
         role: Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[], reboots: true },
+        about: "resets once and passes on the second boot (suite `reboot`)",
     },
     Recipe {
         name: "poweroff",
         args: "test=poweroff",
         role: Role::Test { expect: Outcome::Exited(Status::PowerOff), qemu: true, bochs: &[], reboots: false },
+        about: "ACPI power-off (suite `poweroff`)",
     },
     // The plugin runtime's figures (`bench:` lines), on one and four CPUs.
-    Recipe { name: "bench-plugins", args: "test=bench-plugins", role: Role::Bench },
+    Recipe {
+        name: "bench-plugins",
+        args: "test=bench-plugins",
+        role: Role::Bench,
+        about: "plugin runtime figures for `runner bench` (suite `bench-plugins`)",
+    },
     // One CPU offline->online through every cpuhp state (`bench:` line).
-    Recipe { name: "bench-cpuhp", args: "test=bench-cpuhp", role: Role::Bench },
+    Recipe {
+        name: "bench-cpuhp",
+        args: "test=bench-cpuhp",
+        role: Role::Bench,
+        about: "one CPU offline and online through every cpuhp state, for `runner bench`",
+    },
     // VMX enable and disable on the second CPU (`bench:` lines): needs
     // VMX, so `runner bench` boots it in Bochs.
-    Recipe { name: "bench-vmx", args: "test=bench-vmx", role: Role::Bench },
-    self_check("fail-test", "test=selftest-fail", Status::TestFailure),
-    self_check("fail-panic", "test=selftest-panic", Status::Panic),
-    self_check("fail-exception", "test=selftest-exception", Status::Exception),
-    self_check("fail-hang", "test=selftest-hang watchdog=3", Status::Watchdog),
-    self_check("fail-cmdline", "bogus=1", Status::BadCommandLine),
+    Recipe {
+        name: "bench-vmx",
+        args: "test=bench-vmx",
+        role: Role::Bench,
+        about: "VMX enable and disable figures for `runner bench`, in Bochs",
+    },
+    self_check("fail-test", "test=selftest-fail", Status::TestFailure, "a failing test: must end `test-failure`"),
+    self_check("fail-panic", "test=selftest-panic", Status::Panic, "a panic: must end `panic`"),
+    self_check(
+        "fail-exception",
+        "test=selftest-exception",
+        Status::Exception,
+        "an unexpected exception: must end `exception`",
+    ),
+    self_check(
+        "fail-hang",
+        "test=selftest-hang watchdog=3",
+        Status::Watchdog,
+        "a hang the in-image watchdog ends: must end `watchdog`",
+    ),
+    self_check(
+        "fail-cmdline",
+        "bogus=1",
+        Status::BadCommandLine,
+        "a command line the loader rejects: must end `bad-command-line`",
+    ),
     // The same hang with the in-image watchdog off: only the runner's own
     // deadline can end it, which proves that deadline works.
     Recipe {
         name: "fail-timeout",
         args: "test=selftest-hang watchdog=0",
         role: Role::SelfCheck { expect: Outcome::Timeout, timeout: Some(Duration::from_secs(10)) },
+        about: "a hang with the watchdog off: only the runner's deadline ends it",
     },
 ];
 
 pub fn find(name: &str) -> Result<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name).ok_or_else(|| {
         let known: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();
-        Error::Usage(format!("unknown image `{name}`; known images: {}", known.join(", ")))
+        Error::UnknownImage { name: name.to_string(), known: known.join(", ") }
     })
 }
 
@@ -302,7 +359,7 @@ pub fn validate_all() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{Machine, QemuLayout};
+    use crate::machine::layout::{Machine, QemuLayout};
 
     #[test]
     fn the_table_is_valid() {
@@ -323,7 +380,7 @@ mod tests {
 
     #[test]
     fn bad_recipes_are_caught() {
-        let r = |name, args, role| Recipe { name, args, role }.validate().unwrap_err().to_string();
+        let r = |name, args, role| Recipe { name, args, role, about: "" }.validate().unwrap_err().to_string();
         let pass = Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[], reboots: false };
         assert!(r("x", "tset=boot", pass).contains("tset=boot"));
         assert!(r("x", "", pass).contains("needs `test=`"));
@@ -389,6 +446,17 @@ mod tests {
         assert!(!find("boot").unwrap().reboots());
         assert!(!find("fail-cmdline").unwrap().banner_required());
         assert!(find("fail-panic").unwrap().banner_required());
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_recipe_with_its_command_line() {
+        let readme = std::fs::read_to_string(crate::workspace_root().join("README.md")).unwrap();
+        let images = readme.split("\n## ").find(|s| s.starts_with("Images\n")).expect("README has `## Images`");
+        for r in RECIPES {
+            let row = images.lines().find(|l| l.starts_with(&format!("| `{}` ", r.name)));
+            let row = row.unwrap_or_else(|| panic!("README's image table has no row for `{}`", r.name));
+            assert!(row.contains(&format!("| `{}` ", r.args)), "README's row for `{}` lacks `{}`", r.name, r.args);
+        }
     }
 
     #[test]

@@ -1,0 +1,126 @@
+//! `runner run`: an image in QEMU with COM1 and the QEMU monitor on this
+//! terminal, COM2 and QMP on sockets for `runner swap` and `runner cpu-add`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use loader_core::power::exit::Status;
+
+use super::{Error, Result};
+use crate::build::builder::Image;
+use crate::machine::layout::RUN_LAYOUT;
+use crate::machine::process::{Group, Guard};
+use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, QemuBoot, QEMU};
+use crate::machine::Serial;
+use crate::{out_dir, shown};
+
+/// The files of the interactive session (`runner run`).
+pub fn run_dir() -> PathBuf {
+    out_dir().join("run")
+}
+
+/// The host end of the guest's COM2.
+pub fn com2_socket() -> PathBuf {
+    run_dir().join("com2.sock")
+}
+
+/// The QMP socket of `runner run`.
+pub fn qmp_socket() -> PathBuf {
+    run_dir().join("qmp.sock")
+}
+
+/// How an interactive session ended, for the user and for make.
+fn report_interactive(code: Option<i32>) -> ExitCode {
+    let status = code.and_then(|c| Status::ALL.into_iter().find(|s| s.qemu_exit_code() == c && c != 0));
+    match (code, status) {
+        (Some(0), _) => {
+            println!("run: QEMU exited (quit, power-off or reset)");
+            ExitCode::SUCCESS
+        }
+        (_, Some(s)) => {
+            println!("run: the loader exited with `{}`", s.name());
+            if s == Status::Pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        (Some(c), None) => {
+            println!("run: QEMU failed with status {c}");
+            ExitCode::FAILURE
+        }
+        (None, _) => {
+            println!("run: QEMU was killed by a signal");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `runner run`: the image in QEMU with COM1 and the monitor on this terminal.
+pub fn run_console(image: &Image, reboots: bool, extra: &[OsString], accel: Accel) -> Result<ExitCode> {
+    let cmdline = image.cmdline()?;
+    let socket = com2_socket();
+    let com2 = com2_serial_arg(&socket)?;
+    fs::create_dir_all(run_dir()).map_err(|e| Error::io(format!("creating {}", run_dir().display()), e))?;
+    // A socket left by an earlier session would make QEMU's bind fail.
+    if socket.exists() {
+        fs::remove_file(&socket).map_err(|e| Error::io(format!("removing {}", socket.display()), e))?;
+    }
+    let (kernel, initrd) = (image.loader(), image.initrd());
+    let boot = QemuBoot {
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline: &cmdline,
+        layout: RUN_LAYOUT,
+        accel,
+        serial: Serial::Terminal,
+        reboots,
+        icount: false,
+        com2: Some(&com2),
+    };
+    let qmp = qmp_socket();
+    if qmp.exists() {
+        fs::remove_file(&qmp).map_err(|e| Error::io(format!("removing {}", qmp.display()), e))?;
+    }
+    let mut args = qemu_args(&boot);
+    args.extend(qmp_args(&qmp));
+    args.extend(extra.iter().cloned());
+    // Later QEMU options override earlier ones, so extra `-smp`/`-m` win.
+    let extra_note: String = extra.iter().map(|a| format!(" {}", a.to_string_lossy())).collect();
+    println!(
+        "run: image `{}` on qemu {RUN_LAYOUT}{extra_note}; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor",
+        image.name
+    );
+    println!("run: COM2 is {}: `make swap PLUGIN=<name>` uploads a plugin from another terminal", shown(&socket));
+    println!(
+        "run: QMP is {}: `make cpu-add [FEATURES='\"sse4.2\": false']` and `make cpu-del CPU=<n>` hot-plug CPUs",
+        shown(&qmp)
+    );
+    // On the terminal, so in its foreground group: QEMU reads the keys.
+    let mut qemu = Guard::spawn(Command::new(QEMU).args(&args), Group::Terminal)
+        .map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
+    let status = qemu.wait().map_err(|e| Error::io(format!("running {QEMU}"), e))?;
+    Ok(report_interactive(status.code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactive_exit_reporting() {
+        assert_eq!(report_interactive(Some(0)), ExitCode::SUCCESS);
+        assert_eq!(report_interactive(Some(33)), ExitCode::SUCCESS);
+        assert_eq!(report_interactive(Some(37)), ExitCode::FAILURE);
+        assert_eq!(report_interactive(Some(1)), ExitCode::FAILURE);
+        assert_eq!(report_interactive(None), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn the_sockets_sit_in_the_run_directory() {
+        assert!(com2_socket().ends_with("images/out/run/com2.sock"));
+        assert!(qmp_socket().ends_with("images/out/run/qmp.sock"));
+    }
+}

@@ -1,0 +1,256 @@
+//! The checks after each operation: the guest's event log and `cpus`,
+//! QEMU's CPUs, the refused CPU and the refused vmx-plugin load.
+
+use std::collections::BTreeMap;
+
+use super::model::{Model, Stage};
+use super::{BOOT_CPUS, CHECK_STATE, DROPPED_FEATURE_ERROR, SLOTS};
+
+/// One line of `cpu events`: `#seq cpu N kind [state=..] [error=..]
+/// [reason: <words to the end of the line>]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub cpu: usize,
+    pub kind: String,
+    pub state: Option<String>,
+    pub error: Option<i32>,
+    pub reason: Option<String>,
+}
+
+pub fn parse_events(text: &str) -> Vec<Event> {
+    text.lines()
+        .filter_map(|l| {
+            let (l, reason) = match l.split_once(" reason: ") {
+                Some((l, r)) => (l, Some(r.trim_end().to_string())),
+                None => (l, None),
+            };
+            let mut w = l.split_whitespace();
+            let seq = w.next()?.strip_prefix('#')?.parse().ok()?;
+            (w.next()? == "cpu").then_some(())?;
+            let cpu = w.next()?.parse().ok()?;
+            let kind = w.next()?.to_string();
+            let (mut state, mut error) = (None, None);
+            for rest in w {
+                if let Some(s) = rest.strip_prefix("state=") {
+                    state = Some(s.to_string());
+                } else if let Some(e) = rest.strip_prefix("error=") {
+                    error = e.parse().ok();
+                }
+            }
+            Some(Event { seq, cpu, kind, state, error, reason })
+        })
+        .collect()
+}
+
+/// The host's copy of the guest's event log, merged from overlapping
+/// tails; a tail that starts past the copy's end is a gap.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub events: BTreeMap<u64, Event>,
+}
+
+impl Log {
+    pub fn last_seq(&self) -> u64 {
+        self.events.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Merges `tail`; a problem if sequence numbers are missing between
+    /// what the log had and what `tail` brings, or inside `tail`.
+    pub fn merge(&mut self, tail: Vec<Event>) -> Option<String> {
+        let mut expected = self.events.keys().next().map(|_| self.last_seq() + 1);
+        let mut problem = None;
+        for e in tail {
+            if e.seq > self.last_seq() {
+                if let Some(x) = expected.filter(|x| e.seq != *x) {
+                    problem.get_or_insert(format!("event log gap: #{x} missing before #{}", e.seq));
+                }
+                expected = Some(e.seq + 1);
+            }
+            self.events.insert(e.seq, e);
+        }
+        problem
+    }
+
+    /// Whether the events after `after` hold `kinds` for `cpu`, in order.
+    pub fn check(&self, after: u64, cpu: usize, kinds: &[&str]) -> Option<String> {
+        let mut want = kinds.iter().peekable();
+        for e in self.events.range(after + 1..).map(|(_, e)| e).filter(|e| e.cpu == cpu) {
+            if want.peek().is_some_and(|k| **k == e.kind) {
+                want.next();
+            }
+        }
+        want.peek().map(|k| format!("cpu {cpu}: no `{k}` event (of {kinds:?}) after #{after}"))
+    }
+}
+
+/// `cpus` rows: `cpu N apic A stage origin`, by CPU.
+pub fn parse_list(text: &str) -> BTreeMap<usize, (String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["cpu", n, "apic", _, stage, origin] => {
+                    Some((n.parse().ok()?, (stage.to_string(), origin.to_string())))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `cpus` against the model: every slot's stage and origin (`-` for an
+/// empty slot).
+pub fn check_list(model: &Model, list: &BTreeMap<usize, (String, String)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let unused: Vec<usize> = list.iter().filter(|(c, (s, _))| **c >= SLOTS && s != "absent").map(|(c, _)| *c).collect();
+    if !unused.is_empty() {
+        problems.push(format!("cpus: CPUs past slot {SLOTS} are in: {unused:?}"));
+    }
+    for (cpu, stage) in model.0.iter().enumerate() {
+        let want_origin = match (cpu < BOOT_CPUS, stage) {
+            (_, Stage::Absent) => "-",
+            (true, _) => "boot",
+            (false, _) => "hot-added",
+        };
+        match list.get(&cpu) {
+            Some((s, o)) if s == stage.name() && o == want_origin => {}
+            got => problems.push(format!("cpus: cpu {cpu} is {got:?}, expected {} {want_origin}", stage.name())),
+        }
+    }
+    problems
+}
+
+/// QEMU's CPUs (cpu-index, which is the slot with the default topology)
+/// against the model.
+pub fn check_qemu(model: &Model, qemu: &[u64]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if qemu.iter().any(|c| *c >= SLOTS as u64) {
+        problems.push(format!("query-cpus-fast {qemu:?}: CPUs past slot {SLOTS}"));
+    }
+    for (cpu, stage) in model.0.iter().enumerate() {
+        if qemu.contains(&(cpu as u64)) != (*stage != Stage::Absent) {
+            problems.push(format!("query-cpus-fast {qemu:?}: cpu {cpu} should be {}", stage.name()));
+        }
+    }
+    problems
+}
+
+/// What the boot must show when the CPU has no VMX: vmx-plugin refused
+/// with KVM's words, and nothing of it loaded.
+pub fn check_vmx_refused(boot: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !boot.contains("VMX not supported by CPU 0") {
+        problems.push("boot: vmx-plugin did not say \"VMX not supported by CPU 0\"".to_string());
+    }
+    if !boot.contains("error: cannot load vmx-plugin: ") || boot.contains("loaded vmx-plugin") {
+        problems.push("boot: vmx-plugin was not refused".to_string());
+    }
+    problems
+}
+
+/// The refused CPU: the failure event names cpuidcheck's state, its error
+/// and, in its reason, the feature; cpuhp's log line for the insertion
+/// says the same.
+pub fn check_refusal(log: &Log, after: u64, cpu: usize, feature: &str, transcript: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let failed = log.events.range(after + 1..).map(|(_, e)| e).find(|e| e.cpu == cpu && e.kind == "failed");
+    let names_feature = |e: &Event| e.reason.as_deref().is_some_and(|r| r.split_whitespace().next() == Some(feature));
+    match failed {
+        Some(e) if e.state.as_deref() == Some(CHECK_STATE) && e.error == Some(DROPPED_FEATURE_ERROR) && names_feature(e) => {}
+        other => problems.push(format!(
+            "cpu {cpu}: expected `failed state={CHECK_STATE} error={DROPPED_FEATURE_ERROR} reason: {feature} ...`, got {other:?}"
+        )),
+    }
+    let logged = format!(
+        "inserted but stays offline: state {CHECK_STATE} refused with error {DROPPED_FEATURE_ERROR}: {feature} ("
+    );
+    if !transcript.lines().any(|l| l.contains(&format!("cpu {cpu} (")) && l.contains(&logged)) {
+        problems.push(format!("no `cpu {cpu} (APIC id ..) {logged}...` in the log"));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTS: &str = "cpu events 3\r\n#7 cpu 2 discovered\r\n#8 cpu 2 bring-up-started\r\n\
+        [1.2 0 WARN cpuhp-plugin] cpu 2 (APIC id 2) inserted but stays offline: state cpuidcheck:online refused with error -1020: sse4.2 (absent on this CPU, present on the boot CPU) (event #9)\r\n\
+        #9 cpu 2 failed state=cpuidcheck:online error=-1020 reason: sse4.2 (absent on this CPU, present on the boot CPU)\r\n\
+        #10 cpu 2 rolled-back state=cpuidcheck:online error=-1020\r\n";
+
+    #[test]
+    fn events_parse_and_merge_without_gaps() {
+        let e = parse_events(EVENTS);
+        assert_eq!(e.len(), 4);
+        let reason = Some("sse4.2 (absent on this CPU, present on the boot CPU)".into());
+        assert_eq!(
+            e[2],
+            Event {
+                seq: 9,
+                cpu: 2,
+                kind: "failed".into(),
+                state: Some("cpuidcheck:online".into()),
+                error: Some(-1020),
+                reason
+            }
+        );
+        assert_eq!((e[3].error, &e[3].reason), (Some(-1020), &None));
+        let mut log = Log::default();
+        assert_eq!(log.merge(e[..2].to_vec()), None);
+        // Overlap is fine; a skipped number is not.
+        assert_eq!(log.merge(e[1..].to_vec()), None);
+        assert_eq!(log.last_seq(), 10);
+        let later = parse_events("#12 cpu 1 offline\r\n");
+        assert_eq!(log.merge(later), Some("event log gap: #11 missing before #12".into()));
+        let mut log = Log::default();
+        log.merge(parse_events(EVENTS));
+        assert_eq!(log.check(6, 2, &["discovered", "bring-up-started", "failed", "rolled-back"]), None);
+        assert!(log.check(7, 2, &["discovered"]).unwrap().contains("no `discovered`"));
+        assert!(log.check(6, 3, &["discovered"]).is_some());
+        assert_eq!(check_refusal(&log, 6, 2, "sse4.2", EVENTS), Vec::<String>::new());
+        // Another feature is named neither in the event nor in the log.
+        let p = check_refusal(&log, 6, 2, "avx", EVENTS);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(check_refusal(&log, 9, 2, "sse4.2", EVENTS)[0].contains("got None"));
+        // A failure without the reason does not pass.
+        let mut bare = Log::default();
+        bare.merge(parse_events(&EVENTS.replace(" reason: sse4.2", "")));
+        assert_eq!(check_refusal(&bare, 6, 2, "sse4.2", EVENTS).len(), 1);
+    }
+
+    #[test]
+    fn cpus_and_qemu_are_compared_with_the_model() {
+        let list = parse_list(
+            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\n\
+             cpu 3 apic 3 offline hot-added\r\n",
+        );
+        let m = Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]);
+        assert_eq!(check_list(&m, &list), Vec::<String>::new());
+        assert_eq!(check_qemu(&m, &[0, 1, 3]), Vec::<String>::new());
+        assert_eq!(check_qemu(&m, &[0, 1, 2, 3]), ["query-cpus-fast [0, 1, 2, 3]: cpu 2 should be absent"]);
+        assert!(check_qemu(&m, &[0, 1, 3, 9])[0].ends_with("CPUs past slot 4"));
+        let m2 = Model([Stage::Online, Stage::Online, Stage::Absent, Stage::Offline]);
+        assert!(check_list(&m2, &list)[0].starts_with("cpus: cpu 1"));
+        // The origin counts for a CPU that is there.
+        let wrong = parse_list(
+            "cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent -\ncpu 3 apic 3 offline boot\n",
+        );
+        assert_eq!(
+            check_list(&m, &wrong),
+            ["cpus: cpu 3 is Some((\"offline\", \"boot\")), expected offline hot-added"]
+        );
+        let stale = parse_list("cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent hot-added\ncpu 3 apic 3 offline hot-added\n");
+        assert_eq!(check_list(&m, &stale).len(), 1, "an empty slot has no origin");
+        assert!(check_list(&m, &parse_list("cpu 4 apic 4 online boot"))[0].contains("past slot 4"));
+    }
+
+    #[test]
+    fn a_refused_vmx_load_is_checked() {
+        let good = "[0.1 0 WARN  vmx-plugin] VMX not supported by CPU 0\r\n\
+                    error: cannot load vmx-plugin: vmx-plugin's init failed with code -1; nothing of it stays loaded\r\n";
+        assert!(check_vmx_refused(good).is_empty());
+        assert_eq!(check_vmx_refused("loaded vmx-plugin 1.1.0\r\n").len(), 2);
+    }
+}
