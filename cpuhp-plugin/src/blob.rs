@@ -103,6 +103,56 @@ impl Reader<'_> {
     fn u64(&mut self) -> Result<u64, BlobError> {
         Ok(u64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| BlobError::Malformed)?))
     }
+    /// A state as [`export`] wrote it.
+    ///
+    /// # Safety
+    /// As for [`import`]: its callback addresses are live functions of the
+    /// types its tag says.
+    unsafe fn state(&mut self) -> Result<State, BlobError> {
+        let id = self.u32()?;
+        let (tag, up, down, ctx) = (self.u8()?, self.u64()?, self.u64()?, self.u64()? as usize);
+        let fallible = || FallibleHooks {
+            // SAFETY: `up` was a `Fallible` (the tag says PREPARE or ONLINE).
+            startup: unsafe { func::<Fallible>(up) },
+            // SAFETY: `down` was a `Fallible`.
+            teardown: unsafe { func::<Fallible>(down) },
+            ctx,
+        };
+        let hooks = match tag {
+            0 => Hooks::Prepare(fallible()),
+            1 => Hooks::Bringup,
+            2 => Hooks::Starting(StartingHooks {
+                // SAFETY: `up` was an `Infallible` (the tag says STARTING).
+                startup: unsafe { func::<Infallible>(up) },
+                // SAFETY: `down` was an `Infallible`.
+                teardown: unsafe { func::<Infallible>(down) },
+                ctx,
+            }),
+            3 => Hooks::Online(fallible()),
+            _ => return Err(BlobError::Malformed),
+        };
+        let len = self.u8()? as usize;
+        if len > NAME_LEN {
+            return Err(BlobError::Malformed);
+        }
+        let name = String::from(core::str::from_utf8(self.bytes(len)?).map_err(|_| BlobError::Malformed)?);
+        Ok(State { id, name, hooks })
+    }
+
+    /// A CPU as [`export`] wrote it.
+    fn cpu(&mut self) -> Result<Cpu, BlobError> {
+        let apic_id = self.u32()?;
+        let origin = match self.u8()? {
+            0 => None,
+            1 => Some(Origin::Boot),
+            2 => Some(Origin::HotAdded),
+            _ => return Err(BlobError::Malformed),
+        };
+        let stage = Stage::from_u8(self.u8()?).ok_or(BlobError::Malformed)?;
+        let (fail_state, dir) = (self.u32()?, if self.u8()? == 0 { Direction::Up } else { Direction::Down });
+        Ok(Cpu { apic_id, origin, stage, fail: (fail_state != 0).then_some((fail_state, dir)) })
+    }
+
     /// An event as [`Writer::logged`] wrote it; `layout` 1 has no reason.
     fn logged(&mut self, layout: u32) -> Result<Logged, BlobError> {
         let (seq, kind, cpu, state, code) = (self.u64()?, self.u32()?, self.u32()?, self.u32()?, self.u32()? as i32);
@@ -209,49 +259,12 @@ pub unsafe fn import(layout: u32, buf: &[u8]) -> Result<(Machine, Subscribers), 
     let next_id = r.u32()?;
     let mut states = Vec::new();
     for _ in 0..r.u32()? {
-        let id = r.u32()?;
-        let (tag, up, down, ctx) = (r.u8()?, r.u64()?, r.u64()?, r.u64()? as usize);
-        // The addresses were written from live callbacks of the type the
-        // tag says, per this function's contract.
-        let fallible = || FallibleHooks {
-            // SAFETY: `up` was a `Fallible` (see above).
-            startup: unsafe { func::<Fallible>(up) },
-            // SAFETY: `down` was a `Fallible`.
-            teardown: unsafe { func::<Fallible>(down) },
-            ctx,
-        };
-        let hooks = match tag {
-            0 => Hooks::Prepare(fallible()),
-            1 => Hooks::Bringup,
-            2 => Hooks::Starting(StartingHooks {
-                // SAFETY: `up` was an `Infallible` (the tag says STARTING).
-                startup: unsafe { func::<Infallible>(up) },
-                // SAFETY: `down` was an `Infallible`.
-                teardown: unsafe { func::<Infallible>(down) },
-                ctx,
-            }),
-            3 => Hooks::Online(fallible()),
-            _ => return Err(BlobError::Malformed),
-        };
-        let len = r.u8()? as usize;
-        if len > NAME_LEN {
-            return Err(BlobError::Malformed);
-        }
-        let name = String::from(core::str::from_utf8(r.bytes(len)?).map_err(|_| BlobError::Malformed)?);
-        states.push(State { id, name, hooks });
+        // SAFETY: the blob's callbacks are live, per this function's contract.
+        states.push(unsafe { r.state() }?);
     }
     let mut cpus = Vec::new();
     for _ in 0..r.u32()? {
-        let apic_id = r.u32()?;
-        let origin = match r.u8()? {
-            0 => None,
-            1 => Some(Origin::Boot),
-            2 => Some(Origin::HotAdded),
-            _ => return Err(BlobError::Malformed),
-        };
-        let stage = Stage::from_u8(r.u8()?).ok_or(BlobError::Malformed)?;
-        let (fail_state, dir) = (r.u32()?, if r.u8()? == 0 { Direction::Up } else { Direction::Down });
-        cpus.push(Cpu { apic_id, origin, stage, fail: (fail_state != 0).then_some((fail_state, dir)) });
+        cpus.push(r.cpu()?);
     }
     let (next_seq, dropped) = (r.u64()?, r.u64()?);
     let mut events = Vec::new();

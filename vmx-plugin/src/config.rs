@@ -249,22 +249,29 @@ fn adjust(kind: Kind, allowed: u64) -> Result<u32, ConfigError> {
     }
 }
 
+/// The VMCS size IA32_VMX_BASIC gives, once the rest of it is usable: the
+/// VMCS fits a page, physical addresses are not limited to 32 bits, and
+/// VMX structures are write-back.
+fn vmcs_size(basic: u64) -> Result<u32, ConfigError> {
+    let vmcs_size = (basic >> 32) as u32 & 0x1fff;
+    if vmcs_size > VMCS_MAX_SIZE {
+        return Err(ConfigError::VmcsTooLarge(vmcs_size));
+    }
+    if basic & BASIC_32BIT_ADDRESSES != 0 {
+        return Err(ConfigError::NarrowAddresses);
+    }
+    let memory_type = (basic >> 50) as u8 & 0xf;
+    if memory_type != MEMORY_TYPE_WB {
+        return Err(ConfigError::MemoryType(memory_type));
+    }
+    Ok(vmcs_size)
+}
+
 impl VmxConfig {
     /// The configuration `caps` allow under `policy`, using the TRUE_* MSRs
     /// when the CPU has them.
     pub fn new(caps: &Caps, policy: Policy) -> Result<VmxConfig, ConfigError> {
-        let vmcs_size = (caps.basic >> 32) as u32 & 0x1fff;
-        if vmcs_size > VMCS_MAX_SIZE {
-            return Err(ConfigError::VmcsTooLarge(vmcs_size));
-        }
-        if caps.basic & BASIC_32BIT_ADDRESSES != 0 {
-            return Err(ConfigError::NarrowAddresses);
-        }
-        let memory_type = (caps.basic >> 50) as u8 & 0xf;
-        if memory_type != MEMORY_TYPE_WB {
-            return Err(ConfigError::MemoryType(memory_type));
-        }
-
+        let vmcs_size = vmcs_size(caps.basic)?;
         let ctls = caps.effective_ctls();
         let primary = adjust(Kind::Primary, ctls.procbased)?;
         let has = |value: u32, c: Control| value & 1 << c.bit != 0;
@@ -294,39 +301,8 @@ impl VmxConfig {
             cr4_fixed1: caps.cr4_fixed1,
             ept_vpid_caps: 0,
         };
-
-        // Drop optional controls whose prerequisites are missing, in
-        // dependency order. SDM vol. 3C "Checks on VM-Execution Control
-        // Fields" (chapter "VM Entries") allows "unrestricted guest" only with
-        // EPT; "virtualize x2APIC mode", "APIC-register virtualization" and
-        // "virtual-interrupt delivery" only with "use TPR shadow"; posted
-        // interrupts only with virtual-interrupt delivery. IPI virtualization
-        // delivers through posted-interrupt descriptors into a virtual APIC,
-        // so (as in KVM) it is used only with APIC-register virtualization
-        // and posted interrupts.
         let cap = caps.ept_vpid_cap.unwrap_or(0);
-        if cap & EPT_NEEDS != EPT_NEEDS {
-            config.clear(ENABLE_EPT);
-        }
-        if !config.has(ENABLE_EPT) {
-            config.clear(UNRESTRICTED_GUEST);
-        }
-        let invvpid_type = msr::VPID_INVVPID_SINGLE_CONTEXT | msr::VPID_INVVPID_ALL_CONTEXT;
-        if cap & msr::VPID_INVVPID == 0 || cap & invvpid_type == 0 {
-            config.clear(ENABLE_VPID);
-        }
-        if !config.has(USE_TPR_SHADOW) {
-            config.clear(VIRTUALIZE_X2APIC_MODE);
-            config.clear(APIC_REGISTER_VIRTUALIZATION);
-            config.clear(VIRTUAL_INTERRUPT_DELIVERY);
-        }
-        if !config.has(VIRTUAL_INTERRUPT_DELIVERY) {
-            config.clear(POSTED_INTERRUPTS);
-        }
-        if !(config.has(APIC_REGISTER_VIRTUALIZATION) && config.has(POSTED_INTERRUPTS)) {
-            config.clear(IPI_VIRTUALIZATION);
-        }
-
+        config.drop_unmet_prerequisites(cap);
         if policy.require_ept && !config.has(ENABLE_EPT) {
             return Err(ConfigError::EptRequired);
         }
@@ -334,6 +310,39 @@ impl VmxConfig {
         let vpid_caps = if config.has(ENABLE_VPID) { VPID_CAPS } else { 0 };
         config.ept_vpid_caps = cap & (ept_caps | vpid_caps);
         Ok(config)
+    }
+
+    /// Drops optional controls whose prerequisites are missing, in
+    /// dependency order; `cap` is IA32_VMX_EPT_VPID_CAP (0 without it).
+    /// SDM vol. 3C "Checks on VM-Execution Control Fields" (chapter "VM
+    /// Entries") allows "unrestricted guest" only with EPT; "virtualize
+    /// x2APIC mode", "APIC-register virtualization" and "virtual-interrupt
+    /// delivery" only with "use TPR shadow"; posted interrupts only with
+    /// virtual-interrupt delivery. IPI virtualization delivers through
+    /// posted-interrupt descriptors into a virtual APIC, so (as in KVM) it
+    /// is used only with APIC-register virtualization and posted interrupts.
+    fn drop_unmet_prerequisites(&mut self, cap: u64) {
+        if cap & EPT_NEEDS != EPT_NEEDS {
+            self.clear(ENABLE_EPT);
+        }
+        if !self.has(ENABLE_EPT) {
+            self.clear(UNRESTRICTED_GUEST);
+        }
+        let invvpid_type = msr::VPID_INVVPID_SINGLE_CONTEXT | msr::VPID_INVVPID_ALL_CONTEXT;
+        if cap & msr::VPID_INVVPID == 0 || cap & invvpid_type == 0 {
+            self.clear(ENABLE_VPID);
+        }
+        if !self.has(USE_TPR_SHADOW) {
+            self.clear(VIRTUALIZE_X2APIC_MODE);
+            self.clear(APIC_REGISTER_VIRTUALIZATION);
+            self.clear(VIRTUAL_INTERRUPT_DELIVERY);
+        }
+        if !self.has(VIRTUAL_INTERRUPT_DELIVERY) {
+            self.clear(POSTED_INTERRUPTS);
+        }
+        if !(self.has(APIC_REGISTER_VIRTUALIZATION) && self.has(POSTED_INTERRUPTS)) {
+            self.clear(IPI_VIRTUALIZATION);
+        }
     }
 
     /// Whether the configuration sets `c`.

@@ -9,14 +9,15 @@ use crate::machine::{
     self, Call, Direction, Error, Fallible, FallibleHooks, Hooks, Infallible, Machine, Origin, Platform, Refusal,
     Stage, StartingHooks, MAX_CPUS, NAME_LEN,
 };
-use crate::physical::{self, RemoveAnswer};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use cpuhp_api::{code, section, Cpuhp, StateInfo};
-use plugins::acpihp::{ost_status, CpuHotplug, EventKind, HwPorts, Ost, GPE_BIT};
-use plugins::{ffi, println, CpuInfo, CpuLifecycle, StrRef};
+use plugins::{ffi, CpuInfo, CpuLifecycle, StrRef};
 use spin::Mutex;
+
+mod acpi;
+mod command;
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
@@ -422,204 +423,6 @@ static TABLE: Cpuhp = Cpuhp {
     failure_reason,
 };
 
-const USAGE: &str =
-    "usage: cpu states | events [n] | online N | offline N | fail N <state> [up|down] (`cpus` lists the CPUs)";
-
-fn cpu_number(w: Option<&str>) -> Result<usize, String> {
-    let w = w.ok_or_else(|| String::from(USAGE))?;
-    w.parse().map_err(|_| alloc::format!("`{w}` is not a CPU number"))
-}
-
-fn command(args: &str) -> Result<(), String> {
-    let mut w = args.split_whitespace();
-    let with_inner = |f: &mut dyn FnMut(&Inner)| {
-        LOCK.read();
-        if let Some(i) = INNER.lock().as_ref() {
-            f(i)
-        }
-        let _ = LOCK.read_unlock();
-    };
-    match w.next() {
-        Some("states") => with_inner(&mut |i| {
-            println!("cpuhp generation {GENERATION}: {} states, bring-up order", i.m.states().len());
-            for s in i.m.states() {
-                println!("  {:>3} {:<8} {} (owner {})", s.id, s.hooks.section().name(), s.name, s.owner());
-            }
-        }),
-        Some("events") => {
-            let n =
-                w.next().map(|n| n.parse::<usize>().map_err(|_| alloc::format!("`{n}` is not a count"))).transpose()?;
-            with_inner(&mut |i| {
-                let tail = i.m.events.last(n.unwrap_or(20));
-                if tail.missing > 0 {
-                    println!(
-                        "({} earlier events are no longer in the log; {} dropped in all)",
-                        tail.missing,
-                        i.m.events.dropped()
-                    );
-                }
-                for e in &tail.events {
-                    println!("{e}");
-                }
-            })
-        }
-        Some("online") => online(cpu_number(w.next())?).map_err(|e| alloc::format!("{e}"))?,
-        Some("offline") => offline(cpu_number(w.next())?).map_err(|e| alloc::format!("{e}"))?,
-        Some("fail") => {
-            let cpu = cpu_number(w.next())?;
-            let state = w.next().ok_or(USAGE)?;
-            let dir = match w.next() {
-                None | Some("up") => Direction::Up,
-                Some("down") => Direction::Down,
-                Some(d) => return Err(alloc::format!("`{d}` is not up or down")),
-            };
-            let id = write(|m, _, _| m.inject(cpu, state, dir)).map_err(|e| alloc::format!("{e}"))?;
-            println!("cpu {cpu}: state {id} ({state}) fails on the next {}", dir.name());
-        }
-        Some(other) => return Err(alloc::format!("unknown subcommand `{other}`; {USAGE}")),
-        None => return Err(USAGE.into()),
-    }
-    if w.next().is_some() {
-        return Err(USAGE.into());
-    }
-    Ok(())
-}
-
-/// The `cpu` command: an error is printed and makes the status 1.
-fn cpu_command(args: &str) -> Result<(), i32> {
-    command(args).map_err(|e| {
-        println!("error: {e}");
-        1
-    })
-}
-
-/// QEMU's CPU hotplug block in modern mode, once cpuhp took GPE 2. Taken
-/// only by the GPE handler, before the hotplug write lock.
-static BLOCK: Mutex<Option<CpuHotplug<HwPorts>>> = Mutex::new(None);
-
-/// At most this many events per GPE: each is acknowledged, so the block
-/// runs dry sooner; the bound only keeps a misbehaving block from holding
-/// the shell forever (what is left fires again).
-const MAX_EVENTS: usize = 2 * MAX_CPUS;
-
-/// The loader's APIC id per logical CPU.
-fn apic_ids() -> Vec<u32> {
-    // SAFETY: a plain query of the loader.
-    let count = unsafe { ffi::mv_cpu_count() };
-    (0..count)
-        .map(|cpu| {
-            let mut info = CpuInfo::default();
-            // SAFETY: `info` is a live CpuInfo; cpu < count.
-            unsafe { ffi::mv_cpu_info(cpu, &mut info) };
-            info.apic_id
-        })
-        .collect()
-}
-
-/// Why a hotplug walk failed, from the last `failed` event.
-fn last_failure_text() -> String {
-    match INNER.lock().as_ref().and_then(|i| i.m.events.last_failure().cloned()) {
-        Some(l) => {
-            let why = Refusal { code: l.event.code, reason: l.reason };
-            alloc::format!("state {} refused with error {why} (event #{})", l.event.state_name(), l.event.seq)
-        }
-        None => "no failure recorded".into(),
-    }
-}
-
-/// GPE 2: QEMU has CPU hotplug events. Runs in thread context (the shell's
-/// idle loop), so bringing a CPU up and waiting for it is allowed here.
-extern "C" fn on_gpe(_: usize) {
-    let mut block = BLOCK.lock();
-    let Some(hp) = block.as_mut() else { return };
-    let apics = apic_ids();
-    for _ in 0..MAX_EVENTS {
-        let Some(e) = hp.next_event() else { return };
-        let cpu = physical::cpu_of_apic(&apics, e.apic_id);
-        match (e.kind, cpu) {
-            (EventKind::Insert, cpu) => {
-                let rc = cpu.map_or(code::NO_SUCH_CPU, |c| hotplug_add(c as u32));
-                let ost = physical::insert_ost(rc);
-                match (cpu, rc) {
-                    (Some(c), 0) => plugins::info!("cpu {c} (APIC id {}) inserted and online", e.apic_id),
-                    (Some(c), code::FAILED) => plugins::warn!(
-                        "cpu {c} (APIC id {}) inserted but stays offline: {}",
-                        e.apic_id,
-                        last_failure_text()
-                    ),
-                    (c, rc) => plugins::warn!("insertion of APIC id {} (cpu {c:?}) refused ({rc})", e.apic_id),
-                }
-                hp.ost(e.selector, ost);
-                hp.ack(&e);
-            }
-            (EventKind::Remove, Some(c)) => match physical::remove_answer(hotplug_remove(c as u32)) {
-                RemoveAnswer::Eject => {
-                    // Logged before the _OST: the host reads the log
-                    // once QEMU has the _OST.
-                    plugins::info!("cpu {c} (APIC id {}) offline, ejecting it", e.apic_id);
-                    hp.ack(&e);
-                    hp.eject(e.selector);
-                    hp.ost(e.selector, Ost::EJECTED);
-                }
-                RemoveAnswer::Refuse(ost) => {
-                    plugins::warn!("eject of cpu {c} refused (_OST status {:#x}): {}", ost.status, last_failure_text());
-                    hp.ost(e.selector, ost);
-                    hp.ack(&e);
-                }
-            },
-            (EventKind::Remove, None) => {
-                plugins::warn!("eject request for unknown APIC id {}", e.apic_id);
-                hp.ost(e.selector, Ost::eject_refused(ost_status::EJECT_NOT_SUPPORTED));
-                hp.ack(&e);
-            }
-        }
-    }
-}
-
-/// Brings up the CPUs QEMU inserted before the block was switched to its
-/// modern interface: the legacy interface latched them, and the switch
-/// keeps the CPUs but not their insert events, so no event will name them.
-/// They are present in the block and absent to cpuhp.
-fn adopt_inserted(hp: &mut CpuHotplug<HwPorts>) {
-    let apics = apic_ids();
-    for selector in 0..apics.len() as u32 {
-        if !hp.is_enabled(selector) {
-            continue;
-        }
-        let Some(cpu) = physical::cpu_of_apic(&apics, hp.arch_id(selector)) else { continue };
-        let rc = hotplug_add(cpu as u32);
-        if rc == code::PRESENT {
-            continue;
-        }
-        match rc {
-            0 => plugins::info!("cpu {cpu} was inserted before cpuhp took the hotplug block; online"),
-            _ => plugins::warn!("cpu {cpu} was inserted before cpuhp took the hotplug block; stays offline ({rc})"),
-        }
-        hp.ost(selector, physical::insert_ost(rc));
-    }
-}
-
-/// Deferred from init: switches the block to modern mode and takes GPE 2.
-/// Not in init itself: during a swap the old version still owns GPE 2 until
-/// the swap ends (the loader then drops its handler), and deferred work
-/// runs only after that.
-extern "C" fn take_gpe(base: usize) {
-    match CpuHotplug::modern(HwPorts, base as u16) {
-        Ok(mut hp) => {
-            adopt_inserted(&mut hp);
-            *BLOCK.lock() = Some(hp);
-        }
-        Err(e) => return plugins::warn!("no physical CPU hotplug: {e}"),
-    }
-    // SAFETY: `on_gpe` is this plugin's; the loader drops it when we go.
-    if unsafe { ffi::mv_gpe_register(GPE_BIT, on_gpe, 0) } != 0 {
-        return plugins::warn!("no physical CPU hotplug: GPE {GPE_BIT} is taken");
-    }
-    // Events that came while no handler was registered (before the load,
-    // or during a swap) are still latched in the block.
-    on_gpe(0);
-}
-
 /// At a fresh load: brings the CPUs enabled at boot online, within
 /// `maxcpus=` (`limit`).
 fn bring_up_boot_cpus(infos: &[CpuInfo], list: &[(u32, bool)], boot: usize, limit: u32) {
@@ -671,7 +474,7 @@ fn init() -> Result<(), i32> {
     // SAFETY: a plain query of the loader.
     let limit = unsafe { ffi::mv_boot_cpu_limit() };
     *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
-    plugins::register_command!("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", cpu_command)?;
+    plugins::register_command!("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", command::cpu_command)?;
     // SAFETY: `describe` is this plugin's; the loader drops it when we go.
     if unsafe { ffi::mv_cpu_describer(describe) } != 0 {
         plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
@@ -688,8 +491,8 @@ fn init() -> Result<(), i32> {
     // SAFETY: a plain query of the loader.
     let base = unsafe { ffi::mv_acpi_cpu_hotplug_base() };
     // No block (Bochs, other machines): no physical hotplug, nothing to do.
-    // SAFETY: `take_gpe` is this plugin's; the loader drops it if we go first.
-    if base >= 0 && unsafe { ffi::mv_defer(take_gpe, base as usize) } != 0 {
+    // SAFETY: `acpi::take_gpe` is this plugin's; the loader drops it if we go first.
+    if base >= 0 && unsafe { ffi::mv_defer(acpi::take_gpe, base as usize) } != 0 {
         plugins::warn!("no physical CPU hotplug: the loader's work queue is full");
     }
     Ok(())

@@ -5,9 +5,12 @@
 use super::*;
 use object::write::elf::{FileHeader as OutHeader, ProgramHeader as OutPh, Rel, SectionHeader as OutSh, Sym, Writer};
 use object::Endianness;
-use plugins::abi::{self, Item};
+use plugins::abi::{self, Difference, Item};
 use std::vec;
 use std::vec::Vec;
+
+mod fuzz;
+mod signature;
 
 const TEXT: u64 = 0x1000;
 const DATA: u64 = 0x2000;
@@ -564,163 +567,4 @@ fn bad_relocation_tables_are_refused() {
         ..Spec::default()
     };
     assert_eq!(malformed(&build(&spec)), Malformed::SymbolName { index: 3 });
-}
-
-#[test]
-fn signatures() {
-    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));
-    let key: [u8; 32] = *pair.pk;
-    let elf = valid();
-    let sign = |body: &[u8]| {
-        let mut f = body.to_vec();
-        f.extend_from_slice(pair.sk.sign(body, None).as_ref());
-        f.extend_from_slice(&plugins::sig::TRAILER_MAGIC);
-        f
-    };
-    let signed = sign(&elf);
-    assert_eq!(verify(&signed, &key), Ok(&elf[..]));
-    assert_eq!(verify(&elf, &key), Err(Error::Unsigned));
-    assert_eq!(verify(&signed[..signed.len() - 1], &key), Err(Error::Unsigned));
-    assert_eq!(verify(&signed[1..], &key), Err(Error::BadSignature), "a cut at the front");
-    for at in [0, 100, elf.len() - 1, elf.len(), elf.len() + 63] {
-        let mut bad = signed.clone();
-        bad[at] ^= 1;
-        assert_eq!(verify(&bad, &key), Err(Error::BadSignature), "byte {at} flipped");
-    }
-    let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([8; 32]));
-    assert_eq!(verify(&signed, &other.pk), Err(Error::BadSignature));
-}
-
-/// The key built into the loader is the public half of the tree's key file.
-#[test]
-fn built_in_key_matches_the_key_file() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../keys/plugin-signing.key");
-    let seed: [u8; 32] = std::fs::read(&path).unwrap().try_into().unwrap();
-    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
-    assert_eq!(*pair.pk, SIGNING_KEY);
-}
-
-#[test]
-fn every_error_says_what_to_do() {
-    let errors = [
-        Error::Unsigned,
-        Error::BadSignature,
-        Error::Malformed(Malformed::Type(2)),
-        Error::AbiMismatch { plugin: 1, loader: 2, differences: vec![] },
-        Error::AbiMismatch { plugin: 1, loader: 2, differences: vec![Difference::Missing("export mv_new")] },
-        Error::DescriptorMagic { found: [0; 8] },
-        Error::DescriptorAbi { plugin: 1, loader: 2 },
-        Error::DescriptorNull { field: "init" },
-        Error::UnsupportedRelocation { r_type: 5, offset: 0x10 },
-        Error::MissingImports(vec!["x".into()]),
-        Error::OutOfMemory { bytes: 0x3000, error: memory::Error::NotInitialized },
-        Error::Protect { offset: 0, len: 0x1000, error: memory::Error::NotInitialized },
-    ];
-    for e in errors {
-        let text = e.to_string();
-        assert!(text.len() > 40, "{e:?}: `{text}` is too terse");
-    }
-}
-
-/// xorshift64: deterministic, so a failure names a reproducible case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Parses `file`; a plan that comes out must be usable without panicking
-/// and keep the invariants the kernel relies on.
-fn exercise(file: &[u8]) -> bool {
-    let Ok(plan) = Plan::parse(file) else { return false };
-    assert!(plan.size <= MAX_IMAGE_SIZE && plan.size % PAGE_SIZE == 0);
-    let mut end = 0;
-    for r in plan.regions() {
-        assert_eq!(r.offset, end, "regions are contiguous");
-        assert!(r.len > 0 && r.len % PAGE_SIZE == 0);
-        end += r.len;
-    }
-    assert_eq!(end, plan.size, "regions cover the image");
-    assert!(plan.descriptor + DESCRIPTOR_SIZE <= plan.size);
-    let mut image = vec![0; plan.size as usize];
-    plan.lay_out(&mut image);
-    let _ = plan.relocate(&mut image, 0x7000_0000, |_| Some(0x1234));
-    let _ = plan.check_descriptor(&image);
-    true
-}
-
-/// Values that break size and offset arithmetic.
-fn nasty(rng: &mut Rng, len: u64) -> u64 {
-    let values =
-        [0, 1, 7, 8, PAGE_SIZE, len - 1, len, len + 1, 1 << 31, 1 << 32, u64::MAX, u64::MAX - 7, i64::MAX as u64];
-    if rng.below(4) == 0 {
-        rng.next()
-    } else {
-        values[rng.below(values.len())]
-    }
-}
-
-#[test]
-fn fuzz_truncations() {
-    let file = valid();
-    for cut in 0..file.len() {
-        assert!(!exercise(&file[..cut]), "a file cut at {cut} bytes parsed");
-    }
-}
-
-#[test]
-fn fuzz_byte_flips() {
-    let file = valid();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut buf = file.clone();
-    let mut valid = 0;
-    for _ in 0..20_000 {
-        buf.copy_from_slice(&file);
-        for _ in 0..1 + rng.below(8) {
-            // Mostly the headers and tables, where a flip changes meaning.
-            let at = if rng.below(4) == 0 { rng.below(buf.len()) } else { rng.below(0x400.min(buf.len())) };
-            buf[at] ^= 1 << rng.below(8);
-        }
-        valid += usize::from(exercise(&buf));
-    }
-    // Both outcomes must be common, or the cases test little.
-    assert!((2_000..18_000).contains(&valid), "{valid} of 20000 flipped files parsed");
-}
-
-#[test]
-fn fuzz_header_fields() {
-    let file = valid();
-    let len = file.len() as u64;
-    let shoff = u64::from_le_bytes(file[40..48].try_into().unwrap()) as usize;
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut buf = file.clone();
-    let mut valid = 0;
-    for _ in 0..20_000 {
-        buf.copy_from_slice(&file);
-        for _ in 0..1 + rng.below(3) {
-            let value = nasty(&mut rng, len);
-            // An 8-byte aligned word in the file header, program headers,
-            // section headers, or the tables of the read-only segment.
-            let at = match rng.below(4) {
-                0 => rng.below(8) * 8,
-                1 => PHDRS + rng.below(3 * PHDR_SIZE / 8) * 8,
-                2 => shoff + rng.below((file.len() - shoff) / 8) * 8,
-                _ => rng.below(0x400 / 8) * 8,
-            };
-            let width = [2, 4, 8][rng.below(3)];
-            let end = (at + width).min(buf.len());
-            buf[at..end].copy_from_slice(&value.to_le_bytes()[..end - at]);
-        }
-        valid += usize::from(exercise(&buf));
-    }
-    assert!((1_000..19_000).contains(&valid), "{valid} of 20000 files with changed fields parsed");
 }

@@ -18,6 +18,9 @@ use plugins::runtime::Required;
 use plugins::{ffi, StrRef, SystemHooks};
 use vmx_api::{code, Vmx};
 
+mod command;
+mod state;
+
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
 #[cfg(feature = "v2")]
@@ -367,7 +370,7 @@ extern "C" fn on_emergency() -> i32 {
 static HOOKS: SystemHooks = SystemHooks { shutdown: Some(on_shutdown), emergency: Some(on_emergency) };
 
 fn init() -> Result<(), i32> {
-    plugins::register_command!("vmx", "VMX on each CPU: vmx", vmx_command)?;
+    plugins::register_command!("vmx", "VMX on each CPU: vmx", command::vmx_command)?;
     if !insn::exception_table() {
         return Err(code::HOOKS);
     }
@@ -440,95 +443,6 @@ fn free_regions() {
             }
         }
     }
-}
-
-/// The state blob: the cpuhp state id, then per CPU the enabled flag, the
-/// VMXON region, the VMCS page, the loaded VMCS, the off reason and the
-/// VMXON count.
-const STATE_LAYOUT: u32 = 1;
-const PER_CPU: usize = 1 + 8 + 8 + 8 + 4 + 8;
-
-fn export(buf: &mut [u8]) -> Result<usize, i32> {
-    let len = 4 + MAX_CPUS * PER_CPU;
-    let out = buf.get_mut(..len).ok_or(code::BAD_STATE)?;
-    out[..4].copy_from_slice(&STATE_ID.load(Ordering::Acquire).to_le_bytes());
-    for (c, chunk) in CPUS.iter().zip(out[4..].chunks_exact_mut(PER_CPU)) {
-        chunk[0] = c.enabled.load(Ordering::Acquire) as u8;
-        chunk[1..9].copy_from_slice(&c.region.load(Ordering::Acquire).to_le_bytes());
-        chunk[9..17].copy_from_slice(&c.vmcs.load(Ordering::Acquire).to_le_bytes());
-        chunk[17..25].copy_from_slice(&c.loaded_vmcs.load(Ordering::Acquire).to_le_bytes());
-        chunk[25..29].copy_from_slice(&c.off_reason.load(Ordering::Acquire).to_le_bytes());
-        chunk[29..37].copy_from_slice(&c.enables.load(Ordering::Acquire).to_le_bytes());
-    }
-    Ok(len)
-}
-
-/// With the world stopped: take the per-CPU state, then the cpuhp state
-/// and the system hooks (our predecessor's hooks go with it).
-fn import(version: u32, buf: &[u8]) -> Result<(), i32> {
-    if version != STATE_LAYOUT || buf.len() != 4 + MAX_CPUS * PER_CPU {
-        return Err(code::BAD_STATE);
-    }
-    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-    let id = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
-    let cpuhp = cpuhp().ok_or(code::CPUHP)?;
-    if cpuhp.call(|t| (t.rebind)(id, Some(online), Some(offline), 0)) != 0 {
-        return Err(code::CPUHP);
-    }
-    // SAFETY: HOOKS is a static of ours.
-    if unsafe { ffi::mv_system_register(&HOOKS) } != 0 {
-        return Err(code::HOOKS);
-    }
-    STATE_ID.store(id, Ordering::Release);
-    for (c, chunk) in CPUS.iter().zip(buf[4..].chunks_exact(PER_CPU)) {
-        c.enabled.store(chunk[0] != 0, Ordering::Release);
-        c.region.store(u64_at(&chunk[1..9]), Ordering::Release);
-        c.vmcs.store(u64_at(&chunk[9..17]), Ordering::Release);
-        c.loaded_vmcs.store(u64_at(&chunk[17..25]), Ordering::Release);
-        c.off_reason.store(u32::from_le_bytes(chunk[25..29].try_into().expect("4 bytes")), Ordering::Release);
-        c.enables.store(u64_at(&chunk[29..37]), Ordering::Release);
-    }
-    TAKING_OVER.store(false, Ordering::Release);
-    Ok(())
-}
-
-fn describe_off(reason: u32) -> &'static str {
-    match reason {
-        off::OFFLINE => "offline",
-        off::SHUTDOWN => "system shutdown",
-        off::EMERGENCY => "emergency disable",
-        r if r == off::refused(code::NOT_SUPPORTED) => "VMX not supported",
-        r if r == off::refused(code::FIRMWARE_DISABLED) => "VMX disabled by firmware",
-        r if r == off::refused(code::INCONSISTENT) => "inconsistent VMX configuration",
-        r if r == off::refused(code::VMX_INSTRUCTION) => "VMXON failed",
-        r if r == off::refused(code::NO_MEMORY) => "no memory for the VMXON region",
-        r if r == off::refused(code::WRONG_CPU) => "callback on the wrong CPU",
-        r if r == off::refused(code::FIXED_BITS) => "CR0 or CR4 outside VMX's fixed bits",
-        _ => "refused",
-    }
-}
-
-fn vmx_command(args: &str) -> Result<(), i32> {
-    if !args.trim().is_empty() {
-        plugins::println!("error: usage: vmx (see `help vmx`)");
-        return Err(1);
-    }
-    let Some(global) = GLOBAL.get().map(Reference::config) else { return Err(1) };
-    // SAFETY: a plain query of the loader.
-    let count = unsafe { ffi::mv_cpu_count() } as usize;
-    for (cpu, c) in CPUS.iter().enumerate().take(count.min(MAX_CPUS)) {
-        if c.enabled.load(Ordering::Acquire) {
-            plugins::println!("cpu {cpu}: enabled, VMCS revision {:#x}", global.revision_id);
-        } else {
-            plugins::println!("cpu {cpu}: disabled ({})", describe_off(c.off_reason.load(Ordering::Acquire)));
-        }
-    }
-    // One row per optional feature: printed lines are cut at 256 bytes.
-    plugins::println!("optional features:");
-    for (name, on) in global.features() {
-        plugins::println!("  {name}: {}", if on { "on" } else { "off" });
-    }
-    Ok(())
 }
 
 extern "C" fn cpu_enabled(cpu: u32) -> u32 {
@@ -605,7 +519,7 @@ plugins::plugin! {
     init: init, fini: fini,
     provides: [(Vmx, &TABLE)],
     requires: [(Cpuhp, "^1.2")],
-    state: Some((STATE_LAYOUT, export, import)),
+    state: Some((state::STATE_LAYOUT, state::export, state::import)),
 }
 
 #[cfg(feature = "v2")]
@@ -614,5 +528,5 @@ plugins::plugin! {
     init: init, fini: fini,
     provides: [(Vmx as "1.1.0", &TABLE)],
     requires: [(Cpuhp, "^1.2")],
-    state: Some((STATE_LAYOUT, export, import)),
+    state: Some((state::STATE_LAYOUT, state::export, state::import)),
 }
