@@ -213,11 +213,12 @@ fn tsc_against_rtc() -> Result<(), Failure> {
         return Ok(());
     }
     // A second the host stole time from at an edge is measured wrong; a
-    // wrong calibration is wrong in every second. So one more second gets a
-    // chance before the test fails.
+    // wrong calibration is wrong in every second. So up to four seconds get
+    // a chance before the test fails (on a loaded two-core host, two late
+    // edges in a row were seen).
     let mut edge = next_second_edge(hz)?;
     let mut permille = 0;
-    for _ in 0..2 {
+    for _ in 0..4 {
         let next = next_second_edge(hz)?;
         let measured = next - edge;
         edge = next;
@@ -228,7 +229,7 @@ fn tsc_against_rtc() -> Result<(), Failure> {
         }
     }
     Err(failure!(
-        "two RTC seconds in a row were more than 5% off the calibrated TSC rate {hz} Hz (the last by {}.{}%)",
+        "four RTC seconds in a row were more than 5% off the calibrated TSC rate {hz} Hz (the last by {}.{}%)",
         permille / 10,
         permille % 10
     ))
