@@ -133,7 +133,7 @@ mod tests {
         };
         assert_eq!(
             first_line("default", &qemu, " -smp 4"),
-            "run: image `default` on QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1), q35 -smp 2,maxcpus=4 \
+            "run: image `default` on QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1), q35 -smp 2,maxcpus=16 \
              -m 512M -smp 4; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor"
         );
     }

@@ -490,14 +490,14 @@ mod tests {
         let s = sessions[0];
         assert_eq!((s.name(), s.recipe.name), ("shell-session", "default"));
         assert_eq!(s.expect(), Outcome::Exited(Status::PowerOff));
-        assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of4-512M");
+        assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of16-512M");
         // `--filter shell` takes the in-image suite and the session.
         let names: Vec<&str> = plan(Some("shell")).iter().map(Run::name).collect();
         assert!(names.contains(&"shell") && names.contains(&"shell-session"), "{names:?}");
         assert_eq!(plan(Some("shell-session")).len(), 1);
         // A session's serial log holds the whole transcript, banner included.
         let serial =
-            format!("cpus: 2 enabled at boot, 2 hot-pluggable\nmemory: 511 MiB usable\n{}\n", Status::PowerOff);
+            format!("cpus: 2 enabled at boot, 14 hot-pluggable\nmemory: 511 MiB usable\n{}\n", Status::PowerOff);
         assert!(judge(&s, Ended::Code(0), &serial).passed());
         let v = judge(&s, Ended::TimedOut, &serial);
         assert_eq!(v.problems, ["expected poweroff, got timeout"]);
