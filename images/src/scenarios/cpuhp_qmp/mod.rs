@@ -54,9 +54,11 @@ pub const BOOT_CPUS: usize = 2;
 pub const MAX_CPUS: u32 = 64;
 /// The slots the operations use: the boot CPUs and six hot-pluggable
 /// ones. Few enough that random hot-adds often fill a slot that was
-/// ejected before, and bound the plug events: a hot-add needs an empty
-/// slot, so the random part adds at most (6 + its removals) CPUs, at most
-/// (6 + 60) / 2 = 33, and the whole run stays far below [`MAX_CPUS`].
+/// ejected before, and they bound the plug events: a hot-add needs an
+/// empty slot, and after the fixed part five are empty, so the random
+/// part adds at most 5 + its removals, at most (5 + 60) / 2 = 32 CPUs;
+/// with the 2 boot CPUs and the fixed part's 3 hot-adds a run makes at
+/// most 37 plug events, below [`MAX_CPUS`] whatever the seed.
 pub const SLOTS: usize = 8;
 /// The slot the CPU without [`DROPPED_FEATURE`] goes into.
 pub const REFUSED_SLOT: usize = 3;
