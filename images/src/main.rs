@@ -8,7 +8,7 @@ use images::build::builder::{self, Image};
 use images::commands::cli::{Cli, Command};
 use images::commands::{bench, bochs, hotplug, run, swap, test, Result};
 use images::machine::process;
-use images::machine::qemu::Accel;
+use images::machine::qemu::{Accel, Qemu};
 
 fn main() -> ExitCode {
     // clap prints help and usage errors itself (exit 0 and 2).
@@ -36,11 +36,12 @@ fn execute(command: Command) -> Result<ExitCode> {
             builder::build_all()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Test { filter, jobs } => test::test_command(filter.as_deref(), jobs),
+        Command::Test { filter, jobs, seed } => test::test_command(filter.as_deref(), jobs, seed),
         Command::Run { image, qemu_args } => {
             let accel = Accel::from_env()?;
+            let qemu = Qemu::locate()?;
             builder::build_all()?;
-            run::run_console(&Image::of(image.name), image.reboots(), &qemu_args, accel)
+            run::run_console(&qemu, &Image::of(image.name), image.reboots(), &qemu_args, accel)
         }
         Command::Bochs { image, model } => {
             builder::build_all()?;

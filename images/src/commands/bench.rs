@@ -29,7 +29,7 @@ use crate::build::Error;
 use crate::machine::bochs::{prepare_bochs, BOCHS};
 use crate::machine::layout::{BochsModel, Machine, QemuLayout, Target, BENCH_LAYOUT, BOCHS_CPUS};
 use crate::machine::outcome::{classify, Outcome};
-use crate::machine::qemu::{qemu_args, Accel, QemuBoot, QEMU};
+use crate::machine::qemu::{qemu_args, Accel, Qemu, QemuBoot};
 use crate::machine::{self, fresh_run_dir, process, Serial};
 use crate::{last_lines, read_lossy, shown};
 
@@ -194,7 +194,7 @@ pub fn size_table(sizes: &[(&str, [u64; 3])]) -> Vec<String> {
 
 /// Runs one boot and prints its figures; returns them, and why it failed
 /// if it did.
-fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<String>)> {
+fn run_boot(boot: &BenchBoot, qemu: &Qemu, accel: Accel) -> Result<(Vec<String>, Option<String>)> {
     let image = Image::of(boot.image);
     let cmdline = boot.cmdline()?;
     CommandLine::parse(&cmdline).map_err(|e| Error::Recipe(format!("bench command line `{cmdline}`: {e}")))?;
@@ -202,7 +202,7 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
     let serial_path = dir.join("serial.log");
     let mut command = match boot.target {
         Target::Qemu(layout) => {
-            let mut c = Command::new(QEMU);
+            let mut c = qemu.command();
             c.args(qemu_args(&QemuBoot {
                 kernel: &image.loader(),
                 initrd: &image.initrd(),
@@ -262,11 +262,15 @@ fn run_boot(boot: &BenchBoot, accel: Accel) -> Result<(Vec<String>, Option<Strin
 
 pub fn bench_command() -> Result<ExitCode> {
     let accel = Accel::from_env()?;
+    let qemu = Qemu::locate()?;
     builder::build_all()?;
+    // The figures are instruction counts, but firmware and QEMU's own code
+    // change them between QEMU versions: say which one counted.
+    println!("bench: {} ({})", qemu.describe(), shown(&qemu.tree.binary));
     let mut failures = Vec::new();
     let mut lines = Vec::new();
     for boot in &BENCH_BOOTS {
-        let (figures, failure) = run_boot(boot, accel)?;
+        let (figures, failure) = run_boot(boot, &qemu, accel)?;
         lines.extend(figures.into_iter().map(|f| (boot.cpus(), f)));
         failures.extend(failure);
     }

@@ -55,6 +55,10 @@ pub enum Command {
         /// Boots at a time
         #[arg(short = 'j', long, value_name = "N", default_value_t = 2, value_parser = parse_jobs)]
         jobs: usize,
+        /// Seed of the cpuhp-qmp runs' random operations (the report names
+        /// the one it used; the same seed plays the same operations)
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
     },
     /// Boot an image in QEMU with the serial console on this terminal
     ///
@@ -238,14 +242,18 @@ mod tests {
     fn commands_and_defaults() {
         assert_eq!(p(&["build"]).unwrap(), Command::Build);
         assert_eq!(p(&["bench"]).unwrap(), Command::Bench);
-        assert_eq!(p(&["test"]).unwrap(), Command::Test { filter: None, jobs: 2 });
+        assert_eq!(p(&["test"]).unwrap(), Command::Test { filter: None, jobs: 2, seed: None });
         assert_eq!(
             p(&["test", "--filter", "smp", "--jobs", "4"]).unwrap(),
-            Command::Test { filter: Some("smp".into()), jobs: 4 }
+            Command::Test { filter: Some("smp".into()), jobs: 4, seed: None }
         );
         assert_eq!(
             p(&["test", "--filter=fail", "-j1"]).unwrap(),
-            Command::Test { filter: Some("fail".into()), jobs: 1 }
+            Command::Test { filter: Some("fail".into()), jobs: 1, seed: None }
+        );
+        assert_eq!(
+            p(&["test", "--filter", "cpuhp-qmp", "--seed", "42"]).unwrap(),
+            Command::Test { filter: Some("cpuhp-qmp".into()), jobs: 2, seed: Some(42) }
         );
         let default = recipes::find("default").unwrap();
         assert_eq!(p(&["run"]).unwrap(), Command::Run { image: default, qemu_args: vec![] });
@@ -338,6 +346,8 @@ mod tests {
         assert!(err(&["test", "--jobs", "0"]).contains("`0`"));
         assert!(err(&["test", "--jobs", "many"]).contains("`many`"));
         assert!(err(&["test", "--filter"]).contains("--filter"));
+        assert!(err(&["test", "--seed", "-1"]).contains("'-1'"));
+        assert!(err(&["test", "--seed", "x"]).contains("'x'"));
         assert!(err(&["build", "now"]).contains("now"));
         let e = err(&["run", "--image", "nope"]);
         assert!(e.contains("--image") && e.contains("`nope`") && e.contains("default"), "{e}");

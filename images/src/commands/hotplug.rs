@@ -22,10 +22,13 @@ fn connect_run() -> Result<Qmp> {
 /// lowest free slot, with `features` (`"sse4.2": false, ...`) on top.
 pub fn cpu_add_command(features: &str) -> Result<ExitCode> {
     let mut q = connect_run()?;
-    let (driver, props) = qmp::free_slot(&q.execute("query-hotpluggable-cpus", json!({}))?)
-        .ok_or_else(|| link::Error::Qmp("no free CPU slot (all of maxcpus are in)".into()))?;
-    let socket_id = props.get("socket-id").and_then(|v| v.as_u64()).unwrap_or(0);
-    let id = format!("cpu{socket_id}");
+    let hotpluggable = q.execute("query-hotpluggable-cpus", json!({}))?;
+    let full = || link::Error::Qmp("no free CPU slot (all of maxcpus are in)".into());
+    let index = qmp::free_index(&hotpluggable).ok_or_else(full)?;
+    let (driver, props) = qmp::slot(&hotpluggable, index).ok_or_else(full)?;
+    // Named after the slot's cpu-index: unique among the CPUs present
+    // whatever the topology (with cores, every socket-id is 0).
+    let id = format!("cpu{index}");
     let args = qmp::device_add_args(&driver, &props, &id, features)?;
     println!("cpu-add: device_add {args}");
     q.execute("device_add", args)?;

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use loader_core::power::exit::Status;
 
@@ -12,7 +12,7 @@ use super::{Error, Result};
 use crate::build::builder::Image;
 use crate::machine::layout::RUN_LAYOUT;
 use crate::machine::process::{Group, Guard};
-use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, QemuBoot, QEMU};
+use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
 use crate::machine::Serial;
 use crate::{out_dir, shown};
 
@@ -58,8 +58,16 @@ fn report_interactive(code: Option<i32>) -> ExitCode {
     }
 }
 
+/// What `runner run` says first: the image, the QEMU and the machine.
+fn first_line(image: &str, qemu: &Qemu, extra_note: &str) -> String {
+    format!(
+        "run: image `{image}` on {}, {RUN_LAYOUT}{extra_note}; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor",
+        qemu.describe()
+    )
+}
+
 /// `runner run`: the image in QEMU with COM1 and the monitor on this terminal.
-pub fn run_console(image: &Image, reboots: bool, extra: &[OsString], accel: Accel) -> Result<ExitCode> {
+pub fn run_console(qemu: &Qemu, image: &Image, reboots: bool, extra: &[OsString], accel: Accel) -> Result<ExitCode> {
     let cmdline = image.cmdline()?;
     let socket = com2_socket();
     let com2 = com2_serial_arg(&socket)?;
@@ -89,25 +97,24 @@ pub fn run_console(image: &Image, reboots: bool, extra: &[OsString], accel: Acce
     args.extend(extra.iter().cloned());
     // Later QEMU options override earlier ones, so extra `-smp`/`-m` win.
     let extra_note: String = extra.iter().map(|a| format!(" {}", a.to_string_lossy())).collect();
-    println!(
-        "run: image `{}` on qemu {RUN_LAYOUT}{extra_note}; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor",
-        image.name
-    );
+    println!("{}", first_line(&image.name, qemu, &extra_note));
     println!("run: COM2 is {}: `make swap PLUGIN=<name>` uploads a plugin from another terminal", shown(&socket));
     println!(
         "run: QMP is {}: `make cpu-add [FEATURES='\"sse4.2\": false']` and `make cpu-del CPU=<n>` hot-plug CPUs",
         shown(&qmp)
     );
     // On the terminal, so in its foreground group: QEMU reads the keys.
-    let mut qemu = Guard::spawn(Command::new(QEMU).args(&args), Group::Terminal)
-        .map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
-    let status = qemu.wait().map_err(|e| Error::io(format!("running {QEMU}"), e))?;
+    let binary = shown(&qemu.tree.binary);
+    let mut child = Guard::spawn(qemu.command().args(&args), Group::Terminal)
+        .map_err(|e| Error::io(format!("starting {binary}"), e))?;
+    let status = child.wait().map_err(|e| Error::io(format!("running {binary}"), e))?;
     Ok(report_interactive(status.code()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::qemu::{QemuTree, QemuVersion};
 
     #[test]
     fn interactive_exit_reporting() {
@@ -116,6 +123,19 @@ mod tests {
         assert_eq!(report_interactive(Some(37)), ExitCode::FAILURE);
         assert_eq!(report_interactive(Some(1)), ExitCode::FAILURE);
         assert_eq!(report_interactive(None), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn the_first_line_names_the_qemu() {
+        let qemu = Qemu {
+            tree: QemuTree::under(std::path::Path::new("/w/images/qemu/root")),
+            version: QemuVersion { major: 10, text: "10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)".into() },
+        };
+        assert_eq!(
+            first_line("default", &qemu, " -smp 4"),
+            "run: image `default` on QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1), q35 -smp 2,maxcpus=16 \
+             -m 512M -smp 4; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor"
+        );
     }
 
     #[test]

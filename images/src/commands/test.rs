@@ -13,12 +13,13 @@ use super::{Error, Result};
 use crate::build::builder::{self, Image};
 use crate::build::recipes::{self, Recipe, RECIPES};
 use crate::machine::bochs::{prepare_bochs, BOCHS};
-use crate::machine::layout::{QemuLayout, Target};
+use crate::machine::layout::{Emulator, QemuLayout, Target};
 use crate::machine::outcome::{classify, Ended, Outcome};
-use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, QemuBoot, QEMU};
+use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
 use crate::machine::{banner, fresh_run_dir, process, Serial};
 use crate::scenarios;
-use crate::scenarios::hotplug::{self, HotplugScenario, HOTPLUG_SCENARIOS};
+use crate::scenarios::cpuhp_qmp;
+use crate::scenarios::hotplug::{self, HotplugScenario, Script, HOTPLUG_SCENARIOS};
 use crate::scenarios::session::data::{Scenario, SCENARIOS};
 use crate::scenarios::session::{checks, drive, upload};
 use crate::{last_lines, out_dir, read_lossy, shown};
@@ -134,27 +135,45 @@ struct Finished {
     details: Vec<String>,
 }
 
-/// Boots one run and judges it. Failing to even start the emulator is a
-/// failed run, not an error that stops the others.
-fn execute(run: &Run, accel: Accel) -> Finished {
-    boot(run, accel).unwrap_or_else(|e| Finished { passed: false, seconds: 0.0, details: vec![e.to_string()] })
+/// What every run of one `runner test` shares.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting<'a> {
+    pub accel: Accel,
+    /// The QEMU of every QEMU run; `None` when the plan has none (only
+    /// Bochs), so that such a plan needs no QEMU.
+    pub qemu: Option<&'a Qemu>,
+    /// Replaces the cpuhp QMP scenario's seed (`--seed`).
+    pub seed: Option<u64>,
 }
 
-fn boot(run: &Run, accel: Accel) -> Result<Finished> {
+impl Setting<'_> {
+    fn qemu(&self) -> Result<&Qemu> {
+        self.qemu.ok_or_else(|| Error::Environment("a QEMU run was planned without a QEMU".into()))
+    }
+}
+
+/// Boots one run and judges it. Failing to even start the emulator is a
+/// failed run, not an error that stops the others.
+fn execute(run: &Run, setting: Setting) -> Finished {
+    boot(run, setting).unwrap_or_else(|e| Finished { passed: false, seconds: 0.0, details: vec![e.to_string()] })
+}
+
+fn boot(run: &Run, setting: Setting) -> Result<Finished> {
     let image = Image::of(run.recipe.name);
     let dir = fresh_run_dir(&run.dir_name())?;
     let serial_path = dir.join("serial.log");
     let output = dir.join("emulator.out");
     if let (Kind::Session(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
-        return play(run, scenario, &image, layout, accel, &serial_path, &output);
+        return play(run, scenario, &image, layout, setting, &serial_path, &output);
     }
     if let (Kind::Hotplug(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
-        return play_hotplug(run, scenario, &image, layout, accel, &serial_path, &output);
+        return play_hotplug(run, scenario, &image, layout, setting, &serial_path, &output);
     }
+    let accel = setting.accel;
     let mut command = match run.target {
         Target::Qemu(layout) => {
             let cmdline = image.cmdline()?;
-            let mut c = Command::new(QEMU);
+            let mut c = setting.qemu()?.command();
             c.args(qemu_args(&QemuBoot {
                 kernel: &image.loader(),
                 initrd: &image.initrd(),
@@ -193,7 +212,7 @@ fn play(
     scenario: &Scenario,
     image: &Image,
     layout: QemuLayout,
-    accel: Accel,
+    setting: Setting,
     serial_path: &Path,
     output: &Path,
 ) -> Result<Finished> {
@@ -219,13 +238,13 @@ fn play(
         let _ = std::fs::remove_file(s);
     }
     let cmdline = scenario.cmdline(&image.cmdline()?);
-    let mut command = Command::new(QEMU);
+    let mut command = setting.qemu()?.command();
     command.args(qemu_args(&QemuBoot {
         kernel: &image.loader(),
         initrd: &image.initrd(),
         cmdline: &cmdline,
         layout,
-        accel,
+        accel: setting.accel,
         serial: Serial::Socket(&socket),
         com2: com2.as_ref().map(|_| com2_arg.as_str()),
         reboots: false,
@@ -249,7 +268,7 @@ fn play_hotplug(
     scenario: &HotplugScenario,
     image: &Image,
     layout: QemuLayout,
-    accel: Accel,
+    setting: Setting,
     serial_path: &Path,
     output: &Path,
 ) -> Result<Finished> {
@@ -261,26 +280,35 @@ fn play_hotplug(
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&qmp);
     let cmdline = image.cmdline()?;
-    let mut command = Command::new(QEMU);
+    let mut command = setting.qemu()?.command();
     command.args(qemu_args(&QemuBoot {
         kernel: &image.loader(),
         initrd: &image.initrd(),
         cmdline: &cmdline,
         layout,
-        accel,
+        accel: setting.accel,
         serial: Serial::Socket(&serial),
         com2: None,
         reboots: false,
         icount: false,
     }));
     command.args(qmp_args(&qmp));
-    let driven = hotplug::drive(scenario.script, accel, &mut command, &serial, &qmp, output, serial_path);
+    let plan = cpuhp_qmp::plan_for(setting.accel, setting.seed);
+    let driven = hotplug::drive(scenario.script, &plan, &mut command, &serial, &qmp, output, serial_path);
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&qmp);
     let driven = driven?;
     let mut verdict = judge(run, driven.ended, &driven.transcript);
     verdict.problems.extend(driven.problems);
+    if scenario.script == Script::Cpuhp && !verdict.passed() {
+        verdict.problems.insert(0, replay_note(scenario.name, plan.seed));
+    }
     Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
+}
+
+/// How to play the cpuhp scenario's operations again.
+fn replay_note(name: &str, seed: u64) -> String {
+    format!("seed {seed}: `runner test --filter {name} --seed {seed}` plays the same operations")
 }
 
 fn failure_details(verdict: &Verdict, serial: &str, serial_path: &Path, output: &Path) -> Vec<String> {
@@ -337,7 +365,7 @@ pub fn summary(runs: &[Run], passed: &[bool]) -> Vec<String> {
 
 /// Runs `runs` on `jobs` threads; prints progress as runs finish and the
 /// summary at the end. Returns whether every run passed.
-pub fn run_all(runs: &[Run], jobs: usize, accel: Accel) -> bool {
+pub fn run_all(runs: &[Run], jobs: usize, setting: Setting) -> bool {
     // Longest deadlines (Bochs) first, so they overlap with the many short
     // QEMU runs instead of trailing at the end.
     let mut order: Vec<usize> = (0..runs.len()).collect();
@@ -349,7 +377,7 @@ pub fn run_all(runs: &[Run], jobs: usize, accel: Accel) -> bool {
         for _ in 0..jobs.min(runs.len()) {
             scope.spawn(|| {
                 while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let finished = execute(&runs[i], accel);
+                    let finished = execute(&runs[i], setting);
                     let mut state = done.lock().unwrap_or_else(|e| e.into_inner());
                     state.0 += 1;
                     state.1[i] = finished.passed;
@@ -372,24 +400,59 @@ pub fn run_all(runs: &[Run], jobs: usize, accel: Accel) -> bool {
     passed.iter().all(|p| *p)
 }
 
+/// Refuses, before anything boots, a planned QMP run that would plug more
+/// CPUs than its QEMU can create.
+pub fn check_plug_events(runs: &[Run], accel: Accel, seed: Option<u64>) -> Result<()> {
+    for run in runs {
+        if let Kind::Hotplug(s) = run.kind {
+            s.check_plug_events(accel, seed)?;
+        }
+    }
+    Ok(())
+}
+
+/// The header lines of the report: which QEMU boots the QEMU runs, the
+/// cpuhp scenario's seed if it is planned, and how many runs there are.
+pub fn header(runs: &[Run], jobs: usize, qemu: Option<&Qemu>, seed: u64) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(q) = qemu {
+        lines.push(format!("test: {} ({})", q.describe(), shown(&q.tree.binary)));
+    }
+    if runs.iter().any(|r| matches!(r.kind, Kind::Hotplug(s) if s.script == Script::Cpuhp)) {
+        lines.push(format!("test: cpuhp-qmp seed {seed} (`--seed {seed}` plays the same operations)"));
+    }
+    lines.push(format!("test: {} runs, {} at a time", runs.len(), jobs.min(runs.len())));
+    lines
+}
+
 /// `runner test`: build what is stale, boot every planned run, report.
-pub fn test_command(filter: Option<&str>, jobs: usize) -> Result<ExitCode> {
+pub fn test_command(filter: Option<&str>, jobs: usize, seed: Option<u64>) -> Result<ExitCode> {
     let runs = plan(filter);
     if runs.is_empty() {
         let f = filter.unwrap_or_default();
         return Err(Error::Usage(format!("runner test: --filter `{f}` matches no image name and no emulator")));
     }
     let accel = Accel::from_env()?;
+    check_plug_events(&runs, accel, seed)?;
+    // Only a plan with QEMU runs needs the QEMU tree (`--filter bochs`
+    // does not).
+    let qemu = match runs.iter().any(|r| r.target.emulator() == Emulator::Qemu) {
+        true => Some(Qemu::locate()?),
+        false => None,
+    };
     builder::build_all()?;
-    println!("test: {} runs, {} at a time", runs.len(), jobs.min(runs.len()));
-    Ok(if run_all(&runs, jobs, accel) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    for line in header(&runs, jobs, qemu.as_ref(), seed.unwrap_or(cpuhp_qmp::DEFAULT_SEED)) {
+        println!("{line}");
+    }
+    let setting = Setting { accel, qemu: qemu.as_ref(), seed };
+    Ok(if run_all(&runs, jobs, setting) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::build::recipes::find;
-    use crate::machine::layout::{BochsModel, Emulator, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+    use crate::machine::layout::{BochsModel, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
     use std::fs;
 
     fn run(name: &str, target: Target) -> Run {
@@ -427,14 +490,14 @@ mod tests {
         let s = sessions[0];
         assert_eq!((s.name(), s.recipe.name), ("shell-session", "default"));
         assert_eq!(s.expect(), Outcome::Exited(Status::PowerOff));
-        assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of4-512M");
+        assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of16-512M");
         // `--filter shell` takes the in-image suite and the session.
         let names: Vec<&str> = plan(Some("shell")).iter().map(Run::name).collect();
         assert!(names.contains(&"shell") && names.contains(&"shell-session"), "{names:?}");
         assert_eq!(plan(Some("shell-session")).len(), 1);
         // A session's serial log holds the whole transcript, banner included.
         let serial =
-            format!("cpus: 2 enabled at boot, 2 hot-pluggable\nmemory: 511 MiB usable\n{}\n", Status::PowerOff);
+            format!("cpus: 2 enabled at boot, 14 hot-pluggable\nmemory: 511 MiB usable\n{}\n", Status::PowerOff);
         assert!(judge(&s, Ended::Code(0), &serial).passed());
         let v = judge(&s, Ended::TimedOut, &serial);
         assert_eq!(v.problems, ["expected poweroff, got timeout"]);
@@ -529,6 +592,29 @@ mod tests {
             lines.contains(&"  smp  1/2 passed; failed on: bochs corei7_skylake_x x2 256M".to_string()),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn the_header_names_the_qemu_and_the_seed() {
+        use crate::machine::qemu::{QemuTree, QemuVersion};
+        let qemu = Qemu {
+            tree: QemuTree::under(&crate::machine::qemu::qemu_root()),
+            version: QemuVersion { major: 10, text: "10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)".into() },
+        };
+        let runs = plan(Some("cpuhp-qmp"));
+        assert_eq!(
+            header(&runs, 1, Some(&qemu), 42),
+            [
+                "test: QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1) \
+                 (images/qemu/root/usr/bin/qemu-system-x86_64)",
+                "test: cpuhp-qmp seed 42 (`--seed 42` plays the same operations)",
+                "test: 2 runs, 1 at a time",
+            ]
+        );
+        // Bochs alone: no QEMU, no seed.
+        assert_eq!(header(&plan(Some("bochs")), 2, None, 42), ["test: 7 runs, 2 at a time"]);
+        assert!(replay_note("cpuhp-qmp-pc", 7).contains("--filter cpuhp-qmp-pc --seed 7"));
+        assert!(check_plug_events(&plan(None), Accel::Tcg, Some(3)).is_ok());
     }
 
     #[test]

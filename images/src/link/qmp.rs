@@ -147,6 +147,18 @@ pub fn slot(hotpluggable: &Value, index: usize) -> Option<(String, Map<String, V
     Some((s.get("type")?.as_str()?.to_string(), s.get("props")?.as_object()?.clone()))
 }
 
+/// The cpu-index of the lowest free slot of `query-hotpluggable-cpus`.
+pub fn free_index(hotpluggable: &Value) -> Option<usize> {
+    hotpluggable.as_array()?.iter().rev().position(|s| s.get("qom-path").is_none())
+}
+
+/// The slots of `query-hotpluggable-cpus` that hold a CPU (those with a
+/// `qom-path`), as cpu-indices: QEMU lists the slots last to first.
+pub fn plugged_slots(hotpluggable: &Value) -> Vec<usize> {
+    let Some(slots) = hotpluggable.as_array() else { return Vec::new() };
+    slots.iter().rev().enumerate().filter(|(_, s)| s.get("qom-path").is_some()).map(|(i, _)| i).collect()
+}
+
 /// `device_add`'s arguments: the slot's driver and topology, the device
 /// `id`, and `features`, the body of a JSON object of extra properties
 /// (e.g. `"sse4.2": false`), as `make cpu-add FEATURES=...` takes them.
@@ -238,6 +250,12 @@ mod tests {
         assert_eq!(slot(&cores, 1), None);
         assert_eq!(slot(&hotpluggable(), 1), None);
         assert_eq!(slot(&hotpluggable(), 9), None);
+        assert_eq!(plugged_slots(&hotpluggable()), [0, 1]);
+        assert_eq!(free_index(&hotpluggable()), Some(2));
+        assert_eq!(free_index(&cores), Some(2));
+        assert_eq!(free_index(&json!([{"props": {}, "type": "x", "qom-path": "/p"}])), None);
+        assert_eq!(plugged_slots(&cores), [0, 1]);
+        assert_eq!(plugged_slots(&json!({})), Vec::<usize>::new());
     }
 
     #[test]

@@ -92,7 +92,10 @@ pub const SELF_CHECK_LAYOUT: QemuLayout = QEMU_LAYOUTS[0];
 pub const BENCH_LAYOUT: QemuLayout = QEMU_LAYOUTS[0];
 
 /// `runner run`: room to hot-add CPUs and enough memory to play with.
-pub const RUN_LAYOUT: QemuLayout = QemuLayout::new(Machine::Q35, 2, 4, 512);
+/// Under TCG `maxcpus` bounds the CPUs QEMU creates over the whole run,
+/// not only those present at once (see `qemu::check_plug_events`), so
+/// 16 leave room for `make cpu-add` / `make cpu-del` rounds.
+pub const RUN_LAYOUT: QemuLayout = QemuLayout::new(Machine::Q35, 2, 16, 512);
 
 /// The Bochs CPU models images boot on (bochsrc `cpu: model=`): Intel
 /// models with VMX, which differ in the VMX features they report.
@@ -251,6 +254,12 @@ mod tests {
                 QEMU_LAYOUTS.iter().filter(|l| (l.cpus, l.max_cpus) == smp).map(|l| l.mem_mib).collect();
             assert!(sizes.contains(&MIB_128) && sizes.contains(&GIB_2), "{smp:?}: {sizes:?}");
         }
+    }
+
+    #[test]
+    fn the_run_layout_leaves_room_for_hot_adds_after_ejects() {
+        assert_eq!(RUN_LAYOUT.to_string(), "q35 -smp 2,maxcpus=16 -m 512M");
+        const { assert!(RUN_LAYOUT.max_cpus - RUN_LAYOUT.cpus >= 8) };
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum Error {
     /// environment is unusable (e.g. a bad `ACCEL`).
     #[error("{0}")]
     Environment(String),
+    /// A run would create more vCPUs than QEMU can over its life (see
+    /// `qemu::check_plug_events`); the message has the arithmetic.
+    #[error("{0}")]
+    PlugBudget(String),
 }
 
 impl Error {

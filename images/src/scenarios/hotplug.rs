@@ -27,7 +27,7 @@ use crate::link::qmp::{self, Qmp, OST_EJECTED, OST_INSERTED};
 use crate::machine::layout::{Machine, QemuLayout};
 use crate::machine::outcome::{Ended, Outcome};
 use crate::machine::process::{self, Guard};
-use crate::machine::qemu::Accel;
+use crate::machine::qemu::{self, Accel};
 
 /// One QMP-driven run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +58,29 @@ impl HotplugScenario {
             Script::Cpuhp => Outcome::Exited(Status::PowerOff),
         }
     }
+
+    /// The CPU hot-adds the run makes with `accel` and `seed` (the cpuhp
+    /// scenario's; the handshake adds one CPU).
+    pub fn hot_adds(&self, accel: Accel, seed: Option<u64>) -> usize {
+        match self.script {
+            Script::Handshake => 1,
+            Script::Cpuhp => {
+                let ops = cpuhp_qmp::model::operations(&cpuhp_qmp::plan_for(accel, seed));
+                cpuhp_qmp::model::plug_events(0, &ops)
+            }
+        }
+    }
+
+    /// Refuses the run before QEMU starts if it plugs more CPUs than the
+    /// layout's QEMU can create ([`qemu::check_plug_events`]).
+    pub fn check_plug_events(&self, accel: Accel, seed: Option<u64>) -> Result<()> {
+        Ok(qemu::check_plug_events(self.name, accel, &self.layout, self.hot_adds(accel, seed))?)
+    }
 }
 
-/// Both machines whose blocks differ (0x0cd8 vs 0xaf00), from two CPUs
-/// of four.
+/// Both machines whose blocks differ (0x0cd8 vs 0xaf00), from two CPUs:
+/// of four for the handshake, of [`cpuhp_qmp::MAX_CPUS`] for cpuhp's
+/// scenario, whose hot-adds after ejects need room under TCG.
 pub const HOTPLUG_SCENARIOS: &[HotplugScenario] = &[
     HotplugScenario {
         name: "acpihp-q35",
@@ -117,9 +136,10 @@ fn expect_line(received: &Received, line: &str, timeout: Duration, problems: &mu
 
 /// Runs QEMU (`command`: COM1 on `serial_socket`, QMP on `qmp_socket`)
 /// and plays the hot-add / eject handshake.
+/// `plan` is what the cpuhp script plays (the handshake has no plan).
 pub fn drive(
     script: Script,
-    accel: Accel,
+    plan: &cpuhp_qmp::Plan,
     command: &mut Command,
     serial_socket: &Path,
     qmp_socket: &Path,
@@ -132,9 +152,7 @@ pub fn drive(
     let mut problems = Vec::new();
     let r = match script {
         Script::Handshake => play(&mut child, serial_socket, qmp_socket, serial_log, &mut problems),
-        Script::Cpuhp => {
-            play_cpuhp(&mut child, serial_socket, qmp_socket, serial_log, &cpuhp_qmp::plan_for(accel), &mut problems)
-        }
+        Script::Cpuhp => play_cpuhp(&mut child, serial_socket, qmp_socket, serial_log, plan, &mut problems),
     };
     // QEMU ends by itself when the image exits; a run that went wrong
     // before that is stopped here.
@@ -204,4 +222,36 @@ fn play(
         problems.push(format!("no _OST {OST_EJECTED:x?} (ejection success) from the guest"));
     }
     Ok((received, reader))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine;
+
+    #[test]
+    fn every_planned_run_fits_its_plug_budget() {
+        for s in HOTPLUG_SCENARIOS {
+            for accel in [Accel::Tcg, Accel::Kvm] {
+                s.check_plug_events(accel, None).unwrap();
+            }
+        }
+        let cpuhp = HOTPLUG_SCENARIOS.iter().find(|s| s.name == "cpuhp-qmp-q35").unwrap();
+        let adds = cpuhp.hot_adds(Accel::Tcg, None);
+        assert!(adds > 6, "the scenario hot-adds again after ejects: {adds}");
+        assert_eq!(HOTPLUG_SCENARIOS[0].hot_adds(Accel::Tcg, None), 1);
+    }
+
+    #[test]
+    fn a_scenario_on_too_few_slots_is_refused_before_qemu_starts() {
+        // The cpuhp scenario on the handshake's `-smp 2,maxcpus=4`.
+        let small = HotplugScenario { layout: HOTPLUG_SCENARIOS[0].layout, ..HOTPLUG_SCENARIOS[2] };
+        let adds = small.hot_adds(Accel::Tcg, Some(5));
+        let e = small.check_plug_events(Accel::Tcg, Some(5)).unwrap_err();
+        assert!(matches!(e, Error::Machine(machine::Error::PlugBudget(_))), "{e:?}");
+        let e = e.to_string();
+        let sum = format!("cpuhp-qmp-q35: plans 2 boot CPUs + {adds} hot-adds = {} CPU plug events", adds + 2);
+        assert!(e.starts_with(&sum) && e.contains("maxcpus = 4"), "{e}");
+        assert!(small.check_plug_events(Accel::Kvm, Some(5)).is_ok());
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{Model, Stage};
-use super::{BOOT_CPUS, CHECK_STATE, DROPPED_FEATURE_ERROR, SLOTS};
+use super::{BOOT_CPUS, CHECK_STATE, DROPPED_FEATURE_ERROR, MAX_CPUS, SLOTS};
 
 /// One line of `cpu events`: `#seq cpu N kind [state=..] [error=..]
 /// [reason: <words to the end of the line>]`.
@@ -99,10 +99,15 @@ pub fn parse_list(text: &str) -> BTreeMap<usize, (String, String)> {
         .collect()
 }
 
-/// `cpus` against the model: every slot's stage and origin (`-` for an
-/// empty slot).
+/// `cpus` against the model: one row per possible CPU (`maxcpus` of
+/// them), each slot's stage and origin (`-` for an empty slot), and
+/// nothing in the slots past the model's.
 pub fn check_list(model: &Model, list: &BTreeMap<usize, (String, String)>) -> Vec<String> {
     let mut problems = Vec::new();
+    let rows: Vec<usize> = list.keys().copied().collect();
+    if rows != (0..MAX_CPUS as usize).collect::<Vec<_>>() {
+        problems.push(format!("cpus: rows for CPUs {rows:?}, not one for each of the {MAX_CPUS} possible"));
+    }
     let unused: Vec<usize> = list.iter().filter(|(c, (s, _))| **c >= SLOTS && s != "absent").map(|(c, _)| *c).collect();
     if !unused.is_empty() {
         problems.push(format!("cpus: CPUs past slot {SLOTS} are in: {unused:?}"));
@@ -121,17 +126,34 @@ pub fn check_list(model: &Model, list: &BTreeMap<usize, (String, String)>) -> Ve
     problems
 }
 
-/// QEMU's CPUs (cpu-index, which is the slot with the default topology)
-/// against the model.
-pub fn check_qemu(model: &Model, qemu: &[u64]) -> Vec<String> {
+/// What QEMU says is plugged: the cpu-index of every CPU in
+/// `query-cpus-fast`, and the slots of `query-hotpluggable-cpus` that hold
+/// a CPU (in cpu-index order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QemuCpus {
+    pub running: Vec<u64>,
+    pub plugged: Vec<usize>,
+}
+
+/// QEMU's CPUs against the model and against every `cpus` row: a row is
+/// a CPU (online or offline) exactly when QEMU has one at that index, in
+/// both of its answers (cpu-index is the slot with the default topology).
+pub fn check_qemu(model: &Model, list: &BTreeMap<usize, (String, String)>, qemu: &QemuCpus) -> Vec<String> {
     let mut problems = Vec::new();
-    if qemu.iter().any(|c| *c >= SLOTS as u64) {
-        problems.push(format!("query-cpus-fast {qemu:?}: CPUs past slot {SLOTS}"));
+    let mut running = qemu.running.clone();
+    running.sort_unstable();
+    let want: Vec<u64> = model.present().into_iter().map(|s| s as u64).collect();
+    if running != want {
+        problems.push(format!("query-cpus-fast has CPUs {running:?}, the model {want:?}"));
     }
-    for (cpu, stage) in model.0.iter().enumerate() {
-        if qemu.contains(&(cpu as u64)) != (*stage != Stage::Absent) {
-            problems.push(format!("query-cpus-fast {qemu:?}: cpu {cpu} should be {}", stage.name()));
-        }
+    let plugged: Vec<u64> = qemu.plugged.iter().map(|s| *s as u64).collect();
+    if plugged != running {
+        problems
+            .push(format!("query-hotpluggable-cpus has slots {plugged:?} filled, query-cpus-fast CPUs {running:?}"));
+    }
+    let rows: Vec<u64> = list.iter().filter(|(_, (s, _))| s != "absent").map(|(c, _)| *c as u64).collect();
+    if rows != running {
+        problems.push(format!("cpus has CPUs {rows:?} present, QEMU {running:?}"));
     }
     problems
 }
@@ -169,6 +191,15 @@ pub fn check_refusal(log: &Log, after: u64, cpu: usize, feature: &str, transcrip
         problems.push(format!("no `cpu {cpu} (APIC id ..) {logged}...` in the log"));
     }
     problems
+}
+
+/// A CPU hot-added into `cpu` (a fresh slot or one ejected before): cpuhp's
+/// GPE handler logs its insertion anew in `since` (the log after the
+/// operation began). Its `discovered` event is checked with the others.
+pub fn check_insert_logged(since: &str, cpu: usize) -> Option<String> {
+    let line = format!("cpu {cpu} (APIC id ");
+    let logged = since.lines().any(|l| l.contains(&line) && l.trim_end().ends_with("inserted and online"));
+    (!logged).then(|| format!("no `cpu {cpu} (APIC id ..) inserted and online` in the log"))
 }
 
 #[cfg(test)]
@@ -220,30 +251,86 @@ mod tests {
         assert_eq!(check_refusal(&bare, 6, 2, "sse4.2", EVENTS).len(), 1);
     }
 
+    /// `cpus` as the shell prints it for `stages` (by slot), every other
+    /// possible CPU absent.
+    fn cpus_text(stages: &[(&str, &str)]) -> String {
+        let mut text = String::from("cpus\r\n");
+        for cpu in 0..MAX_CPUS as usize {
+            let (stage, origin) = stages.get(cpu).copied().unwrap_or(("absent", "-"));
+            text.push_str(&format!("cpu {cpu} apic {cpu} {stage} {origin}\r\n"));
+        }
+        text
+    }
+
+    fn model(stages: &[Stage]) -> Model {
+        let mut m = Model([Stage::Absent; SLOTS]);
+        m.0[..stages.len()].copy_from_slice(stages);
+        m
+    }
+
     #[test]
-    fn cpus_and_qemu_are_compared_with_the_model() {
-        let list = parse_list(
-            "cpus\r\ncpu 0 apic 0 online boot\r\ncpu 1 apic 1 offline boot\r\ncpu 2 apic 2 absent -\r\n\
-             cpu 3 apic 3 offline hot-added\r\n",
-        );
-        let m = Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]);
+    fn cpus_are_compared_with_the_model() {
+        let shown = [("online", "boot"), ("offline", "boot"), ("absent", "-"), ("offline", "hot-added")];
+        let list = parse_list(&cpus_text(&shown));
+        assert_eq!(list.len(), MAX_CPUS as usize);
+        let m = model(&[Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]);
         assert_eq!(check_list(&m, &list), Vec::<String>::new());
-        assert_eq!(check_qemu(&m, &[0, 1, 3]), Vec::<String>::new());
-        assert_eq!(check_qemu(&m, &[0, 1, 2, 3]), ["query-cpus-fast [0, 1, 2, 3]: cpu 2 should be absent"]);
-        assert!(check_qemu(&m, &[0, 1, 3, 9])[0].ends_with("CPUs past slot 4"));
-        let m2 = Model([Stage::Online, Stage::Online, Stage::Absent, Stage::Offline]);
+        let m2 = model(&[Stage::Online, Stage::Online, Stage::Absent, Stage::Offline]);
         assert!(check_list(&m2, &list)[0].starts_with("cpus: cpu 1"));
         // The origin counts for a CPU that is there.
-        let wrong = parse_list(
-            "cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent -\ncpu 3 apic 3 offline boot\n",
-        );
+        let wrong = parse_list(&cpus_text(&[shown[0], shown[1], shown[2], ("offline", "boot")]));
         assert_eq!(
             check_list(&m, &wrong),
             ["cpus: cpu 3 is Some((\"offline\", \"boot\")), expected offline hot-added"]
         );
-        let stale = parse_list("cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\ncpu 2 apic 2 absent hot-added\ncpu 3 apic 3 offline hot-added\n");
+        let stale = parse_list(&cpus_text(&[shown[0], shown[1], ("absent", "hot-added"), shown[3]]));
         assert_eq!(check_list(&m, &stale).len(), 1, "an empty slot has no origin");
-        assert!(check_list(&m, &parse_list("cpu 4 apic 4 online boot"))[0].contains("past slot 4"));
+        let mut past = shown.to_vec();
+        past.resize(SLOTS + 1, ("absent", "-"));
+        past[SLOTS] = ("online", "hot-added");
+        assert!(check_list(&m, &parse_list(&cpus_text(&past)))[0].contains(&format!("past slot {SLOTS}")));
+        // A row missing is a problem of its own.
+        let short = parse_list("cpu 0 apic 0 online boot\ncpu 1 apic 1 offline boot\n");
+        assert!(
+            check_list(&m, &short)[0].contains("not one for each of the 64 possible"),
+            "{:?}",
+            check_list(&m, &short)
+        );
+    }
+
+    #[test]
+    fn qemu_is_compared_with_the_model_and_every_row() {
+        let shown = [("online", "boot"), ("offline", "boot"), ("absent", "-"), ("offline", "hot-added")];
+        let list = parse_list(&cpus_text(&shown));
+        let m = model(&[Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]);
+        let qemu = QemuCpus { running: vec![3, 0, 1], plugged: vec![0, 1, 3] };
+        assert_eq!(check_qemu(&m, &list, &qemu), Vec::<String>::new());
+        // QEMU still has the ejected CPU 2: both the model and the row disagree.
+        let stale = QemuCpus { running: vec![0, 1, 2, 3], plugged: vec![0, 1, 2, 3] };
+        let p = check_qemu(&m, &list, &stale);
+        assert_eq!(
+            p,
+            [
+                "query-cpus-fast has CPUs [0, 1, 2, 3], the model [0, 1, 3]",
+                "cpus has CPUs [0, 1, 3] present, QEMU [0, 1, 2, 3]"
+            ]
+        );
+        // The two QEMU answers disagree with each other.
+        let torn = QemuCpus { running: vec![0, 1, 3], plugged: vec![0, 1] };
+        assert_eq!(check_qemu(&m, &list, &torn).len(), 1);
+        // A row that says present where QEMU has nothing.
+        let ghost = parse_list(&cpus_text(&[shown[0], shown[1], ("offline", "hot-added"), shown[3]]));
+        assert_eq!(check_qemu(&m, &ghost, &qemu), ["cpus has CPUs [0, 1, 2, 3] present, QEMU [0, 1, 3]"]);
+    }
+
+    #[test]
+    fn every_insertion_is_logged_anew() {
+        let since = "cpu events 40\r\n[    1.2 0 INFO  cpuhp-plugin] cpu 2 (APIC id 2) inserted and online\r\n";
+        assert_eq!(check_insert_logged(since, 2), None);
+        assert!(check_insert_logged(since, 3).unwrap().contains("cpu 3"));
+        let refused = "[1.2 0 WARN cpuhp-plugin] cpu 3 (APIC id 3) inserted but stays offline: state x\r\n";
+        assert!(check_insert_logged(refused, 3).is_some());
+        assert!(check_insert_logged("", 2).is_some());
     }
 
     #[test]

@@ -3,12 +3,9 @@
 
 use super::{Plan, BOOT_CPUS, DROPPED_FEATURE, REFUSED_SLOT, SLOTS, SWAPPED_TO};
 
-/// Fixed operations before the random ones, besides the re-add.
-const PREFIX: usize = 4;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// device_add into slot (cpu-index) `slot`, with `features` switched off.
+    /// device_add into slot (cpu-index) `slot`, with `without` switched off.
     Add { slot: usize, without: Option<&'static str> },
     /// device_del of the CPU in `slot`.
     Remove(usize),
@@ -42,7 +39,8 @@ impl Stage {
     }
 }
 
-/// The expected state of the machine: one stage per slot.
+/// The expected state of the machine: one stage per slot the scenario
+/// uses (the slots past [`SLOTS`] stay empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model(pub [Stage; SLOTS]);
 
@@ -53,22 +51,24 @@ impl Model {
         Model(s)
     }
 
+    /// The slots that hold a CPU.
+    pub fn present(&self) -> Vec<usize> {
+        (0..SLOTS).filter(|&s| self.0[s] != Stage::Absent).collect()
+    }
+
     /// Every operation allowed now. CPU 0 (the boot CPU) is never touched;
     /// only hot-pluggable slots are added and removed, since QEMU refuses
     /// to unplug the CPUs of `-smp` on some machine versions.
-    /// `plug`: hot-adds and removals are allowed (without, online and
-    /// offline only).
-    pub fn choices(&self, plug: bool) -> Vec<Op> {
+    pub fn choices(&self) -> Vec<Op> {
         let mut ops = Vec::new();
         for (slot, stage) in self.0.iter().enumerate().skip(1) {
             let pluggable = slot >= BOOT_CPUS;
             match stage {
-                Stage::Absent if plug => ops.push(Op::Add { slot, without: None }),
-                Stage::Absent => {}
+                Stage::Absent => ops.push(Op::Add { slot, without: None }),
                 Stage::Online => ops.push(Op::Offline(slot)),
                 Stage::Offline => ops.push(Op::Online(slot)),
             }
-            if plug && pluggable && *stage != Stage::Absent {
+            if pluggable && *stage != Stage::Absent {
                 ops.push(Op::Remove(slot));
             }
         }
@@ -116,48 +116,37 @@ fn next(state: &mut u64) -> u64 {
     state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
-/// The whole sequence. Every hot-add of the fixed part comes before the
-/// first eject (see [`Plan::readd`]): a CPU into slot 2 (online), the CPU
-/// without [`DROPPED_FEATURE`] into [`REFUSED_SLOT`] (refused, it stays
-/// offline and the rest goes on); then that CPU is removed and, if
-/// `readd`, a full CPU takes its slot; a swap of cpuhp; `random_ops`
-/// seeded operations (without `readd`, online and offline only); an eject
-/// of CPU 2 refused by an injected teardown failure (then, without
-/// `readd`, CPU 2's removal, an eject of an online CPU); and an
-/// offline/online of CPU 1 to show the rest still works.
+/// The fixed operations before the random ones: a CPU into slot 2
+/// (online); the CPU without [`DROPPED_FEATURE`] into [`REFUSED_SLOT`]
+/// (refused, it stays offline and the rest goes on); CPU 2 ejected while
+/// online and its slot filled again (online again, a new insertion); an
+/// eject of CPU 2 that a teardown refuses; the refused CPU ejected; a swap
+/// of cpuhp, so that every later operation reaches the new version.
+pub const PREFIX: [Op; 7] = [
+    Op::Add { slot: 2, without: None },
+    Op::Add { slot: REFUSED_SLOT, without: Some(DROPPED_FEATURE) },
+    Op::Remove(2),
+    Op::Add { slot: 2, without: None },
+    Op::RefusedRemove(2),
+    Op::Remove(REFUSED_SLOT),
+    Op::Swap(SWAPPED_TO),
+];
+
+/// The whole sequence: [`PREFIX`], `random_ops` seeded operations (hot-adds
+/// into fresh and into ejected slots, removals, onlines and offlines),
+/// and an offline/online of CPU 1 to show the rest still works.
 pub fn operations(plan: &Plan) -> Vec<Op> {
     let mut model = Model::boot();
-    let mut ops = vec![
-        Op::Add { slot: 2, without: None },
-        Op::Add { slot: REFUSED_SLOT, without: Some(DROPPED_FEATURE) },
-        Op::Remove(REFUSED_SLOT),
-    ];
-    if plan.readd {
-        ops.push(Op::Add { slot: REFUSED_SLOT, without: None });
-    }
-    ops.push(Op::Swap(SWAPPED_TO));
+    let mut ops = PREFIX.to_vec();
     for op in &ops {
         model.apply(*op);
     }
     let mut rng = plan.seed | 1;
     for _ in 0..plan.random_ops {
-        let choices = model.choices(plan.readd);
+        let choices = model.choices();
         let op = choices[(next(&mut rng) % choices.len() as u64) as usize];
         model.apply(op);
         ops.push(op);
-    }
-    // An eject a teardown refuses, on CPU 2 brought online for it.
-    match model.0[2] {
-        Stage::Absent => ops.push(Op::Add { slot: 2, without: None }),
-        Stage::Offline => ops.push(Op::Online(2)),
-        Stage::Online => {}
-    }
-    ops.push(Op::RefusedRemove(2));
-    if !plan.readd {
-        ops.push(Op::Remove(2));
-    }
-    for op in &ops[PREFIX + plan.readd as usize + plan.random_ops..] {
-        model.apply(*op);
     }
     if model.0[1] == Stage::Offline {
         ops.push(Op::Online(1));
@@ -166,82 +155,100 @@ pub fn operations(plan: &Plan) -> Vec<Op> {
     ops
 }
 
+/// CPU plug events of a run of `ops` on a machine that boots with
+/// `boot_cpus`: every CPU QEMU creates, the boot CPUs and every hot-add
+/// (a refused CPU too: QEMU made it before the guest said no).
+pub fn plug_events(boot_cpus: usize, ops: &[Op]) -> usize {
+    boot_cpus + ops.iter().filter(|o| matches!(o, Op::Add { .. })).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::machine::qemu::Accel;
-    use crate::scenarios::cpuhp_qmp::{plan_for, PLAN};
+    use crate::scenarios::cpuhp_qmp::{plan_for, MAX_CPUS, PLAN};
 
     #[test]
     fn the_plan_is_fixed_valid_and_refuses_one_cpu() {
-        for plan in [PLAN, plan_for(Accel::Tcg)] {
+        for plan in [PLAN, plan_for(Accel::Tcg, None), plan_for(Accel::Kvm, Some(99))] {
             let ops = operations(&plan);
             assert_eq!(ops, operations(&plan), "the same seed gives the same run");
-            assert_eq!(
-                &ops[..3],
-                [
-                    Op::Add { slot: 2, without: None },
-                    Op::Add { slot: REFUSED_SLOT, without: Some("sse4.2") },
-                    Op::Remove(REFUSED_SLOT),
-                ]
-            );
-            assert_eq!(ops[3] == (Op::Add { slot: REFUSED_SLOT, without: None }), plan.readd);
-            let random = PREFIX + plan.readd as usize..PREFIX + plan.readd as usize + plan.random_ops;
-            assert_eq!(ops[random.start - 1], Op::Swap("1.3.0"));
-            // Both fixed hot-adds come before the first eject; without
-            // readd no hot-add follows it.
-            let first_eject = ops.iter().position(|o| matches!(o, Op::Remove(_) | Op::RefusedRemove(_))).unwrap();
-            assert_eq!(first_eject, 2);
-            assert_eq!(ops[first_eject..].iter().any(|o| matches!(o, Op::Add { .. })), plan.readd);
+            assert_eq!(ops[..PREFIX.len()], PREFIX);
+            let random = PREFIX.len()..PREFIX.len() + plan.random_ops;
             // Replayed on the model, every random operation is one of the
-            // allowed; the refused CPU stays offline until it is removed.
+            // allowed ones.
             let mut m = Model::boot();
-            let tail = ops.iter().rposition(|o| matches!(o, Op::RefusedRemove(_))).unwrap();
-            assert_eq!(ops[tail], Op::RefusedRemove(2));
+            let mut ejected = [false; SLOTS];
+            let (mut fresh_adds, mut re_adds) = (0, 0);
             for (i, op) in ops.iter().enumerate() {
-                if i == tail {
-                    assert_eq!(m.0[2], Stage::Online, "CPU 2 must be online for the refused eject");
-                }
                 if random.contains(&i) {
-                    assert!(m.choices(plan.readd).contains(op), "{op:?} not allowed in {m:?}");
+                    assert!(m.choices().contains(op), "{op:?} not allowed in {m:?}");
+                    match op {
+                        Op::Add { slot, .. } if ejected[*slot] => re_adds += 1,
+                        Op::Add { .. } => fresh_adds += 1,
+                        _ => {}
+                    }
+                }
+                if let Op::Remove(s) = op {
+                    ejected[*s] = true;
+                }
+                if *op == Op::RefusedRemove(2) {
+                    assert_eq!(m.0[2], Stage::Online, "CPU 2 must be online for the refused eject");
                 }
                 m.apply(*op);
                 if i == 1 {
-                    assert_eq!(m, Model([Stage::Online, Stage::Online, Stage::Online, Stage::Offline]));
+                    let mut want = Model::boot();
+                    want.0[2] = Stage::Online;
+                    want.0[REFUSED_SLOT] = Stage::Offline;
+                    assert_eq!(m, want);
                 }
             }
-            assert_eq!(&ops[ops.len() - 2..], [Op::Offline(1), Op::Online(1)]);
-            assert_eq!(ops[tail + 1] == Op::Remove(2), !plan.readd);
-            for k in [Op::Online(1), Op::Offline(1), Op::Online(2), Op::Offline(2)] {
-                assert!(ops[random.clone()].contains(&k), "{k:?} among the random operations");
+            assert!(fresh_adds > 0 && re_adds > 0, "{fresh_adds} fresh adds, {re_adds} into ejected slots");
+            for kind in [Op::Remove(0), Op::Online(0), Op::Offline(0)] {
+                let same = |o: &Op| std::mem::discriminant(o) == std::mem::discriminant(&kind);
+                assert!(ops[random.clone()].iter().any(same), "{kind:?} among the random operations");
             }
-            assert_ne!(operations(&Plan { seed: 7, ..plan }), ops);
+            assert_eq!(&ops[ops.len() - 2..], [Op::Offline(1), Op::Online(1)]);
+            assert_ne!(operations(&Plan { seed: plan.seed + 1, ..plan }), ops);
         }
-        let plugs = |p: &Plan| {
-            operations(p).iter().skip(PREFIX).filter(|o| matches!(o, Op::Add { .. } | Op::Remove(_))).count()
-        };
-        assert!(plugs(&PLAN) > 4, "KVM's random operations hot-add and remove");
-        assert_eq!(plugs(&plan_for(Accel::Tcg)), 1, "TCG's only removal is CPU 2's at the end");
+    }
+
+    #[test]
+    fn every_seed_fits_the_tcg_plug_budget() {
+        // The bound of `SLOTS`' comment, checked: no seed plans more CPU
+        // plug events than `maxcpus` allows.
+        let most = (0..2000).map(|seed| plug_events(BOOT_CPUS, &operations(&Plan { seed, ..PLAN }))).max().unwrap();
+        // After the prefix slots 0, 1 and 2 hold CPUs.
+        let empty_after_prefix = SLOTS - Model::boot().present().len() - 1;
+        assert!(most <= plug_events(BOOT_CPUS, &PREFIX) + (empty_after_prefix + PLAN.random_ops) / 2, "{most}");
+        assert!(most <= 37, "{most}");
+        assert!(most <= MAX_CPUS as usize, "{most}");
+    }
+
+    #[test]
+    fn plug_events_count_boot_cpus_and_every_add() {
+        assert_eq!(plug_events(2, &[]), 2);
+        assert_eq!(plug_events(2, &PREFIX), 5);
+        assert_eq!(plug_events(1, &[Op::Add { slot: 1, without: Some("sse4.2") }, Op::Remove(1), Op::Online(1)]), 2);
     }
 
     #[test]
     fn choices_never_touch_the_boot_cpu_or_remove_boot_cpus() {
         let m = Model::boot();
-        assert_eq!(
-            m.choices(true),
-            [Op::Offline(1), Op::Add { slot: 2, without: None }, Op::Add { slot: 3, without: None }]
-        );
-        assert_eq!(m.choices(false), [Op::Offline(1)]);
-        let m = Model([Stage::Online, Stage::Online, Stage::Offline, Stage::Absent]);
-        assert_eq!(m.choices(false), [Op::Offline(1), Op::Online(2)]);
-        let mut m = Model([Stage::Online, Stage::Offline, Stage::Offline, Stage::Online]);
-        assert_eq!(m.choices(true), [Op::Online(1), Op::Online(2), Op::Remove(2), Op::Offline(3), Op::Remove(3)]);
+        let mut want = vec![Op::Offline(1)];
+        want.extend((2..SLOTS).map(|slot| Op::Add { slot, without: None }));
+        assert_eq!(m.choices(), want);
+        let mut m = Model::boot();
+        m.0[1] = Stage::Offline;
+        m.0[2] = Stage::Offline;
+        m.0[3] = Stage::Online;
+        assert_eq!(&m.choices()[..5], [Op::Online(1), Op::Online(2), Op::Remove(2), Op::Offline(3), Op::Remove(3)]);
         assert_eq!(m.apply(Op::Remove(2)), ["removed"]);
         assert_eq!(m.apply(Op::Remove(3)), ["tear-down-started", "offline", "removed"]);
         assert_eq!(
             m.apply(Op::Add { slot: 3, without: Some("sse4.2") }),
             ["discovered", "bring-up-started", "failed", "rolled-back"]
         );
-        assert_eq!(m, Model([Stage::Online, Stage::Offline, Stage::Absent, Stage::Offline]));
+        assert_eq!(m.present(), [0, 1, 3]);
     }
 }

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::checks::{check_list, check_qemu, check_refusal, check_vmx_refused, parse_events, parse_list, Log};
+use super::checks::{
+    check_insert_logged, check_list, check_qemu, check_refusal, check_vmx_refused, parse_events, parse_list, Log,
+    QemuCpus,
+};
 use super::model::{operations, Model, Op};
 use super::{Plan, SLOTS};
-use crate::link::console::{prompt_end, ready, transcript, wait_for, Received};
+use crate::link::console::{prompt_end, ready, transcript, transcript_len, wait_for, Received};
 use crate::link::qmp::{self, Qmp, OST_EJECTED, OST_EJECT_REFUSED, OST_INSERTED, OST_INSERT_FAILED};
 use crate::scenarios::{Error, Result};
 
@@ -20,6 +23,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Events read back after each operation: more than any one operation
 /// makes (about 10 with cpuhp's and cpuidcheck's states).
 const EVENTS_READ: usize = 40;
+/// Problems after which the run stops: the rest would only repeat them.
+const MAX_PROBLEMS: usize = 5;
 
 /// The COM1 shell: types a command, returns its reply (up to the next
 /// prompt).
@@ -44,10 +49,6 @@ struct Run<'a, 'q> {
     sh: Shell<'a>,
     q: &'q mut Qmp,
     ids: [Option<String>; SLOTS],
-    /// `query-hotpluggable-cpus`, asked once: the slots' properties do not
-    /// change, and the fewer QMP requests after an eject, the less of QEMU
-    /// 7.2's unplug path is touched (see `Plan::readd`).
-    hotpluggable: serde_json::Value,
     problems: Vec<String>,
 }
 
@@ -62,43 +63,77 @@ pub fn play(stream: &UnixStream, received: &Received, q: &mut Qmp, plan: &Plan) 
         problems.extend(check_vmx_refused(&transcript(received)));
     }
     let sh = Shell { writer: stream.try_clone().map_err(|e| Error::io("cloning COM1", e))?, received };
-    let hotpluggable = q.execute("query-hotpluggable-cpus", json!({}))?;
-    let mut run = Run { sh, q, ids: Default::default(), hotpluggable, problems };
+    let mut run = Run { sh, q, ids: Default::default(), problems };
     let mut model = Model::boot();
     let mut log = Log::default();
     if let Some(p) = log.merge(parse_events(&run.sh.run(&format!("cpu events {EVENTS_READ}"))?)) {
         run.problems.push(p);
     }
+    let list = parse_list(&run.sh.run("cpus")?);
+    run.problems.extend(check_list(&model, &list).into_iter().map(|p| format!("at boot: {p}")));
+    let qemu = run.qemu_cpus()?;
+    run.problems.extend(check_qemu(&model, &list, &qemu).into_iter().map(|p| format!("at boot: {p}")));
     for (n, op) in operations(plan).into_iter().enumerate() {
-        let before = log.last_seq();
-        run.q.events.clear();
-        run.apply(n, op)?;
-        let kinds = model.apply(op);
-        // The handler has answered QEMU (or the command its prompt), so
-        // its events are in the log.
-        if let Some(p) = log.merge(parse_events(&run.sh.run(&format!("cpu events {EVENTS_READ}"))?)) {
-            run.problems.push(format!("op {n} {op:?}: {p}"));
+        // A step that cannot go on (no answer, a slot QEMU calls taken)
+        // ends the run; what was found before it stays in the report.
+        if let Err(e) = run.step(n, op, &mut model, &mut log) {
+            run.problems.push(format!("op {n} {op:?}: {e}"));
+            break;
         }
-        if let Some(p) = log.check(before, op.cpu(), kinds) {
-            run.problems.push(format!("op {n} {op:?}: {p}"));
-        }
-        if let Op::Add { slot, without: Some(f) } = op {
-            run.problems.extend(check_refusal(&log, before, slot, f, &transcript(received)));
-        }
-        // Every CPU, not only the operation's: the rest is unaffected.
-        let list = parse_list(&run.sh.run("cpus")?);
-        run.problems.extend(check_list(&model, &list).into_iter().map(|p| format!("op {n} {op:?}: {p}")));
-        if run.problems.len() > 5 {
+        if run.problems.len() > MAX_PROBLEMS {
+            run.problems.push(format!("stopped after op {n}"));
             break;
         }
     }
-    let qemu: Vec<u64> = qmp::cpus(&run.q.execute("query-cpus-fast", json!({}))?).into_iter().map(|(i, _)| i).collect();
-    run.problems.extend(check_qemu(&model, &qemu));
     write!(run.sh.writer, "poweroff\r").map_err(|e| Error::io("typing on COM1", e))?;
     Ok(run.problems)
 }
 
 impl Run<'_, '_> {
+    /// Plays operation `n` and checks what it did: its events (and no gap
+    /// in the log), a hot-add's log line or refusal, and every CPU in
+    /// `cpus` against the model and QEMU.
+    fn step(&mut self, n: usize, op: Op, model: &mut Model, log: &mut Log) -> Result<()> {
+        let received = self.sh.received;
+        let before = log.last_seq();
+        let from = transcript_len(received);
+        self.q.events.clear();
+        self.apply(n, op)?;
+        let kinds = model.apply(op);
+        // The handler has answered QEMU (or the command its prompt), so
+        // its events are in the log.
+        if let Some(p) = log.merge(parse_events(&self.sh.run(&format!("cpu events {EVENTS_READ}"))?)) {
+            self.problems.push(format!("op {n} {op:?}: {p}"));
+        }
+        if let Some(p) = log.check(before, op.cpu(), kinds) {
+            self.problems.push(format!("op {n} {op:?}: {p}"));
+        }
+        match op {
+            Op::Add { slot, without: Some(f) } => {
+                self.problems.extend(check_refusal(log, before, slot, f, &transcript(received)));
+            }
+            Op::Add { slot, without: None } => {
+                let since = transcript(received).get(from..).unwrap_or_default().to_string();
+                self.problems.extend(check_insert_logged(&since, slot).map(|p| format!("op {n} {op:?}: {p}")));
+            }
+            _ => {}
+        }
+        // Every CPU, not only the operation's: the rest is unaffected, and
+        // the guest and QEMU agree on which slots hold a CPU.
+        let list = parse_list(&self.sh.run("cpus")?);
+        let qemu = self.qemu_cpus()?;
+        let found = check_list(model, &list).into_iter().chain(check_qemu(model, &list, &qemu));
+        self.problems.extend(found.map(|p| format!("op {n} {op:?}: {p}")));
+        Ok(())
+    }
+
+    /// QEMU's two views of its CPUs.
+    fn qemu_cpus(&mut self) -> Result<QemuCpus> {
+        let running = qmp::cpus(&self.q.execute("query-cpus-fast", json!({}))?).into_iter().map(|(i, _)| i).collect();
+        let plugged = qmp::plugged_slots(&self.q.execute("query-hotpluggable-cpus", json!({}))?);
+        Ok(QemuCpus { running, plugged })
+    }
+
     /// Performs operation `n`, `op`, and waits for QEMU's or the shell's
     /// answer to it.
     fn apply(&mut self, n: usize, op: Op) -> Result<()> {
@@ -130,8 +165,10 @@ impl Run<'_, '_> {
     }
 
     fn add(&mut self, n: usize, op: Op, slot: usize, without: Option<&str>) -> Result<()> {
-        let (driver, props) = qmp::slot(&self.hotpluggable, slot)
-            .ok_or_else(|| Error::Script(format!("op {n}: slot {slot} is not free")))?;
+        // Asked anew each time: a slot is free again after its CPU left.
+        let hotpluggable = self.q.execute("query-hotpluggable-cpus", json!({}))?;
+        let (driver, props) =
+            qmp::slot(&hotpluggable, slot).ok_or_else(|| Error::Script(format!("op {n}: slot {slot} is not free")))?;
         let id = format!("hp{n}");
         let features = without.map(|f| format!("\"{f}\": false")).unwrap_or_default();
         self.q.execute("device_add", qmp::device_add_args(&driver, &props, &id, &features)?)?;
