@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::checks::{step_name, Sent};
-use super::data::{Input, Scenario, Step, Upload};
-use crate::link::com2;
+use super::data::{Input, Piece, Scenario, Step, ANSWER_DEADLINE};
+use super::upload::Prepared;
+use crate::link::com2::{Reply, Uplink};
 use crate::link::console::{connect, prompt_end, ready, receive, transcript, transcript_len, wait_for, Received};
 use crate::machine::outcome::Ended;
 use crate::machine::process;
@@ -29,8 +30,9 @@ pub struct Driven {
 pub struct Com2<'a> {
     /// QEMU's listening socket for the guest's COM2.
     pub socket: &'a Path,
-    /// One frame per upload step, in order ([`super::upload::frames`]).
-    pub frames: &'a [Vec<u8>],
+    /// What each upload or burst step sends, in order
+    /// ([`super::upload::prepare`]).
+    pub frames: &'a [Prepared],
     /// What was pushed and what came back, for post-mortems.
     pub log: &'a Path,
 }
@@ -71,8 +73,8 @@ pub fn drive(
         }
         alive = match step.input {
             Input::Keys(keys) => play.typed(&mut writer, i, step, keys)?,
-            Input::Upload(u) => match (com2, frames.next()) {
-                (Some(com2), Some(frame)) => play.uploaded(com2, i, step, &u, frame)?,
+            Input::Upload(_) | Input::Burst(_) => match (com2, frames.next()) {
+                (Some(com2), Some(prepared)) => play.uploaded(com2, i, step, prepared)?,
                 _ => {
                     play.problems.push(format!("{}: no COM2 frame prepared", step_name(i, step)));
                     false
@@ -97,7 +99,7 @@ struct Play<'a> {
     sent: Vec<Sent>,
     /// COM2, connected at the first upload: QEMU listens from its start,
     /// and by then the guest has long set up COM2. The log beside it.
-    uplink: Option<(UnixStream, File)>,
+    uplink: Option<(Uplink, File)>,
 }
 
 impl Play<'_> {
@@ -113,30 +115,76 @@ impl Play<'_> {
         Ok(true)
     }
 
-    /// Pushes step `i`'s frame on COM2; whether the loader replied.
-    fn uploaded(&mut self, com2: &Com2, i: usize, step: &Step, upload: &Upload, frame: &[u8]) -> io::Result<bool> {
+    /// Sends step `i`'s frame or burst on COM2; whether the loader
+    /// answered it all in time.
+    fn uploaded(&mut self, com2: &Com2, i: usize, step: &Step, prepared: &Prepared) -> io::Result<bool> {
         if self.uplink.is_none() {
-            match UnixStream::connect(com2.socket) {
-                Ok(s) => self.uplink = Some((s, File::create(com2.log)?)),
+            match UnixStream::connect(com2.socket)
+                .map_err(|e| e.to_string())
+                .and_then(|s| Uplink::new(s).map_err(|e| e.to_string()))
+            {
+                Ok(up) => self.uplink = Some((up, File::create(com2.log)?)),
                 Err(e) => {
                     self.problems.push(format!("{}: cannot connect to COM2: {e}", step_name(i, step)));
                     return Ok(false);
                 }
             }
         }
-        let (stream, log) = self.uplink.as_mut().expect("connected above");
-        writeln!(log, "> {} ({} bytes)", upload.describe(), frame.len())?;
-        match com2::push(stream, frame) {
-            Ok(lines) => {
-                for l in &lines {
-                    writeln!(log, "< {l}")?;
+        let (uplink, log) = self.uplink.as_mut().expect("connected above");
+        let (replies, problem) = match (prepared, step.input) {
+            (Prepared::Upload { first, again }, Input::Upload(u)) => {
+                writeln!(log, "> {} ({} bytes)", u.describe(), first.len())?;
+                match uplink.push(first, again.as_deref()) {
+                    Ok(replies) => (replies, None),
+                    Err(e) => (Vec::new(), Some(e)),
                 }
-                self.sent.push(Sent::Uploaded(lines.join("\r\n")));
-                Ok(true)
             }
-            Err(e) => {
+            (Prepared::Burst { bytes, answers }, Input::Burst(pieces)) => {
+                writeln!(
+                    log,
+                    "> burst of {} bytes, {answers} answers due, each within {} s:",
+                    bytes.len(),
+                    ANSWER_DEADLINE.as_secs()
+                )?;
+                for p in pieces {
+                    writeln!(log, ">   {}", p.describe())?;
+                }
+                let got = uplink
+                    .burst(bytes.clone(), *answers, ANSWER_DEADLINE)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                (got.replies, got.problem)
+            }
+            _ => unreachable!("steps and prepared frames are made from the same list"),
+        };
+        let mut before = Duration::ZERO;
+        for r in &replies {
+            writeln!(
+                log,
+                "< [{:.3} s, +{:.3} s] {}",
+                r.after.as_secs_f64(),
+                (r.after - before).as_secs_f64(),
+                r.lines.join(" / ")
+            )?;
+            before = r.after;
+        }
+        let joined = |r: &Reply| r.lines.join("\r\n");
+        let joined: Vec<String> = replies.iter().map(joined).collect();
+        self.sent.push(match step.input {
+            Input::Burst(_) => Sent::Burst(joined),
+            _ => Sent::Uploaded(joined),
+        });
+        match problem {
+            None => Ok(true),
+            Some(e) => {
                 writeln!(log, "! {e}")?;
-                self.problems.push(format!("{}: {e}", step_name(i, step)));
+                let what = match step.input {
+                    Input::Burst(pieces) => {
+                        let due: Vec<&Piece> = pieces.iter().filter(|p| p.expect().is_some()).collect();
+                        due.get(replies.len()).map_or(String::new(), |p| format!(" (the answer to {})", p.describe()))
+                    }
+                    _ => String::new(),
+                };
+                self.problems.push(format!("{}{what}: {e}", step_name(i, step)));
                 Ok(false)
             }
         }
