@@ -19,8 +19,8 @@ use crate::plugin::{registry, store};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{Display, Write};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use loader_core::plugin::upload::{Byte, Limits, Output, Receiver};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use loader_core::plugin::upload::{Byte, Limits, Output, Receiver, Stats};
 use plugins::upload::{Command, Loaded, Refusal, MAX_PAYLOAD, REPLY_END, REPLY_ERROR};
 use spin::Mutex;
 use uart_16550::SerialPort;
@@ -53,10 +53,19 @@ static TAIL: AtomicUsize = AtomicUsize::new(0);
 static STOPPED: AtomicBool = AtomicBool::new(false);
 /// The line status reported a loss that no byte has carried yet.
 static LOSS_SEEN: AtomicBool = AtomicBool::new(false);
+/// How often the handler found the ring full, and the most it held.
+static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+static RING_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// `upload hold`: `poll` decodes nothing until `upload release`.
+static HOLDING: AtomicBool = AtomicBool::new(false);
 
 struct Uplink {
     port: SerialPort,
     receiver: Receiver,
+    /// Frames answered `ok` and `error: ...`, bytes skipped.
+    taken: u32,
+    refused: u32,
+    skipped: u64,
 }
 
 static RX: Mutex<Option<Uplink>> = Mutex::new(None);
@@ -83,7 +92,8 @@ pub fn init(acpi: &crate::acpi::Acpi) -> Result<(), Error> {
     let mut port = unsafe { SerialPort::new(COM2) };
     port.init();
     let limits = Limits { max_len: MAX_PAYLOAD, timeout_us: FRAME_TIMEOUT_US };
-    *RX.lock() = Some(Uplink { port, receiver: Receiver::new(limits, crate::time::uptime_us()) });
+    let receiver = Receiver::new(limits, crate::time::uptime_us());
+    *RX.lock() = Some(Uplink { port, receiver, taken: 0, refused: 0, skipped: 0 });
     crate::interrupts::idt::set_handler(VECTOR, receive).map_err(Error::Vector)?;
     let (gsi, trigger, polarity) = crate::interrupts::ioapic::isa_irq(acpi, ISA_IRQ);
     crate::interrupts::ioapic::route(acpi, gsi, VECTOR, crate::interrupts::apic::id(), trigger, polarity)
@@ -125,6 +135,8 @@ fn receive(_: &mut crate::interrupts::idt::TrapFrame) {
             // interrupt on again once it has made room.
             set_receive_interrupt(false);
             STOPPED.store(true, Ordering::Release);
+            HELD_BACK.fetch_add(1, Ordering::Relaxed);
+            RING_HIGH.store(RING - 1, Ordering::Relaxed);
             return;
         }
         let entry = read_received() as u16 | if LOSS_SEEN.swap(false, Ordering::Relaxed) { DAMAGED } else { 0 };
@@ -133,6 +145,7 @@ fn receive(_: &mut crate::interrupts::idt::TrapFrame) {
         // does not read until HEAD moves past it.
         unsafe { (*ring)[head] = entry };
         HEAD.store(next, Ordering::Release);
+        RING_HIGH.fetch_max((next + RING - TAIL.load(Ordering::Relaxed)) % RING, Ordering::Relaxed);
     }
 }
 
@@ -163,6 +176,9 @@ fn take_byte() -> Option<Byte> {
 /// Decodes what arrived; answers every frame; refuses a frame that
 /// stopped. Called from thread context when the shell is idle.
 pub fn poll() {
+    if HOLDING.load(Ordering::Acquire) {
+        return;
+    }
     let mut guard = RX.lock();
     let Some(up) = guard.as_mut() else { return };
     loop {
@@ -173,20 +189,64 @@ pub fn poll() {
                 None => return,
             },
         };
-        answer(&mut up.port, out);
+        answer(up, out);
     }
 }
 
-fn answer(port: &mut SerialPort, out: Output) {
+/// `upload hold`: stop decoding; the ring, then the UART, then the sender
+/// keep what comes.
+pub fn hold() {
+    HOLDING.store(true, Ordering::Release);
+}
+
+/// `upload release`: decode again, from what waited.
+pub fn release() {
+    if let Some(up) = RX.lock().as_mut() {
+        up.receiver.restart_clock(crate::time::uptime_us());
+    }
+    HOLDING.store(false, Ordering::Release);
+}
+
+/// The figures `upload` shows.
+pub fn stats() -> Stats {
+    let (taken, refused, skipped) = RX.lock().as_ref().map_or((0, 0, 0), |up| (up.taken, up.refused, up.skipped));
+    let used = (HEAD.load(Ordering::Acquire) + RING - TAIL.load(Ordering::Acquire)) % RING;
+    Stats {
+        taken,
+        refused,
+        skipped,
+        ring_used: used,
+        ring_size: RING - 1,
+        ring_high: RING_HIGH.load(Ordering::Relaxed),
+        held_back: HELD_BACK.load(Ordering::Relaxed),
+        holding: HOLDING.load(Ordering::Acquire),
+    }
+}
+
+fn answer(up: &mut Uplink, out: Output) {
+    let port = &mut up.port;
     match out {
         Output::Frame { number, command, payload } => match complete(number, command, payload) {
-            Ok(reply) => send(port, &reply),
-            Err(reason) => refuse(port, number, reason),
+            Ok(reply) => {
+                up.taken += 1;
+                send(port, &reply)
+            }
+            Err(reason) => {
+                up.refused += 1;
+                refuse(port, number, reason)
+            }
         },
-        Output::Refused { number, error, .. } => refuse(port, number, Refusal(&error)),
-        Output::Skipped { bytes, lost: false } => log::warn!("upload: skipped {bytes} bytes outside any frame"),
-        Output::Skipped { bytes, lost: true } => {
-            log::warn!("upload: skipped {bytes} bytes outside any frame, and the UART lost bytes after them")
+        Output::Refused { number, error, .. } => {
+            up.refused += 1;
+            refuse(port, number, Refusal(&error))
+        }
+        Output::Skipped { bytes, lost } => {
+            up.skipped += bytes as u64;
+            if lost {
+                log::warn!("upload: skipped {bytes} bytes outside any frame, and the UART lost bytes after them")
+            } else {
+                log::warn!("upload: skipped {bytes} bytes outside any frame")
+            }
         }
     }
 }

@@ -17,6 +17,7 @@
 //!   length swallowed the frames after it, loses only the broken frame.
 
 use alloc::vec::Vec;
+use core::fmt;
 use core::mem::take;
 
 use plugins::upload::{could_start_frame, Command, Decoder, Error, Event, CRC_LEN, HEADER_LEN, MAGIC};
@@ -112,6 +113,12 @@ impl Receiver {
             self.last_us = now();
         }
         out
+    }
+
+    /// Restarts the frame clock: the time since the last byte was the
+    /// loader's (reception held), not a pause of the sender.
+    pub fn restart_clock(&mut self, now_us: u64) {
+        self.last_us = now_us;
     }
 
     /// Called when no byte is waiting: refuses a frame that has paused for
@@ -212,6 +219,76 @@ impl Receiver {
         }
         self.answered += 1;
         Output::Refused { number: self.answered, bytes, error }
+    }
+}
+
+/// What the shell's `upload` command was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Show the figures.
+    Status,
+    /// Stop decoding COM2: bytes wait in the ring, then in the UART, then
+    /// in the sender, which the UART holds back. For debugging and for
+    /// testing that holding back loses nothing.
+    Hold,
+    /// Decode again.
+    Release,
+}
+
+pub const REQUEST_USAGE: &str = "usage: upload [hold|release]";
+
+impl Request {
+    pub fn parse(args: &str) -> Result<Request, &'static str> {
+        let mut words = args.split_whitespace();
+        match (words.next(), words.next()) {
+            (None, _) => Ok(Request::Status),
+            (Some("hold"), None) => Ok(Request::Hold),
+            (Some("release"), None) => Ok(Request::Release),
+            _ => Err(REQUEST_USAGE),
+        }
+    }
+}
+
+/// COM2's figures since boot, as `upload` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames answered `ok`.
+    pub taken: u32,
+    /// Frames answered `error: ...`.
+    pub refused: u32,
+    /// Bytes that were no part of a frame.
+    pub skipped: u64,
+    /// Bytes waiting in the receive ring now, its size, and the most it held.
+    pub ring_used: usize,
+    pub ring_size: usize,
+    pub ring_high: usize,
+    /// How often the ring was full, so that the UART held the sender back.
+    pub held_back: u64,
+    /// Whether `upload hold` is in force.
+    pub holding: bool,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self;
+        writeln!(
+            f,
+            "frames: {} answered, {} taken, {} refused; {} bytes outside frames skipped",
+            s.taken + s.refused,
+            s.taken,
+            s.refused,
+            s.skipped
+        )?;
+        writeln!(
+            f,
+            "receive ring: {} of {} bytes waiting, at most {}; full {} times, the sender held back meanwhile",
+            s.ring_used, s.ring_size, s.ring_high, s.held_back
+        )?;
+        if s.holding {
+            write!(f, "decoding: held (`upload release` resumes)")
+        } else {
+            write!(f, "decoding: on")
+        }
     }
 }
 
@@ -413,6 +490,42 @@ mod tests {
         let out = run(&mut rx, &bad, 0);
         assert!(matches!(out[0], Output::Refused { number: 1, bytes: 913, error: Error::BadCrc { .. } }), "{out:?}");
         assert_eq!(out[1..], [stored(2, Command::StoreAndSwap, &q)]);
+    }
+
+    #[test]
+    fn a_hold_is_no_pause_of_the_sender() {
+        let f = frame(Command::Store, &payload(9, 100));
+        let mut rx = Receiver::new(LIMITS, 0);
+        assert!(run(&mut rx, &f[..50], 0).is_empty());
+        rx.restart_clock(10 * TIMEOUT_US);
+        assert!(idle(&mut rx, 10 * TIMEOUT_US + 1).is_empty());
+        assert!(matches!(run(&mut rx, &f[50..], 10 * TIMEOUT_US)[..], [Output::Frame { number: 1, .. }]));
+    }
+
+    #[test]
+    fn upload_requests_and_figures() {
+        assert_eq!(Request::parse(""), Ok(Request::Status));
+        assert_eq!(Request::parse(" hold "), Ok(Request::Hold));
+        assert_eq!(Request::parse("release"), Ok(Request::Release));
+        assert_eq!(Request::parse("hold on"), Err(REQUEST_USAGE));
+        assert_eq!(Request::parse("stop"), Err(REQUEST_USAGE));
+        let s = Stats {
+            taken: 3,
+            refused: 2,
+            skipped: 41,
+            ring_used: 10,
+            ring_size: 65535,
+            ring_high: 65535,
+            held_back: 4,
+            holding: true,
+        };
+        assert_eq!(
+            alloc::format!("{s}"),
+            "frames: 5 answered, 3 taken, 2 refused; 41 bytes outside frames skipped\n\
+             receive ring: 10 of 65535 bytes waiting, at most 65535; full 4 times, the sender held back meanwhile\n\
+             decoding: held (`upload release` resumes)"
+        );
+        assert!(alloc::format!("{}", Stats::default()).ends_with("decoding: on"));
     }
 
     /// A small deterministic generator for the mixed streams below.
