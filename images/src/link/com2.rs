@@ -10,6 +10,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,26 @@ pub struct BurstReplies {
     pub problem: Option<Error>,
 }
 
+/// A burst being written ([`Uplink::write_burst`]).
+#[derive(Debug)]
+pub struct Writing {
+    start: Instant,
+    /// Bytes the guest has taken so far (the socket's buffer included).
+    sent: Arc<AtomicUsize>,
+    thread: thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Writing {
+    /// How many bytes are written so far: short of the burst while the
+    /// guest holds the writer back.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// Pieces small enough that [`Writing::sent`] follows the guest closely.
+const BURST_CHUNK: usize = 4096;
+
 /// A connection to the guest's COM2. One reader for the whole connection:
 /// in a burst, replies follow each other with nothing between them.
 pub struct Uplink {
@@ -93,22 +115,36 @@ impl Uplink {
         }
     }
 
-    /// Writes `bytes` in one go from another thread while this one reads
-    /// `answers` replies, each within `deadline` of the one before (the
-    /// first of the start). Nothing is sent again.
-    pub fn burst(&mut self, bytes: Vec<u8>, answers: usize, deadline: Duration) -> Result<BurstReplies> {
+    /// Starts writing `bytes` in one go, on a thread of its own: the guest
+    /// holds the writer back while it works through what came before (or
+    /// while it holds COM2), so its answers must be read meanwhile
+    /// ([`Uplink::answers`]). Nothing of a burst is sent again.
+    pub fn write_burst(&mut self, bytes: Vec<u8>) -> Result<Writing> {
         let mut writer = self.writer.try_clone().map_err(|e| Error::io("cloning the COM2 socket", e))?;
         let start = Instant::now();
-        // The guest holds the writer back while it works through what came
-        // before, so the replies must be read while it writes.
-        let written = thread::spawn(move || writer.write_all(&bytes).and_then(|()| writer.flush()));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let progress = Arc::clone(&sent);
+        let thread = thread::spawn(move || {
+            for chunk in bytes.chunks(BURST_CHUNK) {
+                writer.write_all(chunk)?;
+                progress.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+            writer.flush()
+        });
+        Ok(Writing { start, sent, thread })
+    }
+
+    /// Reads `answers` replies to `writing`'s burst, the first within
+    /// `deadline` of this call, each later one within `deadline` of the one
+    /// before; then waits for the writer.
+    pub fn answers(&mut self, writing: Writing, answers: usize, deadline: Duration) -> BurstReplies {
         let mut replies = Vec::new();
         let mut problem = None;
-        let mut since = start;
+        let mut since = Instant::now();
         while replies.len() < answers {
-            match self.read_reply(start, since + deadline) {
+            match self.read_reply(writing.start, since + deadline) {
                 Ok(r) => {
-                    since = start + r.after;
+                    since = writing.start + r.after;
                     replies.push(r);
                 }
                 Err(e) => {
@@ -117,12 +153,12 @@ impl Uplink {
                 }
             }
         }
-        match written.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => problem = problem.or(Some(Error::io("writing a burst to the COM2 socket", e))),
-            Err(_) => problem = problem.or(Some(Error::Com2("the COM2 writer thread panicked".into()))),
-        }
-        Ok(BurstReplies { replies, problem })
+        let written = match writing.thread.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Error::io("writing a burst to the COM2 socket", e)),
+            Err(_) => Some(Error::Com2("the COM2 writer thread panicked".into())),
+        };
+        BurstReplies { replies, problem: problem.or(written) }
     }
 
     fn write(&mut self, frame: &[u8]) -> Result<()> {
@@ -298,7 +334,10 @@ mod tests {
                 }
             }
         });
-        let got = socket.connect().burst(bytes, 4, Duration::from_secs(5)).unwrap();
+        let mut up = socket.connect();
+        let writing = up.write_burst(bytes).unwrap();
+        let got = up.answers(writing, 4, Duration::from_secs(5));
+        assert_eq!(got.replies.len(), 4);
         assert!(got.problem.is_none(), "{:?}", got.problem);
         let firsts: Vec<&str> = got.replies.iter().map(|r| r.lines[0].as_str()).collect();
         assert_eq!(firsts, ["ok stored 1000000", "ok stored 2000000", "ok stored 3000000", "ok stored 4000000"]);
@@ -306,7 +345,9 @@ mod tests {
         loader.join().unwrap();
         // Connected but never answered: the answer is late, and says so.
         let (silent, _listener) = Socket::new("silent");
-        let got = silent.connect().burst(vec![1], 1, Duration::from_millis(200)).unwrap();
+        let mut up = silent.connect();
+        let writing = up.write_burst(vec![1]).unwrap();
+        let got = up.answers(writing, 1, Duration::from_millis(200));
         assert!(got.replies.is_empty());
         let e = got.problem.unwrap().to_string();
         assert!(e.contains("no complete reply on COM2 within 0.2 s"), "{e}");

@@ -52,9 +52,10 @@ fn reply(text: &str, from: usize, prompts: usize) -> Option<&str> {
 /// A step as problem reports name it.
 pub fn step_name(i: usize, step: &Step) -> String {
     match step.input {
-        Input::Keys(k) => format!("step {} ({})", i + 1, shown(k)),
+        Input::Keys(k) | Input::Until(k, _) => format!("step {} ({})", i + 1, shown(k)),
         Input::Upload(u) => format!("step {} (upload {})", i + 1, u.describe()),
-        Input::Burst(pieces) => format!("step {} (burst of {} pieces)", i + 1, pieces.len()),
+        Input::Write(pieces) => format!("step {} (burst of {} pieces)", i + 1, pieces.len()),
+        Input::Answers => format!("step {} (answers to the burst)", i + 1),
     }
 }
 
@@ -76,7 +77,9 @@ pub enum Sent {
     /// Pushed on COM2: every reply, its lines joined with `\r\n`; more
     /// than one when the loader asked for the frame again. The last is final.
     Uploaded(Vec<String>),
-    /// Written on COM2 in one burst: the replies, in order.
+    /// A burst's writing began.
+    Written,
+    /// The answers to a burst, in order.
     Burst(Vec<String>),
 }
 
@@ -84,7 +87,7 @@ impl Sent {
     /// The COM2 replies of this step, in order.
     fn replies(&self) -> &[String] {
         match self {
-            Sent::Typed(_) => &[],
+            Sent::Typed(_) | Sent::Written => &[],
             Sent::Uploaded(r) | Sent::Burst(r) => r,
         }
     }
@@ -149,14 +152,21 @@ pub fn check(scenario: &Scenario, text: &str, sent: &[Sent]) -> Vec<String> {
     for (i, step) in scenario.steps.iter().enumerate() {
         let what = step_name(i, step);
         match (step.input, sent.get(i)) {
-            (Input::Keys(_), Some(Sent::Typed(from))) => match reply(text, *from, step.prompts) {
+            (Input::Keys(_) | Input::Until(..), Some(Sent::Typed(from))) => match reply(text, *from, step.prompts) {
                 Some(r) => problems.extend(check_expect(&what, r, step.expect)),
                 None => problems.push(format!("{what}: no answer ending in a prompt")),
             },
             (Input::Upload(u), Some(Sent::Uploaded(r))) => {
                 problems.extend(check_upload(&what, u.spoil, step.expect, r))
             }
-            (Input::Burst(pieces), Some(Sent::Burst(r))) => problems.extend(check_burst(&what, pieces, r)),
+            (Input::Write(_), Some(Sent::Written)) => {}
+            (Input::Answers, Some(Sent::Burst(r))) => {
+                let pieces = scenario.steps[..i].iter().rev().find_map(|s| match s.input {
+                    Input::Write(p) => Some(p),
+                    _ => None,
+                });
+                problems.extend(check_burst(&what, pieces.unwrap_or_default(), r))
+            }
             (_, None) => problems.push(format!("{what}: never answered")),
             (_, Some(s)) => unreachable!("{what} was sent as {s:?}"),
         }
@@ -329,12 +339,12 @@ mod tests {
         let mut sent = Vec::new();
         for (step, answer) in UP.steps.iter().zip(answers) {
             match step.input {
-                Input::Keys(_) => {
+                Input::Keys(_) | Input::Until(..) => {
                     sent.push(Sent::Typed(text.len()));
                     text.push_str(answer);
                     text.push_str(PROMPT);
                 }
-                Input::Upload(_) | Input::Burst(_) => {
+                Input::Upload(_) | Input::Write(_) | Input::Answers => {
                     let n = sent.iter().flat_map(Sent::replies).count() + 1;
                     text.push_str(&com1_log(n, answer));
                     sent.push(Sent::Uploaded(vec![answer.to_string()]));
@@ -378,10 +388,11 @@ mod tests {
                         type `help` for commands\r\nmodvisor> "
             .to_string();
         let mut sent = Vec::new();
+        let mut written = None;
         for step in scenario.steps {
             let n = sent.iter().flat_map(Sent::replies).count();
             match step.input {
-                Input::Keys(keys) => {
+                Input::Keys(keys) | Input::Until(keys, _) => {
                     sent.push(Sent::Typed(text.len()));
                     text.push_str(&format!(
                         "{}\r\n{}\r\n",
@@ -401,13 +412,18 @@ mod tests {
                     }
                     sent.push(Sent::Uploaded(replies));
                 }
-                Input::Burst(pieces) => {
+                Input::Write(_) => sent.push(Sent::Written),
+                Input::Answers => {
+                    let Some(Input::Write(pieces)) = written else { panic!("answers to no write") };
                     let replies: Vec<String> = pieces.iter().filter_map(|p| p.expect()).map(answer_to).collect();
                     for (k, r) in replies.iter().enumerate() {
                         text.push_str(&com1_log(n + k + 1, r));
                     }
                     sent.push(Sent::Burst(replies));
                 }
+            }
+            if let Input::Write(_) = step.input {
+                written = Some(step.input);
             }
         }
         (scenario, text, sent)
@@ -417,23 +433,24 @@ mod tests {
     fn a_good_burst_session_passes_and_every_lapse_is_named() {
         let (scenario, text, sent) = good_burst_session();
         assert_eq!(check(scenario, &text, &sent), Vec::<String>::new());
+        let first = sent.iter().position(|s| matches!(s, Sent::Burst(_))).unwrap();
+        let name = format!("step {} (answers to the burst)", first + 1);
         // The ten-frame burst lost its last answer.
         let mut short = sent.clone();
-        let Sent::Burst(r) = &mut short[0] else { panic!("step 1 is the burst") };
+        let Sent::Burst(r) = &mut short[first] else { unreachable!() };
         r.pop();
         let p = check(scenario, &text, &short);
         assert!(
-            p.iter().any(|l| l
-                .starts_with("step 1 (burst of 11 pieces), answer 10 (to Store plugins/consumer-plugin-2.0.0.mvp")
+            p.iter().any(|l| l.starts_with(&format!("{name}, answer 10 (to Store plugins/consumer-plugin-2.0.0.mvp"))
                 && l.ends_with("never answered")),
             "{p:?}"
         );
         // Two answers came in the wrong order.
         let mut swapped = sent.clone();
-        let Sent::Burst(r) = &mut swapped[0] else { panic!("step 1 is the burst") };
+        let Sent::Burst(r) = &mut swapped[first] else { unreachable!() };
         r.swap(0, 1);
         let p = check(scenario, &text, &swapped);
-        assert!(p.iter().any(|l| l.starts_with("step 1 (burst of 11 pieces), answer 1 ")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with(&format!("{name}, answer 1 "))), "{p:?}");
         // A refusal answered on COM2 but never logged on COM1 (the same
         // length, so that the typed steps stay where they were).
         let text_without = text.replace("upload: refused frame 2: ", "upload: REFUSED frame 2: ");

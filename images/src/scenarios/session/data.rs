@@ -30,11 +30,20 @@ pub enum Input {
     /// again while the loader asks (`error: resend: ...`), unless its spoil
     /// would only be sent again unchanged.
     Upload(Upload),
-    /// Pieces written to COM2 in one go, without waiting for any answer;
-    /// then every piece but noise must be answered, in order, each answer
-    /// within [`ANSWER_DEADLINE`] of the one before.
-    Burst(&'static [Piece]),
+    /// Pieces written to COM2 in one go, on a thread of their own, without
+    /// waiting for any answer; the steps after it run while it writes.
+    Write(&'static [Piece]),
+    /// The answers to the last [`Input::Write`]: every piece but noise is
+    /// answered, in order, each answer within [`ANSWER_DEADLINE`] of the
+    /// one before (the first of this step's start).
+    Answers,
+    /// Keys typed again every [`UNTIL_EVERY`] until the answer contains
+    /// the text (at most the step timeout); the last answer is checked.
+    Until(&'static [u8], &'static str),
 }
+
+/// How often an [`Input::Until`] step types its keys.
+pub const UNTIL_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How long each answer of a burst may take after the one before (the
 /// first after the burst began): a frame timeout of the loader (2 s) plus
@@ -306,28 +315,27 @@ pub const SCENARIOS: &[Scenario] = &[
         steps: &[
             // Ten frames, sound and damaged, in one write of half a
             // megabyte: eight times the loader's receive ring.
-            burst(&[
-                Piece::Frame(store("counter-plugin", "2.0.0", Spoil::Intact), STORED_COUNTER_2),
-                Piece::Frame(store("counter-plugin", "3.0.0", Spoil::FlipPayloadByte), DAMAGED),
-                Piece::Noise(b"line noise before a magic: MV MVU \r\n\x00\xff"),
-                Piece::Frame(store("hprecorder-plugin", "1.0.0", Spoil::Intact), &[Line("ok stored hprecorder-plugin 1.0.0")]),
-                Piece::Frame(store("consumer-plugin", "2.0.0", Spoil::StripSignature), UNSIGNED),
-                Piece::Frame(
-                    file("counter-plugin", "2.0.0", UploadCommand::StoreAndSwap, Spoil::Intact),
-                    &[Line("ok swapped counter-plugin to 2.0.0"), LineStarting("plugin counter-plugin 2.0.0 0x"), Line("end")],
-                ),
-                Piece::Frame(store("cpuidcheck-plugin", "1.0.0", Spoil::ForeignKey), FOREIGN),
-                Piece::Frame(
-                    store("counter-plugin", "1.0.0", Spoil::UnknownCommand),
-                    &[Line("error: upload command 7 is unknown (1 = store, 2 = store and swap)")],
-                ),
-                Piece::Frame(store("cpuhp-plugin", "1.3.0", Spoil::Intact), &[Line("ok stored cpuhp-plugin 1.3.0")]),
-                Piece::Frame(
-                    file("counter-plugin", "3.0.0", UploadCommand::StoreAndSwap, Spoil::Intact),
-                    &[LineStarting("error: counter-plugin 3.0.0 is stored but: the swap would break consumers")],
-                ),
-                Piece::Frame(store("consumer-plugin", "2.0.0", Spoil::Intact), &[Line("ok stored consumer-plugin 2.0.0")]),
-            ]),
+            // Ten frames, sound and damaged, in one write of half a
+            // megabyte, while the shell holds COM2: the ring fills, the
+            // UART holds the writer back, and nothing may be lost.
+            step(b"upload hold\r", &[LineStarting("holding COM2: ")]),
+            write(TEN_FRAMES),
+            Step {
+                input: Input::Until(b"upload\r", "receive ring: 65535 of 65535 bytes waiting"),
+                prompts: 1,
+                expect: &[
+                    LineStarting("frames: 0 answered, "),
+                    LineStarting("receive ring: 65535 of 65535 bytes waiting, at most 65535; full "),
+                    Absent("full 0 times"),
+                    Line("decoding: held (`upload release` resumes)"),
+                ],
+            },
+            step(b"upload release\r", &[Line("released COM2: decoding what waited")]),
+            ANSWERS,
+            step(
+                b"upload\r",
+                &[LineStarting("frames: 10 answered, 5 taken, 5 refused; "), Absent("full 0 times"), Line("decoding: on")],
+            ),
             step(
                 b"store\r",
                 &[
@@ -343,7 +351,7 @@ pub const SCENARIOS: &[Scenario] = &[
             ),
             step(b"plugins\r", &[LineStarting("counter-plugin 2.0.0 [active] "), LineStarting("consumer-plugin 1.0.0 [active] ")]),
             // The first 1,009 bytes of a frame, then the whole frame.
-            burst(&[
+            write(&[
                 Piece::Cut(
                     store("consumer-plugin", "1.0.0", Spoil::Intact),
                     1009,
@@ -353,16 +361,18 @@ pub const SCENARIOS: &[Scenario] = &[
                 ),
                 Piece::Frame(store("consumer-plugin", "1.0.0", Spoil::Intact), &[Line("ok stored consumer-plugin 1.0.0")]),
             ]),
+            ANSWERS,
             // Over the limit: refused at the header, before any payload.
-            burst(&[
+            write(&[
                 Piece::Header(UploadCommand::Store, MAX_PAYLOAD + 1, &[Line("error: upload of 4194305 bytes exceeds the limit of 4194304 bytes")]),
                 Piece::Frame(store("vmx-plugin", "1.0.0", Spoil::Intact), &[Line("ok stored vmx-plugin 1.0.0")]),
                 Piece::Frame(store("cpuhp-plugin", "1.2.0", Spoil::Intact), &[Line("ok stored cpuhp-plugin 1.2.0")]),
             ]),
+            ANSWERS,
             // At the limit: the header takes the next five frames as its
             // payload and waits for the rest; the frame timeout refuses it
             // and the five are decoded from where the first began.
-            burst(&[
+            write(&[
                 Piece::Header(
                     UploadCommand::Store,
                     MAX_PAYLOAD,
@@ -377,12 +387,14 @@ pub const SCENARIOS: &[Scenario] = &[
                 Piece::Frame(store("hprecorder-plugin", "1.0.0", Spoil::Intact), &[Line("ok stored hprecorder-plugin 1.0.0")]),
                 Piece::Frame(store("counter-plugin", "3.0.0", Spoil::Intact), &[Line("ok stored counter-plugin 3.0.0")]),
             ]),
+            ANSWERS,
             // A frame that stops and nothing after it: only the clock ends it.
-            burst(&[Piece::Cut(
+            write(&[Piece::Cut(
                 store("counter-plugin", "2.0.0", Spoil::Intact),
                 5000,
                 &[LineStarting("error: resend: upload timed out: 5000 bytes of a frame came, then nothing for ")],
             )]),
+            ANSWERS,
             // Damaged on the way once: the client sends it again when asked.
             Step {
                 input: Input::Upload(store("counter-plugin", "2.0.0", Spoil::DamagedOnce)),
@@ -410,9 +422,35 @@ pub const SCENARIOS: &[Scenario] = &[
 /// must hold a 4 MiB frame and what it swallowed).
 pub const BURST_LAYOUT: QemuLayout = QemuLayout::new(Machine::Pc, 2, 2, 128);
 
-const fn burst(pieces: &'static [Piece]) -> Step {
-    Step { input: Input::Burst(pieces), prompts: 0, expect: &[] }
+const fn write(pieces: &'static [Piece]) -> Step {
+    Step { input: Input::Write(pieces), prompts: 0, expect: &[] }
 }
+
+const ANSWERS: Step = Step { input: Input::Answers, prompts: 0, expect: &[] };
+
+/// The ten frames of the first burst, sound and damaged, noise among them.
+const TEN_FRAMES: &[Piece] = &[
+    Piece::Frame(store("counter-plugin", "2.0.0", Spoil::Intact), STORED_COUNTER_2),
+    Piece::Frame(store("counter-plugin", "3.0.0", Spoil::FlipPayloadByte), DAMAGED),
+    Piece::Noise(b"line noise before a magic: MV MVU \r\n\x00\xff"),
+    Piece::Frame(store("hprecorder-plugin", "1.0.0", Spoil::Intact), &[Line("ok stored hprecorder-plugin 1.0.0")]),
+    Piece::Frame(store("consumer-plugin", "2.0.0", Spoil::StripSignature), UNSIGNED),
+    Piece::Frame(
+        file("counter-plugin", "2.0.0", UploadCommand::StoreAndSwap, Spoil::Intact),
+        &[Line("ok swapped counter-plugin to 2.0.0"), LineStarting("plugin counter-plugin 2.0.0 0x"), Line("end")],
+    ),
+    Piece::Frame(store("cpuidcheck-plugin", "1.0.0", Spoil::ForeignKey), FOREIGN),
+    Piece::Frame(
+        store("counter-plugin", "1.0.0", Spoil::UnknownCommand),
+        &[Line("error: upload command 7 is unknown (1 = store, 2 = store and swap)")],
+    ),
+    Piece::Frame(store("cpuhp-plugin", "1.3.0", Spoil::Intact), &[Line("ok stored cpuhp-plugin 1.3.0")]),
+    Piece::Frame(
+        file("counter-plugin", "3.0.0", UploadCommand::StoreAndSwap, Spoil::Intact),
+        &[LineStarting("error: counter-plugin 3.0.0 is stored but: the swap would break consumers")],
+    ),
+    Piece::Frame(store("consumer-plugin", "2.0.0", Spoil::Intact), &[Line("ok stored consumer-plugin 2.0.0")]),
+];
 
 const STORED_COUNTER_2: &[Expect] =
     &[Line("ok stored counter-plugin 2.0.0"), LineStarting("plugin counter-plugin "), Line("end")];
@@ -441,7 +479,7 @@ impl Scenario {
 
     /// Whether a step pushes over COM2 (so the boot needs it on a socket).
     pub fn uploads(&self) -> bool {
-        self.steps.iter().any(|s| matches!(s.input, Input::Upload(_) | Input::Burst(_)))
+        self.steps.iter().any(|s| matches!(s.input, Input::Upload(_) | Input::Write(_)))
     }
 }
 
@@ -478,9 +516,13 @@ mod tests {
                         assert_eq!(enters, st.prompts, "{}", shown(keys));
                     }
                     Input::Upload(u) => assert_eq!(st.prompts, 0, "{}", u.describe()),
+                    Input::Until(keys, _) => {
+                        let enters = keys.iter().filter(|b| matches!(b, b'\r' | 0x03)).count();
+                        assert!(enters == 1 && keys.last() == Some(&b'\r') && st.prompts == 1, "{}", shown(keys));
+                    }
                     // A burst's frames are never sent again, so a spoil
                     // that counts on it would prove nothing there.
-                    Input::Burst(pieces) => {
+                    Input::Write(pieces) => {
                         assert_eq!(st.prompts, 0);
                         assert!(pieces.iter().any(|p| p.expect().is_some()), "a burst with nothing to answer");
                         for p in pieces {
@@ -489,8 +531,26 @@ mod tests {
                             }
                         }
                     }
+                    Input::Answers => assert_eq!(st.prompts, 0),
                 }
             }
+            // Every write is answered before anything else goes to COM2.
+            let com2: Vec<&Input> = s
+                .steps
+                .iter()
+                .map(|st| &st.input)
+                .filter(|i| matches!(i, Input::Upload(_) | Input::Write(_) | Input::Answers))
+                .collect();
+            for (k, i) in com2.iter().enumerate() {
+                let before = k.checked_sub(1).map(|b| com2[b]);
+                match i {
+                    Input::Answers => {
+                        assert!(matches!(before, Some(Input::Write(_))), "{}: answers to no write", s.name)
+                    }
+                    _ => assert!(!matches!(before, Some(Input::Write(_))), "{}: a write without its answers", s.name),
+                }
+            }
+            assert!(!matches!(com2.last(), Some(Input::Write(_))), "{}: the last write is never answered", s.name);
             assert_eq!(s.finish, b"poweroff\r");
             let cl = s.cmdline("image=default");
             let parsed = loader_core::boot::cmdline::CommandLine::parse(&cl).unwrap();
@@ -511,7 +571,7 @@ mod tests {
             .steps
             .iter()
             .filter_map(|s| match s.input {
-                Input::Burst(p) => Some(p),
+                Input::Write(p) => Some(p),
                 _ => None,
             })
             .collect();

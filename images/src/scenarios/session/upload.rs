@@ -43,7 +43,7 @@ pub enum Prepared {
     /// An upload step's frame, and what to send when the loader asks for
     /// it again (`None`: never, the spoil would only repeat itself).
     Upload { first: Vec<u8>, again: Option<Vec<u8>> },
-    /// A burst step's bytes, and how many answers they ask for.
+    /// A write step's bytes, and how many answers they ask for.
     Burst { bytes: Vec<u8>, answers: usize },
 }
 
@@ -77,7 +77,7 @@ fn prepare_burst(pieces: &[Piece], read: &impl Fn(&str) -> Result<Vec<u8>>, fore
     Ok(Prepared::Burst { bytes, answers: pieces.iter().filter(|p| p.expect().is_some()).count() })
 }
 
-/// What `scenario`'s COM2 steps send, in step order: `read` gives a store
+/// What `scenario`'s COM2 steps (uploads and writes) send, in step order: `read` gives a store
 /// file's bytes, and one throwaway key signs every foreign upload.
 pub fn prepare(
     scenario: &Scenario,
@@ -89,8 +89,8 @@ pub fn prepare(
         .iter()
         .filter_map(|s| match s.input {
             Input::Upload(u) => Some(prepare_upload(&u, &read, foreign)),
-            Input::Burst(pieces) => Some(prepare_burst(pieces, &read, foreign)),
-            Input::Keys(_) => None,
+            Input::Write(pieces) => Some(prepare_burst(pieces, &read, foreign)),
+            Input::Keys(_) | Input::Until(..) | Input::Answers => None,
         })
         .collect()
 }
@@ -196,10 +196,10 @@ mod tests {
         for (p, step) in prepare(burst, read, &tree)
             .unwrap()
             .iter()
-            .zip(burst.steps.iter().filter(|s| !matches!(s.input, Input::Keys(_))))
+            .zip(burst.steps.iter().filter(|s| matches!(s.input, Input::Upload(_) | Input::Write(_))))
         {
             let Prepared::Burst { bytes, answers } = p else { continue };
-            let Input::Burst(pieces) = step.input else { panic!("prepared a burst for another step") };
+            let Input::Write(pieces) = step.input else { panic!("prepared a burst for another step") };
             // The loader's receiver on the same bytes, with a quiet line after.
             let mut rx = Receiver::new(limits, 0);
             let mut input = bytes.iter().map(|&b| Byte::clean(b));
