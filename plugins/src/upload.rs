@@ -12,13 +12,17 @@
 //! into the store) or [`Command::StoreAndSwap`] (2: store it, then load it,
 //! replacing the loaded version of the same plugin). CRC-32 is the common
 //! IEEE one (zlib, PNG, Ethernet). Bytes before a magic are skipped, so a
-//! receiver that started mid-frame finds the next one.
+//! receiver that started mid-frame finds the next one. A payload is at
+//! most [`MAX_PAYLOAD`] bytes; the header says so before any of it comes.
 //!
 //! The loader answers every frame with text lines on COM2 (`\n`-terminated,
 //! a `\r` before it is ignored): either one `error: <message>` line, or an
 //! `ok <summary>` line followed by one [`Loaded`] line per loaded plugin
 //! (`plugin <name> <version> 0x<load address> <path in store>`) and a
-//! final `end` line. [`ReplyParser`] reads such a reply line by line.
+//! final `end` line. A frame that was hurt on the way (damaged, cut off,
+//! timed out, bytes lost) is answered `error: resend: <message>`
+//! ([`Refusal`]): the sender should send it again, unchanged.
+//! [`ReplyParser`] reads a reply line by line.
 
 use core::fmt;
 
@@ -26,6 +30,9 @@ pub const MAGIC: [u8; 4] = *b"MVUP";
 /// Magic, command, length.
 pub const HEADER_LEN: usize = 9;
 pub const CRC_LEN: usize = 4;
+/// The largest payload a receiver takes: far above any plugin file, and
+/// small enough that the loader can hold a frame and the one after it.
+pub const MAX_PAYLOAD: u32 = 4 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,6 +65,8 @@ pub fn trailer(payload: &[u8]) -> [u8; CRC_LEN] {
     crc32fast::hash(payload).to_le_bytes()
 }
 
+/// Why a frame is refused. The first three are the [`Decoder`]'s; the
+/// others are found by a receiver that watches the clock and its UART.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// The byte after the magic is no [`Command`].
@@ -66,6 +75,26 @@ pub enum Error {
     TooLong { len: u32, max: u32 },
     /// The payload arrived damaged.
     BadCrc { expected: u32, computed: u32 },
+    /// Another frame's magic and header begin `at` bytes into this frame
+    /// (counted from its magic), whose header announced `len` payload
+    /// bytes: this one was cut off and the next one started.
+    CutOff { at: u32, len: u32 },
+    /// `got` bytes of a frame came (counted from its magic), then nothing
+    /// for `idle_ms` milliseconds.
+    TimedOut { got: u32, idle_ms: u32 },
+    /// The receiving UART lost or garbled bytes of the frame (receive
+    /// overrun, parity or framing error).
+    Lost,
+    /// The receiver has no memory for a payload of `len` bytes now.
+    NoRoom { len: u32 },
+}
+
+impl Error {
+    /// Whether the frame was hurt on the way, so that sending the same
+    /// frame again can succeed (the host client does).
+    pub const fn resend(&self) -> bool {
+        matches!(self, Error::BadCrc { .. } | Error::CutOff { .. } | Error::TimedOut { .. } | Error::Lost)
+    }
 }
 
 impl fmt::Display for Error {
@@ -75,10 +104,46 @@ impl fmt::Display for Error {
             Error::TooLong { len, max } => write!(f, "upload of {len} bytes exceeds the limit of {max} bytes"),
             Error::BadCrc { expected, computed } => write!(
                 f,
-                "upload damaged in transit: CRC-32 {computed:#010x} of the payload, frame says {expected:#010x}; send it again"
+                "upload damaged in transit: CRC-32 {computed:#010x} of the payload, frame says {expected:#010x}"
             ),
+            Error::CutOff { at, len } => write!(
+                f,
+                "upload cut off: a new frame began {at} bytes into this one, whose header announced {len} payload bytes"
+            ),
+            Error::TimedOut { got, idle_ms } => {
+                write!(f, "upload timed out: {got} bytes of a frame came, then nothing for {idle_ms} ms")
+            }
+            Error::Lost => write!(f, "upload lost bytes in the receiver (UART overrun, parity or framing error)"),
+            Error::NoRoom { len } => write!(f, "no room in the loader's heap for an upload of {len} bytes"),
         }
     }
+}
+
+/// What follows `error: ` when a frame is refused: the reason, after
+/// [`RESEND`] when sending the frame again can help.
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal<'a>(pub &'a Error);
+
+impl fmt::Display for Refusal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.resend() {
+            f.write_str(RESEND)?;
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Whether `bytes` can be the start of a frame that a decoder refusing
+/// payloads over `max_len` would take: the magic (or as much of it as
+/// there is), a known command, a length within the limit. A receiver
+/// that refused a frame looks for this inside the refused bytes, where
+/// the next frame may already have begun.
+pub fn could_start_frame(bytes: &[u8], max_len: u32) -> bool {
+    let magic = bytes.len().min(MAGIC.len());
+    let command = bytes.get(MAGIC.len()).is_none_or(|&c| Command::from_u8(c).is_some());
+    let len =
+        bytes.get(MAGIC.len() + 1..HEADER_LEN).is_none_or(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) <= max_len);
+    !bytes.is_empty() && bytes[..magic] == MAGIC[..magic] && command && len
 }
 
 /// What one byte fed to the [`Decoder`] produced.
@@ -132,6 +197,17 @@ impl Decoder {
     /// A decoder that refuses payloads longer than `max_len`.
     pub fn new(max_len: u32) -> Decoder {
         Decoder { state: State::Magic { matched: 0 }, max_len, hasher: crc32fast::Hasher::new() }
+    }
+
+    /// Whether a magic was seen and the frame it began has not ended:
+    /// the bytes fed since belong to that frame.
+    pub fn in_frame(&self) -> bool {
+        !matches!(self.state, State::Magic { .. })
+    }
+
+    /// Forgets the frame (or the part of a magic) seen so far.
+    pub fn reset(&mut self) {
+        self.state = State::Magic { matched: 0 };
     }
 
     pub fn feed(&mut self, byte: u8) -> Event {
@@ -199,6 +275,8 @@ impl Decoder {
 pub const REPLY_OK: &str = "ok";
 /// The start of a failed reply.
 pub const REPLY_ERROR: &str = "error: ";
+/// After [`REPLY_ERROR`]: the frame was hurt on the way; send it again.
+pub const RESEND: &str = "resend: ";
 /// The first word of a loaded-plugin line.
 pub const REPLY_PLUGIN: &str = "plugin";
 /// The line that ends a successful reply.
@@ -245,6 +323,9 @@ pub enum ReplyLine<'a> {
     End,
     /// `error: <message>`: the operation failed; the reply is complete.
     Error(&'a str),
+    /// `error: resend: <message>`: the frame was hurt on the way and
+    /// nothing was done; the reply is complete. Send the frame again.
+    Resend(&'a str),
 }
 
 /// A line that does not fit the reply grammar at this point.
@@ -272,7 +353,7 @@ impl ReplyParser {
         }
         let parsed = if !self.after_ok {
             if let Some(message) = line.strip_prefix(REPLY_ERROR) {
-                ReplyLine::Error(message)
+                message.strip_prefix(RESEND).map_or(ReplyLine::Error(message), ReplyLine::Resend)
             } else if line == REPLY_OK {
                 ReplyLine::Ok("")
             } else if let Some(summary) = line.strip_prefix(REPLY_OK).and_then(|s| s.strip_prefix(' ')) {
@@ -370,6 +451,41 @@ mod tests {
             (data.as_slice(), events.last()),
             (&b"ok"[..], Some(&Event::Done { command: Command::StoreAndSwap }))
         );
+    }
+
+    #[test]
+    fn frame_starts_are_recognised_as_far_as_they_go() {
+        let h = header(Command::Store, 100);
+        for n in 1..=HEADER_LEN {
+            assert!(could_start_frame(&h[..n], 100), "{n} bytes of a header");
+        }
+        let mut f = h.to_vec();
+        f.extend_from_slice(b"payload");
+        assert!(could_start_frame(&f, 100));
+        assert!(!could_start_frame(&f, 99), "over the limit");
+        assert!(!could_start_frame(b"", 100));
+        assert!(!could_start_frame(b"VUP", 100));
+        assert!(!could_start_frame(b"MVUx", 100));
+        assert!(!could_start_frame(b"MVUP\x07", 100), "unknown command");
+    }
+
+    #[test]
+    fn refusals_say_whether_to_send_again() {
+        let show = |e: Error| std::format!("{}", Refusal(&e));
+        assert_eq!(
+            show(Error::BadCrc { expected: 1, computed: 2 }),
+            "resend: upload damaged in transit: CRC-32 0x00000002 of the payload, frame says 0x00000001"
+        );
+        assert!(show(Error::CutOff { at: 1009, len: 40000 }).starts_with("resend: upload cut off: "));
+        assert!(show(Error::TimedOut { got: 9, idle_ms: 2000 }).starts_with("resend: upload timed out: "));
+        assert!(show(Error::Lost).starts_with("resend: "));
+        assert_eq!(show(Error::TooLong { len: 5, max: 4 }), "upload of 5 bytes exceeds the limit of 4 bytes");
+        assert!(!show(Error::UnknownCommand(7)).contains("resend"));
+        assert!(!show(Error::NoRoom { len: 7 }).contains("resend"));
+        let mut p = ReplyParser::default();
+        let line = std::format!("{REPLY_ERROR}{}", Refusal(&Error::Lost));
+        assert_eq!(p.line(&line), Ok(Some(ReplyLine::Resend(&line["error: resend: ".len()..]))));
+        assert_eq!(p.line("error: upload refused"), Ok(Some(ReplyLine::Error("upload refused"))));
     }
 
     #[test]

@@ -74,6 +74,15 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Interactive,
         about: "the shell with cpuhp, vmx, counter 1.0.0 and consumer 1.0.0 loaded (`runner run`, sessions)",
     },
+    // Counter and consumer only: the shell for the COM2 burst session
+    // (`scenarios::session`, `upload-burst`), which stores and swaps
+    // counter versions while frames are in flight.
+    Recipe {
+        name: "upload",
+        args: "load=counter-plugin@1.0.0,consumer-plugin@1.0.0",
+        role: Role::Interactive,
+        about: "counter 1.0.0 and consumer 1.0.0 loaded: the shell for the COM2 burst session (`upload-burst`)",
+    },
     Recipe {
         name: "boot",
         args: "test=boot",

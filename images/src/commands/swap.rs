@@ -12,7 +12,7 @@ use plugins::upload::{Command, Loaded};
 use super::run::{com2_socket, run_dir};
 use super::{Error, Result};
 use crate::build::plugin_build::{self, StoreFile};
-use crate::link::com2::{frame, push};
+use crate::link::com2::{frame, Uplink};
 use crate::shown;
 
 /// Where the GDB script of the last swap is written.
@@ -66,8 +66,15 @@ pub fn swap_command(plugin: &str, version: Option<&str>) -> Result<ExitCode> {
         Error::Environment(format!("cannot connect to {} ({e}); start the image with `make run` first", shown(&socket)))
     })?;
     println!("swap: sending {} ({} bytes) to COM2", file.path, file.bytes.len());
-    let lines = push(&stream, &frame(Command::StoreAndSwap, &file.bytes)?)?;
-    for line in &lines {
+    let frame = frame(Command::StoreAndSwap, &file.bytes)?;
+    let replies = Uplink::new(stream)?.push(&frame, Some(&frame))?;
+    let (last, asked) = replies.split_last().expect("a push returns at least one reply");
+    for reply in asked {
+        println!("loader: {}", reply.lines.join(" / "));
+        println!("swap: sent it again, as the loader asked");
+    }
+    let lines = &last.lines;
+    for line in lines {
         println!("loader: {line}");
     }
     let loaded: Vec<Loaded> = lines.iter().filter_map(|l| Loaded::parse(l)).collect();

@@ -227,7 +227,7 @@ fn play(
             let file = out_dir().join(path);
             std::fs::read(&file).map_err(|e| scenarios::Error::io(format!("reading {}", file.display()), e))
         };
-        upload::frames(scenario, read, &upload::throwaway_key()?)?
+        upload::prepare(scenario, read, &upload::throwaway_key()?)?
     } else {
         Vec::new()
     };

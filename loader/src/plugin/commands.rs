@@ -1,5 +1,5 @@
 //! The shell's plugin commands: `plugins`, `store`, `load`, `unload`,
-//! `swap`, `info`, registered with the shell at boot (owner 0, the loader;
+//! `swap`, `info`, `upload`, registered with the shell at boot (owner 0, the loader;
 //! plugins are owners 1 and up).
 
 use super::{registry, store};
@@ -19,6 +19,12 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
         "replace loaded plugins by other versions in one transaction, carrying their state",
     ),
     ("info", "info <plugin>", "everything about one loaded plugin"),
+    (
+        "upload",
+        "upload [hold|release]",
+        "COM2 uploads: frames answered and refused, bytes skipped, the receive ring; \
+         `hold` stops decoding COM2 (the sender is held back), `release` resumes",
+    ),
 ];
 
 /// Registers the commands above with the shell.
@@ -75,6 +81,7 @@ fn run(cmd: &str, args: &str) -> Result<(), String> {
             (Some(name), None) => info(name),
             _ => Err("usage: info <plugin>".into()),
         },
+        "upload" => upload(args),
         _ => unreachable!("only the names of BUILTINS are registered"),
     }
 }
@@ -106,6 +113,22 @@ fn plugins() {
             listed(&p.requires),
         );
     }
+}
+
+fn upload(args: &str) -> Result<(), String> {
+    use loader_core::plugin::upload::Request;
+    match Request::parse(args)? {
+        Request::Status => println!("{}", super::upload::stats()),
+        Request::Hold => {
+            super::upload::hold();
+            println!("holding COM2: what arrives waits, and the sender is held back, until `upload release`");
+        }
+        Request::Release => {
+            super::upload::release();
+            println!("released COM2: decoding what waited");
+        }
+    }
+    Ok(())
 }
 
 fn store() {

@@ -1,39 +1,74 @@
 //! Plugin upload over COM2: the host sends `plugins::upload` frames; the
 //! receive interrupt only moves bytes into a ring, and `poll` (called by the
-//! shell when idle) decodes, verifies and stores them, then replies on COM2.
-//! A corrupt, unsigned or otherwise bad upload is refused and changes
-//! nothing.
+//! shell when idle) reassembles frames (`loader_core::plugin::upload`),
+//! verifies and stores them, and answers each one on COM2. A corrupt,
+//! unsigned or otherwise bad upload is refused, changes nothing, and the
+//! refusal is logged on COM1 too.
+//!
+//! Flow control: when the ring is full the interrupt handler leaves the
+//! byte in the UART and turns the receive interrupt off until `poll` has
+//! made room. QEMU's 16550 takes bytes from its chardev only while its
+//! receive FIFO has room, so the host's writes wait and no byte is lost
+//! (RTS/CTS would not help there: QEMU passes modem lines only to host
+//! serial ports, not to sockets, and its 16550 has no automatic flow
+//! control). A real UART without flow control overruns instead; the
+//! handler reads the loss from the line status and the frame it hit is
+//! refused with a request to send it again.
 
 use crate::plugin::{registry, store};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt::Write;
-use core::sync::atomic::{AtomicUsize, Ordering};
-use plugins::upload::{Command, Decoder, Event, Loaded, REPLY_END};
+use core::fmt::{Display, Write};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use loader_core::plugin::upload::{Byte, Limits, Output, Receiver, Stats};
+use plugins::upload::{Command, Loaded, Refusal, MAX_PAYLOAD, REPLY_END, REPLY_ERROR};
 use spin::Mutex;
 use uart_16550::SerialPort;
-use x86_64::instructions::port::PortReadOnly;
+use x86_64::instructions::port::{PortReadOnly, PortWriteOnly};
 
 const COM2: u16 = 0x2f8;
 const ISA_IRQ: u8 = 3;
 pub const VECTOR: u8 = 0x40;
-/// Largest plugin file accepted.
-const MAX_UPLOAD: u32 = 4 << 20;
+/// A frame that pauses this long is refused. The host writes a frame in
+/// one go, so a pause means it was cut off; well above any scheduling
+/// hiccup of an emulator on a busy host.
+const FRAME_TIMEOUT_US: u64 = 2_000_000;
 
-/// Bytes received by the interrupt handler and not yet decoded. The
+/// Line status register bits.
+const LSR_DATA_READY: u8 = 0x01;
+/// Overrun, parity, framing error and break: bytes lost or garbled.
+const LSR_ERRORS: u8 = 0x1e;
+/// Interrupt enable register: received data available.
+const IER_RECEIVED_DATA: u8 = 0x01;
+
+/// Bytes received by the interrupt handler and not yet decoded; bit 8 of
+/// an entry says the UART lost or garbled bytes before or at it. The
 /// handler is the only writer of `HEAD`, `poll` the only writer of `TAIL`.
 const RING: usize = 64 * 1024;
-static mut RING_BUF: [u8; RING] = [0; RING];
+const DAMAGED: u16 = 1 << 8;
+static mut RING_BUF: [u16; RING] = [0; RING];
 static HEAD: AtomicUsize = AtomicUsize::new(0);
 static TAIL: AtomicUsize = AtomicUsize::new(0);
+/// The handler found the ring full and turned the receive interrupt off.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+/// The line status reported a loss that no byte has carried yet.
+static LOSS_SEEN: AtomicBool = AtomicBool::new(false);
+/// How often the handler found the ring full, and the most it held.
+static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+static RING_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// `upload hold`: `poll` decodes nothing until `upload release`.
+static HOLDING: AtomicBool = AtomicBool::new(false);
 
-struct Receiver {
+struct Uplink {
     port: SerialPort,
-    decoder: Decoder,
-    payload: Vec<u8>,
+    receiver: Receiver,
+    /// Frames answered `ok` and `error: ...`, bytes skipped.
+    taken: u32,
+    refused: u32,
+    skipped: u64,
 }
 
-static RX: Mutex<Option<Receiver>> = Mutex::new(None);
+static RX: Mutex<Option<Uplink>> = Mutex::new(None);
 
 #[derive(Debug)]
 pub enum Error {
@@ -56,68 +91,172 @@ pub fn init(acpi: &crate::acpi::Acpi) -> Result<(), Error> {
     // drives it. `init` enables its receive-data interrupt.
     let mut port = unsafe { SerialPort::new(COM2) };
     port.init();
-    *RX.lock() = Some(Receiver { port, decoder: Decoder::new(MAX_UPLOAD), payload: Vec::new() });
+    let limits = Limits { max_len: MAX_PAYLOAD, timeout_us: FRAME_TIMEOUT_US };
+    let receiver = Receiver::new(limits, crate::time::uptime_us());
+    *RX.lock() = Some(Uplink { port, receiver, taken: 0, refused: 0, skipped: 0 });
     crate::interrupts::idt::set_handler(VECTOR, receive).map_err(Error::Vector)?;
     let (gsi, trigger, polarity) = crate::interrupts::ioapic::isa_irq(acpi, ISA_IRQ);
     crate::interrupts::ioapic::route(acpi, gsi, VECTOR, crate::interrupts::apic::id(), trigger, polarity)
         .map_err(Error::Irq)
 }
 
-/// Receive interrupt: drain the UART into the ring.
+fn line_status() -> u8 {
+    // SAFETY: reading COM2's LSR only clears its error bits, which this
+    // module alone reads.
+    unsafe { PortReadOnly::<u8>::new(COM2 + 5).read() }
+}
+
+fn read_received() -> u8 {
+    // SAFETY: reading RBR takes the byte that LSR said waits.
+    unsafe { PortReadOnly::<u8>::new(COM2).read() }
+}
+
+fn set_receive_interrupt(on: bool) {
+    let ier = if on { IER_RECEIVED_DATA } else { 0 };
+    // SAFETY: COM2's IER; this module enables no other interrupt of it.
+    unsafe { PortWriteOnly::<u8>::new(COM2 + 1).write(ier) };
+}
+
+/// Receive interrupt: move the UART's bytes into the ring while it has room.
 fn receive(_: &mut crate::interrupts::idt::TrapFrame) {
-    // SAFETY: LSR bit 0 says a byte waits; reading RBR takes it.
-    let ready = || unsafe { PortReadOnly::<u8>::new(COM2 + 5).read() } & 1 != 0;
-    while ready() {
-        // SAFETY: as above.
-        let b = unsafe { PortReadOnly::<u8>::new(COM2).read() };
+    loop {
+        let status = line_status();
+        if status & LSR_ERRORS != 0 {
+            LOSS_SEEN.store(true, Ordering::Relaxed);
+        }
+        if status & LSR_DATA_READY == 0 {
+            return;
+        }
         let head = HEAD.load(Ordering::Relaxed);
         let next = (head + 1) % RING;
-        // A full ring drops the byte; the frame's CRC then fails and the
-        // host is told to send again.
-        if next != TAIL.load(Ordering::Acquire) {
-            let ring = &raw mut RING_BUF;
-            // SAFETY: only this handler writes slot `head`, which `poll`
-            // does not read until HEAD moves past it.
-            unsafe { (*ring)[head] = b };
-            HEAD.store(next, Ordering::Release);
+        if next == TAIL.load(Ordering::Acquire) {
+            // Full: the byte stays in the UART, which then holds the
+            // sender back (see the module comment); `poll` turns the
+            // interrupt on again once it has made room.
+            set_receive_interrupt(false);
+            STOPPED.store(true, Ordering::Release);
+            HELD_BACK.fetch_add(1, Ordering::Relaxed);
+            RING_HIGH.store(RING - 1, Ordering::Relaxed);
+            return;
         }
+        let entry = read_received() as u16 | if LOSS_SEEN.swap(false, Ordering::Relaxed) { DAMAGED } else { 0 };
+        let ring = &raw mut RING_BUF;
+        // SAFETY: only this handler writes slot `head`, which `poll`
+        // does not read until HEAD moves past it.
+        unsafe { (*ring)[head] = entry };
+        HEAD.store(next, Ordering::Release);
+        RING_HIGH.fetch_max((next + RING - TAIL.load(Ordering::Relaxed)) % RING, Ordering::Relaxed);
     }
 }
 
-fn take_byte() -> Option<u8> {
+fn take_byte() -> Option<Byte> {
     let tail = TAIL.load(Ordering::Relaxed);
-    if tail == HEAD.load(Ordering::Acquire) {
+    let head = HEAD.load(Ordering::Acquire);
+    if tail == head {
         return None;
     }
     let ring = &raw const RING_BUF;
     // SAFETY: the slot at `tail` was published by the handler (HEAD past it).
-    let b = unsafe { (*ring)[tail] };
+    let entry = unsafe { (*ring)[tail] };
     TAIL.store((tail + 1) % RING, Ordering::Release);
-    Some(b)
+    // Half the ring free before the handler takes bytes again, so that
+    // the interrupt is not toggled for every byte.
+    let free = RING - 1 - (head + RING - tail - 1) % RING;
+    if STOPPED.load(Ordering::Acquire) && free >= RING / 2 {
+        // Without interrupts: the handler must not stop reception between
+        // the flag and the register.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            STOPPED.store(false, Ordering::Relaxed);
+            set_receive_interrupt(true);
+        });
+    }
+    Some(Byte { value: entry as u8, damaged: entry & DAMAGED != 0 })
 }
 
-/// Decodes what arrived; completes uploads. Called from thread context.
+/// Decodes what arrived; answers every frame; refuses a frame that
+/// stopped. Called from thread context when the shell is idle.
 pub fn poll() {
+    if HOLDING.load(Ordering::Acquire) {
+        return;
+    }
     let mut guard = RX.lock();
-    let Some(rx) = guard.as_mut() else { return };
-    while let Some(b) = take_byte() {
-        match rx.decoder.feed(b) {
-            Event::Pending => {}
-            Event::Start { len, .. } => {
-                rx.payload = Vec::with_capacity(len as usize);
+    let Some(up) = guard.as_mut() else { return };
+    loop {
+        let out = match up.receiver.next(&mut take_byte, crate::time::uptime_us) {
+            Some(out) => out,
+            None => match up.receiver.idle(crate::time::uptime_us()) {
+                Some(out) => out,
+                None => return,
+            },
+        };
+        answer(up, out);
+    }
+}
+
+/// `upload hold`: stop decoding; the ring, then the UART, then the sender
+/// keep what comes.
+pub fn hold() {
+    HOLDING.store(true, Ordering::Release);
+}
+
+/// `upload release`: decode again, from what waited.
+pub fn release() {
+    if let Some(up) = RX.lock().as_mut() {
+        up.receiver.restart_clock(crate::time::uptime_us());
+    }
+    HOLDING.store(false, Ordering::Release);
+}
+
+/// The figures `upload` shows.
+pub fn stats() -> Stats {
+    let (taken, refused, skipped) = RX.lock().as_ref().map_or((0, 0, 0), |up| (up.taken, up.refused, up.skipped));
+    let used = (HEAD.load(Ordering::Acquire) + RING - TAIL.load(Ordering::Acquire)) % RING;
+    Stats {
+        taken,
+        refused,
+        skipped,
+        ring_used: used,
+        ring_size: RING - 1,
+        ring_high: RING_HIGH.load(Ordering::Relaxed),
+        held_back: HELD_BACK.load(Ordering::Relaxed),
+        holding: HOLDING.load(Ordering::Acquire),
+    }
+}
+
+fn answer(up: &mut Uplink, out: Output) {
+    let port = &mut up.port;
+    match out {
+        Output::Frame { number, command, payload } => match complete(number, command, payload) {
+            Ok(reply) => {
+                up.taken += 1;
+                send(port, &reply)
             }
-            Event::Data(b) => rx.payload.push(b),
-            Event::Done { command } => {
-                let payload = core::mem::take(&mut rx.payload);
-                let reply = complete(command, payload);
-                send(&mut rx.port, &reply);
+            Err(reason) => {
+                up.refused += 1;
+                refuse(port, number, reason)
             }
-            Event::Error(e) => {
-                rx.payload = Vec::new();
-                send(&mut rx.port, &alloc::format!("error: {e}\n"));
+        },
+        Output::Refused { number, error, .. } => {
+            up.refused += 1;
+            refuse(port, number, Refusal(&error))
+        }
+        Output::Skipped { bytes, lost } => {
+            up.skipped += bytes as u64;
+            if lost {
+                log::warn!("upload: skipped {bytes} bytes outside any frame, and the UART lost bytes after them")
+            } else {
+                log::warn!("upload: skipped {bytes} bytes outside any frame")
             }
         }
     }
+}
+
+/// Logs the refusal on COM1 before answering it on COM2, so that a host
+/// holding the answer finds the log line already written.
+fn refuse(port: &mut SerialPort, number: u32, reason: impl Display) {
+    let reason = reason.to_string();
+    log::warn!("upload: refused frame {number}: {reason}");
+    send(port, &alloc::format!("{REPLY_ERROR}{reason}\n"));
 }
 
 fn send(port: &mut SerialPort, text: &str) {
@@ -126,24 +265,21 @@ fn send(port: &mut SerialPort, text: &str) {
     }
 }
 
-/// Verifies and stores an upload, then loads or swaps it if asked. The
-/// reply lists every loaded plugin with its load address (for debuggers).
-fn complete(command: Command, file: Vec<u8>) -> String {
+/// Verifies and stores upload `number`, then loads or swaps it if asked.
+/// The reply lists every loaded plugin with its load address (for
+/// debuggers); a refusal is its reason.
+fn complete(number: u32, command: Command, file: Vec<u8>) -> Result<String, String> {
     // Signature, ELF structure, metadata note, ABI and relocation types are
     // checked without mapping anything; linking is checked when it loads.
-    let checked = loader_core::plugin::elf::verify(&file, &loader_core::plugin::elf::SIGNING_KEY)
+    let (name, version) = loader_core::plugin::elf::verify(&file, &loader_core::plugin::elf::SIGNING_KEY)
         .and_then(loader_core::plugin::elf::Plan::parse)
-        .map(|plan| (plan.metadata.name.to_string(), plan.metadata.version.to_string()));
-    let (name, version) = match checked {
-        Ok(nv) => nv,
-        Err(e) => return alloc::format!("error: upload refused: {e}\n"),
-    };
-    let Ok(parsed) = semver::Version::parse(&version) else {
-        return alloc::format!("error: upload refused: version `{version}` is not semver\n");
-    };
+        .map(|plan| (plan.metadata.name.to_string(), plan.metadata.version.to_string()))
+        .map_err(|e| alloc::format!("upload refused: {e}"))?;
+    let parsed = semver::Version::parse(&version)
+        .map_err(|_| alloc::format!("upload refused: version `{version}` is not semver"))?;
+    log::info!("upload: frame {number}: received {name} {version} ({} bytes)", file.len());
     store::add_uploaded(name.clone(), parsed, file);
-    log::info!("received {name} {version} on COM2");
-    let done = match command {
+    let summary = match command {
         Command::Store => Ok(alloc::format!("stored {name} {version}")),
         Command::StoreAndSwap if registry::version_of(&name).is_some() => {
             registry::swap(&name, &version).map(|()| alloc::format!("swapped {name} to {version}"))
@@ -151,20 +287,16 @@ fn complete(command: Command, file: Vec<u8>) -> String {
         Command::StoreAndSwap => {
             registry::load(&name, Some(&version)).map(|_| alloc::format!("loaded {name} {version}"))
         }
-    };
-    match done {
-        Err(e) => alloc::format!("error: {name} {version} is stored but: {e}\n"),
-        Ok(summary) => {
-            let mut out = alloc::format!("ok {summary}\n");
-            for p in registry::list() {
-                let path = alloc::format!("plugins/{}-{}.mvp", p.name, p.version);
-                let version = p.version.to_string();
-                let line = Loaded { name: &p.name, version: &version, load_address: p.base, path: &path };
-                let _ = writeln!(out, "{line}");
-            }
-            out.push_str(REPLY_END);
-            out.push('\n');
-            out
-        }
     }
+    .map_err(|e| alloc::format!("{name} {version} is stored but: {e}"))?;
+    let mut out = alloc::format!("ok {summary}\n");
+    for p in registry::list() {
+        let path = alloc::format!("plugins/{}-{}.mvp", p.name, p.version);
+        let version = p.version.to_string();
+        let line = Loaded { name: &p.name, version: &version, load_address: p.base, path: &path };
+        let _ = writeln!(out, "{line}");
+    }
+    out.push_str(REPLY_END);
+    out.push('\n');
+    Ok(out)
 }

@@ -3,7 +3,7 @@
 
 use loader_core::shell::{GREETING, PROMPT};
 
-use super::data::{Expect, Input, Scenario, Step};
+use super::data::{Expect, Input, Piece, Scenario, Spoil, Step};
 use crate::link::console::prompt_end;
 use Expect::*;
 
@@ -27,6 +27,7 @@ fn check_expect(what: &str, reply: &str, expect: &[Expect]) -> Vec<String> {
         .filter(|e| match e {
             Line(l) => !lines.contains(l),
             LineStarting(p) => !lines.iter().any(|l| l.starts_with(p)),
+            LineWith(p, e) => !lines.iter().any(|l| l.starts_with(p) && l.ends_with(e)),
             Contains(t) => !answer.contains(t),
             Absent(t) => answer.contains(t),
         })
@@ -51,8 +52,10 @@ fn reply(text: &str, from: usize, prompts: usize) -> Option<&str> {
 /// A step as problem reports name it.
 pub fn step_name(i: usize, step: &Step) -> String {
     match step.input {
-        Input::Keys(k) => format!("step {} ({})", i + 1, shown(k)),
+        Input::Keys(k) | Input::Until(k, _) => format!("step {} ({})", i + 1, shown(k)),
         Input::Upload(u) => format!("step {} (upload {})", i + 1, u.describe()),
+        Input::Write(pieces) => format!("step {} (burst of {} pieces)", i + 1, pieces.len()),
+        Input::Answers => format!("step {} (answers to the burst)", i + 1),
     }
 }
 
@@ -71,8 +74,71 @@ pub fn shown(bytes: &[u8]) -> String {
 pub enum Sent {
     /// Typed when the transcript was this long.
     Typed(usize),
-    /// Pushed on COM2; the reply's lines joined with `\r\n`.
-    Uploaded(String),
+    /// Pushed on COM2: every reply, its lines joined with `\r\n`; more
+    /// than one when the loader asked for the frame again. The last is final.
+    Uploaded(Vec<String>),
+    /// A burst's writing began.
+    Written,
+    /// The answers to a burst, in order.
+    Burst(Vec<String>),
+}
+
+impl Sent {
+    /// The COM2 replies of this step, in order.
+    fn replies(&self) -> &[String] {
+        match self {
+            Sent::Typed(_) | Sent::Written => &[],
+            Sent::Uploaded(r) | Sent::Burst(r) => r,
+        }
+    }
+}
+
+/// What a burst's replies lack: one per answering piece, in order.
+fn check_burst(what: &str, pieces: &[Piece], replies: &[String]) -> Vec<String> {
+    let due: Vec<&Piece> = pieces.iter().filter(|p| p.expect().is_some()).collect();
+    let mut problems = Vec::new();
+    for (k, piece) in due.iter().enumerate() {
+        let name = format!("{what}, answer {} (to {})", k + 1, piece.describe());
+        match replies.get(k) {
+            Some(r) => problems.extend(check_expect(&name, r, piece.expect().unwrap_or_default())),
+            None => problems.push(format!("{name}: never answered")),
+        }
+    }
+    if replies.len() > due.len() {
+        problems.push(format!("{what}: {} answers to {} pieces that ask for one", replies.len(), due.len()));
+    }
+    problems
+}
+
+/// What an upload step's replies lack: the last one answers it; a frame
+/// damaged once must have been refused with a request to send it again.
+fn check_upload(what: &str, spoil: Spoil, expect: &[Expect], replies: &[String]) -> Vec<String> {
+    let Some(last) = replies.last() else { return vec![format!("{what}: never answered")] };
+    let mut problems = check_expect(what, last, expect);
+    if spoil == Spoil::DamagedOnce && !(replies.len() >= 2 && replies[0].starts_with("error: resend: ")) {
+        problems.push(format!("{what}: the damaged first frame was not refused with `error: resend:` ({replies:?})"));
+    }
+    problems
+}
+
+/// The loader numbers the frames it answers from 1, COM1 and COM2 alike:
+/// the `n`-th reply of the session is frame `n`. Every refusal on COM2
+/// must be logged on COM1 with the same reason, and every file taken
+/// must be logged as received.
+fn check_com1_log(text: &str, sent: &[Sent]) -> Vec<String> {
+    let replies = sent.iter().flat_map(Sent::replies);
+    let mut problems = Vec::new();
+    for (n, reply) in (1..).zip(replies) {
+        let first = reply.split("\r\n").next().unwrap_or_default();
+        let want = match first.strip_prefix("error: ") {
+            Some(reason) => format!("upload: refused frame {n}: {reason}\r\n"),
+            None => format!("upload: frame {n}: received "),
+        };
+        if !text.contains(&want) {
+            problems.push(format!("COM1 lacks `{}` for COM2's `{first}`", want.trim_end()));
+        }
+    }
+    problems
 }
 
 /// Everything wrong with a finished session: `sent[i]` is what became of
@@ -86,15 +152,26 @@ pub fn check(scenario: &Scenario, text: &str, sent: &[Sent]) -> Vec<String> {
     for (i, step) in scenario.steps.iter().enumerate() {
         let what = step_name(i, step);
         match (step.input, sent.get(i)) {
-            (Input::Keys(_), Some(Sent::Typed(from))) => match reply(text, *from, step.prompts) {
+            (Input::Keys(_) | Input::Until(..), Some(Sent::Typed(from))) => match reply(text, *from, step.prompts) {
                 Some(r) => problems.extend(check_expect(&what, r, step.expect)),
                 None => problems.push(format!("{what}: no answer ending in a prompt")),
             },
-            (Input::Upload(_), Some(Sent::Uploaded(r))) => problems.extend(check_expect(&what, r, step.expect)),
+            (Input::Upload(u), Some(Sent::Uploaded(r))) => {
+                problems.extend(check_upload(&what, u.spoil, step.expect, r))
+            }
+            (Input::Write(_), Some(Sent::Written)) => {}
+            (Input::Answers, Some(Sent::Burst(r))) => {
+                let pieces = scenario.steps[..i].iter().rev().find_map(|s| match s.input {
+                    Input::Write(p) => Some(p),
+                    _ => None,
+                });
+                problems.extend(check_burst(&what, pieces.unwrap_or_default(), r))
+            }
             (_, None) => problems.push(format!("{what}: never answered")),
             (_, Some(s)) => unreachable!("{what} was sent as {s:?}"),
         }
     }
+    problems.extend(check_com1_log(text, sent));
     // Every prompt starts a line: command output always ends with one.
     for (i, _) in text.match_indices(PROMPT) {
         if i > 0 && !text[..i].ends_with('\n') && !is_typed_text(text, i) {
@@ -245,7 +322,7 @@ mod tests {
             "[    0.3 0 INFO  loader::upload] received counter-plugin 2.0.0 on COM2\r\n\
              consumer\r\nconsumer: counter generation 2 says 3\r\n",
             "counter\r\ncounter 3 (generation 2)\r\n",
-            "error: upload damaged in transit: CRC-32 0x1 of the payload, frame says 0x2; send it again",
+            "error: resend: upload damaged in transit: CRC-32 0x1 of the payload, frame says 0x2",
             still,
             "error: upload refused: the plugin file has no modvisor signature trailer: it is unsigned",
             still,
@@ -262,16 +339,131 @@ mod tests {
         let mut sent = Vec::new();
         for (step, answer) in UP.steps.iter().zip(answers) {
             match step.input {
-                Input::Keys(_) => {
+                Input::Keys(_) | Input::Until(..) => {
                     sent.push(Sent::Typed(text.len()));
                     text.push_str(answer);
                     text.push_str(PROMPT);
                 }
-                Input::Upload(_) => sent.push(Sent::Uploaded(answer.to_string())),
+                Input::Upload(_) | Input::Write(_) | Input::Answers => {
+                    let n = sent.iter().flat_map(Sent::replies).count() + 1;
+                    text.push_str(&com1_log(n, answer));
+                    sent.push(Sent::Uploaded(vec![answer.to_string()]));
+                }
             }
         }
         assert_eq!(sent.len(), UP.steps.len());
         (text, sent)
+    }
+
+    /// The COM1 log line of the loader's `n`-th answer.
+    fn com1_log(n: usize, answer: &str) -> String {
+        match answer.strip_prefix("error: ") {
+            Some(reason) => format!("[    0.3 0 WARN  loader::plugin::upload] upload: refused frame {n}: {reason}\r\n"),
+            None => {
+                format!("[    0.3 0 INFO  loader::plugin::upload] upload: frame {n}: received x 1.0.0 (9 bytes)\r\n")
+            }
+        }
+    }
+
+    /// A reply that shows exactly what `expect` asks for.
+    fn answer_to(expect: &[Expect]) -> String {
+        let lines: Vec<String> = expect
+            .iter()
+            .filter_map(|e| match *e {
+                Line(l) => Some(l.to_string()),
+                LineStarting(p) => Some(format!("{p}...")),
+                LineWith(p, e) => Some(format!("{p}1{e}")),
+                Contains(t) => Some(t.to_string()),
+                Absent(_) => None,
+            })
+            .collect();
+        lines.join("\r\n")
+    }
+
+    /// `upload-burst` as it should go: every step answered as it expects,
+    /// every COM2 answer logged on COM1.
+    fn good_burst_session() -> (&'static Scenario, String, Vec<Sent>) {
+        let scenario = SCENARIOS.iter().find(|s| s.name == "upload-burst").unwrap();
+        let mut text = "loaded counter-plugin 1.0.0\r\nloaded consumer-plugin 1.0.0\r\n\
+                        type `help` for commands\r\nmodvisor> "
+            .to_string();
+        let mut sent = Vec::new();
+        let mut written = None;
+        for step in scenario.steps {
+            let n = sent.iter().flat_map(Sent::replies).count();
+            match step.input {
+                Input::Keys(keys) | Input::Until(keys, _) => {
+                    sent.push(Sent::Typed(text.len()));
+                    text.push_str(&format!(
+                        "{}\r\n{}\r\n",
+                        String::from_utf8_lossy(keys).trim_end(),
+                        answer_to(step.expect)
+                    ));
+                    text.push_str(PROMPT);
+                }
+                Input::Upload(u) => {
+                    let mut replies = Vec::new();
+                    if u.spoil == Spoil::DamagedOnce {
+                        replies.push("error: resend: upload damaged in transit: CRC-32 0x1".to_string());
+                    }
+                    replies.push(answer_to(step.expect));
+                    for (k, r) in replies.iter().enumerate() {
+                        text.push_str(&com1_log(n + k + 1, r));
+                    }
+                    sent.push(Sent::Uploaded(replies));
+                }
+                Input::Write(_) => sent.push(Sent::Written),
+                Input::Answers => {
+                    let Some(Input::Write(pieces)) = written else { panic!("answers to no write") };
+                    let replies: Vec<String> = pieces.iter().filter_map(|p| p.expect()).map(answer_to).collect();
+                    for (k, r) in replies.iter().enumerate() {
+                        text.push_str(&com1_log(n + k + 1, r));
+                    }
+                    sent.push(Sent::Burst(replies));
+                }
+            }
+            if let Input::Write(_) = step.input {
+                written = Some(step.input);
+            }
+        }
+        (scenario, text, sent)
+    }
+
+    #[test]
+    fn a_good_burst_session_passes_and_every_lapse_is_named() {
+        let (scenario, text, sent) = good_burst_session();
+        assert_eq!(check(scenario, &text, &sent), Vec::<String>::new());
+        let first = sent.iter().position(|s| matches!(s, Sent::Burst(_))).unwrap();
+        let name = format!("step {} (answers to the burst)", first + 1);
+        // The ten-frame burst lost its last answer.
+        let mut short = sent.clone();
+        let Sent::Burst(r) = &mut short[first] else { unreachable!() };
+        r.pop();
+        let p = check(scenario, &text, &short);
+        assert!(
+            p.iter().any(|l| l.starts_with(&format!("{name}, answer 10 (to Store plugins/consumer-plugin-2.0.0.mvp"))
+                && l.ends_with("never answered")),
+            "{p:?}"
+        );
+        // Two answers came in the wrong order.
+        let mut swapped = sent.clone();
+        let Sent::Burst(r) = &mut swapped[first] else { unreachable!() };
+        r.swap(0, 1);
+        let p = check(scenario, &text, &swapped);
+        assert!(p.iter().any(|l| l.starts_with(&format!("{name}, answer 1 "))), "{p:?}");
+        // A refusal answered on COM2 but never logged on COM1 (the same
+        // length, so that the typed steps stay where they were).
+        let text_without = text.replace("upload: refused frame 2: ", "upload: REFUSED frame 2: ");
+        let p = check(scenario, &text_without, &sent);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("COM1 lacks `upload: refused frame 2: resend: upload damaged in transit"), "{p:?}");
+        // The client never sent the damaged frame again.
+        let mut once = sent.clone();
+        let at = scenario.steps.iter().position(|s| matches!(s.input, Input::Upload(_))).unwrap();
+        let Sent::Uploaded(r) = &mut once[at] else { panic!("an upload step") };
+        r.remove(0);
+        let p = check(scenario, &text, &once);
+        assert!(p.iter().any(|l| l.contains("the damaged first frame was not refused")), "{p:?}");
     }
 
     #[test]
@@ -309,16 +501,18 @@ mod tests {
         assert!(p.len() == 1 && p[0].starts_with("step 3 (\"consumer\\r\")"), "{p:?}");
         // The foreign-signed file was taken and swapped in.
         let (text, mut sent) = good_upload_session();
-        sent[8] = Sent::Uploaded("ok swapped counter-plugin to 2.0.0\r\nend".into());
+        sent[8] = Sent::Uploaded(vec!["ok swapped counter-plugin to 2.0.0\r\nend".into()]);
         let p = check(UP, &text, &sent);
         assert!(
-            p.len() == 1
+            p.len() == 2
                 && p[0].starts_with(
                     "step 9 (upload StoreAndSwap plugins/counter-plugin-2.0.0.mvp (ForeignKey)): expected"
                 )
                 && p[0].contains("does not verify"),
             "{p:?}"
         );
+        // ... and COM1 said it was refused, not received.
+        assert_eq!(p[1], "COM1 lacks `upload: frame 4: received` for COM2's `ok swapped counter-plugin to 2.0.0`");
         // 3.0.0 went in after all.
         let (text, sent) = good_upload_session();
         let text = text.replacen("counter-plugin 2.0.0 [active]", "counter-plugin 3.0.0 [active]", 4);

@@ -1,6 +1,7 @@
 //! The plugin runtime's decisions: what a plugin file must be (signature,
-//! ELF rules, metadata, load plan) and which provider satisfies which
-//! requirement.
+//! ELF rules, metadata, load plan), which provider satisfies which
+//! requirement, and how upload frames are reassembled from COM2's bytes.
 
 pub mod elf;
 pub mod resolve;
+pub mod upload;

@@ -58,6 +58,10 @@ impl Resolved {
     }
 }
 
+/// Run-time commands the table holds without growing: the loader's own and
+/// those of a good many plugins.
+const ROOM: usize = 32;
+
 pub struct Registry {
     builtins: &'static [Builtin],
     /// Sorted by name.
@@ -82,6 +86,12 @@ impl Registry {
             Ok(i) => Err(Error::NameTaken { name: String::from(name), owner: Some(self.dynamic[i].owner) }),
             Err(i) => {
                 let d = Dynamic { owner, name: String::from(name), help: String::from(help.trim()), handler, ctx };
+                // Room for the usual commands at once: plugins that register
+                // and unregister theirs then leave the heap as they found it,
+                // instead of growing a table that keeps its size.
+                if self.dynamic.capacity() == 0 {
+                    self.dynamic.reserve_exact(ROOM);
+                }
                 self.dynamic.insert(i, d);
                 Ok(())
             }
@@ -171,6 +181,22 @@ mod tests {
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
 
+    #[test]
+    fn plugins_coming_and_going_leave_the_table_as_it_was() {
+        let mut r = Registry::new(&[]);
+        for n in 0..7 {
+            r.register(0, &format!("loader{n}"), "", plugin, 0).unwrap();
+        }
+        let room = r.dynamic.capacity();
+        for round in 0..3 {
+            for n in 0..5 {
+                r.register(1 + round, &format!("p{round}c{n}"), "", plugin, 0).unwrap();
+            }
+            assert_eq!(r.unregister_owner(1 + round), 5);
+            assert_eq!(r.dynamic.capacity(), room, "round {round}");
+        }
+    }
+
     fn count(_: &str) -> Result<(), Error> {
         CALLS.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -213,6 +239,7 @@ mod tests {
     fn dynamic_commands_register_run_and_go_with_their_owner() {
         let mut r = Registry::new(&BUILTINS);
         r.register(1, "plugins", "list plugins\nwith details", plugin, 11).unwrap();
+        assert_eq!(r.dynamic.capacity(), ROOM, "room reserved at the first registration");
         r.register(2, "counter", "count things", plugin, 22).unwrap();
         r.register(2, "counter-reset", "", plugin, 23).unwrap();
         r.resolve("plugins").unwrap().run("plugins", "").unwrap();
