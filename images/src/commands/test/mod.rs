@@ -1,8 +1,7 @@
 //! `runner test`: boots every (image, emulator, layout) combination and
 //! plays every scripted shell session, judges each run, and reports.
 
-use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -10,22 +9,21 @@ use std::thread;
 use loader_core::power::exit::Status;
 
 use super::{Error, Result};
-use crate::build::builder::{self, Image};
+use crate::build::builder::{self};
 use crate::build::recipes::{self, Recipe, RECIPES};
-use crate::machine::bochs::{prepare_bochs, BOCHS};
-use crate::machine::layout::{Emulator, QemuLayout, Target};
+use crate::machine::banner;
+use crate::machine::layout::{Emulator, Target};
 use crate::machine::outcome::{classify, Ended, Outcome};
-use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
-use crate::machine::{banner, fresh_run_dir, process, Serial};
-use crate::scenarios;
+use crate::machine::qemu::{Accel, Qemu};
 use crate::scenarios::cpuhp_qmp;
-use crate::scenarios::hotplug::{self, HotplugScenario, Script, HOTPLUG_SCENARIOS};
+use crate::scenarios::hotplug::{HotplugScenario, Script, HOTPLUG_SCENARIOS};
 use crate::scenarios::session::data::{Scenario, SCENARIOS};
-use crate::scenarios::session::{checks, drive, upload};
-use crate::{last_lines, out_dir, read_lossy, shown};
+use crate::shown;
 
-/// How many serial lines a failure report shows.
-const TAIL_LINES: usize = 40;
+mod execute;
+
+use execute::execute;
+pub use execute::Setting;
 
 /// One boot to perform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,208 +123,6 @@ pub fn judge(run: &Run, ended: Ended, serial: &str) -> Verdict {
     }
     problems.extend(banner::check(serial, &run.target.expected_banner(), run.recipe.banner_required()));
     Verdict { outcome, problems }
-}
-
-/// What one finished run reports.
-struct Finished {
-    passed: bool,
-    seconds: f64,
-    /// Why it failed: problems, serial tail, emulator output.
-    details: Vec<String>,
-}
-
-/// What every run of one `runner test` shares.
-#[derive(Clone, Copy, Debug)]
-pub struct Setting<'a> {
-    pub accel: Accel,
-    /// The QEMU of every QEMU run; `None` when the plan has none (only
-    /// Bochs), so that such a plan needs no QEMU.
-    pub qemu: Option<&'a Qemu>,
-    /// Replaces the cpuhp QMP scenario's seed (`--seed`).
-    pub seed: Option<u64>,
-}
-
-impl Setting<'_> {
-    fn qemu(&self) -> Result<&Qemu> {
-        self.qemu.ok_or_else(|| Error::Environment("a QEMU run was planned without a QEMU".into()))
-    }
-}
-
-/// Boots one run and judges it. Failing to even start the emulator is a
-/// failed run, not an error that stops the others.
-fn execute(run: &Run, setting: Setting) -> Finished {
-    boot(run, setting).unwrap_or_else(|e| Finished { passed: false, seconds: 0.0, details: vec![e.to_string()] })
-}
-
-fn boot(run: &Run, setting: Setting) -> Result<Finished> {
-    let image = Image::of(run.recipe.name);
-    let dir = fresh_run_dir(&run.dir_name())?;
-    let serial_path = dir.join("serial.log");
-    let output = dir.join("emulator.out");
-    if let (Kind::Session(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
-        return play(run, scenario, &image, layout, setting, &serial_path, &output);
-    }
-    if let (Kind::Hotplug(scenario), Target::Qemu(layout)) = (run.kind, run.target) {
-        return play_hotplug(run, scenario, &image, layout, setting, &serial_path, &output);
-    }
-    let accel = setting.accel;
-    let mut command = match run.target {
-        Target::Qemu(layout) => {
-            let cmdline = image.cmdline()?;
-            let mut c = setting.qemu()?.command();
-            c.args(qemu_args(&QemuBoot {
-                kernel: &image.loader(),
-                initrd: &image.initrd(),
-                cmdline: &cmdline,
-                layout,
-                accel,
-                serial: Serial::File(&serial_path),
-                reboots: run.recipe.reboots(),
-                icount: false,
-                com2: None,
-            }));
-            c
-        }
-        Target::Bochs(model) => {
-            let mut c = Command::new(BOCHS);
-            c.args(prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
-            c
-        }
-    };
-    let program = command.get_program().to_string_lossy().into_owned();
-    let (ended, took) = process::run_with_deadline(&mut command, &output, run.recipe.timeout(&run.target))
-        .map_err(|e| Error::io(format!("running {program}"), e))?;
-    let serial = read_lossy(&serial_path);
-    let verdict = judge(run, ended, &serial);
-    Ok(finished(verdict, took.as_secs_f64(), &serial, &serial_path, &output))
-}
-
-fn finished(verdict: Verdict, seconds: f64, serial: &str, serial_path: &Path, output: &Path) -> Finished {
-    let details = if verdict.passed() { Vec::new() } else { failure_details(&verdict, serial, serial_path, output) };
-    Finished { passed: verdict.passed(), seconds, details }
-}
-
-/// Boots `image` with COM1 on a socket and plays `scenario` on it.
-fn play(
-    run: &Run,
-    scenario: &Scenario,
-    image: &Image,
-    layout: QemuLayout,
-    setting: Setting,
-    serial_path: &Path,
-    output: &Path,
-) -> Result<Finished> {
-    // Unix socket paths are limited to about 100 bytes, which a deep
-    // workspace could exceed; the temporary directory is short.
-    let socket_path = |port: &str| {
-        std::env::temp_dir().join(format!("modvisor-{}-{}-{port}.sock", std::process::id(), scenario.name))
-    };
-    let (socket, com2_socket) = (socket_path("com1"), socket_path("com2"));
-    let frames = if scenario.uploads() {
-        let read = |path: &str| {
-            let file = out_dir().join(path);
-            std::fs::read(&file).map_err(|e| scenarios::Error::io(format!("reading {}", file.display()), e))
-        };
-        upload::prepare(scenario, read, &upload::throwaway_key()?)?
-    } else {
-        Vec::new()
-    };
-    let com2_arg = com2_serial_arg(&com2_socket)?;
-    let com2_log = output.with_file_name("com2.log");
-    let com2 = scenario.uploads().then_some(drive::Com2 { socket: &com2_socket, frames: &frames, log: &com2_log });
-    for s in [&socket, &com2_socket] {
-        let _ = std::fs::remove_file(s);
-    }
-    let cmdline = scenario.cmdline(&image.cmdline()?);
-    let mut command = setting.qemu()?.command();
-    command.args(qemu_args(&QemuBoot {
-        kernel: &image.loader(),
-        initrd: &image.initrd(),
-        cmdline: &cmdline,
-        layout,
-        accel: setting.accel,
-        serial: Serial::Socket(&socket),
-        com2: com2.as_ref().map(|_| com2_arg.as_str()),
-        reboots: false,
-        icount: false,
-    }));
-    let driven = drive::drive(scenario, &mut command, &socket, com2.as_ref(), output, serial_path);
-    for s in [&socket, &com2_socket] {
-        let _ = std::fs::remove_file(s);
-    }
-    let driven = driven.map_err(|e| Error::io(format!("playing the `{}` session", scenario.name), e))?;
-    let mut verdict = judge(run, driven.ended, &driven.transcript);
-    verdict.problems.extend(driven.problems);
-    verdict.problems.extend(checks::check(scenario, &driven.transcript, &driven.sent));
-    Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
-}
-
-/// Boots `image` with COM1 and QMP on sockets and drives its hotplug
-/// handshake.
-fn play_hotplug(
-    run: &Run,
-    scenario: &HotplugScenario,
-    image: &Image,
-    layout: QemuLayout,
-    setting: Setting,
-    serial_path: &Path,
-    output: &Path,
-) -> Result<Finished> {
-    // Short paths: unix socket names hold about 100 bytes.
-    let socket = |what: &str| {
-        std::env::temp_dir().join(format!("modvisor-{}-{}.{what}.sock", std::process::id(), scenario.name))
-    };
-    let (serial, qmp) = (socket("com1"), socket("qmp"));
-    let _ = std::fs::remove_file(&serial);
-    let _ = std::fs::remove_file(&qmp);
-    let cmdline = image.cmdline()?;
-    let mut command = setting.qemu()?.command();
-    command.args(qemu_args(&QemuBoot {
-        kernel: &image.loader(),
-        initrd: &image.initrd(),
-        cmdline: &cmdline,
-        layout,
-        accel: setting.accel,
-        serial: Serial::Socket(&serial),
-        com2: None,
-        reboots: false,
-        icount: false,
-    }));
-    command.args(qmp_args(&qmp));
-    let plan = cpuhp_qmp::plan_for(setting.accel, setting.seed);
-    let driven = hotplug::drive(scenario.script, &plan, &mut command, &serial, &qmp, output, serial_path);
-    let _ = std::fs::remove_file(&serial);
-    let _ = std::fs::remove_file(&qmp);
-    let driven = driven?;
-    let mut verdict = judge(run, driven.ended, &driven.transcript);
-    verdict.problems.extend(driven.problems);
-    if scenario.script == Script::Cpuhp && !verdict.passed() {
-        verdict.problems.insert(0, replay_note(scenario.name, plan.seed));
-    }
-    Ok(finished(verdict, driven.took.as_secs_f64(), &driven.transcript, serial_path, output))
-}
-
-/// How to play the cpuhp scenario's operations again.
-fn replay_note(name: &str, seed: u64) -> String {
-    format!("seed {seed}: `runner test --filter {name} --seed {seed}` plays the same operations")
-}
-
-fn failure_details(verdict: &Verdict, serial: &str, serial_path: &Path, output: &Path) -> Vec<String> {
-    let mut lines = verdict.problems.clone();
-    let tail = last_lines(serial, TAIL_LINES);
-    if tail.is_empty() {
-        lines.push(format!("serial log {} is empty", shown(serial_path)));
-    } else {
-        lines.push(format!("serial log {}, last {} lines:", shown(serial_path), tail.len()));
-        lines.extend(tail.iter().map(|l| format!("| {l}")));
-    }
-    let emulator_output = read_lossy(output);
-    let tail = last_lines(&emulator_output, 10);
-    if !tail.is_empty() {
-        lines.push(format!("emulator output {}:", shown(output)));
-        lines.extend(tail.iter().map(|l| format!("| {l}")));
-    }
-    lines
 }
 
 /// The progress line of a finished run.
@@ -450,6 +246,7 @@ pub fn test_command(filter: Option<&str>, jobs: usize, seed: Option<u64>) -> Res
 
 #[cfg(test)]
 mod tests {
+    use super::execute::{failure_details, replay_note};
     use super::*;
     use crate::build::recipes::find;
     use crate::machine::layout::{BochsModel, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
