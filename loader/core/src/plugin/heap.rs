@@ -69,7 +69,7 @@ impl Totals {
         self.blocks -= 1;
     }
 
-    fn plus(self, o: Totals) -> Totals {
+    pub fn plus(self, o: Totals) -> Totals {
         Totals { bytes: self.bytes + o.bytes, blocks: self.blocks + o.blocks }
     }
 }
@@ -211,6 +211,11 @@ pub enum Error {
         owner: u64,
         by: u64,
     },
+    /// A size of 0, or an alignment that is no power of two.
+    BadLayout {
+        size: u64,
+        align: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -234,6 +239,10 @@ impl fmt::Display for Error {
             Error::NotYours { addr, owner, by } => {
                 write!(f, "block {addr:#x} belongs to plugin {owner}, which plugin {by} does not replace")
             }
+            Error::BadLayout { size, align } => write!(
+                f,
+                "cannot allocate {size} bytes aligned {align}: the size must be above 0, the alignment a power of two"
+            ),
         }
     }
 }
