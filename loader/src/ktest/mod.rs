@@ -10,6 +10,7 @@
 //! `vmx`), which drive them through the loader's own paths.
 
 mod cpuhp;
+mod heap;
 mod selftest;
 mod vmx;
 
