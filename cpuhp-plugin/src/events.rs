@@ -12,9 +12,7 @@ use crate::machine::{State, NAME_LEN};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
-pub use cpuhp_api::{Event, EventFn, Kind, REASON_LEN};
-
-pub const LOG_CAPACITY: usize = 256;
+pub use cpuhp_api::{Event, EventFn, Kind, LOG_CAPACITY, REASON_LEN};
 
 /// `text` as a reason: control characters (a line break would split the
 /// event's line) become spaces, surrounding blanks go, and at most

@@ -48,6 +48,13 @@ abi::boundary_types! {
         /// Takes over state written by a version whose layout is `version`;
         /// 0 on success, else an error (e.g. a layout it does not know).
         pub import_state: Option<unsafe extern "C" fn(version: u32, buf: *const u8, len: usize) -> i32>,
+        /// Runs once a swap that replaced this version committed, before
+        /// its image goes: the successor runs and owns what the state
+        /// handed over (and what it adopted, [`mv_adopt`]). Free this
+        /// version's own heap; touch no hardware and call no other plugin
+        /// (the loader drops this version's registrations itself). What is
+        /// still allocated afterwards is reported as a leak and freed.
+        pub retire: Option<unsafe extern "C" fn()>,
     }
 
     /// The loader's side of one resolved requirement: the provider's table,
@@ -120,8 +127,22 @@ abi::exports! {
     pub fn mv_log(level: u32, msg: StrRef);
     /// Prints to the shell's console (command output).
     pub fn mv_print(msg: StrRef);
-    pub fn mv_alloc(size: usize, align: usize) -> *mut u8;
+    /// Allocates `size` bytes aligned to `align` from the loader's heap,
+    /// charged to the plugin whose image holds `caller` (the SDK's
+    /// allocator passes its own address, so the block is the allocating
+    /// code's plugin's, whoever entered it); null if refused.
+    pub fn mv_alloc(caller: *const u8, size: usize, align: usize) -> *mut u8;
+    /// Frees a block from [`mv_alloc`] with its layout; any plugin may free
+    /// any plugin's block (it comes off its owner's account). A pointer
+    /// that is no live block, or a layout that differs, is refused and
+    /// logged, and nothing is freed.
     pub fn mv_dealloc(ptr: *mut u8, size: usize, align: usize);
+    /// The plugin whose image holds `caller` takes over block `ptr` of the
+    /// version it replaces, while a swap is in progress (its state import
+    /// is where a pointer handed over arrives): the block is then on its
+    /// account, and goes back if the swap is called off. 0, or -1 if the
+    /// block is neither the caller's nor its predecessor's (logged).
+    pub fn mv_adopt(caller: *const u8, ptr: *mut u8) -> i32;
     /// Ends the current entry point with a panic: the loader fails the
     /// operation and marks the plugin failed. Never returns.
     pub fn mv_panic(msg: StrRef) -> !;

@@ -62,6 +62,9 @@ pub const DESCRIPTOR_SYMBOL: &str = "MODVISOR_PLUGIN";
 /// wrappers around the entry points. See the crate docs for an example.
 ///
 /// - `init: fn() -> Result<(), i32>`; `fini: fn()`;
+/// - optionally `retire: fn()`, run on the version a swap replaced once the
+///   swap committed ([`Descriptor::retire`]): it frees what this version
+///   allocated and did not hand over;
 /// - `provides: [(Table, &TABLE), (Other as "2.0.0", &OTHER), ...]`, where
 ///   `Table` is an [`Interface`] and `TABLE` a `static` of it; the
 ///   interface's name and table size come from the type, its version too
@@ -77,6 +80,7 @@ macro_rules! plugin {
     (
         name: $name:literal, version: $version:literal,
         init: $init:expr, fini: $fini:expr,
+        $(retire: $retire:expr,)?
         provides: [$(($pty:ty $(as $pver:literal)?, $ptable:expr)),* $(,)?],
         requires: [$(($rty:ty, $rrange:literal)),* $(,)?],
         state: $state:expr $(,)?
@@ -84,8 +88,16 @@ macro_rules! plugin {
         $crate::plugin!(@note $name, $version,
             [$($crate::meta::LinkSpec::of::<$pty>($crate::plugin!(@version $pty $(as $pver)?))),*],
             [$($crate::meta::LinkSpec::of::<$rty>($rrange)),*]);
-        $crate::plugin!(@body $init, $fini, [$(($pty, $ptable)),*], $state);
+        $crate::plugin!(@body $init, $fini, [$(($pty, $ptable)),*], $state, $crate::plugin!(@retire $($retire)?));
     };
+    (@retire) => { None };
+    (@retire $retire:expr) => {{
+        unsafe extern "C" fn __mv_retire() {
+            let f: fn() = $retire;
+            f()
+        }
+        Some(__mv_retire as unsafe extern "C" fn())
+    }};
     (@version $t:ty) => { <$t as $crate::Interface>::VERSION };
     (@version $t:ty as $v:literal) => { $v };
     (@note $name:literal, $version:literal, [$($p:expr),*], [$($r:expr),*]) => {
@@ -99,7 +111,7 @@ macro_rules! plugin {
                 $crate::meta::Note::new($crate::ABI_FINGERPRINT, &$crate::ITEMS, &__MV_TEXT);
         };
     };
-    (@body $init:expr, $fini:expr, [$(($pty:ty, $ptable:expr)),*], $state:expr) => {
+    (@body $init:expr, $fini:expr, [$(($pty:ty, $ptable:expr)),*], $state:expr, $retire:expr) => {
         const _: () = {
             unsafe extern "C" fn __mv_init() -> i32 {
                 let f: fn() -> Result<(), i32> = $init;
@@ -134,6 +146,7 @@ macro_rules! plugin {
                 state_version: match __MV_STATE { Some((v, _, _)) => v, None => 0 },
                 export_state: if __MV_STATE.is_some() { Some(__mv_export_state) } else { None },
                 import_state: if __MV_STATE.is_some() { Some(__mv_import_state) } else { None },
+                retire: $retire,
             };
         };
     };

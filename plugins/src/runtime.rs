@@ -124,13 +124,25 @@ impl<T: Interface> Required<T> {
     }
 }
 
-struct LoaderAlloc;
+/// The SDK's allocator. Every plugin image has its own, so its address
+/// tells the loader whose allocation it is: the plugin whose code runs,
+/// even when another plugin or the loader called into it. (Not zero-sized:
+/// a zero-sized static need not have an address of its own.)
+struct LoaderAlloc {
+    _in_image: u8,
+}
+
+impl LoaderAlloc {
+    fn me(&self) -> *const u8 {
+        (self as *const LoaderAlloc).cast()
+    }
+}
 
 // SAFETY: forwards to the loader's heap, which is a correct allocator.
 unsafe impl core::alloc::GlobalAlloc for LoaderAlloc {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        // SAFETY: plain forwarding.
-        unsafe { ffi::mv_alloc(layout.size(), layout.align()) }
+        // SAFETY: plain forwarding, with this image's allocator address.
+        unsafe { ffi::mv_alloc(self.me(), layout.size(), layout.align()) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
@@ -140,7 +152,19 @@ unsafe impl core::alloc::GlobalAlloc for LoaderAlloc {
 }
 
 #[global_allocator]
-static ALLOC: LoaderAlloc = LoaderAlloc;
+static ALLOC: LoaderAlloc = LoaderAlloc { _in_image: 0 };
+
+/// Takes over `ptr`, a heap block of the version this plugin replaces,
+/// handed over in the swap state: call it from the state import for every
+/// block kept by pointer. Without it the block stays the predecessor's and
+/// is freed as its leak when the swap commits.
+pub fn adopt(ptr: *mut u8) -> Result<(), i32> {
+    // SAFETY: a plain request to the loader, which checks the block.
+    match unsafe { ffi::mv_adopt(ALLOC.me(), ptr) } {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {

@@ -9,6 +9,8 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(any(feature = "v1", feature = "v2"))]
+extern crate alloc;
 // Links the SDK's panic handler and allocator into the staticlib when a
 // plugin build turns them on (see counter-plugin).
 extern crate plugins;

@@ -27,6 +27,9 @@ use plugins::StrRef;
 pub const NAME_LEN: usize = 32;
 /// Longest failure reason kept, in bytes: one line of `cpu events`.
 pub const REASON_LEN: usize = 80;
+/// How many of the newest events cpuhp's log keeps (older ones are let go,
+/// and counted); the log's memory grows until it holds that many.
+pub const LOG_CAPACITY: usize = 256;
 
 /// A PREPARE or ONLINE callback: 0 or an error.
 pub type Fallible = extern "C" fn(cpu: u32, ctx: usize) -> i32;

@@ -474,7 +474,12 @@ fn init() -> Result<(), i32> {
     // SAFETY: a plain query of the loader.
     let limit = unsafe { ffi::mv_boot_cpu_limit() };
     *INNER.lock() = Some(Inner { m: Machine::new(&list, boot), subs: Subscribers::default() });
-    plugins::register_command!("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", command::cpu_command)?;
+    let registered = plugins::register_command!("cpu", "CPU lifecycle (cpuhp): cpu states, events [n], online N, offline N, fail N <state> [up|down]; `cpus` lists the CPUs", command::cpu_command);
+    if let Err(e) = registered {
+        // A refused init gets no fini.
+        release_heap();
+        return Err(e);
+    }
     // SAFETY: `describe` is this plugin's; the loader drops it when we go.
     if unsafe { ffi::mv_cpu_describer(describe) } != 0 {
         plugins::warn!("`cpus` keeps showing another plugin's view of the CPUs");
@@ -521,10 +526,33 @@ fn import(layout: u32, buf: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
+/// What this version holds on the heap: the machine (states and their
+/// names, CPUs, the event log and its reasons), the subscribers, a reason
+/// not yet taken. Dropped on the way out, or it stays allocated after the
+/// image is gone: the loader reports it as a leak.
+fn release_heap() {
+    drop(INNER.lock().take());
+    drop(REASON.lock().take());
+}
+
+/// Unload: the CPUs stay as they are (a later load adopts those that run)
+/// and the loader drops the command, the describer and the GPE handler;
+/// what goes is the heap.
+fn fini() {
+    release_heap();
+}
+
+/// After a swap committed: the successor rebuilt the machine from the
+/// state blob, which carries values only (no pointers into this version's
+/// heap), so all of it is ours to free.
+fn retire() {
+    release_heap();
+}
+
 #[cfg(feature = "v1")]
 plugins::plugin! {
     name: "cpuhp-plugin", version: "1.2.0",
-    init: init, fini: || {},
+    init: init, fini: fini, retire: retire,
     provides: [(Cpuhp, &TABLE)],
     requires: [],
     state: Some((blob::LAYOUT, export, import)),
@@ -533,7 +561,7 @@ plugins::plugin! {
 #[cfg(feature = "v2")]
 plugins::plugin! {
     name: "cpuhp-plugin", version: "1.3.0",
-    init: init, fini: || {},
+    init: init, fini: fini, retire: retire,
     provides: [(Cpuhp as "1.3.0", &TABLE)],
     requires: [],
     state: Some((blob::LAYOUT, export, import)),

@@ -187,6 +187,27 @@ pub const RECIPES: &[Recipe] = &[
         "test=cpuhp-maxcpus maxcpus=2",
         "`maxcpus=2`: boot CPUs past the second stay offline until `cpu online`",
     ),
+    // Every plugin's heap account: attribution, adoption across a swap,
+    // leaks reported and freed; then 20 swaps and 20 unload/load cycles of
+    // cpuhp, counter and consumer, with the heap and frames back exactly.
+    test(
+        "heap",
+        "test=heap",
+        "per-plugin heap accounts; 20 swaps and reloads of each plugin with state return every byte (suite `heap`)",
+    ),
+    // The same loops for vmx-plugin, whose VMXON regions cross each swap
+    // by pointer: needs VMX, so Bochs only.
+    Recipe {
+        name: "heap-vmx",
+        args: "test=heap-vmx",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[BochsModel::SkylakeX],
+            reboots: false,
+        },
+        about: "20 swaps and reloads of vmx-plugin return every byte; Bochs only (suite `heap-vmx`)",
+    },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {

@@ -7,9 +7,11 @@
 //! registers itself with [`suite!`], which places it in the `.ktest`
 //! linker section; this module holds the runner, which finds every suite
 //! between the section's bounds, and the suites of the plugins (`cpuhp`,
-//! `vmx`), which drive them through the loader's own paths.
+//! `vmx`, and `heap` for every plugin's heap account), which drive them
+//! through the loader's own paths.
 
 mod cpuhp;
+mod heap;
 mod selftest;
 mod vmx;
 

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 /// (name, usage, help)
 pub const BUILTINS: &[(&str, &str, &str)] = &[
-    ("plugins", "plugins", "loaded plugins: version, state, interfaces, load address, size, load time"),
+    ("plugins", "plugins", "loaded plugins: version, state, interfaces, load address, size, load time, heap held"),
     ("store", "store", "plugin files in the store (initrd and uploads)"),
     ("load", "load <plugin> [version]", "load a plugin from the store (highest version by default)"),
     ("unload", "unload [-r] <plugin>", "unload a plugin; -r unloads the plugins that depend on it first"),
@@ -102,13 +102,14 @@ fn plugins() {
     }
     for p in list {
         println!(
-            "{} {} [{}] at {:#x}, {} KiB, loaded in {} us; provides: {}; requires: {}",
+            "{} {} [{}] at {:#x}, {} KiB, loaded in {} us, heap {} bytes; provides: {}; requires: {}",
             p.name,
             p.version,
             p.state,
             p.base,
             p.size / 1024,
             us_of(p.load_tsc),
+            p.heap.bytes,
             listed(&p.provides),
             listed(&p.requires),
         );
@@ -159,6 +160,7 @@ fn info(name: &str) -> Result<(), String> {
     println!("{} {} [{}]", p.name, p.version, p.state);
     println!("  image: {:#x}..{:#x} ({} bytes)", p.base, p.base + p.size, p.size);
     println!("  loaded at {} us after boot, load and link took {} us", p.loaded_at_us, us_of(p.load_tsc));
+    println!("  heap: {} on the loader's heap (account of plugin id {})", p.heap, p.id);
     println!("  provides: {}", listed(&p.provides));
     println!("  requires: {}", listed(&p.requires));
     for (c, h) in p.commands {

@@ -4,7 +4,6 @@
 //! code; the innermost guarded call says which plugin is calling.
 
 use super::guard;
-use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use plugins::{
     cpu_class, cpu_error, run_on, CommandFn, CpuDescribeFn, CpuInfo, Exports, Handle, RemoteFn, StrRef, SystemHooks,
@@ -17,6 +16,7 @@ static EXPORTS: Exports = Exports {
     mv_print,
     mv_alloc,
     mv_dealloc,
+    mv_adopt,
     mv_panic,
     mv_interface,
     mv_call_enter,
@@ -83,19 +83,32 @@ unsafe extern "C" fn mv_print(msg: StrRef) {
     crate::console::write_fmt(format_args!("{}", unsafe { text(msg) }));
 }
 
-extern "C" fn mv_alloc(size: usize, align: usize) -> *mut u8 {
-    match Layout::from_size_align(size, align) {
-        // SAFETY: a zero size is refused by returning null instead.
-        Ok(l) if l.size() > 0 => unsafe { alloc::alloc::alloc(l) },
-        _ => core::ptr::null_mut(),
+/// The block goes on the account of the plugin whose image holds
+/// `caller` (see `loader_core::plugin::heap` for why not the guarded
+/// call's plugin).
+extern "C" fn mv_alloc(caller: *const u8, size: usize, align: usize) -> *mut u8 {
+    super::heap::alloc(caller as u64, size as u64, align as u64).unwrap_or_else(|e| {
+        log::warn!(target: caller_name(), "mv_alloc: {e}");
+        core::ptr::null_mut()
+    })
+}
+
+/// The ledger checks the pointer and the layout before anything is freed,
+/// so a double free or a stray pointer is refused instead of corrupting
+/// the heap.
+unsafe extern "C" fn mv_dealloc(ptr: *mut u8, size: usize, align: usize) {
+    if let Err(e) = super::heap::dealloc(ptr as u64, size as u64, align as u64) {
+        log::warn!(target: caller_name(), "mv_dealloc: {e}");
     }
 }
 
-unsafe extern "C" fn mv_dealloc(ptr: *mut u8, size: usize, align: usize) {
-    if let Ok(l) = Layout::from_size_align(size, align) {
-        // SAFETY: the SDK's allocator passes back what `mv_alloc` gave it,
-        // with the same layout.
-        unsafe { alloc::alloc::dealloc(ptr, l) }
+extern "C" fn mv_adopt(caller: *const u8, ptr: *mut u8) -> i32 {
+    match super::heap::adopt(caller as u64, ptr as u64) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_adopt: {e}");
+            -1
+        }
     }
 }
 

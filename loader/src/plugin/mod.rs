@@ -1,10 +1,12 @@
 //! The plugin runtime: images (ELF loading and linking), the store, the
 //! registry (load, unload, swap), the loader's export table, containment of
-//! plugin panics, and the shell's plugin commands.
+//! plugin panics, each plugin's heap account, and the shell's plugin
+//! commands.
 
 pub mod commands;
 pub mod exports;
 pub mod guard;
+pub mod heap;
 pub mod image;
 #[cfg(feature = "ktest")]
 mod ktests;

@@ -26,7 +26,7 @@ pub static BUILTINS: [Builtin; 7] = [
         name: "mem",
         usage: "mem",
         summary: "frame and heap usage",
-        help: "frames are 4 KiB pages of physical memory; the heap is the loader's own allocator",
+        help: "frames are 4 KiB pages of physical memory; the heap is the loader's own allocator, of which loaded plugins hold a share (each plugin's is in `plugins`); leaks are what plugins left behind when they went, kept the part that could not be freed safely",
         run: mem,
     },
     Builtin {
@@ -113,6 +113,8 @@ fn mem(args: &str) -> Result<(), Error> {
         s.heap_used,
         s.heap_bytes
     );
+    let h = crate::plugin::heap::figures();
+    println!("plugins hold {}; leaks since boot: {} in {} plugins, {} of it kept", h.held, h.leaked, h.leaks, h.kept);
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use crate::compat::{self, Action, Probe, Reference};
 use crate::config::{Policy, VmxConfig};
 use crate::insn;
 use crate::msr::Caps;
+use alloc::alloc::Layout;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpuhp_api::{section, Cpuhp};
 use plugins::runtime::Required;
@@ -29,6 +30,11 @@ const GENERATION: u32 = 2;
 /// CPUs this plugin can track (the loader's MADT limit).
 const MAX_CPUS: usize = 64;
 const PAGE: usize = 4096;
+/// A VMXON region or VMCS: one page, page-aligned (SDM Vol. 3C, 25.11.5).
+const PAGE_LAYOUT: Layout = match Layout::from_size_align(PAGE, PAGE) {
+    Ok(l) => l,
+    Err(_) => panic!("a page is a valid layout"),
+};
 
 /// Why VMX is off on a CPU, for `vmx` (0: it never came online).
 mod off {
@@ -257,8 +263,9 @@ extern "C" fn load_vmcs_here(_: usize) -> i32 {
 fn page(slot: &AtomicU64, revision: u32) -> Result<u64, i32> {
     let mut virt = slot.load(Ordering::Acquire);
     if virt == 0 {
-        // SAFETY: a plain allocation; freed in `free_pages`.
-        virt = unsafe { ffi::mv_alloc(PAGE, PAGE) } as u64;
+        // SAFETY: a non-zero size; freed in `free_regions`, or by the
+        // version this one is swapped for, which adopts it.
+        virt = unsafe { alloc::alloc::alloc(PAGE_LAYOUT) } as u64;
         if virt == 0 {
             return Err(code::NO_MEMORY);
         }
@@ -437,9 +444,10 @@ fn free_regions() {
         for slot in [&c.region, &c.vmcs] {
             let virt = slot.swap(0, Ordering::AcqRel);
             if virt != 0 {
-                // SAFETY: allocated in `page` with this layout, unused now
+                // SAFETY: allocated in `page` with this layout (by this
+                // version or a predecessor it adopted it from), unused now
                 // (VMX is off, so nothing is loaded).
-                unsafe { ffi::mv_dealloc(virt as *mut u8, PAGE, PAGE) };
+                unsafe { alloc::alloc::dealloc(virt as *mut u8, PAGE_LAYOUT) };
             }
         }
     }

@@ -28,14 +28,22 @@ pub(super) fn export(buf: &mut [u8]) -> Result<usize, i32> {
     Ok(len)
 }
 
-/// With the world stopped: take the per-CPU state, then the cpuhp state
-/// and the system hooks (our predecessor's hooks go with it).
+/// With the world stopped: adopt the pages, take the cpuhp state and the
+/// system hooks (our predecessor's hooks go with it), then the per-CPU
+/// state.
 pub(super) fn import(version: u32, buf: &[u8]) -> Result<(), i32> {
     if version != STATE_LAYOUT || buf.len() != 4 + MAX_CPUS * PER_CPU {
         return Err(code::BAD_STATE);
     }
     let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     let id = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
+    // The pages come by address: they become ours before anything else
+    // (if the swap is called off, the loader gives them back).
+    for chunk in buf[4..].chunks_exact(PER_CPU) {
+        for page in [u64_at(&chunk[1..9]), u64_at(&chunk[9..17])].into_iter().filter(|&p| p != 0) {
+            plugins::runtime::adopt(page as *mut u8).map_err(|_| code::BAD_STATE)?;
+        }
+    }
     let cpuhp = cpuhp().ok_or(code::CPUHP)?;
     if cpuhp.call(|t| (t.rebind)(id, Some(online), Some(offline), 0)) != 0 {
         return Err(code::CPUHP);

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::commands::{Error, Result};
 use crate::build::builder::Image;
+use crate::commands::{Error, Result};
 use crate::machine::bochs::{prepare_bochs, BOCHS};
 use crate::machine::layout::{QemuLayout, Target};
 use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};

@@ -70,6 +70,8 @@ pub enum Error {
         cpu: u32,
         code: i32,
     },
+    /// The heap ledger cannot take the plugin (no account left).
+    Heap(loader_core::plugin::heap::Error),
 }
 
 impl From<loader_core::plugin::elf::Error> for Error {
@@ -138,6 +140,7 @@ impl fmt::Display for Error {
             Error::DescribeFailed { name, cpu, code } => {
                 write!(f, "{name} could not describe cpu {cpu} (error {code})")
             }
+            Error::Heap(e) => write!(f, "{e}"),
         }
     }
 }

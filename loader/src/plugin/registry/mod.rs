@@ -12,12 +12,13 @@ mod swap;
 pub use error::Error;
 pub use swap::{is_swapping_in, last_blackout_tsc, swap, swap_all};
 
-use super::{guard, image, store};
+use super::{guard, heap, image, store};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::fmt;
+use loader_core::plugin::heap::{End, Totals};
 use loader_core::plugin::resolve::{self, Need, Offer};
 use plugins::{CommandFn, CpuDescribeFn, CpuLifecycle, Handle};
 use semver::{Version, VersionReq};
@@ -217,6 +218,8 @@ pub fn load(name: &str, version: Option<&str>) -> Result<(String, Version), Erro
         let mut r = REG.lock();
         let id = r.next_id;
         let requires = link(id, &img, &provides, &active_offers(&r, &[]))?;
+        // The account opens before any of its code runs: init allocates.
+        heap::open(id, img.base(), img.size()).map_err(Error::Heap)?;
         r.next_id += 1;
         r.plugins.push(Plugin::loading(id, name.clone(), found.clone(), img, provides, requires));
         id
@@ -233,7 +236,7 @@ pub fn load(name: &str, version: Option<&str>) -> Result<(String, Version), Erro
             Ok((name, found))
         }
         Err(e) => {
-            remove(id);
+            remove(id, if matches!(e, Error::Panicked { .. }) { End::Panicked } else { End::Refused });
             Err(e)
         }
     }
@@ -254,14 +257,16 @@ fn init(id: u64) -> Result<(), Error> {
     }
 }
 
-/// Drops plugin `id`'s record: its commands, handles and image (memory).
+/// Drops plugin `id`'s record: its commands, handles and image (memory),
+/// and closes its heap account; what it still held is reported as a leak
+/// and freed or kept as the ledger decides from `end` (how it ended).
 ///
 /// Once the record is gone nobody finds the plugin any more, but another
 /// CPU may still be inside a call into it: a stop-the-world round trip waits
 /// until every CPU is outside such calls, and only then is the memory
 /// freed. If a CPU does not answer, the image is leaked rather than freed
-/// under it.
-fn remove(id: u64) {
+/// under it, and so is the plugin's heap.
+fn remove(id: u64, end: End) {
     crate::shell::unregister_owner(id);
     crate::acpi::sci::drop_owner(id);
     crate::power::system::drop_owner(id);
@@ -271,15 +276,21 @@ fn remove(id: u64) {
         let i = r.plugins.iter().position(|p| p.id == id).expect("removal of a registered plugin");
         r.plugins.remove(i)
     };
-    match crate::smp::stop_world() {
+    let who = alloc::format!("{} {}", p.name, p.version);
+    let end = match crate::smp::stop_world() {
         Ok(world) => {
             drop(world);
             drop(p);
+            end
         }
         Err(e) => {
-            log::error!("{} {}: keeping its memory, a CPU may still run its code: {e}", p.name, p.version);
+            log::error!("{who}: keeping its memory, a CPU may still run its code: {e}");
             core::mem::forget(p);
+            End::Stranded
         }
+    };
+    if let Some(report) = heap::close(id, end).and_then(|c| c.report(&who)) {
+        log::warn!("{report}");
     }
 }
 
@@ -327,13 +338,15 @@ fn unload_locked(name: &str, recursive: bool, done: &mut Vec<String>) -> Result<
         (p.image.descriptor().fini, p.state == State::Active)
     };
     // A failed plugin's fini is not trusted to run.
+    let mut end = if active { End::Unloaded } else { End::Panicked };
     if active {
         // SAFETY: `fini` is the mapped image's entry point.
         if let Err(message) = guard::call(id, name, || unsafe { fini() }) {
             log::warn!("{name} panicked in fini ({message}); unloading it anyway");
+            end = End::Panicked;
         }
     }
-    remove(id);
+    remove(id, end);
     log::info!("unloaded {name}");
     done.push(name.into());
     Ok(())
@@ -416,6 +429,7 @@ pub fn describe_cpu(cpu: u32) -> Option<Result<CpuLifecycle, Error>> {
 
 /// One line per plugin for the shell and tests.
 pub struct Info {
+    pub id: u64,
     pub name: String,
     pub version: Version,
     pub state: State,
@@ -426,6 +440,8 @@ pub struct Info {
     pub load_tsc: u64,
     pub loaded_at_us: u64,
     pub commands: Vec<(String, String)>,
+    /// What the plugin holds on the loader's heap.
+    pub heap: Totals,
 }
 
 pub fn list() -> Vec<Info> {
@@ -434,6 +450,7 @@ pub fn list() -> Vec<Info> {
         .iter()
         .filter(|p| p.state != State::Loading)
         .map(|p| Info {
+            id: p.id,
             name: p.name.clone(),
             version: p.version.clone(),
             state: p.state.clone(),
@@ -451,6 +468,7 @@ pub fn list() -> Vec<Info> {
             load_tsc: p.load_tsc,
             loaded_at_us: p.loaded_at_us,
             commands: p.commands.iter().map(|c| (c.name.clone(), c.help.clone())).collect(),
+            heap: heap::held_by(p.id).unwrap_or_default(),
         })
         .collect()
 }

@@ -6,12 +6,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU64, Ordering};
+use loader_core::plugin::heap::End;
 use loader_core::plugin::resolve::{self, Use};
 use semver::Version;
 
 use super::{
-    active_offers, find, guard, image, init, link, load_image, parse_version, provides_of, publish_commands, remove,
-    Error, Plugin, Provide, Registry, Require, State, OP, REG,
+    active_offers, find, guard, heap, image, init, link, load_image, parse_version, provides_of, publish_commands,
+    remove, Error, Plugin, Provide, Registry, Require, State, OP, REG,
 };
 
 /// Figures of the last successful swap: TSC ticks the world was stopped.
@@ -56,12 +57,15 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
     let _op = OP.lock();
     let (mut txn, images) = plan(targets)?;
     register(&mut txn, images)?;
+    // Each new version may adopt heap blocks its predecessor hands over,
+    // from its init to the end of the transaction.
+    let handover = txn.iter().try_for_each(|t| heap::begin_handover(t.old, t.new)).map_err(Error::Heap);
     // Inits run before the world stops (they may need the other CPUs),
     // providers before their consumers; the new versions stay invisible
     // until the handles are re-pointed.
     *SWAPPING_IN.lock() = txn.iter().map(|t| t.new).collect();
     let mut inited = Vec::new();
-    let result = init_all(&txn, &mut inited).and_then(|()| transfer(&txn));
+    let result = handover.and_then(|()| init_all(&txn, &mut inited)).and_then(|()| transfer(&txn));
     *SWAPPING_IN.lock() = Vec::new();
     match result {
         Ok(blackout) => {
@@ -69,7 +73,7 @@ pub fn swap_all(targets: &[(&str, &str)]) -> Result<(), Error> {
             Ok(())
         }
         Err(e) => {
-            abort(&txn, &inited);
+            abort(&txn, &inited, &e);
             Err(e)
         }
     }
@@ -121,6 +125,15 @@ fn register(txn: &mut [Swap], images: Vec<NewImage>) -> Result<(), Error> {
         .map(|(t, (provides, img))| link(t.new, img, provides, &offers))
         .collect::<Result<_, _>>()?;
     drop(offers);
+    // Heap accounts before any new code runs; all or none.
+    for (k, (t, (_, img))) in txn.iter().zip(&images).enumerate() {
+        if let Err(e) = heap::open(t.new, img.base(), img.size()) {
+            for opened in &txn[..k] {
+                heap::close(opened.new, End::Refused);
+            }
+            return Err(Error::Heap(e));
+        }
+    }
     for ((t, (provides, img)), requires) in txn.iter().zip(images).zip(requires) {
         r.plugins.push(Plugin::loading(t.new, t.name.clone(), t.version.clone(), img, provides, requires));
     }
@@ -139,31 +152,67 @@ fn init_all(txn: &[Swap], inited: &mut Vec<usize>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The new versions become active; the old ones handed their state over,
-/// so they get no fini, only their memory freed.
+/// The new versions become active and keep what they adopted; the old
+/// ones handed their state over, so they get no fini, only their retire
+/// (which frees their own heap) and their memory freed.
 fn commit(txn: &[Swap], blackout: u64) {
     LAST_BLACKOUT.store(blackout, Ordering::Relaxed);
     for t in txn {
         if let Some(p) = REG.lock().plugins.iter_mut().find(|p| p.id == t.new) {
             p.state = State::Active;
         }
-        remove(t.old);
+        heap::end_handover(t.new, true);
+        remove(t.old, retire(t));
         publish_commands(t.new);
         log::info!("swapped {} {} -> {} (world stopped for {blackout} TSC ticks)", t.name, t.old_version, t.version);
     }
 }
 
-/// Undoes the inits that ran (newest first) and drops every new version.
-fn abort(txn: &[Swap], inited: &[usize]) {
+/// Runs the retire of `t`'s old version, once the swap committed: how it
+/// ended, for its heap account.
+fn retire(t: &Swap) -> End {
+    let entry = REG.lock().plugins.iter().find(|p| p.id == t.old).map(|p| {
+        let active = p.state == State::Active;
+        (p.image.descriptor().retire, active)
+    });
+    match entry {
+        Some((_, false)) | None => End::Panicked,
+        Some((None, true)) => End::Retired,
+        // SAFETY: the old image's own entry point; no CPU is in its code
+        // (the handles point to the new version since the world stopped).
+        Some((Some(f), true)) => match guard::call(t.old, &t.name, || unsafe { f() }) {
+            Ok(()) => End::Retired,
+            Err(message) => {
+                log::warn!("{} {} panicked in retire ({message})", t.name, t.old_version);
+                End::Panicked
+            }
+        },
+    }
+}
+
+/// Whether `e` is a panic of the new version of `t` (in its init or state
+/// import; the export is the old version's).
+fn new_version_panicked(e: &Error, t: &Swap) -> bool {
+    matches!(e, Error::Panicked { name, operation: "init" | "state import", .. } if *name == t.name)
+}
+
+/// Undoes the inits that ran (newest first), gives back what the new
+/// versions adopted, and drops every new version.
+fn abort(txn: &[Swap], inited: &[usize], e: &Error) {
+    let mut ends: Vec<End> =
+        txn.iter().map(|t| if new_version_panicked(e, t) { End::Panicked } else { End::Refused }).collect();
     for &k in inited.iter().rev() {
         let fini = REG.lock().plugins.iter().find(|p| p.id == txn[k].new).map(|p| p.image.descriptor().fini);
         if let Some(fini) = fini {
             // SAFETY: the new image's own entry point, undoing its init.
-            let _ = guard::call(txn[k].new, &txn[k].name, || unsafe { fini() });
+            if guard::call(txn[k].new, &txn[k].name, || unsafe { fini() }).is_err() {
+                ends[k] = End::Panicked;
+            }
         }
     }
-    for t in txn {
-        remove(t.new);
+    for (t, end) in txn.iter().zip(ends) {
+        heap::end_handover(t.new, false);
+        remove(t.new, end);
     }
 }
 
