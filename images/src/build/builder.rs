@@ -1,8 +1,9 @@
 //! Building images: the loader (by cargo, twice: test images get the one
 //! with the in-image suites, feature `ktest`) and every plugin variant
 //! (`plugin_build`), then for every recipe a directory `images/out/<name>/`
-//! with `loader.elf`, `initrd` (the plugin store) and `cmdline`, and a GRUB
-//! ISO `images/out/<name>.iso` made from the same pieces.
+//! with `loader.elf` (stripped), `loader.debug.elf` (its twin with symbols
+//! and debug info, for GDB), `initrd` (the plugin store) and `cmdline`, and
+//! a GRUB ISO `images/out/<name>.iso` made from the shipped pieces.
 //!
 //! Only stale pieces are rebuilt, so a repeated `runner build` costs one
 //! no-op cargo call: `loader.elf` and the ISO are compared by mtime with
@@ -17,10 +18,12 @@ use std::time::SystemTime;
 use super::plugin_build::{self, StoreFile};
 use super::recipes::{self, Recipe, RECIPES};
 use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
+use super::strip;
 use super::{Error, Result};
 use crate::{out_dir, shown, workspace_root};
 
 pub const LOADER_FILE: &str = "loader.elf";
+pub const LOADER_DEBUG_FILE: &str = "loader.debug.elf";
 pub const INITRD_FILE: &str = "initrd";
 pub const CMDLINE_FILE: &str = "cmdline";
 
@@ -39,6 +42,11 @@ impl Image {
 
     pub fn loader(&self) -> PathBuf {
         self.dir.join(LOADER_FILE)
+    }
+
+    /// The unstripped twin of `loader()`, for GDB and the profiler.
+    pub fn loader_debug(&self) -> PathBuf {
+        self.dir.join(LOADER_DEBUG_FILE)
     }
 
     pub fn initrd(&self) -> PathBuf {
@@ -64,7 +72,7 @@ pub fn build_all() -> Result<()> {
     let mut built = 0;
     for recipe in RECIPES {
         let loader = if recipe.runs_suites() { &with_tests } else { &plain };
-        let written = build_image(recipe, loader, &store)?;
+        let written = build_image(recipe, loader, &strip::strip(loader)?, &store)?;
         if !written.is_empty() {
             let names: Vec<String> = written.iter().map(|p| shown(p)).collect();
             println!("build: {}", names.join(" "));
@@ -108,17 +116,21 @@ fn cargo_build_loader(extra: &[&str], kept: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Brings one image up to date; returns the paths it wrote.
-fn build_image(recipe: &Recipe, loader: &Path, store: &[StoreFile]) -> Result<Vec<PathBuf>> {
+/// Brings one image up to date from the loader's `debug` build and its
+/// `stripped` twin; returns the paths it wrote.
+fn build_image(recipe: &Recipe, debug: &Path, stripped: &Path, store: &[StoreFile]) -> Result<Vec<PathBuf>> {
     let image = Image::of(recipe.name);
     fs::create_dir_all(&image.dir).map_err(|e| Error::io(format!("creating {}", image.dir.display()), e))?;
     let mut written = Vec::new();
 
-    let source_time = mtime(loader)
-        .ok_or_else(|| Error::Environment(format!("cargo reported success but {} is missing", loader.display())))?;
-    if is_stale(mtime(&image.loader()), &[source_time]) {
-        fs::copy(loader, image.loader()).map_err(|e| Error::io(format!("copying {}", loader.display()), e))?;
-        written.push(image.loader());
+    for (from, to) in [(stripped, image.loader()), (debug, image.loader_debug())] {
+        let source_time = mtime(from).ok_or_else(|| {
+            Error::Environment(format!("the build reported success but {} is missing", from.display()))
+        })?;
+        if is_stale(mtime(&to), &[source_time]) {
+            fs::copy(from, &to).map_err(|e| Error::io(format!("copying {}", from.display()), e))?;
+            written.push(to);
+        }
     }
     if write_if_changed(&image.initrd(), &initrd_bytes(recipe.name, store)?)? {
         written.push(image.initrd());
@@ -267,6 +279,7 @@ mod tests {
     fn image_paths() {
         let i = Image::of("boot");
         assert!(i.loader().ends_with("images/out/boot/loader.elf"));
+        assert!(i.loader_debug().ends_with("images/out/boot/loader.debug.elf"));
         assert!(i.initrd().ends_with("images/out/boot/initrd"));
         assert!(i.iso.ends_with("images/out/boot.iso"));
         assert_eq!(shown(&i.iso), "images/out/boot.iso");

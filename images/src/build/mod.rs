@@ -1,7 +1,7 @@
 //! Building images: the recipe table (`recipes`), the loader and every
 //! image's pieces (`builder`), the plugin variants (`plugin_build`), their
-//! signatures (`signing`) and the deliberately broken store files
-//! (`plugin_elf`).
+//! signatures (`signing`), the deliberately broken store files
+//! (`plugin_elf`) and the stripped loader (`strip`).
 
 pub mod builder;
 pub mod plugin_build;
@@ -9,6 +9,7 @@ pub mod plugin_elf;
 pub mod recipes;
 mod shared;
 pub mod signing;
+pub mod strip;
 
 use std::io;
 
