@@ -22,11 +22,12 @@ use std::time::Duration;
 use loader_core::boot::cmdline::CommandLine;
 use loader_core::power::exit::Status;
 
-use super::Result;
+use super::{goals, sizes, Result};
 use crate::build::builder::{self, Image};
 use crate::build::recipes::{self, RECIPES};
 use crate::build::Error;
 use crate::machine::bochs::{prepare_bochs, BOCHS};
+use crate::machine::firmware::firmware_for;
 use crate::machine::layout::{BochsModel, Machine, QemuLayout, Target, BENCH_LAYOUT, BOCHS_CPUS};
 use crate::machine::outcome::{classify, Outcome};
 use crate::machine::qemu::{qemu_args, Accel, Qemu, QemuBoot};
@@ -100,10 +101,12 @@ impl BenchBoot {
         }
     }
 
-    /// The target as printed, with `-icount shift=0` on QEMU.
+    /// The target as printed, with the icount option and firmware on QEMU.
     pub fn describe(&self) -> String {
         match self.target {
-            Target::Qemu(_) => format!("{} -icount shift=0", self.target),
+            Target::Qemu(_) => {
+                format!("{} -icount shift=0,sleep=off, {}", self.target, firmware_for(self.image).name())
+            }
             Target::Bochs(_) => self.target.to_string(),
         }
     }
@@ -169,25 +172,27 @@ pub fn figure_table(figures: &[(u32, Figure)]) -> Vec<String> {
     lines
 }
 
-/// The size table: images whose three sizes (loader.elf, initrd, ISO, in
-/// bytes) are equal share one row, so the table stays short while every
-/// image carries the same loader and store.
-pub fn size_table(sizes: &[(&str, [u64; 3])]) -> Vec<String> {
-    let mut groups: Vec<([u64; 3], Vec<&str>)> = Vec::new();
+/// The size table: images whose sizes (loader.elf, loader.debug.elf,
+/// initrd, ISO, in bytes) are equal share one row, so the table stays
+/// short while every image carries the same loader and store.
+pub fn size_table(sizes: &[(&str, [u64; 4])]) -> Vec<String> {
+    let mut groups: Vec<([u64; 4], Vec<&str>)> = Vec::new();
     for (name, s) in sizes {
         match groups.iter_mut().find(|(g, _)| g == s) {
             Some((_, names)) => names.push(name),
             None => groups.push((*s, vec![name])),
         }
     }
-    let mut lines = vec![format!("  {:>12} {:>10} {:>12}  images", "loader.elf", "initrd", "iso")];
+    let mut lines =
+        vec![format!("  {:>12} {:>16} {:>10} {:>12}  images", "loader.elf", "loader.debug.elf", "initrd", "iso")];
     for (s, names) in groups {
         let who = if names.len() == sizes.len() && names.len() > 1 {
             format!("all {}", names.len())
         } else {
             names.join(", ")
         };
-        lines.push(format!("  {:>12} {:>10} {:>12}  {who}", grouped(s[0]), grouped(s[1]), grouped(s[2])));
+        let [loader, debug, initrd, iso] = s.map(grouped);
+        lines.push(format!("  {loader:>12} {debug:>16} {initrd:>10} {iso:>12}  {who}"));
     }
     lines
 }
@@ -212,6 +217,7 @@ fn run_boot(boot: &BenchBoot, qemu: &Qemu, accel: Accel) -> Result<(Vec<String>,
                 serial: Serial::File(&serial_path),
                 reboots: false,
                 icount: true,
+                firmware: firmware_for(boot.image),
                 com2: None,
             }));
             c
@@ -275,31 +281,70 @@ pub fn bench_command() -> Result<ExitCode> {
         failures.extend(failure);
     }
 
-    println!("bench: figures in instructions (the guest TSC under -icount shift=0, or in Bochs):");
+    println!("bench: figures in instructions (the guest TSC under -icount shift=0,sleep=off, or in Bochs):");
     let figures: Vec<(u32, Figure)> = lines.iter().filter_map(|(cpus, l)| Some((*cpus, figure(l)?))).collect();
     for line in figure_table(&figures) {
         println!("{line}");
     }
-    println!("bench: sizes in bytes (loader.elf with debug info):");
+    println!("bench: sizes in bytes (loader.elf stripped; loader.debug.elf beside it for GDB):");
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let sizes: Vec<(&str, [u64; 3])> = RECIPES
+    let sizes: Vec<(&str, [u64; 4])> = RECIPES
         .iter()
         .map(|r| {
             let i = Image::of(r.name);
-            (r.name, [size(&i.loader()), size(&i.initrd()), size(&i.iso)])
+            (r.name, [size(&i.loader()), size(&i.loader_debug()), size(&i.initrd()), size(&i.iso)])
         })
         .collect();
     for line in size_table(&sizes) {
         println!("{line}");
     }
-
-    if failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+    let mut measured: Vec<(String, u64)> = figures.iter().map(|(_, f)| (f.what.clone(), f.tsc)).collect();
+    measured.extend(figures.iter().flat_map(|(_, f)| goals::boot_parts(f)));
+    measured.push((goals::SHIPPED_SIZE.to_string(), shipped_size(size(&Image::of("default").loader()))?));
+    let (verdicts, all_met) = goals::judge(&measured);
+    println!("bench: goals (issue 10); a missed goal makes `runner bench` exit 2, a failed boot exits 1:");
+    for line in verdicts {
+        println!("{line}");
     }
+
     for f in &failures {
         print!("bench: FAILED: {f}");
     }
-    Ok(ExitCode::FAILURE)
+    Ok(bench_status(failures.is_empty(), all_met))
+}
+
+/// The exit status: 1 when a boot failed (the figures cannot be trusted),
+/// else 2 when a goal was missed, so a script can tell a broken bench from
+/// a slow one; 0 only when every boot ran and every goal was met.
+pub fn bench_status(boots_ok: bool, goals_met: bool) -> ExitCode {
+    ExitCode::from(bench_code(boots_ok, goals_met))
+}
+
+pub fn bench_code(boots_ok: bool, goals_met: bool) -> u8 {
+    match (boots_ok, goals_met) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 0,
+    }
+}
+
+/// The stripped loader's `loader` bytes plus the store files the
+/// `default` image loads, each printed.
+fn shipped_size(loader: u64) -> Result<u64> {
+    let dir = crate::out_dir().join("plugins");
+    let listing = fs::read_dir(&dir).map_err(|e| machine::Error::io(format!("listing {}", shown(&dir)), e))?;
+    let files: Vec<(String, u64)> = listing
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.metadata().ok()?.len())))
+        .collect();
+    let args = recipes::find("default")?.args;
+    let load = args.split_whitespace().find_map(|w| w.strip_prefix("load=")).unwrap_or("");
+    let loaded = sizes::loaded_files(load, &files).map_err(Error::Recipe)?;
+    println!("bench: shipped: loader.elf {}", grouped(loader));
+    for (file, n) in &loaded {
+        println!("bench: shipped: plugins/{file} {}", grouped(*n));
+    }
+    Ok(loader + loaded.iter().map(|(_, n)| n).sum::<u64>())
 }
 
 #[cfg(test)]
@@ -356,12 +401,16 @@ modvisor-exit: 0x16 poweroff
                 "  swap-blackout cpus=4    4          2,520",
             ]
         );
-        let same = [1_234_567, 10_240, 798_720];
-        let t = size_table(&[("boot", same), ("smp", same), ("big", [1, 2, 3])]);
-        assert_eq!(t[0], "    loader.elf     initrd          iso  images");
-        assert_eq!(t[1], "     1,234,567     10,240      798,720  boot, smp");
-        assert_eq!(t[2], "             1          2            3  big");
-        assert_eq!(size_table(&[("a", same), ("b", same)])[1], "     1,234,567     10,240      798,720  all 2");
+        let same = [1_234_567, 19_000_000, 10_240, 798_720];
+        let t = size_table(&[("boot", same), ("smp", same), ("big", [1, 2, 3, 4])]);
+        assert_eq!(t[0], "    loader.elf loader.debug.elf     initrd          iso  images");
+        assert_eq!(t[1], "     1,234,567       19,000,000     10,240      798,720  boot, smp");
+        assert_eq!(t[2], "             1                2          3            4  big");
+        assert_eq!(
+            size_table(&[("a", same), ("b", same)])[1],
+            "     1,234,567       19,000,000     10,240      798,720  all 2"
+        );
+        assert_eq!([bench_code(true, true), bench_code(true, false), bench_code(false, true)], [0, 2, 1]);
     }
 
     #[test]
@@ -385,7 +434,7 @@ modvisor-exit: 0x16 poweroff
 
     #[test]
     fn qemu_boots_use_icount_and_bochs_boots_carry_no_extra_words() {
-        assert_eq!(BENCH_BOOTS[0].describe(), "qemu q35 -smp 1 -m 128M -icount shift=0");
+        assert_eq!(BENCH_BOOTS[0].describe(), "qemu q35 -smp 1 -m 128M -icount shift=0,sleep=off, qboot");
         assert_eq!(BENCH_BOOTS[0].timeout(), BENCH_TIMEOUT);
         let vmx = BENCH_BOOTS[4];
         assert_eq!(vmx.target, Target::Bochs(BochsModel::SkylakeX));

@@ -5,9 +5,12 @@
 pub mod bench;
 pub mod bochs;
 pub mod cli;
+pub mod goals;
 pub mod hotplug;
 pub mod run;
+pub mod sizes;
 pub mod swap;
+pub mod symbols;
 pub mod test;
 
 use std::io;

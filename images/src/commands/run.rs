@@ -10,6 +10,7 @@ use loader_core::power::exit::Status;
 
 use super::{Error, Result};
 use crate::build::builder::Image;
+use crate::machine::firmware::firmware_for;
 use crate::machine::layout::RUN_LAYOUT;
 use crate::machine::process::{Group, Guard};
 use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
@@ -86,6 +87,7 @@ pub fn run_console(qemu: &Qemu, image: &Image, reboots: bool, extra: &[OsString]
         serial: Serial::Terminal,
         reboots,
         icount: false,
+        firmware: firmware_for(&image.name),
         com2: Some(&com2),
     };
     let qmp = qmp_socket();

@@ -6,6 +6,7 @@
 
 pub mod banner;
 pub mod bochs;
+pub mod firmware;
 pub mod layout;
 pub mod outcome;
 pub mod process;

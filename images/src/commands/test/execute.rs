@@ -8,6 +8,7 @@ use std::process::Command;
 use crate::build::builder::Image;
 use crate::commands::{Error, Result};
 use crate::machine::bochs::{prepare_bochs, BOCHS};
+use crate::machine::firmware::firmware_for;
 use crate::machine::layout::{QemuLayout, Target};
 use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
 use crate::machine::{fresh_run_dir, process, Serial};
@@ -79,6 +80,7 @@ fn boot(run: &Run, setting: Setting) -> Result<Finished> {
                 serial: Serial::File(&serial_path),
                 reboots: run.recipe.reboots(),
                 icount: false,
+                firmware: firmware_for(&image.name),
                 com2: None,
             }));
             c
@@ -145,6 +147,7 @@ fn play(
         com2: com2.as_ref().map(|_| com2_arg.as_str()),
         reboots: false,
         icount: false,
+        firmware: firmware_for(&image.name),
     }));
     let driven = drive::drive(scenario, &mut command, &socket, com2.as_ref(), output, serial_path);
     for s in [&socket, &com2_socket] {
@@ -187,6 +190,7 @@ fn play_hotplug(
         com2: None,
         reboots: false,
         icount: false,
+        firmware: firmware_for(&image.name),
     }));
     command.args(qmp_args(&qmp));
     let plan = cpuhp_qmp::plan_for(setting.accel, setting.seed);
