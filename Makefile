@@ -5,7 +5,8 @@
 #   make bochs           boot IMAGE's ISO in Bochs
 #   make test            host unit tests, then every test image in QEMU and Bochs
 #   make lint            cargo fmt --check and clippy (host and kernel), warnings are errors
-#   make bench           boot-time instruction counts and image sizes
+#   make bench           instruction counts against their goals, and image sizes (exit 2: a goal missed)
+#   make profile         WINDOW's instructions per function (firmware, boot, load-and-link, cpu-offline-online)
 #   make swap PLUGIN=x   upload plugin x to the running `make run` and swap it in
 #   make cpu-add         hot-add a CPU to the running `make run` (QMP)
 #   make cpu-del CPU=n   hot-remove QEMU's cpu n from the running `make run`
@@ -14,7 +15,7 @@
 #
 # Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run),
 # BOCHS_MODEL=corei7_skylake_x|tigerlake (bochs; default corei7_skylake_x), FILTER=<substr>
-# and JOBS=<n> (test), PLUGIN=<name> and VERSION=<version> (swap),
+# and JOBS=<n> (test), WINDOW=<name> (profile; default boot), PLUGIN=<name> and VERSION=<version> (swap),
 # FEATURES='"sse4.2": false' (cpu-add: extra CPU properties), CPU=<n> (cpu-del),
 # ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
 
@@ -23,7 +24,9 @@ IMAGE ?= default
 RUNNER := $(CARGO) run --quiet -p images --bin runner --
 export ACCEL
 
-.PHONY: all images setup run bochs test lint bench swap cpu-add cpu-del clean
+WINDOW ?= boot
+
+.PHONY: all images setup run bochs test lint bench profile swap cpu-add cpu-del clean
 
 all: images
 
@@ -53,6 +56,9 @@ lint: setup
 
 bench: setup
 	$(RUNNER) bench
+
+profile: setup
+	$(RUNNER) bench --profile $(WINDOW)
 
 swap:
 	$(RUNNER) swap --plugin "$(PLUGIN)" $(if $(VERSION),--version "$(VERSION)")

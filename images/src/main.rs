@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use images::build::builder::{self, Image};
 use images::commands::cli::{Cli, Command};
-use images::commands::{bench, bochs, hotplug, run, swap, test, Result};
+use images::commands::{bench, bochs, hotplug, profile, run, swap, test, Result};
 use images::machine::process;
 use images::machine::qemu::{Accel, Qemu};
 
@@ -47,7 +47,8 @@ fn execute(command: Command) -> Result<ExitCode> {
             builder::build_all()?;
             bochs::bochs_console(&Image::of(image.name), model)
         }
-        Command::Bench => bench::bench_command(),
+        Command::Bench { profile: None } => bench::bench_command(),
+        Command::Bench { profile: Some(w) } => profile::profile_command(w),
         Command::Swap { plugin, version } => swap::swap_command(&plugin, version.as_deref()),
         Command::CpuAdd { features } => hotplug::cpu_add_command(&features),
         Command::CpuDel { cpu } => hotplug::cpu_del_command(cpu),

@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 use super::bench::BENCH_BOOTS;
+use super::profile::{find_window, Window};
 use super::test::plan;
 use crate::build::recipes::{self, Recipe, RECIPES};
 use crate::machine::layout::BochsModel;
@@ -97,8 +98,17 @@ pub enum Command {
     /// what needs VMX, boots the images listed below; prints every `bench:`
     /// line they print as a table, then the sizes of every image's loader.elf,
     /// initrd and ISO.
+    ///
+    /// With --profile WINDOW, boots only that window's bench image with every
+    /// executed instruction traced and prints the functions the window's
+    /// instructions ran in (windows: firmware, boot, load-and-link,
+    /// cpu-offline-online; make profile WINDOW=...).
     #[command(verbatim_doc_comment, after_help = bench_help())]
-    Bench,
+    Bench {
+        /// Attribute one window's instructions to functions instead
+        #[arg(long, value_name = "WINDOW", value_parser = parse_window)]
+        profile: Option<&'static Window>,
+    },
     /// Upload a plugin to the image `run` is running and swap it in
     ///
     /// Builds the plugins, then sends plugin NAME (e.g. counter-plugin), version
@@ -149,6 +159,10 @@ fn parse_jobs(value: &str) -> Result<usize, String> {
 
 fn parse_image(name: &str) -> Result<&'static Recipe, String> {
     recipes::find(name).map_err(|e| e.to_string())
+}
+
+fn parse_window(name: &str) -> Result<&'static Window, String> {
+    find_window(name)
 }
 
 fn parse_model(name: &str) -> Result<BochsModel, String> {
@@ -241,7 +255,12 @@ mod tests {
     #[test]
     fn commands_and_defaults() {
         assert_eq!(p(&["build"]).unwrap(), Command::Build);
-        assert_eq!(p(&["bench"]).unwrap(), Command::Bench);
+        assert_eq!(p(&["bench"]).unwrap(), Command::Bench { profile: None });
+        assert_eq!(
+            p(&["bench", "--profile", "boot"]).unwrap(),
+            Command::Bench { profile: Some(&super::super::profile::WINDOWS[1]) }
+        );
+        assert!(p(&["bench", "--profile", "nope"]).is_err());
         assert_eq!(p(&["test"]).unwrap(), Command::Test { filter: None, jobs: 2, seed: None });
         assert_eq!(
             p(&["test", "--filter", "smp", "--jobs", "4"]).unwrap(),

@@ -7,6 +7,7 @@ pub mod bochs;
 pub mod cli;
 pub mod goals;
 pub mod hotplug;
+pub mod profile;
 pub mod run;
 pub mod sizes;
 pub mod swap;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use object::{Object, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 /// Function address ranges, sorted by start.
 #[derive(Debug, Default)]
@@ -18,13 +18,29 @@ impl Symbols {
     /// `tag` names the file in front of plugin symbols.
     pub fn add_elf(&mut self, elf: &[u8], base: u64, tag: &str) -> Result<(), String> {
         let file = object::File::parse(elf).map_err(|e| format!("not an ELF file: {e}"))?;
-        for s in file.symbols().filter(|s| s.kind() == SymbolKind::Text && s.size() > 0) {
+        // Assembly labels (`pvh_entry`) have no size: they are kept as
+        // marks, and count up to the next symbol.
+        let in_text = |s: &object::Symbol| {
+            s.section_index().and_then(|i| file.section_by_index(i).ok()).is_some_and(|c| c.kind() == SectionKind::Text)
+        };
+        let wanted = |s: &object::Symbol| match s.kind() {
+            SymbolKind::Text => true,
+            SymbolKind::Label | SymbolKind::Unknown => s.size() == 0 && in_text(s),
+            _ => false,
+        };
+        for s in file.symbols().filter(wanted) {
             let Ok(name) = s.name() else { continue };
             let name = demangle(name);
             let name = if tag.is_empty() { name } else { format!("{tag}: {name}") };
             self.ranges.push((base + s.address(), base + s.address() + s.size(), name));
         }
         self.ranges.sort_by_key(|r| r.0);
+        for i in 0..self.ranges.len() {
+            if self.ranges[i].1 == self.ranges[i].0 {
+                self.ranges[i].1 =
+                    self.ranges.get(i + 1).map_or(self.ranges[i].0 + 1, |next| next.0.max(self.ranges[i].0 + 1));
+            }
+        }
         Ok(())
     }
 
