@@ -61,7 +61,10 @@ impl Symbols {
 /// `loader::timer::calibrate`; other names (v0 `_R...`, C) are kept as
 /// they are, which still tells functions apart.
 pub fn demangle(name: &str) -> String {
-    let Some(mut rest) = name.strip_prefix("_ZN") else { return name.to_string() };
+    // LLVM's `.llvm.<n>` suffix (a function made local by LTO) is no part
+    // of the Rust name.
+    let bare = name.split_once(".llvm.").map_or(name, |(b, _)| b);
+    let Some(mut rest) = bare.strip_prefix("_ZN") else { return name.to_string() };
     let mut parts = Vec::new();
     while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
         let Ok(len) = rest[..digits].parse::<usize>() else { break };
@@ -75,6 +78,10 @@ pub fn demangle(name: &str) -> String {
     if parts.last().is_some_and(|h| h.len() == 17 && h.starts_with('h')) {
         parts.pop();
     }
+    // A part starting with an escape (`_$LT$`) carries a `_` so that it
+    // does not start with `$`; the name has none.
+    let parts: Vec<&str> =
+        parts.iter().map(|p| p.strip_prefix('_').filter(|r| r.starts_with('$')).unwrap_or(p)).collect();
     let joined = parts.join("::");
     let escapes = [
         ("$LT$", "<"),
@@ -178,6 +185,16 @@ mod tests {
         assert_eq!(
             demangle("_ZN4core3ptr49drop_in_place$LT$loader..plugin..store..Entry$GT$17h5c74e06138ffe173E"),
             "core::ptr::drop_in_place<loader::plugin::store::Entry>"
+        );
+        assert_eq!(
+            demangle("_ZN6loader12kernel_entry28_$u7b$$u7b$closure$u7d$$u7d$17h4d5bb8692836c73bE.llvm.82676"),
+            "loader::kernel_entry::{{closure}}"
+        );
+        assert_eq!(
+            demangle(
+                "_ZN71_$LT$loader_core..power..exit..Status$u20$as$u20$core..fmt..Display$GT$3fmt17hf9d92c298de6a142E"
+            ),
+            "<loader_core::power::exit::Status as core::fmt::Display>::fmt"
         );
         assert_eq!(demangle("_RNvNtCs1_4core3fmt5write"), "_RNvNtCs1_4core3fmt5write");
         assert_eq!(demangle("memcpy"), "memcpy");
