@@ -67,6 +67,17 @@ fn first_line(image: &str, qemu: &Qemu, extra_note: &str) -> String {
     )
 }
 
+/// How to debug the run: the shipped `loader.elf` is stripped, so GDB
+/// takes its debug twin.
+fn gdb_hint(image: &Image) -> String {
+    format!(
+        "run: GDB: start with QEMU_ARGS=-s, then `gdb {}`, `target remote :1234` (after `make swap`, also \
+         `source {}`)",
+        shown(&image.loader_debug()),
+        shown(&super::swap::gdb_script_path())
+    )
+}
+
 /// `runner run`: the image in QEMU with COM1 and the monitor on this terminal.
 pub fn run_console(qemu: &Qemu, image: &Image, reboots: bool, extra: &[OsString], accel: Accel) -> Result<ExitCode> {
     let cmdline = image.cmdline()?;
@@ -105,6 +116,7 @@ pub fn run_console(qemu: &Qemu, image: &Image, reboots: bool, extra: &[OsString]
         "run: QMP is {}: `make cpu-add [FEATURES='\"sse4.2\": false']` and `make cpu-del CPU=<n>` hot-plug CPUs",
         shown(&qmp)
     );
+    println!("{}", gdb_hint(image));
     // On the terminal, so in its foreground group: QEMU reads the keys.
     let binary = shown(&qemu.tree.binary);
     let mut child = Guard::spawn(qemu.command().args(&args), Group::Terminal)
@@ -137,6 +149,15 @@ mod tests {
             first_line("default", &qemu, " -smp 4"),
             "run: image `default` on QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1), q35 -smp 2,maxcpus=16 \
              -m 512M -smp 4; Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor"
+        );
+    }
+
+    #[test]
+    fn gdb_gets_the_debug_twin() {
+        assert_eq!(
+            gdb_hint(&Image::of("default")),
+            "run: GDB: start with QEMU_ARGS=-s, then `gdb images/out/default/loader.debug.elf`, `target remote \
+             :1234` (after `make swap`, also `source images/out/run/plugins.gdb`)"
         );
     }
 
