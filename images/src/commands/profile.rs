@@ -244,7 +244,7 @@ pub fn report(rows: &[(String, u64)], total: u64, top: usize) -> Vec<String> {
             None => images.push((image_of(name), *n)),
         }
     }
-    images.sort_by(|a, b| b.1.cmp(&a.1));
+    images.sort_by_key(|i| std::cmp::Reverse(i.1));
     for (image, n) in images {
         lines.push(format!("  {:>14} {:>5.1}%  in {image}", grouped(n), share(n)));
     }
