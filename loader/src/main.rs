@@ -137,6 +137,8 @@ extern "C" fn boot_cpu_main() -> ! {
         log::warn!("ACPI SCI is off: {e}");
     }
     plugin::commands::register();
+    // The initrd's manifest is verified here, once, not on each load.
+    plugin::store::init();
 
     banner(boot, acpi, mode, cal);
     x86_64::instructions::interrupts::enable();

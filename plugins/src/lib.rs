@@ -31,6 +31,7 @@ pub mod abi;
 pub mod acpihp;
 pub mod ffi;
 mod interface;
+pub mod manifest;
 pub mod meta;
 #[cfg(feature = "plugin")]
 pub mod runtime;

@@ -13,7 +13,8 @@
 //! as `images/out/plugins/<name>-<version>.so` for GDB, once without), and
 //! the stripped one is signed as `images/out/plugins/<name>-<version>.mvp`,
 //! name and version read from its metadata note. Then the broken variants
-//! of `plugin_elf` are made from counter-plugin 1.0.0.
+//! of `plugin_elf` are made from counter-plugin 1.0.0, and the signed
+//! manifest (`plugins::manifest`) that lists every variant by its hash.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -24,6 +25,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use ed25519_compact::KeyPair;
+use loader_core::plugin::store::file_hash;
 
 use super::plugin_elf::{self, Mutation};
 use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
@@ -35,6 +37,12 @@ pub const MUTATION_BASE: (&str, &str) = ("counter-plugin", "1.0.0");
 
 /// The store's folder inside the initrd.
 pub const STORE_DIR: &str = "plugins";
+
+/// A store file whose manifest hash is not its own (the refusal test).
+pub const BAD_HASH_FILE: &str = "bad-hash-plugin-1.0.0.mvp";
+
+/// The manifest's key among the store files (and its name in `images/out/plugins/`).
+const MANIFEST_KEY: &str = "manifest.mvm";
 
 /// One plugin crate and how to build it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,8 +176,10 @@ pub fn link_args(archive: &Path, output: &Path, version_script: &Path, strip: bo
     let mut args: Vec<OsString> = ["-flavor", "gnu", "-shared", "-z", "norelro", "--hash-style=sysv", "--gc-sections"]
         .map(OsString::from)
         .to_vec();
+    // The store's copy carries no symbols at all (the loader reads only
+    // the dynamic ones); GDB takes them from the unstripped `.so`.
     if strip {
-        args.push("--strip-debug".into());
+        args.push("--strip-all".into());
     }
     let mut script = OsString::from("--version-script=");
     script.push(version_script);
@@ -361,6 +371,23 @@ fn store_files(bodies: &Bodies, key: &KeyPair) -> Result<BTreeMap<String, StoreF
     for (file, (name, version, body)) in bodies {
         add(file, signing::sign(body, key), Some((name.clone(), version.clone())));
     }
+    // Signed as a good file, but listed with the hash of other bytes: only
+    // the manifest check refuses it (and it would load as counter-plugin
+    // without it, then fail on its name).
+    let changed = signing::sign(base, key);
+    let not_its_hash = file_hash(&[&changed[..], b"as built"].concat());
+    add(BAD_HASH_FILE, changed, None);
+    let mut listed: Vec<(&str, [u8; plugins::manifest::HASH_LEN])> = store
+        .iter()
+        .filter(|(_, f)| f.plugin.is_some())
+        .map(|(name, f)| (name.as_str(), file_hash(&f.bytes)))
+        .collect();
+    listed.push((BAD_HASH_FILE, not_its_hash));
+    let manifest = signing::manifest(&listed, key)?;
+    store.insert(
+        MANIFEST_KEY.to_string(),
+        StoreFile { path: plugins::manifest::PATH.to_string(), bytes: manifest, plugin: None },
+    );
     Ok(store)
 }
 
@@ -429,7 +456,7 @@ mod tests {
         let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             args.join(" "),
-            "-flavor gnu -shared -z norelro --hash-style=sysv --gc-sections --strip-debug \
+            "-flavor gnu -shared -z norelro --hash-style=sysv --gc-sections --strip-all \
              --version-script=/o/p.ver -o /o/c.so --whole-archive /t/libc.a"
         );
         assert_eq!(version_script(), "{ global: MODVISOR_PLUGIN; local: *; };\n");

@@ -89,6 +89,18 @@ pub fn sign(body: &[u8], key: &KeyPair) -> Vec<u8> {
     file
 }
 
+/// The store manifest (`plugins::manifest`), signed: each listed file
+/// (name under `plugins/`, the hash it must have).
+pub fn manifest(listed: &[(&str, [u8; plugins::manifest::HASH_LEN])], key: &KeyPair) -> Result<Vec<u8>> {
+    if let Some((name, _)) = listed.iter().find(|(name, _)| name.is_empty() || name.len() > usize::from(u8::MAX)) {
+        return Err(Error::Recipe(format!("store file name `{name}` does not fit the manifest (1 to 255 bytes)")));
+    }
+    let entries: Vec<_> = listed.iter().map(|(name, hash)| plugins::manifest::Entry { name, hash }).collect();
+    let mut body = Vec::new();
+    plugins::manifest::encode(&entries, &mut body);
+    Ok(sign(&body, key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +115,24 @@ mod tests {
         assert_eq!(body, b"\x7fELF body");
         key.pk.verify(body, &Signature::new(*sig)).unwrap();
         assert!(key.pk.verify(b"\x7fELF bodY", &Signature::new(*sig)).is_err());
+    }
+
+    #[test]
+    fn the_manifest_is_signed_and_lists_the_files() {
+        use loader_core::plugin::store::{file_hash, Index, Trust};
+        let key = KeyPair::from_seed(Seed::new([9; SEED_LEN]));
+        let file = sign(b"\x7fELF body", &key);
+        let m = manifest(&[("a-plugin-1.0.0.mvp", file_hash(&file))], &key).unwrap();
+        let files = [("plugins/a-plugin-1.0.0.mvp", &file[..]), (plugins::manifest::PATH, &m[..])];
+        let (mut index, problem) = Index::build(files.into_iter(), &key.pk);
+        assert_eq!(problem, None);
+        assert_eq!(index.entries()[0].trust, Trust::Listed(file_hash(&file)));
+        assert_eq!(index.open(0).unwrap(), b"\x7fELF body");
+        let other = KeyPair::from_seed(Seed::new([8; SEED_LEN]));
+        let (_, problem) = Index::build(files.into_iter(), &other.pk);
+        assert!(problem.is_some(), "a manifest signed in another tree is refused");
+        assert!(manifest(&[("", [0; 32])], &key).is_err());
+        assert!(manifest(&[(&"x".repeat(256), [0; 32])], &key).is_err());
     }
 
     #[test]

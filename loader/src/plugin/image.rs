@@ -12,7 +12,9 @@ mod ktests;
 use crate::memory::{self, Protection};
 use alloc::vec::Vec;
 use loader_core::memory::frames::PAGE_SIZE;
-use loader_core::plugin::elf::{self, Error, OwnedMetadata, Plan, Region};
+#[cfg(feature = "ktest")]
+use loader_core::plugin::elf;
+use loader_core::plugin::elf::{Error, OwnedMetadata, Plan, Region};
 
 /// A loaded plugin image. Dropping it makes its pages read-write again
 /// and frees its frames.
@@ -36,8 +38,15 @@ unsafe impl Sync for Image {}
 
 /// Loads the signed plugin `file` (which may be freed afterwards);
 /// `resolve` gives the address of each `mv_*` import.
+#[cfg(feature = "ktest")]
 pub fn load(file: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image, Error> {
-    let plan = Plan::parse(elf::verify(file, &elf::SIGNING_KEY)?)?;
+    load_elf(elf::verify(file, &elf::SIGNING_KEY)?, resolve)
+}
+
+/// Loads a plugin's ELF bytes whose signature or manifest hash the store
+/// has checked (`store::open`).
+pub fn load_elf(body: &[u8], resolve: impl Fn(&str) -> Option<u64>) -> Result<Image, Error> {
+    let plan = Plan::parse(body)?;
     let base = memory::alloc_frames(plan.size / PAGE_SIZE, 1)
         .map_err(|error| Error::OutOfMemory { bytes: plan.size, error })?;
     // From here on `image` owns the frames, so every error path frees them.

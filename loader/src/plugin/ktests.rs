@@ -9,6 +9,7 @@ use consumer_api::Consumer;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use counter_api::Counter;
 use loader_core::plugin::elf::Error as ElfError;
+use loader_core::plugin::store::{Error as StoreError, Trust};
 
 crate::suite!(SUITE_PLUGINS, "plugins", TESTS);
 static TESTS: &[Test] = &[
@@ -16,6 +17,7 @@ static TESTS: &[Test] = &[
     Test { name: "swap-carries-state-for-a-consumer", run: swap_with_consumer },
     Test { name: "swap-with-consumer-in-one-transaction", run: swap_transaction },
     Test { name: "swap-while-another-cpu-calls-in", run: swap_under_load },
+    Test { name: "store-manifest-lists-the-plugins", run: manifest_lists },
     Test { name: "bad-plugins-are-refused", run: bad_plugins },
     Test { name: "unload-with-dependents", run: unload_with_dependents },
     Test { name: "panicking-command-is-contained", run: panicking_command },
@@ -206,11 +208,26 @@ const BAD_FILES: [Case<ElfError>; 5] = [
     ("plugins/bad-relocation.mvp", |e| matches!(e, ElfError::UnsupportedRelocation { r_type: 5, .. })),
 ];
 
+/// The image's manifest verified at boot: the built plugins load by their
+/// hash; the damaged files, which it does not list, by their signature.
+fn manifest_lists() -> Result<(), Failure> {
+    let counter = super::store::trust_of("counter-plugin", &semver::Version::new(1, 0, 0));
+    check!(
+        matches!(counter, Some(Trust::Listed(_))),
+        "counter-plugin 1.0.0 is {counter:?}, not listed by the manifest"
+    );
+    let unmatched = super::store::trust_of("bad-hash-plugin", &semver::Version::new(1, 0, 0));
+    check!(matches!(unmatched, Some(Trust::Listed(_))), "bad-hash-plugin 1.0.0 is {unmatched:?}");
+    Ok(())
+}
+
 fn bad_plugins() -> Result<(), Failure> {
     unload_all();
     registry::load("counter", Some("1.0.0")).map_err(err)?;
     let before = usage();
-    let cases: [Case<Error>; 5] = [
+    let cases: [Case<Error>; 6] = [
+        // Validly signed, but not the bytes the manifest lists.
+        ("bad-hash", |e| matches!(e, Error::Store(StoreError::HashMismatch { .. }))),
         ("bad-missing-import", |e| matches!(e, Error::Image(ElfError::MissingImports(_)))),
         ("bad-unmet-requirement", |e| matches!(e, Error::Unmet(u) if u[0].interface == "nonexistent")),
         (

@@ -6,4 +6,5 @@
 pub mod elf;
 pub mod heap;
 pub mod resolve;
+pub mod store;
 pub mod upload;

@@ -72,6 +72,18 @@ pub enum Error {
     },
     /// The heap ledger cannot take the plugin (no account left).
     Heap(loader_core::plugin::heap::Error),
+    /// The store refused the file (its manifest hash differs).
+    Store(loader_core::plugin::store::Error),
+}
+
+impl From<loader_core::plugin::store::Error> for Error {
+    fn from(e: loader_core::plugin::store::Error) -> Self {
+        match e {
+            // A file's own signature check fails as an image does.
+            loader_core::plugin::store::Error::File(e) => Error::Image(e),
+            e => Error::Store(e),
+        }
+    }
 }
 
 impl From<loader_core::plugin::elf::Error> for Error {
@@ -91,6 +103,7 @@ impl fmt::Display for Error {
             }
             Error::BadVersion(v) => write!(f, "`{v}` is not a version (expected e.g. 1.2.0)"),
             Error::Image(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
             Error::NameMismatch { file, wanted } => write!(f, "the file holds plugin {file}, not {wanted}"),
             Error::AlreadyLoaded { name, version } => {
                 write!(f, "{name} {version} is already loaded; use `swap {name} <version>` to change versions")

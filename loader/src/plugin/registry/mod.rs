@@ -123,9 +123,9 @@ fn parse_version(v: &str) -> Result<Version, Error> {
 /// Reads a plugin file from the store and maps it, checking that it is the
 /// plugin asked for.
 fn load_image(name: &str, version: Option<&Version>) -> Result<(image::Image, Version), Error> {
-    let (found, bytes) =
-        store::find(name, version).ok_or_else(|| Error::NotInStore { name: name.into(), version: version.cloned() })?;
-    let img = image::load(&bytes, super::exports::resolve)?;
+    let (found, body) =
+        store::open(name, version).ok_or_else(|| Error::NotInStore { name: name.into(), version: version.cloned() })?;
+    let img = image::load_elf(&body?, super::exports::resolve)?;
     if img.metadata().name != name {
         return Err(Error::NameMismatch { file: img.metadata().name.clone(), wanted: name.into() });
     }
