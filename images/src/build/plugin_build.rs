@@ -28,7 +28,7 @@ use ed25519_compact::KeyPair;
 use loader_core::plugin::store::file_hash;
 
 use super::plugin_elf::{self, Mutation};
-use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
+use super::shared::{cargo, is_stale, mtime, toolchain_tool, write_if_changed, KERNEL_TARGET};
 use super::{signing, Error, Result};
 use crate::{out_dir, shown, workspace_root};
 
@@ -189,22 +189,7 @@ pub fn link_args(archive: &Path, output: &Path, version_script: &Path, strip: bo
 
 /// The toolchain's own rust-lld.
 fn rust_lld() -> Result<PathBuf> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let query = |arg: &str| -> Result<String> {
-        let out = Command::new(&rustc).arg(arg).output().map_err(|e| Error::io("starting rustc", e))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let sysroot = query("--print=sysroot")?;
-    let verbose = query("-vV")?;
-    let host = verbose
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .ok_or_else(|| Error::Environment("`rustc -vV` names no host".into()))?;
-    let lld = Path::new(sysroot.trim()).join("lib/rustlib").join(host).join("bin/rust-lld");
-    if !lld.is_file() {
-        return Err(Error::Environment(format!("{} is missing; the toolchain ships it (rustup)", lld.display())));
-    }
-    Ok(lld)
+    toolchain_tool("rust-lld", "the toolchain ships it (rustup)")
 }
 
 fn run_tool(command: &mut Command, what: &str) -> Result<()> {

@@ -1,9 +1,10 @@
 //! What the loader build and the plugin builds share: how cargo is
-//! started, and when a file is stale.
+//! started, where the toolchain's own tools are, and when a file is stale.
 
 use std::ffi::OsString;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::SystemTime;
 
 use super::{Error, Result};
@@ -35,6 +36,28 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     }
     fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     Ok(true)
+}
+
+/// A tool of the toolchain's own, in `<sysroot>/lib/rustlib/<host>/bin/`
+/// (rust-lld ships with it; llvm-strip comes with rustup's llvm-tools);
+/// `missing` says how to get it.
+pub fn toolchain_tool(name: &str, missing: &str) -> Result<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let query = |arg: &str| -> Result<String> {
+        let out = Command::new(&rustc).arg(arg).output().map_err(|e| Error::io("starting rustc", e))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let sysroot = query("--print=sysroot")?;
+    let verbose = query("-vV")?;
+    let host = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .ok_or_else(|| Error::Environment("`rustc -vV` names no host".into()))?;
+    let tool = Path::new(sysroot.trim()).join("lib/rustlib").join(host).join("bin").join(name);
+    if !tool.is_file() {
+        return Err(Error::Environment(format!("{} is missing: {missing}", tool.display())));
+    }
+    Ok(tool)
 }
 
 #[cfg(test)]

@@ -8,30 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::shared::{is_stale, mtime};
+use super::shared::{is_stale, mtime, toolchain_tool};
 use super::{Error, Result};
 
-/// The toolchain's `llvm-strip`: `<sysroot>/lib/rustlib/<host>/bin/`.
+/// The toolchain's `llvm-strip`.
 fn llvm_strip() -> Result<PathBuf> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let query = |arg: &str| -> Result<String> {
-        let out = Command::new(&rustc).arg(arg).output().map_err(|e| Error::io("starting rustc", e))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let sysroot = query("--print=sysroot")?;
-    let verbose = query("-vV")?;
-    let host = verbose
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .ok_or_else(|| Error::Environment("`rustc -vV` names no host".into()))?;
-    let tool = Path::new(sysroot.trim()).join("lib/rustlib").join(host).join("bin/llvm-strip");
-    if !tool.is_file() {
-        return Err(Error::Environment(format!(
-            "{} is missing: `make setup` adds llvm-tools (rustup)",
-            tool.display()
-        )));
-    }
-    Ok(tool)
+    toolchain_tool("llvm-strip", "`make setup` adds llvm-tools (rustup)")
 }
 
 /// Where the stripped twin of `debug` (`x.elf`) is kept: `x.stripped.elf`.
