@@ -1,16 +1,15 @@
 //! Timer calibration and the periodic tick.
 //!
-//! The TSC and the local APIC timer run at rates the loader must measure:
-//! CPUID's nominal TSC rate is wrong under emulators (Bochs advertises
-//! 3.5 GHz but ticks once per emulated instruction). The reference is the
-//! ACPI PM timer, a fixed 3.579545 MHz counter (ACPI 6.5, 4.8.3.3).
+//! The TSC and the local APIC timer run at rates the loader must know. A
+//! 1 ms window against the ACPI PM timer (ACPI 6.5, 4.8.3.3) measures both;
+//! `loader_core::time::calibration` decides whether a rate CPUID enumerates
+//! (exact on real CPUs and under hypervisors that say so) may replace the
+//! measurement: emulators enumerate rates they do not keep.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use loader_core::time::calibration::{self, Enumerated, Rates, Window, WINDOW_PM_TICKS};
+use raw_cpuid::CpuId;
 use x86_64::instructions::port::Port;
-
-pub const PM_TIMER_HZ: u64 = 3_579_545;
-/// Calibration window: long enough for 0.1% resolution of the PM timer.
-const WINDOW_PM_TICKS: u64 = PM_TIMER_HZ / 50;
 
 pub const TICK_HZ: u64 = 100;
 pub const TICK_VECTOR: u8 = 0x30;
@@ -24,6 +23,7 @@ static CPU_TICKS: [AtomicU32; loader_core::acpi::madt::MAX_CPUS] =
 #[derive(Debug)]
 pub enum Error {
     NoPmTimer,
+    Window(calibration::Error),
     Vector(u8),
 }
 
@@ -31,26 +31,32 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Error::NoPmTimer => write!(f, "the FADT names no ACPI PM timer, so the TSC cannot be calibrated"),
+            Error::Window(e) => write!(f, "{e}"),
             Error::Vector(v) => write!(f, "timer vector {v:#x} is already taken"),
         }
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Calibration {
-    pub tsc_hz: u64,
-    pub lapic_hz: u64,
+/// What CPUID says about the clocks of this CPU.
+fn enumerated() -> Enumerated {
+    let cpuid = CpuId::new();
+    let leaf15 = cpuid.get_tsc_info().map(|t| (t.denominator(), t.numerator(), t.nominal_frequency()));
+    let base_mhz =
+        cpuid.get_processor_frequency_info().map(|f| f.processor_base_frequency() as u32).filter(|&mhz| mhz != 0);
+    let hv_khz = cpuid
+        .get_hypervisor_info()
+        .and_then(|h| Some((h.tsc_frequency()?, h.apic_frequency()?)))
+        .filter(|&(tsc, _)| tsc != 0);
+    Enumerated { leaf15, base_mhz, hv_khz }
 }
 
-/// Measures the TSC and the APIC timer (divided by 16) against the PM
-/// timer, and starts `time::uptime`.
-pub fn calibrate(acpi: &crate::acpi::Acpi) -> Result<Calibration, Error> {
-    let (port, wide) = acpi.pm_timer.ok_or(Error::NoPmTimer)?;
+/// Counts TSC and APIC-timer ticks over one window of PM-timer ticks.
+fn measure(port: u16, wide: bool) -> Window {
     let mask: u32 = if wide { u32::MAX } else { 0x00ff_ffff };
     let mut pm = Port::<u32>::new(port);
     // SAFETY: reading the PM timer has no side effects.
     let mut read_pm = || unsafe { pm.read() } & mask;
-    let (c, measured) = x86_64::instructions::interrupts::without_interrupts(|| {
+    x86_64::instructions::interrupts::without_interrupts(|| {
         crate::interrupts::apic::timer_start_masked(u32::MAX);
         let pm0 = read_pm();
         let tsc0 = crate::time::rdtsc();
@@ -61,14 +67,20 @@ pub fn calibrate(acpi: &crate::acpi::Acpi) -> Result<Calibration, Error> {
                 let tsc = crate::time::rdtsc() - tsc0;
                 let apic = apic0 - crate::interrupts::apic::timer_current();
                 crate::interrupts::apic::timer_stop();
-                break (elapsed as u64, (tsc, apic as u64));
+                break Window { pm_ticks: elapsed as u64, tsc, apic: apic as u64 };
             }
         }
-    });
-    let cal = Calibration { tsc_hz: measured.0 * PM_TIMER_HZ / c, lapic_hz: measured.1 * PM_TIMER_HZ / c };
-    crate::time::set_tsc_hz(cal.tsc_hz);
-    LAPIC_HZ.store(cal.lapic_hz, Ordering::Relaxed);
-    Ok(cal)
+    })
+}
+
+/// Sets the TSC and APIC-timer (divided by 16) rates and starts
+/// `time::uptime`.
+pub fn calibrate(acpi: &crate::acpi::Acpi) -> Result<Rates, Error> {
+    let (port, wide) = acpi.pm_timer.ok_or(Error::NoPmTimer)?;
+    let rates = calibration::choose(&enumerated(), measure(port, wide)).map_err(Error::Window)?;
+    crate::time::set_tsc_hz(rates.tsc_hz);
+    LAPIC_HZ.store(rates.lapic_hz, Ordering::Relaxed);
+    Ok(rates)
 }
 
 /// Installs the tick handler (once).
