@@ -7,7 +7,9 @@
 //! measurement: emulators enumerate rates they do not keep.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use loader_core::time::calibration::{self, Enumerated, Rates, Window, WINDOW_PM_TICKS};
+use loader_core::time::calibration::{
+    self, Enumerated, Rates, Window, MAX_SAMPLE_SPREAD, SAMPLE_TRIES, WINDOW_PM_TICKS,
+};
 use raw_cpuid::CpuId;
 use x86_64::instructions::port::Port;
 
@@ -50,6 +52,35 @@ fn enumerated() -> Enumerated {
     Enumerated { leaf15, base_mhz, hv_khz }
 }
 
+/// One reading of the three clocks: PM timer, TSC, APIC timer count.
+#[derive(Clone, Copy)]
+struct Sample {
+    pm: u32,
+    tsc: u64,
+    apic: u32,
+}
+
+/// Reads the clocks between two PM-timer reads and keeps the reading whose
+/// PM reads lie closest together: an emulator thread held up between the
+/// reads (QEMU's PM timer takes its big lock) would otherwise book the
+/// delay to one clock only, and in a 1 ms window that is a large error.
+fn sample(read_pm: &mut impl FnMut() -> u32, mask: u32) -> Sample {
+    let mut best: Option<(u32, Sample)> = None;
+    for _ in 0..SAMPLE_TRIES {
+        let pm = read_pm();
+        let tsc = crate::time::rdtsc();
+        let apic = crate::interrupts::apic::timer_current();
+        let spread = read_pm().wrapping_sub(pm) & mask;
+        if best.is_none_or(|(s, _)| spread < s) {
+            best = Some((spread, Sample { pm, tsc, apic }));
+        }
+        if spread <= MAX_SAMPLE_SPREAD {
+            break;
+        }
+    }
+    best.map(|(_, s)| s).expect("SAMPLE_TRIES is at least 1")
+}
+
 /// Counts TSC and APIC-timer ticks over one window of PM-timer ticks.
 fn measure(port: u16, wide: bool) -> Window {
     let mask: u32 = if wide { u32::MAX } else { 0x00ff_ffff };
@@ -58,17 +89,16 @@ fn measure(port: u16, wide: bool) -> Window {
     let mut read_pm = || unsafe { pm.read() } & mask;
     x86_64::instructions::interrupts::without_interrupts(|| {
         crate::interrupts::apic::timer_start_masked(u32::MAX);
-        let pm0 = read_pm();
-        let tsc0 = crate::time::rdtsc();
-        let apic0 = crate::interrupts::apic::timer_current();
-        loop {
-            let elapsed = read_pm().wrapping_sub(pm0) & mask;
-            if elapsed as u64 >= WINDOW_PM_TICKS {
-                let tsc = crate::time::rdtsc() - tsc0;
-                let apic = apic0 - crate::interrupts::apic::timer_current();
-                crate::interrupts::apic::timer_stop();
-                break Window { pm_ticks: elapsed as u64, tsc, apic: apic as u64 };
-            }
+        let first = sample(&mut read_pm, mask);
+        while ((read_pm().wrapping_sub(first.pm) & mask) as u64) < WINDOW_PM_TICKS {
+            core::hint::spin_loop();
+        }
+        let last = sample(&mut read_pm, mask);
+        crate::interrupts::apic::timer_stop();
+        Window {
+            pm_ticks: (last.pm.wrapping_sub(first.pm) & mask) as u64,
+            tsc: last.tsc - first.tsc,
+            apic: first.apic.wrapping_sub(last.apic) as u64,
         }
     })
 }

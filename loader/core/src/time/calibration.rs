@@ -16,6 +16,12 @@ pub const PM_TIMER_HZ: u64 = 3_579_545;
 /// tick, 0.03%) is far inside the 5% the timers promise, so no longer
 /// refinement is needed.
 pub const WINDOW_PM_TICKS: u64 = PM_TIMER_HZ / 1000;
+/// A reading of the TSC and APIC timer is taken between two PM-timer
+/// reads at most this far apart (18 ticks, 5 us), so each end of the window
+/// is placed within 0.5% of it; an emulator that stalls between the reads
+/// is read again, up to `SAMPLE_TRIES` times (then the closest pair wins).
+pub const MAX_SAMPLE_SPREAD: u32 = 18;
+pub const SAMPLE_TRIES: u32 = 16;
 /// How far (in parts per thousand) an enumerated rate may be from the
 /// measurement and still be taken.
 pub const AGREE_PERMILLE: u64 = 20;
