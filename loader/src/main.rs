@@ -178,7 +178,12 @@ extern "C" fn boot_cpu_main() -> ! {
     shell::run()
 }
 
-fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: interrupts::apic::Mode, cal: time::timer::Calibration) {
+fn banner(
+    boot: &boot::BootInfo,
+    acpi: &acpi::Acpi,
+    mode: interrupts::apic::Mode,
+    cal: loader_core::time::calibration::Rates,
+) {
     println!(
         "modvisor {VERSION} loader, booted via {}, image {}",
         boot.protocol.name(),
@@ -193,11 +198,13 @@ fn banner(boot: &boot::BootInfo, acpi: &acpi::Acpi, mode: interrupts::apic::Mode
     );
     println!("memory: {} MiB usable", boot.usable.total() >> 20);
     println!(
-        "timer: TSC {}.{:03} MHz, APIC timer {}.{:03} MHz (against the ACPI PM timer)",
+        "timer: TSC {}.{:03} MHz ({}), APIC timer {}.{:03} MHz ({})",
         cal.tsc_hz / 1_000_000,
         cal.tsc_hz / 1000 % 1000,
+        cal.tsc_source.name(),
         cal.lapic_hz / 1_000_000,
-        cal.lapic_hz / 1000 % 1000
+        cal.lapic_hz / 1000 % 1000,
+        cal.lapic_source.name()
     );
 }
 

@@ -336,9 +336,18 @@ impl Gpe0 {
 /// nothing on machines without the block. A region shorter than the modern
 /// block is refused.
 pub fn find_in_dsdt(aml: &[u8]) -> Option<u16> {
-    const HEAD: [u8; 7] = [0x5b, 0x80, b'P', b'R', b'S', b'T', 0x01];
-    let at = aml.windows(HEAD.len()).position(|w| w == HEAD)? + HEAD.len();
-    let (base, used) = aml_integer(&aml[at..])?;
+    block_at(aml, aml.windows(PRST_HEAD.len()).position(|w| w == PRST_HEAD)?)
+}
+
+/// The start of the block's OperationRegion in AML, up to its integers.
+pub const PRST_HEAD: [u8; 7] = [0x5b, 0x80, b'P', b'R', b'S', b'T', 0x01];
+
+/// The block's I/O base from the OperationRegion at `pos` (where
+/// [`PRST_HEAD`] starts), for scanners that look for several things in one
+/// pass over the DSDT.
+pub fn block_at(aml: &[u8], pos: usize) -> Option<u16> {
+    let at = pos + PRST_HEAD.len();
+    let (base, used) = aml_integer(aml.get(at..)?)?;
     let (len, _) = aml_integer(&aml[at + used..])?;
     if len < BLOCK_LEN as u64 || base > u16::MAX as u64 - BLOCK_LEN as u64 {
         return None;

@@ -179,10 +179,13 @@ abi::exports! {
     pub fn mv_cpu_count() -> u32;
     /// Fills `*info` for logical CPU `cpu`; 0 or a [`cpu_error`] code.
     pub fn mv_cpu_info(cpu: u32, info: *mut CpuInfo) -> i32;
-    /// Starts `cpu` (INIT-SIPI-SIPI) and waits until it runs, idle with
-    /// interrupts on; 0 or a [`cpu_error`] code.
+    /// Starts `cpu` and waits until it runs, idle with interrupts on: a
+    /// parked CPU is woken in its park loop, any other (or one that does not
+    /// answer the wake) started with INIT-SIPI-SIPI; 0 or a [`cpu_error`]
+    /// code.
     pub fn mv_cpu_start(cpu: u32) -> i32;
-    /// Parks a running `cpu`: interrupts off, halted until the next start.
+    /// Parks a running `cpu`: its timer stopped, halted in a park loop (only
+    /// the wake and NMIs reach it) until the next start.
     pub fn mv_cpu_park(cpu: u32) -> i32;
     /// Runs `f(arg)` on running `cpu` (inline when it is the caller's) and
     /// waits; `*result` gets its return value. [`run_on::IRQS_OFF`] in

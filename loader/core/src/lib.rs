@@ -18,3 +18,5 @@ pub mod memory;
 pub mod plugin;
 pub mod power;
 pub mod shell;
+pub mod smp;
+pub mod time;

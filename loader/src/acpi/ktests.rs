@@ -58,7 +58,7 @@ fn fadt_pm_blocks() -> Result<(), Failure> {
     let (p1, t1) = (read(), time::rdtsc());
     let ticks = (p1.wrapping_sub(p0) & mask) as u64;
     let us = (t1 - t0) * 1_000_000 / time::tsc_hz();
-    let expected = crate::time::timer::PM_TIMER_HZ * us / 1_000_000;
+    let expected = loader_core::time::calibration::PM_TIMER_HZ * us / 1_000_000;
     log::debug!("fadt-pm-blocks: the PM timer advanced {ticks} in {us} us");
     // A 3.579545 MHz counter; a wrong port reads a constant.
     check!(

@@ -175,8 +175,8 @@ fn parse(tables: &AcpiTables<IdentityMapped>) -> Result<Acpi, Error> {
         // SAFETY: the crate found the DSDT at this address with this length.
         unsafe { core::slice::from_raw_parts(d.address as *const u8, d.length as usize) }
     });
-    let s5 = dsdt.and_then(loader_core::acpi::s5::find);
-    let cpu_hotplug = dsdt.and_then(plugins::acpihp::find_in_dsdt);
+    let loader_core::acpi::dsdt::Found { s5, cpu_hotplug } =
+        dsdt.map(loader_core::acpi::dsdt::scan).unwrap_or_default();
     Ok(Acpi {
         cpus,
         lapic_address,

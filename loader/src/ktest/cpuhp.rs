@@ -114,8 +114,10 @@ fn cycles() -> Result<(), Failure> {
             check_eq!(crate::smp::state(cpu), crate::smp::State::Parked, "cpu {cpu} after offline");
             check_eq!(cpuhp(|t| (t.is_online)(cpu as u32))?, 0, "cpuhp's view after offline");
             check_eq!(take(cpu)?, DOWN_ALL, "teardowns on cpu {cpu}");
+            let wakes = crate::smp::wakes(cpu);
             check_eq!(cpuhp(|t| (t.cpu_online)(cpu as u32))?, 0, "online cpu {cpu}, round {round}");
             check_eq!(crate::smp::state(cpu), crate::smp::State::Online, "cpu {cpu} after online");
+            check_eq!(crate::smp::wakes(cpu), wakes + 1, "cpu {cpu} onlined from its park loop, round {round}");
             check_eq!(take(cpu)?, UP_ALL, "startups on cpu {cpu}");
         }
     }

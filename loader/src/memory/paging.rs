@@ -15,7 +15,7 @@ use x86_64::registers::model_specific::{Efer, EferFlags};
 use x86_64::structures::paging::mapper::{FlagUpdateError, MapToError, MapperFlush, UnmapError};
 use x86_64::structures::paging::{
     FrameAllocator as TableFrameSource, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags, PhysFrame,
-    Size2MiB, Size4KiB,
+    Size4KiB,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -95,25 +95,77 @@ impl TableFrames<'_, '_> {
     }
 }
 
-/// Identity-maps the page of size `S` at `addr` in tables that are not live.
-///
-/// # Safety
-/// The tables behind `mapper` must not be in use by any CPU.
-unsafe fn map_identity<S: PageSize>(
-    mapper: &mut OffsetPageTable,
-    addr: u64,
-    prot: Protection,
-    source: &mut TableFrames,
-) -> Result<(), Error>
-where
-    for<'a> OffsetPageTable<'a>: Mapper<S>,
-{
-    let page = Page::<S>::containing_address(VirtAddr::new(addr));
-    let frame = PhysFrame::<S>::containing_address(PhysAddr::new(addr));
-    // SAFETY: forwarded from the caller; the TLB holds nothing for tables
-    // that were never loaded, so no flush is needed.
-    let r = unsafe { mapper.map_to_with_table_flags(page, frame, prot.flags(), TABLE_FLAGS, source) };
-    r.map(MapperFlush::ignore).map_err(|e| source.map_error(e, addr))
+/// Writes the identity map's entries straight into tables that are not
+/// live yet. The plan's mappings come in address order, so the page
+/// directory and page table of the previous one are kept: most mappings
+/// write one entry and walk nothing (the `x86_64` mapper walks from the
+/// root for each).
+struct IdentityWriter<'a, 'b> {
+    root: u64,
+    frames: &'a mut FrameAllocator<'b>,
+    /// The 1 GiB slot (`addr >> 30`) and physical address of the last PD.
+    pd: Option<(u64, u64)>,
+    /// The 2 MiB slot (`addr >> 21`) and physical address of the last PT.
+    pt: Option<(u64, u64)>,
+}
+
+impl IdentityWriter<'_, '_> {
+    /// The table entry `index` of `table` leads to, made if missing.
+    fn next_table(&mut self, table: u64, index: usize, addr: u64) -> Result<u64, Error> {
+        // SAFETY: `table` is one of the new tables, which no CPU uses, and
+        // the builder holds the only reference.
+        let entry = &mut unsafe { table_mut(table) }[index];
+        if entry.is_unused() {
+            let next = new_table(self.frames, BOOT_MAP_END)?;
+            entry.set_addr(PhysAddr::new(next), TABLE_FLAGS);
+            return Ok(next);
+        }
+        if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+            return Err(Error::LargePageInTheWay { addr });
+        }
+        Ok(entry.addr().as_u64())
+    }
+
+    fn pd_of(&mut self, addr: u64) -> Result<u64, Error> {
+        match self.pd {
+            Some((slot, pd)) if slot == addr >> 30 => Ok(pd),
+            _ => {
+                let pdpt = self.next_table(self.root, pml4_index(addr), addr)?;
+                let pd = self.next_table(pdpt, pdpt_index(addr), addr)?;
+                self.pd = Some((addr >> 30, pd));
+                Ok(pd)
+            }
+        }
+    }
+
+    fn pt_of(&mut self, addr: u64) -> Result<u64, Error> {
+        match self.pt {
+            Some((slot, pt)) if slot == addr >> 21 => Ok(pt),
+            _ => {
+                let pd = self.pd_of(addr)?;
+                let pt = self.next_table(pd, pd_index(addr), addr)?;
+                self.pt = Some((addr >> 21, pt));
+                Ok(pt)
+            }
+        }
+    }
+
+    /// Identity-maps the page of `size` (4 KiB or 2 MiB) at `addr`.
+    fn map(&mut self, addr: u64, size: u64, prot: Protection) -> Result<(), Error> {
+        let (table, index, flags) = if size == LARGE_PAGE_SIZE {
+            (self.pd_of(addr)?, pd_index(addr), prot.flags() | PageTableFlags::HUGE_PAGE)
+        } else {
+            (self.pt_of(addr)?, pt_index(addr), prot.flags())
+        };
+        // SAFETY: as in `next_table`: a new table, not live, only ours.
+        let entry = &mut unsafe { table_mut(table) }[index];
+        if !entry.is_unused() {
+            return Err(Error::AlreadyMapped { addr });
+        }
+        // No TLB flush: the tables were never loaded.
+        entry.set_addr(PhysAddr::new(addr), flags);
+        Ok(())
+    }
 }
 
 /// A new zeroed page table below `limit`.
@@ -139,18 +191,11 @@ impl Tables {
         let root = new_table(frames, BOOT_MAP_END)?;
         let mut t = Tables { root, stack_pd: 0 };
         {
-            let mut mapper = t.mapper();
-            let mut source = TableFrames { frames, limit: BOOT_MAP_END, error: None };
+            // Identity mappings of the plan, in tables that are not live
+            // yet: nothing can observe them until `activate`.
+            let mut writer = IdentityWriter { root, frames: &mut *frames, pd: None, pt: None };
             for m in plan.mappings() {
-                // Identity mappings of the plan, in tables that are not live
-                // yet: nothing can observe them until `activate`.
-                if m.size == LARGE_PAGE_SIZE {
-                    // SAFETY: the tables are not live (above).
-                    unsafe { map_identity::<Size2MiB>(&mut mapper, m.addr, m.prot, &mut source)? };
-                } else {
-                    // SAFETY: the tables are not live (above).
-                    unsafe { map_identity::<Size4KiB>(&mut mapper, m.addr, m.prot, &mut source)? };
-                }
+                writer.map(m.addr, m.size, m.prot)?;
             }
         }
         let pdpt = new_table(frames, BOOT_MAP_END)?;
@@ -314,4 +359,8 @@ fn pdpt_index(addr: u64) -> usize {
 
 fn pd_index(addr: u64) -> usize {
     ((addr >> 21) & 511) as usize
+}
+
+fn pt_index(addr: u64) -> usize {
+    ((addr >> 12) & 511) as usize
 }

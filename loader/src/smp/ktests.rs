@@ -144,7 +144,10 @@ fn park_and_restart() -> Result<(), Failure> {
         let mask = super::online_mask();
         check_eq!(mask, 1 << boot_cpu(), "round {round}: online CPUs while all APs are parked");
         for cpu in aps() {
+            let wakes = super::wakes(cpu);
             super::start(cpu).map_err(|e| Failure::new(format_args!("round {round}: restart cpu {cpu}: {e}")))?;
+            // A parked CPU leaves its park loop; INIT-SIPI would be slower.
+            check_eq!(super::wakes(cpu), wakes + 1, "round {round}: wakes of cpu {cpu} from its park loop");
         }
         run_on_all()?;
     }

@@ -3,9 +3,12 @@
 //! it again, send fixed and NMI IPIs, run a function on a set of CPUs and
 //! wait for all of them.
 //!
-//! A parked CPU sits with interrupts off in `hlt`; only INIT brings it back,
-//! so a restart is a full start through the trampoline with the CPU's kept
-//! stacks, exactly like the first.
+//! A parked CPU halts in its park loop inside the park request's handler,
+//! where only vectors above the call vector's priority class reach it; a
+//! restart wakes it there with `WAKE_VECTOR` (no INIT, which costs the
+//! reset of the CPU). A CPU that does not answer the wake (ejected, or a new
+//! CPU in its slot) and a CPU never started go through INIT-SIPI and the
+//! trampoline with the CPU's kept stacks, exactly like the first start.
 
 #[cfg(feature = "ktest")]
 mod ktests;
@@ -16,6 +19,7 @@ use crate::interrupts::apic::{self, Ipi};
 use crate::memory::Stack;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use loader_core::acpi::madt::MAX_CPUS;
+use loader_core::smp::start;
 use spin::Mutex;
 
 core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
@@ -44,12 +48,19 @@ extern "C" {
 /// running a posted function can still be stopped.
 pub const CALL_VECTOR: u8 = 0xd0;
 
+/// Vector that wakes a parked CPU: its class (0xe) is above the call
+/// vector's, which stays in service while the CPU is parked.
+pub const WAKE_VECTOR: u8 = 0xe8;
+
 /// Pages of each AP's kernel stack.
 const STACK_PAGES: u64 = 16;
 
 /// How long an AP may take from INIT to running Rust code.
 const START_TIMEOUT_US: u64 = 1_000_000;
 const CALL_TIMEOUT_US: u64 = 2_000_000;
+/// How long a parked CPU may take to leave its park loop before it is
+/// taken for gone and started with INIT-SIPI.
+const WAKE_TIMEOUT_US: u64 = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,8 +69,10 @@ pub enum State {
     Offline = 0,
     Starting = 1,
     Online = 2,
-    /// Stopped by `park`: interrupts off, halted until the next start.
+    /// Stopped by `park`: halted in its park loop until the next start.
     Parked = 3,
+    /// Parked and asked to wake (`start` waits for it to go online).
+    Waking = 4,
 }
 
 impl State {
@@ -68,6 +81,7 @@ impl State {
             1 => State::Starting,
             2 => State::Online,
             3 => State::Parked,
+            4 => State::Waking,
             _ => State::Offline,
         }
     }
@@ -78,6 +92,7 @@ impl State {
             State::Starting => "starting",
             State::Online => "online",
             State::Parked => "parked",
+            State::Waking => "waking",
         }
     }
 }
@@ -132,6 +147,9 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 /// One `run_on` at a time: the mailboxes and PENDING belong to it.
 static CALL_LOCK: Mutex<()> = Mutex::new(());
 
+/// Restarts each CPU took from its park loop (no INIT), for tests.
+static WAKES: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
 static NMI_COUNT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 /// Vector of the stop-the-world rendezvous: the highest priority class.
@@ -155,6 +173,7 @@ pub fn init(boot_cpu: usize) {
     SEEN_APIC_ID[boot_cpu].store(apic::id(), Ordering::Relaxed);
     crate::interrupts::idt::set_handler(CALL_VECTOR, call_ipi).expect("the call vector is reserved for SMP");
     crate::interrupts::idt::set_handler(STOP_VECTOR, stop_ipi).expect("the stop vector is reserved for SMP");
+    crate::interrupts::idt::set_handler(WAKE_VECTOR, wake_ipi).expect("the wake vector is reserved for SMP");
     crate::interrupts::idt::set_nmi_hook(nmi);
 }
 
@@ -165,6 +184,11 @@ pub fn state(cpu: usize) -> State {
 #[cfg(feature = "ktest")]
 pub fn seen_apic_id(cpu: usize) -> u32 {
     SEEN_APIC_ID[cpu].load(Ordering::Relaxed)
+}
+
+#[cfg(feature = "ktest")]
+pub fn wakes(cpu: usize) -> u32 {
+    WAKES[cpu].load(Ordering::Relaxed)
 }
 
 #[cfg(feature = "ktest")]
@@ -193,6 +217,7 @@ pub fn start(cpu: usize) -> Result<(), Error> {
     }
     let _g = START_LOCK.lock();
     match state(cpu) {
+        State::Parked if wake(cpu, apic_id) => return Ok(()),
         State::Offline | State::Parked => {}
         s => return Err(Error::WrongState { cpu, state: s }),
     }
@@ -208,16 +233,19 @@ pub fn start(cpu: usize) -> Result<(), Error> {
     write_trampoline(cpu, stack_top);
     STATE[cpu].store(State::Starting as u8, Ordering::Release);
 
-    // INIT, 10 ms, SIPI, 200 us, SIPI (SDM Vol. 3A 9.4.4.1). The second
-    // SIPI is ignored by a CPU that already left wait-for-SIPI.
+    // INIT, SIPI, SIPI (SDM Vol. 3A 9.4.4.1) with the waits this CPU model
+    // needs. The second SIPI is ignored by a CPU that already left
+    // wait-for-SIPI.
+    let delays = start_delays();
     let sipi = Ipi::Startup((TRAMPOLINE >> 12) as u8);
     let send = |ipi| apic::send_ipi(apic_id, ipi).map_err(|_| Error::Apic);
     send(Ipi::Init)?;
-    crate::time::delay_us(10_000);
+    crate::time::delay_us(delays.init_us as u64);
     send(sipi)?;
-    crate::time::delay_us(200);
+    crate::time::delay_us(delays.sipi_us as u64);
     if state(cpu) == State::Starting {
         send(sipi)?;
+        crate::time::delay_us(delays.sipi_us as u64);
     }
     if !crate::time::wait_until(START_TIMEOUT_US, || state(cpu) == State::Online) {
         // Leave it in INIT so that a late arrival cannot run on stale data.
@@ -226,6 +254,30 @@ pub fn start(cpu: usize) -> Result<(), Error> {
         return Err(Error::StartTimeout(cpu));
     }
     Ok(())
+}
+
+/// Wakes a parked CPU in its park loop; false if it did not go online in
+/// time (then it needs INIT-SIPI). The caller holds the start lock, and
+/// only an online CPU can be parked, so nobody else changes its state.
+fn wake(cpu: usize, apic_id: u32) -> bool {
+    STATE[cpu].store(State::Waking as u8, Ordering::Release);
+    if apic::send_ipi(apic_id, Ipi::Fixed(WAKE_VECTOR)).is_ok()
+        && crate::time::wait_until(WAKE_TIMEOUT_US, || state(cpu) == State::Online)
+    {
+        return true;
+    }
+    // Called off; a CPU that went online just now stays online.
+    let back =
+        STATE[cpu].compare_exchange(State::Waking as u8, State::Parked as u8, Ordering::AcqRel, Ordering::Acquire);
+    back.is_err()
+}
+
+/// The INIT-SIPI waits for the boot CPU's model and `cpu_init_udelay=`.
+fn start_delays() -> start::Delays {
+    let cpuid = raw_cpuid::CpuId::new();
+    let vendor = cpuid.get_vendor_info().map_or(start::Vendor::Other, |v| start::Vendor::from_id(v.as_str()));
+    let family = cpuid.get_feature_info().map_or(0, |f| f.family_id() as u32);
+    start::delays(vendor, family, crate::boot_info().1.init_udelay)
 }
 
 fn write_trampoline(cpu: usize, stack_top: u64) {
@@ -350,16 +402,7 @@ fn call_ipi(_: &mut crate::interrupts::idt::TrapFrame) {
     let request = MAILBOX_FN[cpu].swap(0, Ordering::Acquire);
     match request {
         0 => {}
-        PARK => {
-            crate::interrupts::apic::timer_stop();
-            STATE[cpu].store(State::Parked as u8, Ordering::Release);
-            PENDING.fetch_and(!(1 << cpu), Ordering::AcqRel);
-            crate::interrupts::apic::eoi();
-            loop {
-                x86_64::instructions::interrupts::disable();
-                x86_64::instructions::hlt();
-            }
-        }
+        PARK => park_here(cpu),
         f => {
             // Interrupts on while the function runs: a higher-priority
             // vector (the stop-the-world rendezvous) must still get through.
@@ -370,6 +413,42 @@ fn call_ipi(_: &mut crate::interrupts::idt::TrapFrame) {
         }
     }
 }
+
+/// The park loop, in the park request's handler with interrupts off. The
+/// call vector stays in service, so only the wake (and NMI) get through
+/// the `sti; hlt`. Returns once `wake` asked and the CPU took it.
+fn park_here(cpu: usize) {
+    crate::interrupts::apic::timer_stop();
+    STATE[cpu].store(State::Parked as u8, Ordering::Release);
+    PENDING.fetch_and(!(1 << cpu), Ordering::AcqRel);
+    loop {
+        if state(cpu) == State::Waking {
+            // Shootdowns skip parked CPUs: drop what changed meanwhile,
+            // and tick again, before anyone counts this CPU online.
+            x86_64::instructions::tlb::flush_all();
+            crate::time::timer::start_tick();
+            let online = STATE[cpu].compare_exchange(
+                State::Waking as u8,
+                State::Online as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if online.is_ok() {
+                WAKES[cpu].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // `wake` gave up on this CPU first: stay parked for its INIT.
+            crate::interrupts::apic::timer_stop();
+        }
+        // `sti; hlt` is one step: a wake arriving after the check above
+        // ends this hlt.
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+    }
+}
+
+/// Only ends the `hlt` of a parked CPU; `park_here` reads its state.
+fn wake_ipi(_: &mut crate::interrupts::idt::TrapFrame) {}
 
 fn nmi(_: &mut crate::interrupts::idt::TrapFrame) {
     NMI_COUNT[percpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);

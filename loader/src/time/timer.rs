@@ -1,16 +1,17 @@
 //! Timer calibration and the periodic tick.
 //!
-//! The TSC and the local APIC timer run at rates the loader must measure:
-//! CPUID's nominal TSC rate is wrong under emulators (Bochs advertises
-//! 3.5 GHz but ticks once per emulated instruction). The reference is the
-//! ACPI PM timer, a fixed 3.579545 MHz counter (ACPI 6.5, 4.8.3.3).
+//! The TSC and the local APIC timer run at rates the loader must know. A
+//! 1 ms window against the ACPI PM timer (ACPI 6.5, 4.8.3.3) measures both;
+//! `loader_core::time::calibration` decides whether a rate CPUID enumerates
+//! (exact on real CPUs and under hypervisors that say so) may replace the
+//! measurement: emulators enumerate rates they do not keep.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use loader_core::time::calibration::{
+    self, Enumerated, Rates, Window, MAX_SAMPLE_SPREAD, SAMPLE_TRIES, WINDOW_PM_TICKS,
+};
+use raw_cpuid::CpuId;
 use x86_64::instructions::port::Port;
-
-pub const PM_TIMER_HZ: u64 = 3_579_545;
-/// Calibration window: long enough for 0.1% resolution of the PM timer.
-const WINDOW_PM_TICKS: u64 = PM_TIMER_HZ / 50;
 
 pub const TICK_HZ: u64 = 100;
 pub const TICK_VECTOR: u8 = 0x30;
@@ -24,6 +25,7 @@ static CPU_TICKS: [AtomicU32; loader_core::acpi::madt::MAX_CPUS] =
 #[derive(Debug)]
 pub enum Error {
     NoPmTimer,
+    Window(calibration::Error),
     Vector(u8),
 }
 
@@ -31,44 +33,84 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Error::NoPmTimer => write!(f, "the FADT names no ACPI PM timer, so the TSC cannot be calibrated"),
+            Error::Window(e) => write!(f, "{e}"),
             Error::Vector(v) => write!(f, "timer vector {v:#x} is already taken"),
         }
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Calibration {
-    pub tsc_hz: u64,
-    pub lapic_hz: u64,
+/// What CPUID says about the clocks of this CPU.
+fn enumerated() -> Enumerated {
+    let cpuid = CpuId::new();
+    let leaf15 = cpuid.get_tsc_info().map(|t| (t.denominator(), t.numerator(), t.nominal_frequency()));
+    let base_mhz =
+        cpuid.get_processor_frequency_info().map(|f| f.processor_base_frequency() as u32).filter(|&mhz| mhz != 0);
+    let hv_khz = cpuid
+        .get_hypervisor_info()
+        .and_then(|h| Some((h.tsc_frequency()?, h.apic_frequency()?)))
+        .filter(|&(tsc, _)| tsc != 0);
+    Enumerated { leaf15, base_mhz, hv_khz }
 }
 
-/// Measures the TSC and the APIC timer (divided by 16) against the PM
-/// timer, and starts `time::uptime`.
-pub fn calibrate(acpi: &crate::acpi::Acpi) -> Result<Calibration, Error> {
-    let (port, wide) = acpi.pm_timer.ok_or(Error::NoPmTimer)?;
+/// One reading of the three clocks: PM timer, TSC, APIC timer count.
+#[derive(Clone, Copy)]
+struct Sample {
+    pm: u32,
+    tsc: u64,
+    apic: u32,
+}
+
+/// Reads the clocks between two PM-timer reads and keeps the reading whose
+/// PM reads lie closest together: an emulator thread held up between the
+/// reads (QEMU's PM timer takes its big lock) would otherwise book the
+/// delay to one clock only, and in a 1 ms window that is a large error.
+fn sample(read_pm: &mut impl FnMut() -> u32, mask: u32) -> Sample {
+    let mut best: Option<(u32, Sample)> = None;
+    for _ in 0..SAMPLE_TRIES {
+        let pm = read_pm();
+        let tsc = crate::time::rdtsc();
+        let apic = crate::interrupts::apic::timer_current();
+        let spread = read_pm().wrapping_sub(pm) & mask;
+        if best.is_none_or(|(s, _)| spread < s) {
+            best = Some((spread, Sample { pm, tsc, apic }));
+        }
+        if spread <= MAX_SAMPLE_SPREAD {
+            break;
+        }
+    }
+    best.map(|(_, s)| s).expect("SAMPLE_TRIES is at least 1")
+}
+
+/// Counts TSC and APIC-timer ticks over one window of PM-timer ticks.
+fn measure(port: u16, wide: bool) -> Window {
     let mask: u32 = if wide { u32::MAX } else { 0x00ff_ffff };
     let mut pm = Port::<u32>::new(port);
     // SAFETY: reading the PM timer has no side effects.
     let mut read_pm = || unsafe { pm.read() } & mask;
-    let (c, measured) = x86_64::instructions::interrupts::without_interrupts(|| {
+    x86_64::instructions::interrupts::without_interrupts(|| {
         crate::interrupts::apic::timer_start_masked(u32::MAX);
-        let pm0 = read_pm();
-        let tsc0 = crate::time::rdtsc();
-        let apic0 = crate::interrupts::apic::timer_current();
-        loop {
-            let elapsed = read_pm().wrapping_sub(pm0) & mask;
-            if elapsed as u64 >= WINDOW_PM_TICKS {
-                let tsc = crate::time::rdtsc() - tsc0;
-                let apic = apic0 - crate::interrupts::apic::timer_current();
-                crate::interrupts::apic::timer_stop();
-                break (elapsed as u64, (tsc, apic as u64));
-            }
+        let first = sample(&mut read_pm, mask);
+        while ((read_pm().wrapping_sub(first.pm) & mask) as u64) < WINDOW_PM_TICKS {
+            core::hint::spin_loop();
         }
-    });
-    let cal = Calibration { tsc_hz: measured.0 * PM_TIMER_HZ / c, lapic_hz: measured.1 * PM_TIMER_HZ / c };
-    crate::time::set_tsc_hz(cal.tsc_hz);
-    LAPIC_HZ.store(cal.lapic_hz, Ordering::Relaxed);
-    Ok(cal)
+        let last = sample(&mut read_pm, mask);
+        crate::interrupts::apic::timer_stop();
+        Window {
+            pm_ticks: (last.pm.wrapping_sub(first.pm) & mask) as u64,
+            tsc: last.tsc - first.tsc,
+            apic: first.apic.wrapping_sub(last.apic) as u64,
+        }
+    })
+}
+
+/// Sets the TSC and APIC-timer (divided by 16) rates and starts
+/// `time::uptime`.
+pub fn calibrate(acpi: &crate::acpi::Acpi) -> Result<Rates, Error> {
+    let (port, wide) = acpi.pm_timer.ok_or(Error::NoPmTimer)?;
+    let rates = calibration::choose(&enumerated(), measure(port, wide)).map_err(Error::Window)?;
+    crate::time::set_tsc_hz(rates.tsc_hz);
+    LAPIC_HZ.store(rates.lapic_hz, Ordering::Relaxed);
+    Ok(rates)
 }
 
 /// Installs the tick handler (once).

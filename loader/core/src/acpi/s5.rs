@@ -19,31 +19,45 @@ const PACKAGE_OP: u8 = 0x12;
 
 pub fn find(aml: &[u8]) -> Option<SleepType> {
     let mut at = 0;
-    while let Some(pos) = find_from(aml, at, b"_S5_") {
+    while let Some(pos) = find_from(aml, at, NAME) {
         at = pos + 1;
-        let name_op_ok =
-            (pos >= 1 && aml[pos - 1] == NAME_OP) || (pos >= 2 && aml[pos - 1] == b'\\' && aml[pos - 2] == NAME_OP);
-        if !name_op_ok {
-            continue;
+        if let Some(s5) = at_name(aml, pos) {
+            return Some(s5);
         }
-        let mut p = pos + 4;
-        if aml.get(p) != Some(&PACKAGE_OP) {
-            continue;
-        }
-        p += 1;
-        // PkgLength: bits 7-6 of the lead byte give the count of extra bytes.
-        let lead = *aml.get(p)?;
-        p += 1 + (lead >> 6) as usize;
-        let elements = *aml.get(p)?;
-        p += 1;
-        if elements < 2 {
-            continue;
-        }
-        let (a, len_a) = integer(aml.get(p..)?)?;
-        let (b, _) = integer(aml.get(p + len_a..)?)?;
-        return Some(SleepType { a, b });
     }
     None
+}
+
+/// The name `find` looks for.
+pub const NAME: &[u8; 4] = b"_S5_";
+
+/// The sleep type if `aml[pos..]` is the name of an `_S5_` package
+/// declaration (for scanners that look for several things in one pass).
+pub fn at_name(aml: &[u8], pos: usize) -> Option<SleepType> {
+    if aml.get(pos..pos + 4)? != NAME {
+        return None;
+    }
+    let name_op_ok =
+        (pos >= 1 && aml[pos - 1] == NAME_OP) || (pos >= 2 && aml[pos - 1] == b'\\' && aml[pos - 2] == NAME_OP);
+    if !name_op_ok {
+        return None;
+    }
+    let mut p = pos + 4;
+    if aml.get(p) != Some(&PACKAGE_OP) {
+        return None;
+    }
+    p += 1;
+    // PkgLength: bits 7-6 of the lead byte give the count of extra bytes.
+    let lead = *aml.get(p)?;
+    p += 1 + (lead >> 6) as usize;
+    let elements = *aml.get(p)?;
+    p += 1;
+    if elements < 2 {
+        return None;
+    }
+    let (a, len_a) = integer(aml.get(p..)?)?;
+    let (b, _) = integer(aml.get(p + len_a..)?)?;
+    Some(SleepType { a, b })
 }
 
 /// An integer data object small enough for a SLP_TYP field: value, length.

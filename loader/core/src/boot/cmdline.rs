@@ -40,6 +40,10 @@ pub struct CommandLine<'a> {
     /// online when it loads; the others stay offline until asked for. The
     /// loader itself starts no CPU, so it only passes the number on.
     pub max_cpus: Option<u32>,
+    /// `cpu_init_udelay=`, as on Linux: microseconds between INIT and the
+    /// first SIPI of an AP start; `None` chooses by CPU model
+    /// ([`crate::smp::start::delays`]).
+    pub init_udelay: Option<u32>,
 }
 
 /// One line of help per accepted word, printed with every error.
@@ -54,6 +58,9 @@ pub const HELP: &str = r#"  image=<name>        name of the booted image
   sh="<cmd>[; ...]"   run shell commands at boot, before tests or the prompt
   maxcpus=<n>         cpuhp-plugin brings only the first n CPUs enabled at boot online (n >= 1,
                       the boot CPU included); the others stay offline until `cpu online N`
+  cpu_init_udelay=<us>
+                      wait this long between INIT and SIPI when starting a CPU (default: 0 on
+                      Intel family >= 6, AMD >= 0xf, Hygon >= 0x18, else 10000)
 a value with spaces goes in double quotes: key="a b""#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +109,7 @@ impl<'a> CommandLine<'a> {
             shell: None,
             load: None,
             max_cpus: None,
+            init_udelay: None,
         };
         let mut seen: u16 = 0;
         for word in Words(line) {
@@ -123,6 +131,7 @@ impl<'a> CommandLine<'a> {
                 "sh" => 6,
                 "load" => 7,
                 "maxcpus" => 8,
+                "cpu_init_udelay" => 9,
                 _ => return Err(Error::Unknown(word)),
             };
             if seen & (1 << bit) != 0 {
@@ -151,6 +160,9 @@ impl<'a> CommandLine<'a> {
                 ("maxcpus", Some(v)) => {
                     let n = v.parse().ok().filter(|&n: &u32| n >= 1);
                     cl.max_cpus = Some(n.ok_or_else(|| bad("a CPU count of at least 1 (the boot CPU always runs)"))?)
+                }
+                ("cpu_init_udelay", Some(v)) => {
+                    cl.init_udelay = Some(v.parse().map_err(|_| bad("whole microseconds"))?)
                 }
                 ("watchdog", Some(v)) => cl.watchdog_secs = Some(v.parse().map_err(|_| bad("whole seconds"))?),
                 ("log", Some(v)) => {
@@ -279,6 +291,17 @@ mod tests {
         }
         assert!(matches!(CommandLine::parse("maxcpus"), Err(Error::BadValue { key: "maxcpus", .. })));
         assert_eq!(CommandLine::parse("maxcpus=2 maxcpus=3"), Err(Error::Duplicate("maxcpus")));
+    }
+
+    #[test]
+    fn cpu_init_udelay_is_whole_microseconds() {
+        assert_eq!(CommandLine::parse("").unwrap().init_udelay, None);
+        assert_eq!(CommandLine::parse("cpu_init_udelay=10000").unwrap().init_udelay, Some(10_000));
+        assert_eq!(CommandLine::parse("cpu_init_udelay=0").unwrap().init_udelay, Some(0));
+        for bad in ["-1", "10ms", "cpu_init_udelay"] {
+            let line = std::format!("cpu_init_udelay={bad}");
+            assert!(matches!(CommandLine::parse(&line), Err(Error::BadValue { key: "cpu_init_udelay", .. })));
+        }
     }
 
     #[test]
