@@ -60,17 +60,24 @@ for package in bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools; d
         file:*) [ -e "${probe#file:}" ] || missing+=("$package") ;;
     esac
 done
-if [ ${#missing[@]} -gt 0 ]; then
+# Installs Debian packages from the system's own sources (root only;
+# otherwise says what to run). $1 says what they are for.
+apt_install() {
+    local what=$1
+    shift
     if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing Debian packages: ${missing[*]}" >&2
-        echo "setup: install them as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+        echo "setup: missing Debian packages ($what): $*" >&2
+        echo "setup: install them as root: apt-get update && apt-get install -y $*" >&2
         exit 1
     fi
-    echo "setup: installing ${missing[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y "${missing[@]}"
-    installed+=("${missing[@]}")
+    echo "setup: installing $* ($what; apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get -q update
+    DEBIAN_FRONTEND=noninteractive apt-get -q install -y "$@"
+    installed+=("$@")
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "Bochs, GRUB and ISO tools" "${missing[@]}"
 fi
 
 # --- QEMU 10.0.2, unpacked in place ---------------------------------------
@@ -193,15 +200,7 @@ setup_qemu() {
         fi
     done
     if [ ${#missing_libs[@]} -gt 0 ]; then
-        if [ "$(id -u)" -ne 0 ]; then
-            echo "setup: QEMU 10 needs these bookworm libraries: ${missing_libs[*]}" >&2
-            echo "setup: install them as root: apt-get update && apt-get install -y ${missing_libs[*]}" >&2
-            exit 1
-        fi
-        echo "setup: installing the libraries QEMU 10 needs: ${missing_libs[*]} (apt-get)"
-        DEBIAN_FRONTEND=noninteractive apt-get -q update
-        DEBIAN_FRONTEND=noninteractive apt-get -q install -y "${missing_libs[@]}"
-        installed+=("${missing_libs[@]}")
+        apt_install "libraries QEMU 10 needs" "${missing_libs[@]}"
     fi
     local binary=$new/usr/bin/qemu-system-x86_64 unresolved
     unresolved=$(ldd "$binary" 2>&1 | grep 'not found' || true)

@@ -20,6 +20,10 @@ use super::recipes::{self, Recipe, RECIPES};
 use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
 use super::strip;
 use super::{Error, Result};
+use crate::machine::firmware::firmware_for;
+use crate::machine::layout::QemuLayout;
+use crate::machine::qemu::{Accel, QemuBoot};
+use crate::machine::Serial;
 use crate::{out_dir, shown, workspace_root};
 
 pub const LOADER_FILE: &str = "loader.elf";
@@ -51,6 +55,29 @@ impl Image {
 
     pub fn initrd(&self) -> PathBuf {
         self.dir.join(INITRD_FILE)
+    }
+
+    /// How the image boots in QEMU: its loader, initrd and firmware, with
+    /// no COM2, no reboot and no icount, which callers change as needed.
+    pub fn qemu_boot<'a>(
+        &self,
+        cmdline: &'a str,
+        layout: QemuLayout,
+        accel: Accel,
+        serial: Serial<'a>,
+    ) -> QemuBoot<'a> {
+        QemuBoot {
+            kernel: self.loader(),
+            initrd: self.initrd(),
+            cmdline,
+            layout,
+            accel,
+            serial,
+            reboots: false,
+            icount: false,
+            com2: None,
+            firmware: firmware_for(&self.name),
+        }
     }
 
     /// The command line the image was built with, as the boot uses it.

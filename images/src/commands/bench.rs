@@ -209,16 +209,8 @@ fn run_boot(boot: &BenchBoot, qemu: &Qemu, accel: Accel) -> Result<(Vec<String>,
         Target::Qemu(layout) => {
             let mut c = qemu.command();
             c.args(qemu_args(&QemuBoot {
-                kernel: &image.loader(),
-                initrd: &image.initrd(),
-                cmdline: &cmdline,
-                layout,
-                accel,
-                serial: Serial::File(&serial_path),
-                reboots: false,
                 icount: true,
-                firmware: firmware_for(boot.image),
-                com2: None,
+                ..image.qemu_boot(&cmdline, layout, accel, Serial::File(&serial_path))
             }));
             c
         }

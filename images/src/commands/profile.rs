@@ -21,7 +21,6 @@ use super::symbols::{plugin_bases, trace_pc, Symbols, Tally};
 use super::{Error, Result};
 use crate::build::builder::{self, Image};
 use crate::build::plugin_build::debug_object;
-use crate::machine::firmware::firmware_for;
 use crate::machine::layout::Target;
 use crate::machine::process::{Group, Guard};
 use crate::machine::qemu::{qemu_args, Accel, Qemu, QemuBoot};
@@ -156,16 +155,8 @@ pub fn profile_command(window: &Window) -> Result<ExitCode> {
     let serial_path = dir.join("serial.log");
     let cmdline = boot.cmdline()?;
     let args = profiling_args(qemu_args(&QemuBoot {
-        kernel: &image.loader(),
-        initrd: &image.initrd(),
-        cmdline: &cmdline,
-        layout,
-        accel,
-        serial: Serial::File(&serial_path),
-        reboots: false,
         icount: true,
-        com2: None,
-        firmware: firmware_for(boot.image),
+        ..image.qemu_boot(&cmdline, layout, accel, Serial::File(&serial_path))
     }));
     println!("profile: window `{}`: {}", window.name, window.about);
     println!("profile: booting `{cmdline}` on {} with one instruction per block, every block traced", boot.describe());

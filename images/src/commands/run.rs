@@ -10,7 +10,6 @@ use loader_core::power::exit::Status;
 
 use super::{Error, Result};
 use crate::build::builder::Image;
-use crate::machine::firmware::firmware_for;
 use crate::machine::layout::RUN_LAYOUT;
 use crate::machine::process::{Group, Guard};
 use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
@@ -88,19 +87,8 @@ pub fn run_console(qemu: &Qemu, image: &Image, reboots: bool, extra: &[OsString]
     if socket.exists() {
         fs::remove_file(&socket).map_err(|e| Error::io(format!("removing {}", socket.display()), e))?;
     }
-    let (kernel, initrd) = (image.loader(), image.initrd());
-    let boot = QemuBoot {
-        kernel: &kernel,
-        initrd: &initrd,
-        cmdline: &cmdline,
-        layout: RUN_LAYOUT,
-        accel,
-        serial: Serial::Terminal,
-        reboots,
-        icount: false,
-        firmware: firmware_for(&image.name),
-        com2: Some(&com2),
-    };
+    let boot =
+        QemuBoot { reboots, com2: Some(&com2), ..image.qemu_boot(&cmdline, RUN_LAYOUT, accel, Serial::Terminal) };
     let qmp = qmp_socket();
     if qmp.exists() {
         fs::remove_file(&qmp).map_err(|e| Error::io(format!("removing {}", qmp.display()), e))?;

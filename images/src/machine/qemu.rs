@@ -198,11 +198,11 @@ pub fn check_plug_events(what: &str, accel: Accel, layout: &QemuLayout, hot_adds
 }
 
 /// Everything that makes up one QEMU boot.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct QemuBoot<'a> {
     /// The image's `loader.elf` and `initrd`.
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
     pub cmdline: &'a str,
     pub layout: QemuLayout,
     pub accel: Accel,
@@ -265,9 +265,9 @@ pub fn qemu_args(boot: &QemuBoot) -> Vec<OsString> {
     push(boot.cmdline);
     args.extend(boot.firmware.args());
     args.push("-kernel".into());
-    args.push(boot.kernel.into());
+    args.push(boot.kernel.as_os_str().into());
     args.push("-initrd".into());
-    args.push(boot.initrd.into());
+    args.push(boot.initrd.as_os_str().into());
     args
 }
 
@@ -313,8 +313,8 @@ mod tests {
     fn qemu_test_boot_arguments() {
         let log = Path::new("/tmp/x/serial.log");
         let boot = QemuBoot {
-            kernel: Path::new("/w/images/out/smp/loader.elf"),
-            initrd: Path::new("/w/images/out/smp/initrd"),
+            kernel: "/w/images/out/smp/loader.elf".into(),
+            initrd: "/w/images/out/smp/initrd".into(),
             cmdline: "image=smp test=smp",
             layout: QemuLayout::new(Machine::Q35, 2, 4, 2048),
             accel: Accel::Tcg,
@@ -342,8 +342,8 @@ mod tests {
     #[test]
     fn qemu_reboot_console_and_icount_variants() {
         let boot = QemuBoot {
-            kernel: Path::new("/k"),
-            initrd: Path::new("/i"),
+            kernel: "/k".into(),
+            initrd: "/i".into(),
             cmdline: "image=reboot test=reboot",
             layout: QemuLayout::new(Machine::Pc, 1, 1, 128),
             accel: Accel::Kvm,
@@ -370,8 +370,8 @@ mod tests {
     #[test]
     fn serial_on_a_socket() {
         let boot = QemuBoot {
-            kernel: Path::new("/k"),
-            initrd: Path::new("/i"),
+            kernel: "/k".into(),
+            initrd: "/i".into(),
             cmdline: "image=default",
             layout: RUN_LAYOUT,
             accel: Accel::Tcg,

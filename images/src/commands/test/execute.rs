@@ -2,13 +2,12 @@
 //! emulator and layout, judge what it printed, and gather the details a
 //! failure report shows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::builder::Image;
 use crate::commands::{Error, Result};
 use crate::machine::bochs::{prepare_bochs, BOCHS};
-use crate::machine::firmware::firmware_for;
 use crate::machine::layout::{QemuLayout, Target};
 use crate::machine::qemu::{com2_serial_arg, qemu_args, qmp_args, Accel, Qemu, QemuBoot};
 use crate::machine::{fresh_run_dir, process, Serial};
@@ -72,16 +71,8 @@ fn boot(run: &Run, setting: Setting) -> Result<Finished> {
             let cmdline = image.cmdline()?;
             let mut c = setting.qemu()?.command();
             c.args(qemu_args(&QemuBoot {
-                kernel: &image.loader(),
-                initrd: &image.initrd(),
-                cmdline: &cmdline,
-                layout,
-                accel,
-                serial: Serial::File(&serial_path),
                 reboots: run.recipe.reboots(),
-                icount: false,
-                firmware: firmware_for(&image.name),
-                com2: None,
+                ..image.qemu_boot(&cmdline, layout, accel, Serial::File(&serial_path))
             }));
             c
         }
@@ -104,6 +95,13 @@ fn finished(verdict: Verdict, seconds: f64, serial: &str, serial_path: &Path, ou
     Finished { passed: verdict.passed(), seconds, details }
 }
 
+/// A unix socket for `port` of the run of `scenario`. Socket paths are
+/// limited to about 100 bytes, which a deep workspace could exceed; the
+/// temporary directory is short.
+fn run_socket(scenario: &str, port: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("modvisor-{}-{scenario}-{port}.sock", std::process::id()))
+}
+
 /// Boots `image` with COM1 on a socket and plays `scenario` on it.
 fn play(
     run: &Run,
@@ -114,12 +112,7 @@ fn play(
     serial_path: &Path,
     output: &Path,
 ) -> Result<Finished> {
-    // Unix socket paths are limited to about 100 bytes, which a deep
-    // workspace could exceed; the temporary directory is short.
-    let socket_path = |port: &str| {
-        std::env::temp_dir().join(format!("modvisor-{}-{}-{port}.sock", std::process::id(), scenario.name))
-    };
-    let (socket, com2_socket) = (socket_path("com1"), socket_path("com2"));
+    let (socket, com2_socket) = (run_socket(scenario.name, "com1"), run_socket(scenario.name, "com2"));
     let frames = if scenario.uploads() {
         let read = |path: &str| {
             let file = out_dir().join(path);
@@ -138,16 +131,8 @@ fn play(
     let cmdline = scenario.cmdline(&image.cmdline()?);
     let mut command = setting.qemu()?.command();
     command.args(qemu_args(&QemuBoot {
-        kernel: &image.loader(),
-        initrd: &image.initrd(),
-        cmdline: &cmdline,
-        layout,
-        accel: setting.accel,
-        serial: Serial::Socket(&socket),
         com2: com2.as_ref().map(|_| com2_arg.as_str()),
-        reboots: false,
-        icount: false,
-        firmware: firmware_for(&image.name),
+        ..image.qemu_boot(&cmdline, layout, setting.accel, Serial::Socket(&socket))
     }));
     let driven = drive::drive(scenario, &mut command, &socket, com2.as_ref(), output, serial_path);
     for s in [&socket, &com2_socket] {
@@ -171,27 +156,12 @@ fn play_hotplug(
     serial_path: &Path,
     output: &Path,
 ) -> Result<Finished> {
-    // Short paths: unix socket names hold about 100 bytes.
-    let socket = |what: &str| {
-        std::env::temp_dir().join(format!("modvisor-{}-{}.{what}.sock", std::process::id(), scenario.name))
-    };
-    let (serial, qmp) = (socket("com1"), socket("qmp"));
+    let (serial, qmp) = (run_socket(scenario.name, "com1"), run_socket(scenario.name, "qmp"));
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&qmp);
     let cmdline = image.cmdline()?;
     let mut command = setting.qemu()?.command();
-    command.args(qemu_args(&QemuBoot {
-        kernel: &image.loader(),
-        initrd: &image.initrd(),
-        cmdline: &cmdline,
-        layout,
-        accel: setting.accel,
-        serial: Serial::Socket(&serial),
-        com2: None,
-        reboots: false,
-        icount: false,
-        firmware: firmware_for(&image.name),
-    }));
+    command.args(qemu_args(&image.qemu_boot(&cmdline, layout, setting.accel, Serial::Socket(&serial))));
     command.args(qmp_args(&qmp));
     let plan = cpuhp_qmp::plan_for(setting.accel, setting.seed);
     let driven = hotplug::drive(scenario.script, &plan, &mut command, &serial, &qmp, output, serial_path);
