@@ -62,6 +62,9 @@ pub const DESCRIPTOR_SYMBOL: &str = "MODVISOR_PLUGIN";
 /// Declares a plugin: its descriptor, its metadata note and the `extern "C"`
 /// wrappers around the entry points. See the crate docs for an example.
 ///
+/// - optionally `needs: [VMX, ...]`: CPU features ([`meta::cpu`]) the
+///   plugin cannot run without; the loader refuses it, unhashed, on a CPU
+///   that lacks one;
 /// - `init: fn() -> Result<(), i32>`; `fini: fn()`;
 /// - optionally `retire: fn()`, run on the version a swap replaced once the
 ///   swap committed ([`Descriptor::retire`]): it frees what this version
@@ -80,6 +83,7 @@ pub const DESCRIPTOR_SYMBOL: &str = "MODVISOR_PLUGIN";
 macro_rules! plugin {
     (
         name: $name:literal, version: $version:literal,
+        $(needs: [$($need:ident),* $(,)?],)?
         init: $init:expr, fini: $fini:expr,
         $(retire: $retire:expr,)?
         provides: [$(($pty:ty $(as $pver:literal)?, $ptable:expr)),* $(,)?],
@@ -88,7 +92,8 @@ macro_rules! plugin {
     ) => {
         $crate::plugin!(@note $name, $version,
             [$($crate::meta::LinkSpec::of::<$pty>($crate::plugin!(@version $pty $(as $pver)?))),*],
-            [$($crate::meta::LinkSpec::of::<$rty>($rrange)),*]);
+            [$($crate::meta::LinkSpec::of::<$rty>($rrange)),*],
+            0 $($(| $crate::meta::cpu::$need)*)?);
         $crate::plugin!(@body $init, $fini, [$(($pty, $ptable)),*], $state, $crate::plugin!(@retire $($retire)?));
     };
     (@retire) => { None };
@@ -101,10 +106,10 @@ macro_rules! plugin {
     }};
     (@version $t:ty) => { <$t as $crate::Interface>::VERSION };
     (@version $t:ty as $v:literal) => { $v };
-    (@note $name:literal, $version:literal, [$($p:expr),*], [$($r:expr),*]) => {
+    (@note $name:literal, $version:literal, [$($p:expr),*], [$($r:expr),*], $needs:expr) => {
         const _: () = {
             const __MV_TEXT: $crate::meta::NoteText = $crate::meta::NoteText {
-                name: $name, version: $version, provides: &[$($p),*], requires: &[$($r),*],
+                name: $name, version: $version, provides: &[$($p),*], requires: &[$($r),*], needs: $needs,
             };
             #[used]
             #[link_section = ".note.modvisor"]

@@ -14,12 +14,14 @@
 //!   len   u8        length of the file name
 //!   name  len bytes UTF-8 file name under plugins/ (`counter-plugin-1.0.0.mvp`)
 //!   hash  32 bytes  BLAKE3 of the whole store file (its own signature trailer included)
+//!   needs u32 LE    the CPU features the plugin's metadata says it needs (`meta::cpu`)
 //! ```
 //!
-//! The format holds names and hashes only; which hash and what a match
-//! means are the loader's decision.
+//! The format holds what the runner read; which hash and what a match
+//! means are the loader's decision. `needs` lets the loader refuse a plugin
+//! that cannot run on this CPU before it spends a hash on the file.
 
-pub const MAGIC: [u8; 8] = *b"MVMANIF\x01";
+pub const MAGIC: [u8; 8] = *b"MVMANIF\x02";
 pub const HASH_LEN: usize = 32;
 /// The manifest's path in the initrd (beside the plugin files it lists).
 pub const PATH: &str = "plugins/manifest.mvm";
@@ -52,6 +54,8 @@ impl core::fmt::Display for Error {
 pub struct Entry<'a> {
     pub name: &'a str,
     pub hash: &'a [u8; HASH_LEN],
+    /// CPU features ([`crate::meta::cpu`]) the plugin needs.
+    pub needs: u32,
 }
 
 /// Writes the body for `entries` to `out`. Names longer than 255 bytes do
@@ -63,6 +67,7 @@ pub fn encode<'e>(entries: &[Entry<'e>], out: &mut impl Extend<u8>) {
         out.extend([e.name.len() as u8]);
         out.extend(e.name.bytes());
         out.extend(*e.hash);
+        out.extend(e.needs.to_le_bytes());
     }
 }
 
@@ -97,11 +102,12 @@ impl<'a> Entries<'a> {
         let (&len, rest) = self.rest.split_first().ok_or(truncated)?;
         let (name, rest) = rest.split_at_checked(len as usize).ok_or(truncated)?;
         let (hash, rest) = rest.split_first_chunk::<HASH_LEN>().ok_or(truncated)?;
+        let (needs, rest) = rest.split_first_chunk::<4>().ok_or(truncated)?;
         let name = core::str::from_utf8(name).ok().filter(|n| !n.is_empty()).ok_or(Error::BadName { index })?;
         self.rest = rest;
         self.left -= 1;
         self.index += 1;
-        Ok(Entry { name, hash })
+        Ok(Entry { name, hash, needs: u32::from_le_bytes(*needs) })
     }
 }
 
@@ -127,7 +133,10 @@ mod tests {
     #[test]
     fn entries_round_trip_in_order() {
         let (h1, h2) = ([1; HASH_LEN], [2; HASH_LEN]);
-        let list = [Entry { name: "a-plugin-1.0.0.mvp", hash: &h1 }, Entry { name: "b-plugin-2.0.0.mvp", hash: &h2 }];
+        let list = [
+            Entry { name: "a-plugin-1.0.0.mvp", hash: &h1, needs: 0 },
+            Entry { name: "b-plugin-2.0.0.mvp", hash: &h2, needs: crate::meta::cpu::VMX },
+        ];
         let b = body(&list);
         assert_eq!(&b[..8], &MAGIC);
         assert_eq!(parse(&b).unwrap().collect::<Vec<_>>(), list);
@@ -137,8 +146,9 @@ mod tests {
     #[test]
     fn damaged_bodies_are_refused() {
         let h = [7; HASH_LEN];
-        let b = body(&[Entry { name: "a", hash: &h }, Entry { name: "bb", hash: &h }]);
-        assert_eq!(parse(b"MVMANIF\x02\0\0\0\0").unwrap_err(), Error::Magic);
+        let b = body(&[Entry { name: "a", hash: &h, needs: 0 }, Entry { name: "bb", hash: &h, needs: 0 }]);
+        // A manifest of the format before `needs`.
+        assert_eq!(parse(b"MVMANIF\x01\0\0\0\0").unwrap_err(), Error::Magic);
         assert_eq!(parse(&b[..10]).unwrap_err(), Error::Truncated { index: 0 });
         assert_eq!(parse(&b[..b.len() - 1]).unwrap_err(), Error::Truncated { index: 1 });
         let mut long = b.clone();

@@ -12,7 +12,13 @@
 //! version=1.0.0
 //! provides=counter 16 1.0.0
 //! requires=log 8 ^1.0
+//! needs=vmx
 //! ```
+//!
+//! A `needs` line names the CPU features ([`cpu`]) without which the
+//! plugin cannot run; the loader refuses it on a CPU that lacks one, and
+//! the store manifest repeats the set so that the refusal comes before the
+//! file is even hashed.
 
 use crate::abi::{name_hash, Item};
 use crate::ffi::ITEM_COUNT;
@@ -22,6 +28,34 @@ pub const NOTE_SECTION: &str = ".note.modvisor";
 pub const NOTE_OWNER: &[u8] = b"modvisor";
 pub const NOTE_TYPE: u32 = 0x4d56_0001;
 pub const MAX_LINKS: usize = 8;
+
+/// CPU features a plugin can need, as a bit set.
+pub mod cpu {
+    /// VMX (CPUID.1:ECX bit 5).
+    pub const VMX: u32 = 1 << 0;
+    /// Every feature by its `needs=` name.
+    pub const NAMES: &[(&str, u32)] = &[("vmx", VMX)];
+
+    /// The names of the features in `set`, space-separated (bits without a
+    /// name are shown as a hexadecimal remainder).
+    pub struct Names(pub u32);
+
+    impl core::fmt::Display for Names {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let mut left = self.0;
+            let mut sep = "";
+            for &(name, bit) in NAMES.iter().filter(|(_, bit)| self.0 & bit != 0) {
+                write!(f, "{sep}{name}")?;
+                left &= !bit;
+                sep = " ";
+            }
+            if left != 0 {
+                write!(f, "{sep}{left:#x}")?;
+            }
+            Ok(())
+        }
+    }
+}
 
 /// Bytes of the descriptor before the text: fingerprint, item count,
 /// items.
@@ -72,6 +106,8 @@ pub struct NoteText<'a> {
     pub version: &'static str,
     pub provides: &'a [LinkSpec],
     pub requires: &'a [LinkSpec],
+    /// CPU features ([`cpu`]) the plugin cannot run without.
+    pub needs: u32,
 }
 
 /// Writes text into a fixed buffer in const context; measures it when the
@@ -136,6 +172,22 @@ impl Writer<'_> {
         self.str("\n");
         self.links("provides=", t.provides);
         self.links("requires=", t.requires);
+        if t.needs != 0 {
+            self.str("needs=");
+            let mut i = 0;
+            let mut first = true;
+            while i < cpu::NAMES.len() {
+                if t.needs & cpu::NAMES[i].1 != 0 {
+                    if !first {
+                        self.str(" ");
+                    }
+                    self.str(cpu::NAMES[i].0);
+                    first = false;
+                }
+                i += 1;
+            }
+            self.str("\n");
+        }
     }
 }
 
@@ -200,6 +252,8 @@ pub struct Metadata<'a> {
     pub version: &'a str,
     provides: [Option<Link<'a>>; MAX_LINKS],
     requires: [Option<Link<'a>>; MAX_LINKS],
+    /// CPU features ([`cpu`]) the plugin cannot run without.
+    pub needs: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,8 +293,15 @@ impl<'a> Metadata<'a> {
         let text_at = text_at.ok_or(Error::TooShort)?;
         let text = core::str::from_utf8(&desc[text_at..]).map_err(|_| Error::NotUtf8)?;
         let items = &desc[12..text_at];
-        let mut m =
-            Metadata { abi, items, name: "", version: "", provides: [None; MAX_LINKS], requires: [None; MAX_LINKS] };
+        let mut m = Metadata {
+            abi,
+            items,
+            name: "",
+            version: "",
+            provides: [None; MAX_LINKS],
+            requires: [None; MAX_LINKS],
+            needs: 0,
+        };
         let (mut np, mut nr) = (0, 0);
         for line in text.trim_end_matches('\0').lines().filter(|l| !l.is_empty()) {
             let (key, value) = line.split_once('=').ok_or(Error::BadLine(line))?;
@@ -270,6 +331,18 @@ impl<'a> Metadata<'a> {
                     };
                     *list.get_mut(*n).ok_or(Error::TooMany(what))? = link;
                     *n += 1;
+                }
+                "needs" => {
+                    if m.needs != 0 {
+                        return Err(Error::Duplicate("needs"));
+                    }
+                    for word in value.split_whitespace() {
+                        let bit = cpu::NAMES.iter().find(|(n, _)| *n == word).ok_or(Error::BadLine(line))?.1;
+                        m.needs |= bit;
+                    }
+                    if m.needs == 0 {
+                        return Err(Error::BadLine(line));
+                    }
                 }
                 _ => return Err(Error::BadLine(line)),
             }
@@ -353,8 +426,10 @@ mod tests {
             version: "1.0.0",
             provides: &[LinkSpec::of::<Pair>(Pair::VERSION)],
             requires: &[LinkSpec::of::<Pair>(">=1.0.0, <2.0.0")],
+            needs: cpu::VMX,
         };
-        const TEXT: &str = "name=a\nversion=1.0.0\nprovides=pair 16 1.0.0\nrequires=pair 16 >=1.0.0, <2.0.0\n";
+        const TEXT: &str =
+            "name=a\nversion=1.0.0\nprovides=pair 16 1.0.0\nrequires=pair 16 >=1.0.0, <2.0.0\nneeds=vmx\n";
         assert_eq!(T.written_len(), TEXT.len());
         let n = Note::<{ padded(T.written_len()) }>::new(0x1122, &ITEMS, &T);
         assert_eq!(core::mem::size_of_val(&n) % 4, 0);
@@ -371,6 +446,18 @@ mod tests {
         let listed: Vec<(u32, u32)> = ITEMS.iter().map(|i| (name_hash(i.name), i.hash)).collect();
         assert_eq!(m.items().collect::<Vec<_>>(), listed);
         assert_eq!(m.requires().next(), Some(Link { interface: "pair", table_size: 16, version: ">=1.0.0, <2.0.0" }));
+        assert_eq!(m.needs, cpu::VMX);
+    }
+
+    #[test]
+    fn needs_name_known_cpu_features_once() {
+        assert_eq!(Metadata::parse(&desc(0, "name=a\nversion=1\nneeds=vmx\n")).unwrap().needs, cpu::VMX);
+        assert_eq!(Metadata::parse(&desc(0, "name=a\nversion=1\n")).unwrap().needs, 0);
+        assert_eq!(Metadata::parse(&desc(0, "name=a\nversion=1\nneeds=sgx\n")), Err(Error::BadLine("needs=sgx")));
+        assert_eq!(Metadata::parse(&desc(0, "name=a\nversion=1\nneeds=\n")), Err(Error::BadLine("needs=")));
+        let twice = "name=a\nversion=1\nneeds=vmx\nneeds=vmx\n";
+        assert_eq!(Metadata::parse(&desc(0, twice)), Err(Error::Duplicate("needs")));
+        assert_eq!(std::format!("{}", cpu::Names(cpu::VMX | 0x10)), "vmx 0x10");
     }
 
     #[test]

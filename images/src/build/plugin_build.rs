@@ -28,7 +28,9 @@ use ed25519_compact::KeyPair;
 use loader_core::plugin::store::file_hash;
 
 use super::plugin_elf::{self, Mutation};
-use super::shared::{cargo, is_stale, mtime, toolchain_tool, write_if_changed, KERNEL_TARGET};
+use super::shared::{
+    cargo, is_stale, made_from_other, mtime, record_stamp, stamp, toolchain_tool, write_if_changed, KERNEL_TARGET,
+};
 use super::{signing, Error, Result};
 use crate::{out_dir, shown, workspace_root};
 
@@ -295,15 +297,18 @@ fn build_variant(
     let key_name = krate.variant_key(feature);
     let full = linking.link_dir.join(format!("{key_name}.so"));
     let stripped = linking.link_dir.join(format!("{key_name}.stripped.so"));
-    // Cargo hard-links the variant's own artifact to `archive`, so
-    // its mtime changes only when this variant was recompiled.
-    let inputs: Vec<_> = mtime(&archive).into_iter().collect();
+    // Cargo hard-links the variant's own artifact to `archive`: the
+    // stamp names which artifact each output was linked from.
+    let from = stamp(&archive).ok_or_else(|| {
+        Error::Environment(format!("cargo built {} but {} is missing", krate.package, archive.display()))
+    })?;
     for (output, strip) in [(&full, false), (&stripped, true)] {
-        if is_stale(mtime(output), &inputs) {
+        if made_from_other(output, &from) {
             run_tool(
                 Command::new(&linking.lld).args(link_args(&archive, output, &linking.script, strip)),
                 &format!("rust-lld for {key_name}"),
             )?;
+            record_stamp(output, &from)?;
         }
     }
 
@@ -362,12 +367,18 @@ fn store_files(bodies: &Bodies, key: &KeyPair) -> Result<BTreeMap<String, StoreF
     let changed = signing::sign(base, key);
     let not_its_hash = file_hash(&[&changed[..], b"as built"].concat());
     add(BAD_HASH_FILE, changed, None);
-    let mut listed: Vec<(&str, [u8; plugins::manifest::HASH_LEN])> = store
+    let hashes: Vec<(&str, [u8; plugins::manifest::HASH_LEN], u32)> = store
         .iter()
         .filter(|(_, f)| f.plugin.is_some())
-        .map(|(name, f)| (name.as_str(), file_hash(&f.bytes)))
+        .map(|(name, f)| {
+            let needs =
+                bodies.get(name).and_then(|(_, _, body)| plugin_elf::metadata(body).ok()).map_or(0, |m| m.needs);
+            (name.as_str(), file_hash(&f.bytes), needs)
+        })
+        .chain([(BAD_HASH_FILE, not_its_hash, 0)])
         .collect();
-    listed.push((BAD_HASH_FILE, not_its_hash));
+    let listed: Vec<_> =
+        hashes.iter().map(|(name, hash, needs)| plugins::manifest::Entry { name, hash, needs: *needs }).collect();
     let manifest = signing::manifest(&listed, key)?;
     store.insert(
         MANIFEST_KEY.to_string(),

@@ -17,6 +17,35 @@ pub fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// What `output` was made from, as a line: `input`'s inode, size and
+/// mtime. Cargo hard-links `release/lib*.a` to the artifact of the build
+/// asked for, and after a profile setting flips back that is an older
+/// cached one: its mtime goes back, so only a changed stamp tells.
+pub fn stamp(input: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(input).ok()?;
+    Some(format!("{} {} {}.{:09}\n", m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Where the stamp of what `output` was made from is kept.
+fn stamp_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".from");
+    PathBuf::from(name)
+}
+
+/// Whether `output` is missing or was made from something else than
+/// `stamp` describes.
+pub fn made_from_other(output: &Path, stamp: &str) -> bool {
+    !output.exists() || fs::read_to_string(stamp_path(output)).ok().as_deref() != Some(stamp)
+}
+
+/// Records that `output` was made from what `stamp` describes.
+pub fn record_stamp(output: &Path, stamp: &str) -> Result<()> {
+    let path = stamp_path(output);
+    fs::write(&path, stamp).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
 /// A target needs rebuilding when it is missing or older than any input.
 pub fn is_stale(target: Option<SystemTime>, inputs: &[SystemTime]) -> bool {
     match target {
@@ -74,5 +103,27 @@ mod tests {
         assert!(is_stale(Some(t), &[older, newer]));
         assert!(!is_stale(Some(t), &[older, t]));
         assert!(!is_stale(Some(t), &[]));
+    }
+
+    #[test]
+    fn an_output_is_remade_when_its_input_is_another_file_even_an_older_one() {
+        let dir = std::env::temp_dir().join(format!("mv-stamp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (old, new, out, link) = (dir.join("old.a"), dir.join("new.a"), dir.join("out.so"), dir.join("lib.a"));
+        fs::write(&old, b"old build").unwrap();
+        fs::write(&new, b"new build").unwrap();
+        let link_to = |target: &Path| {
+            let _ = fs::remove_file(&link);
+            fs::hard_link(target, &link).unwrap();
+            stamp(&link).unwrap()
+        };
+        let from_new = link_to(&new);
+        assert!(made_from_other(&out, &from_new), "no output yet");
+        fs::write(&out, b"linked").unwrap();
+        record_stamp(&out, &from_new).unwrap();
+        assert!(!made_from_other(&out, &from_new));
+        // The link goes back to the older artifact, as cargo's does.
+        assert!(made_from_other(&out, &link_to(&old)));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,14 +90,14 @@ pub fn sign(body: &[u8], key: &KeyPair) -> Vec<u8> {
 }
 
 /// The store manifest (`plugins::manifest`), signed: each listed file
-/// (name under `plugins/`, the hash it must have).
-pub fn manifest(listed: &[(&str, [u8; plugins::manifest::HASH_LEN])], key: &KeyPair) -> Result<Vec<u8>> {
-    if let Some((name, _)) = listed.iter().find(|(name, _)| name.is_empty() || name.len() > usize::from(u8::MAX)) {
-        return Err(Error::Recipe(format!("store file name `{name}` does not fit the manifest (1 to 255 bytes)")));
+/// (name under `plugins/`, the hash it must have, the CPU features its
+/// metadata says it needs).
+pub fn manifest(entries: &[plugins::manifest::Entry], key: &KeyPair) -> Result<Vec<u8>> {
+    if let Some(e) = entries.iter().find(|e| e.name.is_empty() || e.name.len() > usize::from(u8::MAX)) {
+        return Err(Error::Recipe(format!("store file name `{}` does not fit the manifest (1 to 255 bytes)", e.name)));
     }
-    let entries: Vec<_> = listed.iter().map(|(name, hash)| plugins::manifest::Entry { name, hash }).collect();
     let mut body = Vec::new();
-    plugins::manifest::encode(&entries, &mut body);
+    plugins::manifest::encode(entries, &mut body);
     Ok(sign(&body, key))
 }
 
@@ -120,19 +120,21 @@ mod tests {
     #[test]
     fn the_manifest_is_signed_and_lists_the_files() {
         use loader_core::plugin::store::{file_hash, Index, Trust};
+        use plugins::manifest::Entry;
         let key = KeyPair::from_seed(Seed::new([9; SEED_LEN]));
         let file = sign(b"\x7fELF body", &key);
-        let m = manifest(&[("a-plugin-1.0.0.mvp", file_hash(&file))], &key).unwrap();
+        let hash = file_hash(&file);
+        let m = manifest(&[Entry { name: "a-plugin-1.0.0.mvp", hash: &hash, needs: 0 }], &key).unwrap();
         let files = [("plugins/a-plugin-1.0.0.mvp", &file[..]), (plugins::manifest::PATH, &m[..])];
         let (mut index, problem) = Index::build(files.into_iter(), &key.pk);
         assert_eq!(problem, None);
-        assert_eq!(index.entries()[0].trust, Trust::Listed(file_hash(&file)));
-        assert_eq!(index.open(0).unwrap(), b"\x7fELF body");
+        assert_eq!(index.entries()[0].trust, Trust::Listed { hash, needs: 0 });
+        assert_eq!(index.open(0, 0).unwrap(), b"\x7fELF body");
         let other = KeyPair::from_seed(Seed::new([8; SEED_LEN]));
         let (_, problem) = Index::build(files.into_iter(), &other.pk);
         assert!(problem.is_some(), "a manifest signed in another tree is refused");
-        assert!(manifest(&[("", [0; 32])], &key).is_err());
-        assert!(manifest(&[(&"x".repeat(256), [0; 32])], &key).is_err());
+        assert!(manifest(&[Entry { name: "", hash: &hash, needs: 0 }], &key).is_err());
+        assert!(manifest(&[Entry { name: &"x".repeat(256), hash: &hash, needs: 0 }], &key).is_err());
     }
 
     #[test]

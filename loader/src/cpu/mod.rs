@@ -23,6 +23,18 @@ impl CpuStacks {
     }
 }
 
+/// The CPU features plugins can need (`plugins::meta::cpu`) that the boot
+/// CPU has.
+pub fn plugin_features() -> u32 {
+    let cpuid = raw_cpuid::CpuId::new();
+    let vmx = cpuid.get_feature_info().is_some_and(|f| f.has_vmx());
+    if vmx {
+        plugins::meta::cpu::VMX
+    } else {
+        0
+    }
+}
+
 /// Sets up the running CPU as logical CPU `id`: per-CPU area, GDT, TSS with
 /// the IST stacks, IDT. Interrupts must be off.
 pub fn init_this_cpu(id: usize, apic_id: u32, stacks: &CpuStacks) {

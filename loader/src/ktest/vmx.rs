@@ -3,18 +3,23 @@
 //! logical offline and online, a CPU that comes online after the load, an
 //! injected failure rolled back, a swap that keeps VMX on, unload, a load
 //! refused while the system goes down, and the reboot path leaving VMX on
-//! every CPU. The `vmx-absent` suite (QEMU, no VMX under TCG): the load
-//! fails with "not supported", registers nothing, and cpuhp keeps working.
+//! every CPU. The `vmx-absent` suite (QEMU, no VMX under TCG): the store
+//! refuses vmx-plugin before hashing it (the signed manifest says it needs
+//! VMX), an upload of it is refused by its metadata, nothing is
+//! registered, and cpuhp keeps working.
 
 use super::cpuhp::{boot_aps, cpuhp, last_failure};
 use crate::ktest::{with, Failure, Test};
 use crate::plugin::registry;
 use crate::{check, check_eq, failure};
+use alloc::string::ToString;
 use core::sync::atomic::{AtomicU64, Ordering};
 use cpuhp_api::code::FAILED;
 use cpuhp_api::direction::UP;
 use cpuhp_api::StateInfo;
-use vmx_api::code::{BUSY, NOT_SUPPORTED};
+use loader_core::plugin::store::Error::CpuLacks;
+use plugins::meta::cpu::VMX;
+use vmx_api::code::BUSY;
 use vmx_api::Vmx;
 
 crate::suite!(SUITE_VMX, "vmx", TESTS, crate::ktest::InAll::OnlyWhenNamed);
@@ -315,8 +320,20 @@ fn absent() -> Result<(), Failure> {
     load("cpuhp-plugin", Some("1.2.0"))?;
     let states = cpuhp(|t| (t.state_count)())?;
     match registry::load("vmx-plugin", None) {
-        Err(registry::Error::InitFailed { code, .. }) => check_eq!(code, NOT_SUPPORTED, "init's error"),
+        Err(e @ registry::Error::Store(CpuLacks { missing: VMX, .. })) => {
+            check_eq!(e.to_string(), "vmx-plugin needs vmx, which this CPU does not have", "the refusal");
+        }
         other => return Err(failure!("load without VMX: {other:?}")),
+    }
+    // The same file uploaded: no manifest lists it, so its metadata's
+    // `needs` line refuses it once its signature has passed.
+    let version = semver::Version::new(1, 1, 0);
+    let file =
+        crate::plugin::store::initrd_file("vmx-plugin", &version).ok_or_else(|| failure!("no vmx-plugin 1.1.0"))?;
+    crate::plugin::store::add_uploaded("vmx-plugin".into(), version, file.to_vec());
+    match registry::load("vmx-plugin", Some("1.1.0")) {
+        Err(registry::Error::Store(CpuLacks { missing: VMX, .. })) => {}
+        other => return Err(failure!("uploaded vmx-plugin without VMX: {other:?}")),
     }
     check!(registry::provider_table("vmx", 0).is_none(), "`vmx` provided after the failed load");
     check!(crate::shell::execute("vmx").is_err(), "the `vmx` command outlived the failed load");

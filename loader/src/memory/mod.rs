@@ -152,6 +152,21 @@ pub fn for_each_mapping(f: impl FnMut(Leaf)) -> Result<(), Error> {
     })
 }
 
+/// The address the linker gave symbol `$sym`, taken by an instruction the
+/// optimiser cannot see through: to LLVM two extern statics are distinct
+/// objects, so under LTO it folds `&__text_end == &__rodata_start` to false
+/// although the linker script puts both at one address.
+macro_rules! linker_address {
+    ($sym:ident) => {{
+        let addr: u64;
+        // SAFETY: `lea` computes the symbol's address and touches nothing else.
+        unsafe {
+            core::arch::asm!("lea {}, [rip + {}]", out(reg) addr, sym $sym, options(pure, nomem, nostack, preserves_flags))
+        };
+        addr
+    }};
+}
+
 /// The image's section bounds from the linker script.
 pub fn image_sections() -> ImageSections {
     extern "C" {
@@ -164,12 +179,12 @@ pub fn image_sections() -> ImageSections {
         static __data_end: u8;
     }
     ImageSections {
-        start: &raw const __image_start as u64,
-        text_start: &raw const __text_start as u64,
-        text_end: &raw const __text_end as u64,
-        rodata_start: &raw const __rodata_start as u64,
-        rodata_end: &raw const __rodata_end as u64,
-        data_start: &raw const __data_start as u64,
-        end: &raw const __data_end as u64,
+        start: linker_address!(__image_start),
+        text_start: linker_address!(__text_start),
+        text_end: linker_address!(__text_end),
+        rodata_start: linker_address!(__rodata_start),
+        rodata_end: linker_address!(__rodata_end),
+        data_start: linker_address!(__data_start),
+        end: linker_address!(__data_end),
     }
 }

@@ -213,11 +213,11 @@ const BAD_FILES: [Case<ElfError>; 5] = [
 fn manifest_lists() -> Result<(), Failure> {
     let counter = super::store::trust_of("counter-plugin", &semver::Version::new(1, 0, 0));
     check!(
-        matches!(counter, Some(Trust::Listed(_))),
+        matches!(counter, Some(Trust::Listed { .. })),
         "counter-plugin 1.0.0 is {counter:?}, not listed by the manifest"
     );
     let unmatched = super::store::trust_of("bad-hash-plugin", &semver::Version::new(1, 0, 0));
-    check!(matches!(unmatched, Some(Trust::Listed(_))), "bad-hash-plugin 1.0.0 is {unmatched:?}");
+    check!(matches!(unmatched, Some(Trust::Listed { .. })), "bad-hash-plugin 1.0.0 is {unmatched:?}");
     Ok(())
 }
 

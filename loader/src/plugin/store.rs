@@ -45,7 +45,7 @@ fn build() -> Mutex<Index<'static>> {
     if let Some(problem) = problem {
         log::error!("plugin store: {problem}");
     }
-    let listed = index.entries().iter().filter(|e| matches!(e.trust, Trust::Listed(_))).count();
+    let listed = index.entries().iter().filter(|e| matches!(e.trust, Trust::Listed { .. })).count();
     log::info!("plugin store: {} files in the initrd, {listed} listed by its signed manifest", index.entries().len());
     Mutex::new(index)
 }
@@ -78,7 +78,8 @@ pub type Opened = Result<Cow<'static, [u8]>, Error>;
 
 /// The ELF bytes of plugin `name` at `version`, or at its highest version,
 /// checked (`None`: no such file). An uploaded file wins over the initrd's
-/// of the same version; uploads were checked when they came.
+/// of the same version; uploads were checked when they came. An initrd
+/// plugin the CPU cannot run is refused before it is hashed.
 pub fn open(name: &str, version: Option<&Version>) -> Option<(Version, Opened)> {
     let uploaded = UPLOADED
         .lock()
@@ -86,15 +87,16 @@ pub fn open(name: &str, version: Option<&Version>) -> Option<(Version, Opened)> 
         .filter(|e| e.name == name && version.is_none_or(|v| *v == e.version))
         .max_by(|a, b| a.version.cmp(&b.version))
         .map(|e| (e.version.clone(), plugins::sig::split(&e.bytes).map(|(body, _)| body.to_vec())));
+    let have = crate::cpu::plugin_features();
     let mut index = index().lock();
     let from_initrd = index.find(name, version).map(|i| (index.entries()[i].version.clone(), i));
     match (uploaded, from_initrd) {
-        (Some(u), Some(i)) if i.0 > u.0 => Some((i.0, index.open(i.1).map(Cow::Borrowed))),
+        (Some(u), Some(i)) if i.0 > u.0 => Some((i.0, index.open(i.1, have).map(Cow::Borrowed))),
         (Some((v, body)), _) => {
             let body = body.map_err(|_| Error::File(loader_core::plugin::elf::Error::Unsigned));
             Some((v, body.map(Cow::Owned)))
         }
-        (None, Some(i)) => Some((i.0, index.open(i.1).map(Cow::Borrowed))),
+        (None, Some(i)) => Some((i.0, index.open(i.1, have).map(Cow::Borrowed))),
         (None, None) => None,
     }
 }
@@ -104,6 +106,14 @@ pub fn open(name: &str, version: Option<&Version>) -> Option<(Version, Opened)> 
 pub fn trust_of(name: &str, version: &Version) -> Option<Trust> {
     let index = index().lock();
     index.find(name, Some(version)).map(|i| index.entries()[i].trust)
+}
+
+/// The initrd's file of `name` at `version`, signature trailer included
+/// (the suites upload it again).
+#[cfg(feature = "ktest")]
+pub fn initrd_file(name: &str, version: &Version) -> Option<&'static [u8]> {
+    let index = index().lock();
+    index.find(name, Some(version)).map(|i| index.entries()[i].file)
 }
 
 /// Adds an uploaded (already verified) plugin file.

@@ -257,9 +257,11 @@ extern "C" fn load_vmcs_here(_: usize) -> i32 {
     }
 }
 
-/// The page in `slot` (allocated on first use, kept while the plugin is
-/// loaded), cleared and stamped with `revision` as a VMXON region or VMCS
-/// must be; its physical address. The page must not be in use.
+/// The page in `slot` (allocated and cleared on first use, kept while the
+/// plugin is loaded), stamped with `revision` as a VMXON region or VMCS
+/// must be; its physical address. The page must not be in use. A page used
+/// before is not cleared again: VMXON and VMCLEAR need only the revision
+/// id, and the enable path is timed (`vmx-enable`).
 fn page(slot: &AtomicU64, revision: u32) -> Result<u64, i32> {
     let mut virt = slot.load(Ordering::Acquire);
     if virt == 0 {
@@ -269,12 +271,12 @@ fn page(slot: &AtomicU64, revision: u32) -> Result<u64, i32> {
         if virt == 0 {
             return Err(code::NO_MEMORY);
         }
+        // SAFETY: the page was just allocated, so nothing else uses it.
+        unsafe { core::ptr::write_bytes(virt as *mut u8, 0, PAGE) };
         slot.store(virt, Ordering::Release);
     }
-    // SAFETY: the page is ours and idle (per the caller).
-    unsafe { core::ptr::write_bytes(virt as *mut u8, 0, PAGE) };
-    // SAFETY: as above; bit 31 of the first word must be 0 (SDM Vol. 3C,
-    // 25.2 and 25.11.5).
+    // SAFETY: the page is ours and idle (per the caller); bit 31 of the
+    // first word must be 0 (SDM Vol. 3C, 25.2 and 25.11.5).
     unsafe { (virt as *mut u32).write_volatile(revision & 0x7fff_ffff) };
     // SAFETY: a plain query of the loader.
     match unsafe { ffi::mv_virt_to_phys(virt as *const u8) } {
@@ -524,6 +526,7 @@ static TABLE: Vmx = Vmx {
 #[cfg(feature = "v1")]
 plugins::plugin! {
     name: "vmx-plugin", version: "1.0.0",
+    needs: [VMX],
     init: init, fini: fini,
     provides: [(Vmx, &TABLE)],
     requires: [(Cpuhp, "^1.2")],
@@ -533,6 +536,7 @@ plugins::plugin! {
 #[cfg(feature = "v2")]
 plugins::plugin! {
     name: "vmx-plugin", version: "1.1.0",
+    needs: [VMX],
     init: init, fini: fini,
     provides: [(Vmx as "1.1.0", &TABLE)],
     requires: [(Cpuhp, "^1.2")],

@@ -28,7 +28,7 @@ pub struct Plan {
     /// Random operations after the fixed prefix.
     pub random_ops: usize,
     /// Whether the emulated CPU lacks VMX (TCG): the image also loads
-    /// vmx-plugin, whose load must then fail with "not supported" before
+    /// vmx-plugin, whose load the store must then refuse (no VMX) before
     /// any of the hotplug above (cpuhp unaffected by the failed load).
     pub vmx_absent: bool,
 }

@@ -433,6 +433,8 @@ pub struct OwnedMetadata {
     pub version: String,
     pub provides: Vec<OwnedLink>,
     pub requires: Vec<OwnedLink>,
+    /// CPU features (`plugins::meta::cpu`) the plugin needs.
+    pub needs: u32,
 }
 
 impl From<&Metadata<'_>> for OwnedMetadata {
@@ -448,6 +450,7 @@ impl From<&Metadata<'_>> for OwnedMetadata {
             version: m.version.into(),
             provides: m.provides().map(own).collect(),
             requires: m.requires().map(own).collect(),
+            needs: m.needs,
         }
     }
 }

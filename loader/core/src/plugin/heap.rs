@@ -93,6 +93,11 @@ pub struct Account {
     pub predecessor: Option<u64>,
 }
 
+impl Account {
+    /// An unused account slot (no plugin has id 0).
+    const FREE: Account = Account { id: 0, image: (0, 0), held: Totals { bytes: 0, blocks: 0 }, predecessor: None };
+}
+
 /// How a plugin version ended, which decides what becomes of what it
 /// still held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,7 +277,9 @@ impl Slot {
 pub struct Ledger<const N: usize, const A: usize> {
     slots: [Slot; N],
     live: usize,
-    accounts: [Option<Account>; A],
+    /// Free where `id` is 0 ([`Account::FREE`]): all zeros, so that a
+    /// static ledger costs no bytes of the loader's file.
+    accounts: [Account; A],
     kept: Totals,
     leaked: Totals,
     /// Closings that found something left.
@@ -296,7 +303,7 @@ impl<const N: usize, const A: usize> Ledger<N, A> {
         Ledger {
             slots: [Slot::EMPTY; N],
             live: 0,
-            accounts: [None; A],
+            accounts: [Account::FREE; A],
             kept: Totals { bytes: 0, blocks: 0 },
             leaked: Totals { bytes: 0, blocks: 0 },
             leaks: 0,
@@ -309,7 +316,7 @@ impl<const N: usize, const A: usize> Ledger<N, A> {
     pub fn open(&mut self, id: u64, base: u64, size: u64) -> Result<(), Error> {
         assert!(id != KEPT && id != FREEING, "plugin ids are neither 0 nor u64::MAX");
         let end = base + size;
-        for a in self.accounts.iter().flatten() {
+        for a in self.open_accounts() {
             if a.id == id {
                 return Err(Error::AlreadyOpen(id));
             }
@@ -317,24 +324,26 @@ impl<const N: usize, const A: usize> Ledger<N, A> {
                 return Err(Error::Overlaps { id, other: a.id });
             }
         }
-        let free = self.accounts.iter_mut().find(|a| a.is_none()).ok_or(Error::TooManyPlugins { max: A })?;
-        *free = Some(Account { id, image: (base, end), held: Totals::default(), predecessor: None });
+        let free = self.accounts.iter_mut().find(|a| a.id == 0).ok_or(Error::TooManyPlugins { max: A })?;
+        *free = Account { id, image: (base, end), held: Totals::default(), predecessor: None };
         Ok(())
     }
 
     pub fn account(&self, id: u64) -> Option<Account> {
-        self.accounts.iter().flatten().find(|a| a.id == id).copied()
+        self.open_accounts().find(|a| a.id == id).copied()
+    }
+
+    fn open_accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.iter().filter(|a| a.id != 0)
     }
 
     fn account_mut(&mut self, id: u64) -> Result<&mut Account, Error> {
-        self.accounts.iter_mut().flatten().find(|a| a.id == id).ok_or(Error::NoAccount(id))
+        self.accounts.iter_mut().find(|a| a.id != 0 && a.id == id).ok_or(Error::NoAccount(id))
     }
 
     /// The plugin whose image holds `addr`.
     pub fn owner_at(&self, addr: u64) -> Result<u64, Error> {
-        self.accounts
-            .iter()
-            .flatten()
+        self.open_accounts()
             .find(|a| (a.image.0..a.image.1).contains(&addr))
             .map(|a| a.id)
             .ok_or(Error::NotInImage(addr))
@@ -445,8 +454,7 @@ impl<const N: usize, const A: usize> Ledger<N, A> {
     /// held is a leak: with [`Disposal::Free`] the blocks wait for
     /// [`Ledger::next_to_free`], otherwise they are kept for good.
     pub fn close(&mut self, id: u64, end: End) -> Result<Closing, Error> {
-        let slot = self.accounts.iter_mut().find(|a| a.is_some_and(|a| a.id == id)).ok_or(Error::NoAccount(id))?;
-        let leftover = slot.take().expect("found above").held;
+        let leftover = core::mem::replace(self.account_mut(id)?, Account::FREE).held;
         let disposal = end.disposal();
         let to = if disposal == Disposal::Free { FREEING } else { KEPT };
         for s in self.slots.iter_mut().filter(|s| s.addr != 0 && s.owner == id) {
@@ -473,7 +481,7 @@ impl<const N: usize, const A: usize> Ledger<N, A> {
 
     /// What every open account holds.
     pub fn held(&self) -> Totals {
-        self.accounts.iter().flatten().fold(Totals::default(), |t, a| t.plus(a.held))
+        self.open_accounts().fold(Totals::default(), |t, a| t.plus(a.held))
     }
 
     /// Leaked blocks kept for good (see [`End::disposal`]).

@@ -10,6 +10,11 @@
 //! manifest is missing or not signed by this tree, is checked by its own
 //! signature, as uploads are. A file passes its check once: the initrd's
 //! bytes do not change after boot, so later loads skip it.
+//!
+//! The manifest also says which CPU features each plugin needs, so a
+//! plugin that cannot run here (vmx-plugin without VMX) is refused before
+//! its hash is spent; [`lacking`] is the same rule for the metadata of a
+//! file trusted by its own signature.
 
 use super::elf;
 use alloc::string::String;
@@ -33,6 +38,8 @@ pub enum Error {
     HashMismatch { file: String },
     /// An unlisted file's own signature check failed.
     File(elf::Error),
+    /// The plugin needs CPU features (`plugins::meta::cpu`) this CPU lacks.
+    CpuLacks { plugin: String, missing: u32 },
 }
 
 impl fmt::Display for Error {
@@ -52,6 +59,9 @@ impl fmt::Display for Error {
                  rebuild the image or upload the file"
             ),
             Error::File(e) => write!(f, "{e}"),
+            Error::CpuLacks { plugin, missing } => {
+                write!(f, "{plugin} needs {}, which this CPU does not have", plugins::meta::cpu::Names(*missing))
+            }
         }
     }
 }
@@ -61,11 +71,19 @@ pub fn file_hash(file: &[u8]) -> [u8; HASH_LEN] {
     *blake3::hash(file).as_bytes()
 }
 
+/// Refuses `plugin` when it needs CPU features outside `have`.
+pub fn lacking(plugin: &str, needs: u32, have: u32) -> Result<(), Error> {
+    match needs & !have {
+        0 => Ok(()),
+        missing => Err(Error::CpuLacks { plugin: plugin.into(), missing }),
+    }
+}
+
 /// How a file is checked before its first load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trust {
-    /// Listed in the verified manifest with this hash.
-    Listed([u8; HASH_LEN]),
+    /// Listed in the verified manifest with this hash and these CPU needs.
+    Listed { hash: [u8; HASH_LEN], needs: u32 },
     /// Checked by its own signature.
     Signature,
 }
@@ -124,7 +142,7 @@ impl<'a> Index<'a> {
                 for e in &mut entries {
                     let file_name = alloc::format!("{}-{}.mvp", e.name, e.version);
                     if let Some(l) = listed.iter().find(|l| l.name == file_name) {
-                        e.trust = Trust::Listed(*l.hash);
+                        e.trust = Trust::Listed { hash: *l.hash, needs: l.needs };
                     }
                 }
                 None
@@ -148,12 +166,17 @@ impl<'a> Index<'a> {
             .map(|(i, _)| i)
     }
 
-    /// Checks entry `index` (the first time only) and returns its ELF bytes.
-    pub fn open(&mut self, index: usize) -> Result<&'a [u8], Error> {
+    /// Checks entry `index` (the first time only) and returns its ELF
+    /// bytes; a listed plugin that needs CPU features outside `have` is
+    /// refused before its bytes are read.
+    pub fn open(&mut self, index: usize, have: u32) -> Result<&'a [u8], Error> {
         let key = self.key;
         let e = &mut self.entries[index];
+        if let Trust::Listed { needs, .. } = e.trust {
+            lacking(&e.name, needs, have)?;
+        }
         let body = match (e.checked, e.trust) {
-            (false, Trust::Listed(hash)) if file_hash(e.file) != hash => {
+            (false, Trust::Listed { hash, .. }) if file_hash(e.file) != hash => {
                 return Err(Error::HashMismatch { file: alloc::format!("{}-{}.mvp", e.name, e.version) })
             }
             (false, Trust::Signature) => elf::verify(e.file, &key).map_err(Error::File)?,

@@ -72,7 +72,8 @@ pub enum Error {
     },
     /// The heap ledger cannot take the plugin (no account left).
     Heap(loader_core::plugin::heap::Error),
-    /// The store refused the file (its manifest hash differs).
+    /// The store refused the file (its manifest hash differs, or the CPU
+    /// lacks what the plugin needs).
     Store(loader_core::plugin::store::Error),
 }
 

@@ -129,6 +129,8 @@ fn load_image(name: &str, version: Option<&Version>) -> Result<(image::Image, Ve
     if img.metadata().name != name {
         return Err(Error::NameMismatch { file: img.metadata().name.clone(), wanted: name.into() });
     }
+    // The store checked this already for files its manifest lists.
+    loader_core::plugin::store::lacking(name, img.metadata().needs, crate::cpu::plugin_features())?;
     Ok((img, found))
 }
 
