@@ -118,6 +118,12 @@ abi::fn_types! {
     /// A function [`mv_run_on`] runs on another CPU; its return value comes
     /// back through `result`.
     pub type RemoteFn = extern "C" fn(arg: usize) -> i32;
+
+    /// A CPU's idle work (see [`mv_idle_register`]): runs on `cpu` with
+    /// interrupts off; returns 1 if it did some (it is called again once
+    /// pending interrupts were taken), 0 if it has nothing to run (the CPU
+    /// then halts until an interrupt).
+    pub type IdleFn = extern "C" fn(cpu: u32) -> i32;
 }
 
 abi::exports! {
@@ -233,6 +239,26 @@ abi::exports! {
     /// kernel command line (at least 1), `u32::MAX` without it. The others
     /// stay offline until asked for, as with Linux's `maxcpus=`.
     pub fn mv_boot_cpu_limit() -> u32;
+    /// `count` contiguous physical frames (4 KiB), the first aligned to
+    /// `align_pages` frames, charged to the calling plugin (its leftovers
+    /// are reported and freed when it ends); their physical address (they
+    /// are identity-mapped read-write, contents undefined), or 0 if refused.
+    pub fn mv_frames_alloc(count: u64, align_pages: u64) -> u64;
+    /// Frees a block from [`mv_frames_alloc`], whole; 0, or -1 if `addr`
+    /// and `count` name no block the caller holds (nothing is freed).
+    pub fn mv_frames_free(addr: u64, count: u64) -> i32;
+    /// The bytes of the initrd file at `path` (e.g. `guests/hello.elf`):
+    /// its address, with its length in `*len`; null if there is none.
+    pub fn mv_initrd_file(path: StrRef, len: *mut usize) -> *const u8;
+    /// Makes `f` the idle work of every online CPU (one plugin at a time;
+    /// dropped when the caller ends, and a version swapped in registers
+    /// again). 0, or -1 if another plugin has idle work.
+    pub fn mv_idle_register(f: IdleFn) -> i32;
+    /// Drops the caller's idle work; 0, or -1 if it had none.
+    pub fn mv_idle_unregister() -> i32;
+    /// Interrupts `cpu` with a vector that does nothing but end what it
+    /// was doing: a guest's run (VM exit) or a halt. 0 or a [`cpu_error`].
+    pub fn mv_kick(cpu: u32) -> i32;
 }
 
 /// How many items the ABI has.

@@ -73,7 +73,7 @@ pub unsafe fn vmxoff() -> Result<(), VmFail> {
 // and in rdx 0, or 1 if it faulted.
 core::arch::global_asm!(
     r#"
-.section .text.vmx_vmxoff_checked, "ax"
+.pushsection .text.vmx_vmxoff_checked, "ax"
 .global vmx_vmxoff_checked
 .hidden vmx_vmxoff_checked
 vmx_vmxoff_checked:
@@ -89,6 +89,7 @@ vmx_vmxoff_checked:
 .section mv_extable, "awR"
 .balign 8
     .quad 1b, 2b
+.popsection
 "#,
     options(att_syntax)
 );

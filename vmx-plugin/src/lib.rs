@@ -20,6 +20,8 @@ pub mod config;
 pub mod msr;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
+mod guest;
+#[cfg(any(feature = "v1", feature = "v2"))]
 mod insn;
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod plugin;

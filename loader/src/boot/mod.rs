@@ -7,7 +7,6 @@ mod multiboot2;
 mod pvh;
 
 use loader_core::memory::memmap::{Range, RangeSet};
-#[cfg(feature = "ktest")]
 use tar_no_std::TarArchiveRef;
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
@@ -81,7 +80,6 @@ pub fn initrd() -> Option<&'static [u8]> {
 /// The file `name` (a path inside the archive, e.g. `plugins/x-1.0.0.mvp`)
 /// in the initrd, a ustar archive; `None` without an initrd, if it is not an
 /// archive, or if it has no such file.
-#[cfg(feature = "ktest")]
 pub fn initrd_file(name: &str) -> Option<&'static [u8]> {
     let archive = TarArchiveRef::new(initrd()?).ok()?;
     let entry = archive.entries().find(|e| e.filename().as_str() == Ok(name))?;

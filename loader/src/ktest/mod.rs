@@ -11,6 +11,7 @@
 //! through the loader's own paths.
 
 mod cpuhp;
+mod guests;
 mod heap;
 mod selftest;
 mod vmx;

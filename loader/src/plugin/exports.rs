@@ -6,7 +6,8 @@
 use super::guard;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use plugins::{
-    cpu_class, cpu_error, run_on, CommandFn, CpuDescribeFn, CpuInfo, Exports, Handle, RemoteFn, StrRef, SystemHooks,
+    cpu_class, cpu_error, run_on, CommandFn, CpuDescribeFn, CpuInfo, Exports, Handle, IdleFn, RemoteFn, StrRef,
+    SystemHooks,
 };
 use spin::Mutex;
 
@@ -40,6 +41,12 @@ static EXPORTS: Exports = Exports {
     mv_exception_table,
     mv_cpu_describer,
     mv_boot_cpu_limit,
+    mv_frames_alloc,
+    mv_frames_free,
+    mv_initrd_file,
+    mv_idle_register,
+    mv_idle_unregister,
+    mv_kick,
 };
 
 /// The address of export `name`, for the ELF linker.
@@ -397,4 +404,55 @@ unsafe extern "C" fn mv_run_on(cpu: u32, f: RemoteFn, arg: usize, flags: u32, re
     // SAFETY: the SDK passes a pointer to a live i32.
     unsafe { result.write(REMOTE_RESULT.load(Ordering::Relaxed)) };
     0
+}
+
+extern "C" fn mv_frames_alloc(count: u64, align_pages: u64) -> u64 {
+    super::frames::alloc(caller(), count, align_pages).unwrap_or_else(|e| {
+        log::warn!(target: caller_name(), "mv_frames_alloc({count}): {e}");
+        0
+    })
+}
+
+extern "C" fn mv_frames_free(addr: u64, count: u64) -> i32 {
+    match super::frames::free(caller(), addr, count) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_frames_free: {e}");
+            -1
+        }
+    }
+}
+
+unsafe extern "C" fn mv_initrd_file(path: StrRef, len: *mut usize) -> *const u8 {
+    // SAFETY: the SDK passes a `&str`.
+    let path = unsafe { text(path) };
+    let Some(file) = crate::boot::initrd_file(path) else { return core::ptr::null() };
+    // SAFETY: the SDK passes a pointer to a live usize.
+    unsafe { len.write(file.len()) };
+    file.as_ptr()
+}
+
+extern "C" fn mv_idle_register(f: IdleFn) -> i32 {
+    let Some(owner) = caller() else { return -1 };
+    match super::registry::idle::set(owner, f) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!(target: caller_name(), "mv_idle_register: {e}");
+            -1
+        }
+    }
+}
+
+extern "C" fn mv_idle_unregister() -> i32 {
+    match caller() {
+        Some(owner) if super::registry::idle::clear(owner) => 0,
+        _ => -1,
+    }
+}
+
+extern "C" fn mv_kick(cpu: u32) -> i32 {
+    match crate::smp::kick(cpu as usize) {
+        Ok(()) => 0,
+        Err(e) => cpu_code(e),
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod exports;
+pub mod frames;
 pub mod guard;
 pub mod heap;
 pub mod image;

@@ -81,7 +81,12 @@ pub fn run() -> ! {
             None => {
                 crate::plugin::upload::poll();
                 crate::acpi::sci::run_pending();
-                console::wait_for_input();
+                // Idle work bound to this CPU (vCPUs) runs a slice per
+                // round, so the shell keeps answering while it runs.
+                let cpu = crate::cpu::percpu::current_id();
+                if !x86_64::instructions::interrupts::without_interrupts(|| crate::plugin::registry::idle::run(cpu)) {
+                    console::wait_for_input();
+                }
                 continue;
             }
             Some(Item::Lost) => {

@@ -152,6 +152,10 @@ static WAKES: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 static NMI_COUNT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
+/// Vector of `kick`: its handler does nothing, the interrupt itself is the
+/// point (it ends a guest's run with a VM exit, or a halt).
+pub const KICK_VECTOR: u8 = 0xe4;
+
 /// Vector of the stop-the-world rendezvous: the highest priority class.
 pub const STOP_VECTOR: u8 = 0xf0;
 /// Per CPU: how deep it is in sections the world may not stop inside
@@ -174,6 +178,7 @@ pub fn init(boot_cpu: usize) {
     crate::interrupts::idt::set_handler(CALL_VECTOR, call_ipi).expect("the call vector is reserved for SMP");
     crate::interrupts::idt::set_handler(STOP_VECTOR, stop_ipi).expect("the stop vector is reserved for SMP");
     crate::interrupts::idt::set_handler(WAKE_VECTOR, wake_ipi).expect("the wake vector is reserved for SMP");
+    crate::interrupts::idt::set_handler(KICK_VECTOR, wake_ipi).expect("the kick vector is reserved for SMP");
     crate::interrupts::idt::set_nmi_hook(nmi);
 }
 
@@ -317,9 +322,26 @@ extern "C" fn ap_entry(cpu: u64) -> ! {
     SEEN_APIC_ID[cpu].store(apic_id, Ordering::Relaxed);
     STATE[cpu].store(State::Online as u8, Ordering::Release);
     log::debug!("online, APIC id {apic_id}");
-    x86_64::instructions::interrupts::enable();
     loop {
-        x86_64::instructions::hlt();
+        idle(cpu);
+    }
+}
+
+/// One round of an online CPU with nothing asked of it: the plugins' idle
+/// work if there is some (then pending interrupts are taken between two
+/// rounds), else a halt until an interrupt. Runs with interrupts off and
+/// returns with them off.
+pub fn idle(cpu: usize) {
+    use x86_64::instructions::interrupts;
+    if crate::plugin::registry::idle::run(cpu as u32) {
+        interrupts::enable();
+        x86_64::instructions::nop();
+        interrupts::disable();
+    } else {
+        // `sti; hlt` is one step: an interrupt that arrived while the idle
+        // work ran (IF clear) ends this halt.
+        interrupts::enable_and_hlt();
+        interrupts::disable();
     }
 }
 
@@ -447,12 +469,21 @@ fn park_here(cpu: usize) {
     }
 }
 
-/// Only ends the `hlt` of a parked CPU; `park_here` reads its state.
+/// Only ends the `hlt` of a parked CPU (`park_here` reads its state), or
+/// what a kicked CPU was doing.
 fn wake_ipi(_: &mut crate::interrupts::idt::TrapFrame) {}
 
 fn nmi(_: &mut crate::interrupts::idt::TrapFrame) {
     NMI_COUNT[percpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
     crate::power::system::on_nmi();
+}
+
+/// Interrupts running `cpu` with [`KICK_VECTOR`].
+pub fn kick(cpu: usize) -> Result<(), Error> {
+    if state(cpu) != State::Online {
+        return Err(Error::WrongState { cpu, state: state(cpu) });
+    }
+    apic::send_ipi(apic_id_of(cpu)?, Ipi::Fixed(KICK_VECTOR)).map_err(|_| Error::Apic)
 }
 
 /// Sends an NMI to `cpu`.

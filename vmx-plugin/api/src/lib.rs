@@ -34,6 +34,12 @@ pub mod code {
     pub const VMCS_MISMATCH: i32 = -12;
     /// CR0 or CR4 outside IA32_VMX_CRx_FIXED0/1: VMXON would fault.
     pub const FIXED_BITS: i32 = -13;
+    /// `vm`: no VM with that id.
+    pub const NO_SUCH_VM: i32 = -14;
+    /// `vm`: the request is refused (logged with the reason: bad name,
+    /// memory size, vCPU count or CPU, no such guest file, not a guest
+    /// ELF, the VM is in the wrong state, no memory).
+    pub const REFUSED: i32 = -15;
 }
 
 /// The `vmx` table.
@@ -70,5 +76,50 @@ pub struct Vmx {
 // SAFETY: `Vmx` is the `vmx` table; it only grows, at its end.
 unsafe impl plugins::Interface for Vmx {
     const NAME: &'static str = "vmx";
+    const VERSION: &'static str = "1.0.0";
+}
+
+/// A VM's state, as [`VmTable::state`] reports it.
+pub mod vm_state {
+    pub const CREATED: i32 = 0;
+    pub const LOADED: i32 = 1;
+    pub const RUNNING: i32 = 2;
+    pub const PAUSED: i32 = 3;
+    /// Ended: the guest wrote its exit status, or it was stopped (killed,
+    /// or a fault it cannot survive; `vm info` has the report).
+    pub const STOPPED: i32 = 4;
+}
+
+/// The `vm` table (1.x): VMs and their guests, as the `vm` shell command
+/// drives them.
+#[repr(C)]
+pub struct VmTable {
+    /// Creates VM `name` with `mem_mib` MiB of RAM and `vcpus` vCPUs; vCPU
+    /// i is bound to `cpus[i % ncpus]`, or spread over the CPUs with VMX on
+    /// (the boot CPU last) when `ncpus` is 0. The VM's id (> 0), or
+    /// [`code::REFUSED`].
+    pub create: extern "C" fn(name: plugins::StrRef, mem_mib: u64, vcpus: u32, cpus: *const u32, ncpus: u32) -> i64,
+    /// Loads the guest ELF at `path` in the initrd (`guests/hello.elf`).
+    pub load: extern "C" fn(id: u32, path: plugins::StrRef) -> i32,
+    pub start: extern "C" fn(id: u32) -> i32,
+    pub kill: extern "C" fn(id: u32) -> i32,
+    /// Destroys a VM that is not running; every frame and byte it held
+    /// goes back.
+    pub destroy: extern "C" fn(id: u32) -> i32,
+    /// The [`vm_state`]; `*status` gets the guest's exit status, or -1 if
+    /// it wrote none.
+    pub state: extern "C" fn(id: u32, status: *mut i64) -> i32,
+    /// VM exits of every vCPU so far.
+    pub exits: extern "C" fn(id: u32) -> u64,
+    /// Copies `len` bytes of guest-physical memory from `gpa` to `out`; 0,
+    /// or [`code::REFUSED`] outside guest RAM.
+    pub read: extern "C" fn(id: u32, gpa: u64, out: *mut u8, len: usize) -> i32,
+    /// The pCPU vCPU `vcpu` is bound to, or a negative code.
+    pub vcpu_cpu: extern "C" fn(id: u32, vcpu: u32) -> i32,
+}
+
+// SAFETY: `VmTable` is the `vm` table; it only grows, at its end.
+unsafe impl plugins::Interface for VmTable {
+    const NAME: &'static str = "vm";
     const VERSION: &'static str = "1.0.0";
 }

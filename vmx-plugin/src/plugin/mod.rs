@@ -17,10 +17,13 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpuhp_api::{section, Cpuhp};
 use plugins::runtime::Required;
 use plugins::{ffi, StrRef, SystemHooks};
-use vmx_api::{code, Vmx};
+use vmx_api::{code, VmTable, Vmx};
 
 mod command;
+mod guests;
 mod state;
+
+pub use guests::{clear_vmcs_on, free_vmcs, new_vmcs, note_loaded, vmcs_revision, vmx_config};
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
@@ -28,7 +31,7 @@ const GENERATION: u32 = 1;
 const GENERATION: u32 = 2;
 
 /// CPUs this plugin can track (the loader's MADT limit).
-const MAX_CPUS: usize = 64;
+pub const MAX_CPUS: usize = 64;
 const PAGE: usize = 4096;
 /// A VMXON region or VMCS: one page, page-aligned (SDM Vol. 3C, 25.11.5).
 const PAGE_LAYOUT: Layout = match Layout::from_size_align(PAGE, PAGE) {
@@ -333,6 +336,12 @@ extern "C" fn offline(cpu: u32, _: usize) -> i32 {
     if cpu as usize != current_cpu() {
         return code::WRONG_CPU;
     }
+    // The vCPUs go first: their VMCSs must be VMCLEARed before VMXOFF.
+    let to = guests::other_vmx_cpu(cpu);
+    let moved = crate::guest::evacuate(cpu, to);
+    if moved > 0 {
+        plugins::info!("cpu {cpu} goes offline: {moved} vCPUs move to cpu {}", to.unwrap_or(0));
+    }
     disable(cpu as usize, off::OFFLINE).map_or_else(|e| e, |()| 0)
 }
 
@@ -380,7 +389,18 @@ static HOOKS: SystemHooks = SystemHooks { shutdown: Some(on_shutdown), emergency
 
 fn init() -> Result<(), i32> {
     plugins::register_command!("vmx", "VMX on each CPU: vmx", command::vmx_command)?;
+    plugins::register_command!(
+        "vm",
+        "guests: vm create NAME [mem=MIB] [vcpus=N] [cpus=..], vm load NAME FILE, vm run NAME FILE [..], vm \
+         start|kill|destroy NAME, vm list, vm info NAME",
+        crate::guest::vm_command
+    )?;
     if !insn::exception_table() {
+        return Err(code::HOOKS);
+    }
+    // SAFETY: `idle` is a function of ours, dropped by the loader when
+    // this version ends.
+    if unsafe { ffi::mv_idle_register(crate::guest::idle) } != 0 {
         return Err(code::HOOKS);
     }
     let boot = current_cpu() as u32;
@@ -428,10 +448,13 @@ fn init() -> Result<(), i32> {
 }
 
 fn fini() {
+    // SAFETY: a plain call of the loader; no new slice starts after it.
+    unsafe { ffi::mv_idle_unregister() };
     if TAKING_OVER.load(Ordering::Acquire) {
         // A swap that failed before our import: VMX is our predecessor's.
         return;
     }
+    crate::guest::vm::destroy_all();
     // SAFETY: a plain call of the loader.
     unsafe { ffi::mv_system_unregister() };
     if let (Some(c), id @ 1..) = (cpuhp(), STATE_ID.load(Ordering::Acquire)) {
@@ -528,7 +551,7 @@ plugins::plugin! {
     name: "vmx-plugin", version: "1.0.0",
     needs: [VMX],
     init: init, fini: fini,
-    provides: [(Vmx, &TABLE)],
+    provides: [(Vmx, &TABLE), (VmTable, &crate::guest::TABLE)],
     requires: [(Cpuhp, "^1.2")],
     state: Some((state::STATE_LAYOUT, state::export, state::import)),
 }
@@ -538,7 +561,7 @@ plugins::plugin! {
     name: "vmx-plugin", version: "1.1.0",
     needs: [VMX],
     init: init, fini: fini,
-    provides: [(Vmx as "1.1.0", &TABLE)],
+    provides: [(Vmx as "1.1.0", &TABLE), (VmTable, &crate::guest::TABLE)],
     requires: [(Cpuhp, "^1.2")],
     state: Some((state::STATE_LAYOUT, state::export, state::import)),
 }

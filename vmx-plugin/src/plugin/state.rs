@@ -14,6 +14,11 @@ pub(super) const STATE_LAYOUT: u32 = 1;
 const PER_CPU: usize = 1 + 8 + 8 + 8 + 4 + 8;
 
 pub(super) fn export(buf: &mut [u8]) -> Result<usize, i32> {
+    // VMs do not cross a swap yet: refused, the old version goes on.
+    if !crate::guest::vm::VMS.lock().is_empty() {
+        plugins::warn!("swap refused: VMs exist (destroy them first; their state does not cross a swap yet)");
+        return Err(code::BAD_STATE);
+    }
     let len = 4 + MAX_CPUS * PER_CPU;
     let out = buf.get_mut(..len).ok_or(code::BAD_STATE)?;
     out[..4].copy_from_slice(&STATE_ID.load(Ordering::Acquire).to_le_bytes());

@@ -64,6 +64,8 @@ pub enum Error {
     CommandExists(String),
     /// Another plugin describes CPUs for `cpus` already.
     DescriberTaken(String),
+    /// Another plugin has the CPUs' idle work.
+    IdleTaken(String),
     /// A CPU describer returned an error code.
     DescribeFailed {
         name: String,
@@ -151,6 +153,7 @@ impl fmt::Display for Error {
             Error::WorldStop(e) => write!(f, "could not stop the other CPUs for the swap: {e}"),
             Error::CommandExists(c) => write!(f, "a shell command `{c}` exists already"),
             Error::DescriberTaken(name) => write!(f, "{name} describes the CPUs for `cpus` already; unload it first"),
+            Error::IdleTaken(name) => write!(f, "{name} runs the CPUs' idle work already; unload it first"),
             Error::DescribeFailed { name, cpu, code } => {
                 write!(f, "{name} could not describe cpu {cpu} (error {code})")
             }

@@ -7,6 +7,7 @@
 //! into plugin code, because plugins call back into the registry).
 
 mod error;
+pub mod idle;
 mod swap;
 
 pub use error::Error;
@@ -20,7 +21,7 @@ use core::ffi::c_void;
 use core::fmt;
 use loader_core::plugin::heap::{End, Totals};
 use loader_core::plugin::resolve::{self, Need, Offer};
-use plugins::{CommandFn, CpuDescribeFn, CpuLifecycle, Handle};
+use plugins::{CommandFn, CpuDescribeFn, CpuLifecycle, Handle, IdleFn};
 use semver::{Version, VersionReq};
 use spin::Mutex;
 
@@ -68,6 +69,8 @@ struct Plugin {
     commands: Vec<Command>,
     /// What the shell's `cpus` asks (`mv_cpu_describer`).
     cpu_describer: Option<CpuDescribeFn>,
+    /// What the CPUs run when idle (`mv_idle_register`).
+    idle: Option<IdleFn>,
     /// TSC ticks from the start of loading to the end of init.
     load_tsc: u64,
     loaded_at_us: u64,
@@ -94,6 +97,7 @@ impl Plugin {
             requires,
             commands: Vec::new(),
             cpu_describer: None,
+            idle: None,
             load_tsc: 0,
             loaded_at_us: crate::time::uptime_us(),
         }
@@ -293,6 +297,9 @@ fn remove(id: u64, end: End) {
     };
     if let Some(report) = heap::close(id, end).and_then(|c| c.report(&who)) {
         log::warn!("{report}");
+    }
+    if let Some(report) = super::frames::close(id, end) {
+        log::warn!("{who}: {report}");
     }
 }
 

@@ -1,0 +1,189 @@
+//! The `guests` suite (Bochs, which emulates VMX): the test guests of
+//! `guests/` run as VMs under vmx-plugin, driven through its `vm` table:
+//! each gives its expected result or is stopped with a report, several
+//! run at once without seeing each other's memory, a vCPU moves off a CPU
+//! that goes offline, and destroying a VM gives back every frame and byte.
+
+use super::cpuhp::{boot_aps, cpuhp};
+use crate::ktest::{with, Failure, Test};
+use crate::plugin::registry;
+use crate::{check, check_eq, failure};
+use plugins::StrRef;
+use vmx_api::{vm_state, VmTable};
+
+crate::suite!(SUITE_GUESTS, "guests", TESTS, crate::ktest::InAll::OnlyWhenNamed);
+static TESTS: &[Test] = &[
+    Test { name: "hello-exits-with-its-status-and-gives-everything-back", run: hello },
+    Test { name: "four-vcpus-share-two-cpus", run: four_on_two },
+    Test { name: "cpuid-and-msr-views", run: probes },
+    Test { name: "faulting-guests-are-stopped-with-a-report", run: faulting },
+    Test { name: "looping-guests-are-killed-while-others-run", run: looping },
+    Test { name: "two-vms-do-not-see-each-others-memory", run: isolation },
+    Test { name: "offline-moves-vcpus-and-they-go-on", run: offline_moves },
+];
+
+fn vm<R>(f: impl FnOnce(&VmTable) -> R) -> Result<R, Failure> {
+    with(f)
+}
+
+fn fresh() -> Result<(), Failure> {
+    for p in registry::list() {
+        let _ = registry::unload(&p.name, true);
+    }
+    registry::load("cpuhp-plugin", Some("1.2.0")).map_err(|e| failure!("load cpuhp: {e}"))?;
+    registry::load("vmx-plugin", Some("1.0.0")).map_err(|e| failure!("load vmx: {e}"))?;
+    Ok(())
+}
+
+/// Frames free and heap bytes in use.
+fn figures() -> (u64, u64) {
+    let s = crate::memory::stats();
+    (s.frames_free, s.heap_used)
+}
+
+/// Creates VM `name` on `cpus` (empty: vmx-plugin's choice), loads guest
+/// `guest` and starts it; its id.
+fn start(name: &str, guest: &str, vcpus: u32, cpus: &[u32]) -> Result<u32, Failure> {
+    let id = vm(|t| (t.create)(StrRef::borrowed(name), 8, vcpus, cpus.as_ptr(), cpus.len() as u32))?;
+    check!(id > 0, "create {name}: {id}");
+    let id = id as u32;
+    let path = alloc::format!("guests/{guest}.elf");
+    check_eq!(vm(|t| (t.load)(id, StrRef::borrowed(&path)))?, 0, "load {path} into {name}");
+    check_eq!(vm(|t| (t.start)(id))?, 0, "start {name}");
+    Ok(id)
+}
+
+/// The VM's state and exit status.
+fn state(id: u32) -> Result<(i32, i64), Failure> {
+    let mut status = 0;
+    let s = vm(|t| (t.state)(id, &mut status))?;
+    Ok((s, status))
+}
+
+/// Waits up to `ms` for `done`, running this CPU's share of the vCPUs
+/// meanwhile (as the shell's loop does).
+fn wait(ms: u64, done: impl Fn() -> bool) -> bool {
+    let me = crate::cpu::percpu::current_id();
+    let end = crate::time::uptime_us() + ms * 1000;
+    while crate::time::uptime_us() < end {
+        if done() {
+            return true;
+        }
+        x86_64::instructions::interrupts::without_interrupts(|| registry::idle::run(me));
+        core::hint::spin_loop();
+    }
+    done()
+}
+
+/// Waits for VM `id` to stop; its exit status (-1: none written).
+fn finish(id: u32, ms: u64) -> Result<i64, Failure> {
+    let stopped = wait(ms, || state(id).is_ok_and(|(s, _)| s == vm_state::STOPPED));
+    let _ = crate::shell::execute("vm list");
+    check!(stopped, "VM {id} still {:?} after {ms} ms", state(id)?);
+    Ok(state(id)?.1)
+}
+
+fn destroy(id: u32) -> Result<(), Failure> {
+    check_eq!(vm(|t| (t.destroy)(id))?, 0, "destroy VM {id}");
+    Ok(())
+}
+
+fn hello() -> Result<(), Failure> {
+    fresh()?;
+    let before = figures();
+    let id = start("hello", "hello", 1, &[])?;
+    check_eq!(finish(id, 5000)?, 0, "hello's exit status");
+    check!(vm(|t| (t.exits)(id))? > 0, "hello ran without a single exit");
+    destroy(id)?;
+    check_eq!(figures(), before, "frames free and heap in use after destroying hello");
+    check!(crate::shell::execute("vm info hello").is_err(), "a destroyed VM is still listed");
+    Ok(())
+}
+
+fn four_on_two() -> Result<(), Failure> {
+    fresh()?;
+    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))? as u32;
+    let id = start("four", "hello", 4, &[0, ap])?;
+    check_eq!(finish(id, 10_000)?, 0, "hello on 4 vCPUs");
+    destroy(id)
+}
+
+fn probes() -> Result<(), Failure> {
+    fresh()?;
+    for guest in ["cpuid", "msr"] {
+        let id = start(guest, guest, 1, &[])?;
+        check_eq!(finish(id, 5000)?, 0, "{guest}'s exit status");
+        destroy(id)?;
+    }
+    Ok(())
+}
+
+fn faulting() -> Result<(), Failure> {
+    fresh()?;
+    let before = figures();
+    for guest in ["triple", "unmapped"] {
+        let id = start(guest, guest, 1, &[])?;
+        check_eq!(finish(id, 5000)?, -1, "{guest} wrote an exit status");
+        crate::shell::execute(&alloc::format!("vm info {guest}")).map_err(|e| failure!("vm info: {e}"))?;
+        destroy(id)?;
+    }
+    check_eq!(figures(), before, "frames and heap after the faulting guests");
+    Ok(())
+}
+
+fn looping() -> Result<(), Failure> {
+    fresh()?;
+    let before = figures();
+    let spin = start("spin", "spin", 1, &[])?;
+    let flood = start("flood", "flood", 1, &[])?;
+    let hello = start("hello", "hello", 1, &[])?;
+    check_eq!(finish(hello, 10_000)?, 0, "hello beside two looping guests");
+    check!(wait(200, || vm(|t| (t.exits)(flood)).is_ok_and(|n| n > 1000)), "flood made few exits");
+    crate::shell::execute("vm list").map_err(|e| failure!("the shell while guests loop: {e}"))?;
+    for id in [spin, flood] {
+        check_eq!(state(id)?.0, vm_state::RUNNING, "VM {id} before the kill");
+        check_eq!(vm(|t| (t.kill)(id))?, 0, "kill VM {id}");
+        check_eq!(finish(id, 2000)?, -1, "a killed VM's status");
+    }
+    for id in [spin, flood, hello] {
+        destroy(id)?;
+    }
+    check_eq!(figures(), before, "frames and heap after the looping guests");
+    Ok(())
+}
+
+/// The counter guest's per-vCPU counters: guest-physical 0x9000 + 8 * vCPU.
+fn counter(id: u32, vcpu: u64) -> Result<u64, Failure> {
+    let mut v = [0u8; 8];
+    check_eq!(vm(|t| (t.read)(id, 0x9000 + 8 * vcpu, v.as_mut_ptr(), 8))?, 0, "read VM {id}'s counter");
+    Ok(u64::from_le_bytes(v))
+}
+
+fn isolation() -> Result<(), Failure> {
+    fresh()?;
+    let a = start("a", "counter", 1, &[])?;
+    let b = start("b", "hello", 1, &[])?;
+    check_eq!(finish(b, 10_000)?, 0, "hello beside the counter");
+    check!(wait(2000, || counter(a, 0).is_ok_and(|n| n > 0)), "the counter guest does not count");
+    check_eq!(counter(b, 0)?, 0, "VM b sees VM a's counter page");
+    check_eq!(vm(|t| (t.kill)(a))?, 0, "kill a");
+    finish(a, 2000)?;
+    destroy(a)?;
+    destroy(b)
+}
+
+fn offline_moves() -> Result<(), Failure> {
+    fresh()?;
+    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))?;
+    let id = start("moving", "counter", 1, &[ap as u32])?;
+    check!(wait(2000, || counter(id, 0).is_ok_and(|n| n > 0)), "the counter does not count on cpu {ap}");
+    check_eq!(cpuhp(|t| (t.cpu_offline)(ap as u32))?, 0, "offline cpu {ap} with a vCPU on it");
+    let now = vm(|t| (t.vcpu_cpu)(id, 0))?;
+    check!(now >= 0 && now as usize != ap, "the vCPU is still bound to cpu {ap} ({now})");
+    let at = counter(id, 0)?;
+    check!(wait(3000, || counter(id, 0).is_ok_and(|n| n > at)), "the moved vCPU stopped counting");
+    check_eq!(cpuhp(|t| (t.cpu_online)(ap as u32))?, 0, "online cpu {ap}");
+    check_eq!(vm(|t| (t.kill)(id))?, 0, "kill");
+    finish(id, 2000)?;
+    destroy(id)
+}

@@ -1,0 +1,131 @@
+//! The `vm` shell command.
+
+use super::vm::{self, State};
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use plugins::ffi;
+
+const USAGE: &str = "usage: vm create NAME [mem=MIB] [vcpus=N] [cpus=A,B,..] | vm load NAME FILE | vm run NAME FILE \
+                     [mem=..] [vcpus=..] [cpus=..] | vm start|kill|destroy NAME | vm list | vm info NAME";
+
+fn fail(e: impl core::fmt::Display) -> i32 {
+    plugins::println!("error: {e}");
+    1
+}
+
+/// The CPUs with VMX on, the boot CPU last: vCPUs go to the others first,
+/// so the shell's CPU stays free when there are others.
+pub(super) fn vmx_cpus() -> Vec<u32> {
+    // SAFETY: a plain query of the loader.
+    let count = unsafe { ffi::mv_cpu_count() };
+    let mut cpus: Vec<u32> = (0..count).filter(|&c| crate::plugin::vmcs_revision(c).is_some()).collect();
+    if cpus.len() > 1 {
+        cpus.retain(|&c| c != 0);
+    }
+    cpus
+}
+
+/// `mem=`, `vcpus=`, `cpus=` options, then the vCPUs' pCPUs.
+fn options(words: &[&str]) -> Result<(u64, Vec<u32>), i32> {
+    let (mut mem, mut vcpus, mut cpus) = (8u64, 1usize, None::<Vec<u32>>);
+    for w in words {
+        let (k, v) = w.split_once('=').ok_or_else(|| fail(USAGE))?;
+        match k {
+            "mem" => mem = v.parse().map_err(|_| fail("mem= takes MiB, e.g. mem=16"))?,
+            "vcpus" => vcpus = v.parse().map_err(|_| fail("vcpus= takes a count"))?,
+            "cpus" => {
+                let list: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
+                cpus = Some(list.map_err(|_| fail("cpus= takes CPU numbers, e.g. cpus=1,2"))?);
+            }
+            _ => return Err(fail(USAGE)),
+        }
+    }
+    let pool = cpus.unwrap_or_else(vmx_cpus);
+    if pool.is_empty() {
+        return Err(fail(vm::Error::NoVmx));
+    }
+    Ok((mem, (0..vcpus).map(|i| pool[i % pool.len()]).collect()))
+}
+
+pub(super) fn start(name: &str) -> Result<(), vm::Error> {
+    let v = vm::find(name)?;
+    if v.state() != State::Loaded {
+        return Err(vm::Error::WrongState { vm: name.into(), state: v.state().name() });
+    }
+    v.set_state(State::Running);
+    for c in &v.vcpus {
+        // SAFETY: a plain call of the loader: wakes the pCPU from its halt.
+        unsafe { ffi::mv_kick(c.cpu.load(Ordering::Acquire)) };
+    }
+    Ok(())
+}
+
+fn list() {
+    for v in vm::VMS.lock().iter() {
+        let cpus: Vec<u32> = v.vcpus.iter().map(|c| c.cpu.load(Ordering::Acquire)).collect();
+        let exits: u64 = v.vcpus.iter().map(|c| c.run.lock().exits.total()).sum();
+        let e = v.ending.lock().clone();
+        let how = match (e.status, e.report) {
+            (Some(s), _) => alloc::format!(", exit status {s}"),
+            (None, Some(r)) => alloc::format!(", {}", r.lines().next().unwrap_or("")),
+            _ => alloc::string::String::new(),
+        };
+        plugins::println!(
+            "{} (id {}): {}, {} MiB, {} vCPUs on cpus {:?}, {} exits{how}",
+            v.name,
+            v.id,
+            v.state().name(),
+            v.ram_bytes >> 20,
+            v.vcpus.len(),
+            cpus,
+            exits
+        );
+    }
+}
+
+fn info(name: &str) -> Result<(), vm::Error> {
+    let v = vm::find(name)?;
+    plugins::println!("{} (id {}): {}", v.name, v.id, v.state().name());
+    if let Some(r) = v.ending.lock().report.as_deref() {
+        for l in r.lines() {
+            plugins::println!("  {l}");
+        }
+    }
+    for c in &v.vcpus {
+        let run = c.run.lock();
+        plugins::println!(
+            "  vcpu {}: cpu {}, {}{} exits",
+            c.index,
+            c.cpu.load(Ordering::Acquire),
+            if run.halted { "halted, " } else { "" },
+            run.exits.total()
+        );
+        for (reason, n) in run.exits.seen() {
+            plugins::println!("    {reason}: {n}");
+        }
+    }
+    Ok(())
+}
+
+pub fn vm_command(args: &str) -> Result<(), i32> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let r = match words.as_slice() {
+        ["create", name, rest @ ..] => {
+            options(rest).and_then(|(mem, cpus)| vm::create(name, mem, &cpus).map(|_| ()).map_err(fail))
+        }
+        ["load", name, file] => vm::find(name).and_then(|v| vm::load(&v, file)).map_err(fail),
+        ["run", name, file, rest @ ..] => options(rest).and_then(|(mem, cpus)| {
+            vm::create(name, mem, &cpus).and_then(|v| vm::load(&v, file)).and_then(|()| start(name)).map_err(fail)
+        }),
+        ["start", name] => start(name).map_err(fail),
+        ["kill", name] => vm::find(name).map(|v| v.stop(None, Some("killed from the shell".into()))).map_err(fail),
+        ["destroy", name] => vm::destroy(name).map_err(fail),
+        ["list"] => {
+            list();
+            Ok(())
+        }
+        ["info", name] => info(name).map_err(fail),
+        _ => Err(fail(USAGE)),
+    };
+    r.map_err(|_| 1)
+}

@@ -1,0 +1,43 @@
+//! Guests: VMs and their vCPUs under VMX, the guest ABI (README "Guests"),
+//! exits, and the `vm` shell command.
+
+mod command;
+mod elf;
+mod entry;
+mod exits;
+mod run;
+mod table;
+pub mod vm;
+mod vmcs;
+
+pub use command::vm_command;
+pub use run::idle;
+pub use table::TABLE;
+
+/// VMCLEARs, on `cpu` (which is going offline, so VMX goes off there),
+/// every vCPU whose VMCS is active there, and binds those bound to it to
+/// `to` (another CPU with VMX on), where they go on at their next run.
+/// Runs on `cpu` outside any vCPU's slice (the idle work has returned).
+pub fn evacuate(cpu: u32, to: Option<u32>) -> usize {
+    let vms = vm::VMS.lock();
+    let mut moved = 0;
+    for v in vms.iter().flat_map(|vm| vm.vcpus.iter()) {
+        let mut run = v.run.lock();
+        if run.active_on == Some(cpu) {
+            // SAFETY: VMX root operation on this CPU, where the VMCS is
+            // active; no slice runs it now (see above).
+            if let Err(e) = unsafe { crate::insn::vmclear(v.vmcs_phys) } {
+                plugins::warn!("VMCLEAR of vCPU {} on cpu {cpu}: {e}", v.index);
+            }
+            run.active_on = None;
+            run.launched = false;
+        }
+        if v.cpu.load(core::sync::atomic::Ordering::Acquire) == cpu {
+            if let Some(to) = to {
+                v.cpu.store(to, core::sync::atomic::Ordering::Release);
+                moved += 1;
+            }
+        }
+    }
+    moved
+}

@@ -1,0 +1,96 @@
+//! The `vm` interface table (vmx-api's `VmTable`): the shell command's
+//! operations for other plugins and the loader's tests.
+
+use super::vm::{self, State};
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+use plugins::StrRef;
+use vmx_api::{code, VmTable};
+
+pub static TABLE: VmTable = VmTable { create, load, start, kill, destroy, state, exits, read, vcpu_cpu };
+
+fn by_id(id: u32) -> Option<Arc<vm::Vm>> {
+    vm::VMS.lock().iter().find(|v| v.id == id).cloned()
+}
+
+/// Logs a refusal and gives its code.
+fn refused(e: vm::Error) -> i32 {
+    plugins::warn!("vm: {e}");
+    code::REFUSED
+}
+
+fn status(r: Result<(), vm::Error>) -> i32 {
+    r.map_or_else(refused, |()| 0)
+}
+
+extern "C" fn create(name: StrRef, mem_mib: u64, vcpus: u32, cpus: *const u32, ncpus: u32) -> i64 {
+    // SAFETY: the caller passes a `&str`.
+    let name = unsafe { name.as_str() };
+    let pool = if ncpus == 0 {
+        super::command::vmx_cpus()
+    } else {
+        // SAFETY: the caller passes `ncpus` readable u32s.
+        unsafe { core::slice::from_raw_parts(cpus, ncpus as usize) }.to_vec()
+    };
+    if pool.is_empty() {
+        return refused(vm::Error::NoVmx) as i64;
+    }
+    let cpus: alloc::vec::Vec<u32> = (0..vcpus as usize).map(|i| pool[i % pool.len()]).collect();
+    vm::create(name, mem_mib, &cpus).map_or_else(|e| refused(e) as i64, |v| v.id as i64)
+}
+
+extern "C" fn load(id: u32, path: StrRef) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    // SAFETY: the caller passes a `&str`.
+    status(vm::load(&v, unsafe { path.as_str() }))
+}
+
+extern "C" fn start(id: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    status(super::command::start(&v.name))
+}
+
+extern "C" fn kill(id: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    v.stop(None, Some("killed".into()));
+    0
+}
+
+extern "C" fn destroy(id: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    let name = v.name.clone();
+    drop(v);
+    status(vm::destroy(&name))
+}
+
+extern "C" fn state(id: u32, out: *mut i64) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    let s = v.ending.lock().status.map_or(-1, i64::from);
+    // SAFETY: the caller passes a live i64.
+    unsafe { out.write(s) };
+    match v.state() {
+        State::Created => 0,
+        State::Loaded => 1,
+        State::Running => 2,
+        State::Paused => 3,
+        State::Stopped => 4,
+    }
+}
+
+extern "C" fn exits(id: u32) -> u64 {
+    by_id(id).map_or(0, |v| v.vcpus.iter().map(|c| c.run.lock().exits.total()).sum())
+}
+
+extern "C" fn read(id: u32, gpa: u64, out: *mut u8, len: usize) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    let Some(from) = v.host(gpa, len as u64) else { return code::REFUSED };
+    // SAFETY: `host` checked the range is this VM's RAM; the caller passes
+    // `len` writable bytes.
+    unsafe { core::ptr::copy_nonoverlapping(from, out, len) };
+    0
+}
+
+extern "C" fn vcpu_cpu(id: u32, vcpu: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    v.vcpus.get(vcpu as usize).map_or(code::REFUSED, |c| c.cpu.load(Ordering::Acquire) as i32)
+}
