@@ -18,6 +18,7 @@ extern crate plugins;
 pub mod compat;
 pub mod config;
 pub mod ept;
+pub mod exits;
 pub mod msr;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
