@@ -17,6 +17,7 @@ extern crate plugins;
 
 pub mod compat;
 pub mod config;
+pub mod cpuid;
 pub mod ept;
 pub mod exits;
 pub mod msr;
