@@ -21,6 +21,7 @@ pub mod cpuid;
 pub mod ept;
 pub mod exits;
 pub mod msr;
+pub mod msrs;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod insn;
