@@ -17,7 +17,11 @@ extern crate plugins;
 
 pub mod compat;
 pub mod config;
+pub mod cpuid;
+pub mod ept;
+pub mod exits;
 pub mod msr;
+pub mod msrs;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod guest;
