@@ -259,6 +259,8 @@ abi::exports! {
     /// Interrupts `cpu` with a vector that does nothing but end what it
     /// was doing: a guest's run (VM exit) or a halt. 0 or a [`cpu_error`].
     pub fn mv_kick(cpu: u32) -> i32;
+    /// The TSC's rate in kHz, as the loader measured or read it at boot.
+    pub fn mv_tsc_khz() -> u64;
 }
 
 /// How many items the ABI has.

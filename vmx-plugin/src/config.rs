@@ -140,8 +140,9 @@ pub const OPTIONAL: [Control; 12] = [
 /// EPT is used only with 4-level walks, write-back paging structures and
 /// all-context INVEPT (KVM's `hardware_setup` requires the same).
 const EPT_NEEDS: u64 = msr::EPT_WALK_4_LEVELS | msr::EPT_MEMORY_TYPE_WB | msr::EPT_INVEPT | msr::EPT_INVEPT_ALL_CONTEXT;
-/// The EPT capabilities kept in [`VmxConfig::ept_vpid_caps`].
-const EPT_CAPS: u64 = EPT_NEEDS | msr::EPT_INVEPT_SINGLE_CONTEXT;
+/// The EPT capabilities kept in [`VmxConfig::ept_vpid_caps`]: 2 MiB
+/// pages too, which guest RAM is mapped with where the CPU has them.
+const EPT_CAPS: u64 = EPT_NEEDS | msr::EPT_INVEPT_SINGLE_CONTEXT | msr::EPT_2M_PAGES;
 /// The VPID capabilities kept; VPID is used only with INVVPID and its
 /// single- or all-context type (KVM's `hardware_setup`).
 const VPID_CAPS: u64 = msr::VPID_INVVPID

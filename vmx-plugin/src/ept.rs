@@ -29,7 +29,7 @@ pub const HOST_PHYS_LIMIT: u64 = 1 << 52;
 
 /// IA32_VMX_EPT_VPID_CAP bits (SDM vol. 3D A.10) beyond those in `msr`.
 const CAP_EXECUTE_ONLY: u64 = 1 << 0;
-const CAP_2M_PAGES: u64 = 1 << 16;
+const CAP_2M_PAGES: u64 = crate::msr::EPT_2M_PAGES;
 const CAP_ACCESSED_DIRTY: u64 = 1 << 21;
 
 /// EPTP (SDM vol. 3C, "Extended-Page-Table Pointer"): bits 2:0 the memory

@@ -42,6 +42,7 @@ pub const BASIC_TRUE_CTLS: u64 = 1 << 55;
 /// IA32_VMX_EPT_VPID_CAP bits (SDM A.10) modvisor relies on.
 pub const EPT_WALK_4_LEVELS: u64 = 1 << 6;
 pub const EPT_MEMORY_TYPE_WB: u64 = 1 << 14;
+pub const EPT_2M_PAGES: u64 = 1 << 16;
 pub const EPT_INVEPT: u64 = 1 << 20;
 pub const EPT_INVEPT_SINGLE_CONTEXT: u64 = 1 << 25;
 pub const EPT_INVEPT_ALL_CONTEXT: u64 = 1 << 26;

@@ -189,7 +189,7 @@ fn skylake_x_configuration() {
     assert_eq!(c.tertiary, 0);
     assert_eq!((c.exit, c.entry), (0x3_efff, 0x13ff));
     assert_eq!((c.cr0_fixed0, c.cr0_fixed1, c.cr4_fixed0, c.cr4_fixed1), (0x8000_0021, 0xffff_ffff, 0x2000, 0x37_27ff));
-    assert_eq!(c.ept_vpid_caps, 0xf01_0610_4040);
+    assert_eq!(c.ept_vpid_caps, 0xf01_0611_4040);
     // platform.md: EPT, VPID, unrestricted guest, APIC-register
     // virtualization and virtual-interrupt delivery; no posted interrupts,
     // no tertiary controls, so no IPI virtualization.
@@ -408,7 +408,7 @@ fn optional_controls_follow_their_prerequisites() {
     let no_invvpid_types = skylake.clone().with(IA32_VMX_EPT_VPID_CAP, |v| v & !(0x3 << 41));
     let c = no_invvpid_types.config(EPT).unwrap();
     assert!(!c.has(ENABLE_VPID) && c.has(ENABLE_EPT));
-    assert_eq!(c.ept_vpid_caps, 0x0610_4040);
+    assert_eq!(c.ept_vpid_caps, 0x0611_4040);
 
     // Posted interrupts where the CPU offers them, but only with
     // virtual-interrupt delivery (Cannon Lake has none).

@@ -208,6 +208,18 @@ pub const RECIPES: &[Recipe] = &[
         },
         about: "20 swaps and reloads of vmx-plugin return every byte; Bochs only (suite `heap-vmx`)",
     },
+    // Guests need VMX: Bochs only, on both Intel models.
+    Recipe {
+        name: "guests",
+        args: "test=guests",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            reboots: false,
+        },
+        about: "the test guests as VMs: results, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
+    },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {

@@ -47,6 +47,7 @@ static EXPORTS: Exports = Exports {
     mv_idle_register,
     mv_idle_unregister,
     mv_kick,
+    mv_tsc_khz,
 };
 
 /// The address of export `name`, for the ELF linker.
@@ -455,4 +456,8 @@ extern "C" fn mv_kick(cpu: u32) -> i32 {
         Ok(()) => 0,
         Err(e) => cpu_code(e),
     }
+}
+
+extern "C" fn mv_tsc_khz() -> u64 {
+    crate::time::tsc_hz() / 1000
 }

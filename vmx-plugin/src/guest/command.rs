@@ -100,7 +100,7 @@ fn info(name: &str) -> Result<(), vm::Error> {
             if run.halted { "halted, " } else { "" },
             run.exits.total()
         );
-        for (reason, n) in run.exits.seen() {
+        for (reason, n) in run.exits.iter() {
             plugins::println!("    {reason}: {n}");
         }
     }

@@ -4,13 +4,17 @@
 mod command;
 mod elf;
 mod entry;
-mod exits;
+mod msr;
 mod run;
 mod table;
 pub mod vm;
 mod vmcs;
 
 pub use command::vm_command;
+
+/// The virtual APIC timer's input clock the guest is told of (CPUID
+/// 0x40000010 EBX and 0x15): 100 MHz, counted from the host TSC.
+pub const APIC_TIMER_KHZ: u32 = 100_000;
 pub use run::idle;
 pub use table::TABLE;
 

@@ -3,9 +3,9 @@
 //! needs the host (an external interrupt, a stop, the end of its slice);
 //! the loader then takes pending interrupts before the next round.
 
-use super::exits;
 use super::vm::{self, State, Vcpu, VcpuRun, Vm};
 use super::vmcs;
+use crate::exits::{reason, Event, ExitReason, IoDirection, IoExit};
 use crate::insn;
 use alloc::format;
 use alloc::string::String;
@@ -70,7 +70,7 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
     let Some(config) = crate::plugin::vmx_config(cpu) else { return Ok(()) };
     make_current(vcpu, run, cpu)?;
     if !run.initialised {
-        let pages = vmcs::Pages { eptp: vm.ept[0] | 6 | (3 << 3), vpid: (vm.id * 16 + vcpu.index + 1) as u16 };
+        let pages = vmcs::Pages { eptp: vm.ept.eptp(), vpid: (vm.id * 16 + vcpu.index + 1) as u16 };
         vmcs::write_controls(config, &pages).map_err(|e| format!("controls: {e}"))?;
         let rsp = vm::stack_top(vm, vcpu.index);
         vmcs::write_guest_state(config, vm.entry.load(Ordering::Acquire), rsp)
@@ -85,21 +85,18 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
         // state written (above); interrupts are off (idle work runs so).
         unsafe { super::entry::run(&mut run.regs, run.launched) }.map_err(|e| format!("VM entry failed: {e}"))?;
         run.launched = true;
-        let reason = vmcs::read(vmcs::EXIT_REASON);
-        let basic = (reason & 0xffff) as u32;
-        run.exits.count(basic);
-        if reason & (1 << 31) != 0 {
-            return Err(format!("VM entry failed, exit reason {basic}{}", dump(run)));
+        let exit = ExitReason(vmcs::read(vmcs::EXIT_REASON) as u32);
+        run.exits.record(exit);
+        if exit.entry_failure() {
+            return Err(format!("VM entry failed: {exit}{}", dump(run)));
         }
-        match handle(vm, vcpu, run, basic)? {
+        match handle(vm, vcpu, run, exit)? {
             Next::Resume => {}
             Next::Host => return Ok(()),
         }
     }
     Ok(())
 }
-
-const IA32_APIC_BASE: u32 = 0x1b;
 
 enum Next {
     Resume,
@@ -113,10 +110,29 @@ fn skip_instruction() -> Result<(), String> {
     vmcs::set(vmcs::GUEST_RIP, rip).map_err(|e| format!("{e}"))
 }
 
-fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, reason: u32) -> Result<Next, String> {
-    match reason {
-        exits::EXTERNAL_INTERRUPT => Ok(Next::Host),
-        exits::EXCEPTION_OR_NMI => {
+/// Injects #GP(0) at the next entry (the instruction is not skipped).
+fn inject_gp() -> Result<Next, String> {
+    let gp = Event::gp(0);
+    vmcs::set(vmcs::ENTRY_INTERRUPTION_INFO, gp.info() as u64).map_err(|e| format!("{e}"))?;
+    vmcs::set(vmcs::ENTRY_EXCEPTION_ERROR, 0).map_err(|e| format!("{e}"))?;
+    Ok(Next::Resume)
+}
+
+fn msr(run: &mut VcpuRun, bsp: bool, write: bool) -> Result<Next, String> {
+    let outcome = if write { super::msr::wrmsr(run, bsp) } else { super::msr::rdmsr(run, bsp) };
+    match outcome {
+        super::msr::Outcome::Done => {
+            skip_instruction()?;
+            Ok(Next::Resume)
+        }
+        super::msr::Outcome::Fault => inject_gp(),
+    }
+}
+
+fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<Next, String> {
+    match exit.basic() {
+        reason::EXTERNAL_INTERRUPT => Ok(Next::Host),
+        reason::EXCEPTION_OR_NMI => {
             let info = vmcs::read(vmcs::EXIT_INTERRUPTION_INFO);
             if (info >> 8) & 7 == 2 {
                 // An NMI meant for the host (NMI exiting): hand it to the
@@ -127,13 +143,13 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, reason: u32) -> Result<Next, 
             }
             Err(format!("unexpected exception exit {info:#x}{}", dump(run)))
         }
-        exits::CPUID => {
-            cpuid(vcpu, run);
+        reason::CPUID => {
+            cpuid(vm, vcpu, run);
             skip_instruction()?;
             Ok(Next::Resume)
         }
-        exits::IO => io(vm, run),
-        exits::HLT => {
+        reason::IO_INSTRUCTION => io(vm, run),
+        reason::HLT => {
             skip_instruction()?;
             if vmcs::read(vmcs::GUEST_RFLAGS) & (1 << 9) == 0 {
                 return Err(format!("vCPU {} halted with interrupts off: it can never wake{}", vcpu.index, dump(run)));
@@ -141,52 +157,39 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, reason: u32) -> Result<Next, 
             run.halted = true;
             Ok(Next::Host)
         }
-        exits::RDMSR if run.regs.rcx as u32 == IA32_APIC_BASE => {
-            // The local APIC at its usual base, enabled, in x2APIC mode;
-            // vCPU 0 is the bootstrap processor.
-            let value = 0xfee0_0000 | 1 << 11 | 1 << 10 | ((vcpu.index == 0) as u64) << 8;
-            (run.regs.rax, run.regs.rdx) = (value & 0xffff_ffff, value >> 32);
-            skip_instruction()?;
-            Ok(Next::Resume)
-        }
-        exits::RDMSR | exits::WRMSR => {
-            // An MSR this VMM does not give the guest: #GP, as a CPU
-            // without it does (the instruction is not skipped).
-            let gp = (1 << 31) | (3 << 8) | (1 << 11) | 13;
-            vmcs::set(vmcs::ENTRY_INTERRUPTION_INFO, gp).map_err(|e| format!("{e}"))?;
-            vmcs::set(vmcs::ENTRY_EXCEPTION_ERROR, 0).map_err(|e| format!("{e}"))?;
-            Ok(Next::Resume)
-        }
-        exits::EPT_VIOLATION => Err(format!(
-            "vCPU {} touched guest-physical {:#x}, which is not RAM (qualification {:#x}){}",
+        reason::RDMSR => msr(run, vcpu.index == 0, false),
+        reason::WRMSR => msr(run, vcpu.index == 0, true),
+        reason::EPT_VIOLATION => Err(format!(
+            "vCPU {} touched guest-physical {:#x}, which is not RAM ({}){}",
             vcpu.index,
             vmcs::read(vmcs::GUEST_PHYSICAL_ADDRESS),
-            vmcs::read(vmcs::EXIT_QUALIFICATION),
+            crate::ept::EptViolation::decode(vmcs::read(vmcs::EXIT_QUALIFICATION)),
             dump(run)
         )),
-        exits::TRIPLE_FAULT => Err(format!("vCPU {} triple faulted{}", vcpu.index, dump(run))),
-        exits::INVALID_GUEST_STATE => Err(format!("invalid guest state{}", dump(run))),
-        other => Err(format!("vCPU {}: unhandled exit reason {other}{}", vcpu.index, dump(run))),
+        reason::TRIPLE_FAULT => Err(format!("vCPU {} triple faulted{}", vcpu.index, dump(run))),
+        _ => Err(format!("vCPU {}: unhandled exit: {exit}{}", vcpu.index, dump(run))),
     }
 }
 
-/// The guest's CPUID: the host's, with VMX and SMX hidden, the
-/// hypervisor bit set, and modvisor's leaves at 0x40000000.
-fn cpuid(vcpu: &Vcpu, run: &mut VcpuRun) {
-    let (leaf, sub) = (run.regs.rax as u32, run.regs.rcx as u32);
-    let [a, b, c, d] = match leaf {
-        0x4000_0000 => [0x4000_0010, u32::from_le_bytes(*b"modv"), u32::from_le_bytes(*b"isor"), 0],
-        0x4000_0001..=0x4000_00ff => [0; 4],
-        _ => {
-            let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-            let mut v = [r.eax, r.ebx, r.ecx, r.edx];
-            if leaf == 1 {
-                v[2] = (v[2] & !(1 << 5 | 1 << 6)) | 1 << 31;
-                v[1] = (v[1] & 0x00ff_ffff) | vcpu.index << 24;
-            }
-            v
-        }
+/// The guest's CPUID (`crate::cpuid` decides it from the host's).
+fn cpuid(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) {
+    use crate::cpuid::{guest_cpuid, GuestCpuidContext, GuestFeatures};
+    let ctx = GuestCpuidContext {
+        x2apic_id: vcpu.index,
+        vcpu_count: vm.vcpus.len() as u32,
+        // SAFETY: a plain query of the loader.
+        tsc_khz: unsafe { plugins::ffi::mv_tsc_khz() } as u32,
+        apic_timer_khz: super::APIC_TIMER_KHZ,
+        // No XSETBV exits are handled yet: the guest's XCR0 is x87 only.
+        xcr0: 1,
+        cr4_osxsave: vmcs::read(vmcs::GUEST_CR4) & (1 << 18) != 0,
+        features: GuestFeatures::DEFAULT,
     };
+    let host = |leaf, sub| {
+        let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    };
+    let [a, b, c, d] = guest_cpuid(host, run.regs.rax as u32, run.regs.rcx as u32, &ctx);
     run.regs.rax = a as u64;
     run.regs.rbx = b as u64;
     run.regs.rcx = c as u64;
@@ -195,26 +198,21 @@ fn cpuid(vcpu: &Vcpu, run: &mut VcpuRun) {
 
 /// Port I/O: the guest ABI's console (0xE9) and exit (0xF4) ports.
 fn io(vm: &Vm, run: &mut VcpuRun) -> Result<Next, String> {
-    let q = vmcs::read(vmcs::EXIT_QUALIFICATION);
-    let (size, input, string, port) = ((q & 7) + 1, q & (1 << 3) != 0, q & (1 << 4) != 0, (q >> 16) as u16);
-    if string || input {
-        return Err(format!(
-            "unhandled port access: {} of port {port:#x}{}",
-            if input { "in" } else { "outs" },
-            dump(run)
-        ));
+    let io = IoExit::decode(vmcs::read(vmcs::EXIT_QUALIFICATION)).map_err(|e| format!("{e:?}"))?;
+    if io.string || io.direction == IoDirection::In {
+        return Err(format!("unhandled port access: {io}{}", dump(run)));
     }
     skip_instruction()?;
-    match port {
-        0xe9 => {
+    match (io.port, io.size) {
+        (0xe9, _) => {
             console(vm, run.regs.rax as u8);
             Ok(Next::Resume)
         }
-        0xf4 if size == 4 => {
+        (0xf4, 4) => {
             vm.stop(Some(run.regs.rax as u32), None);
             Ok(Next::Host)
         }
-        _ => Err(format!("unhandled port access: out of {size} bytes to port {port:#x}")),
+        _ => Err(format!("unhandled port access: {io}")),
     }
 }
 

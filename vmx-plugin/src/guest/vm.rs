@@ -4,7 +4,7 @@
 //! `destroy`.
 
 use super::entry::Regs;
-use super::exits::Counts;
+use crate::exits::ExitCounts;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -32,6 +32,7 @@ pub enum Error {
     BadElf { file: String, why: &'static str },
     WrongState { vm: String, state: &'static str },
     NoVmx,
+    Ept(crate::ept::EptError),
 }
 
 impl fmt::Display for Error {
@@ -50,6 +51,7 @@ impl fmt::Display for Error {
             Error::BadElf { file, why } => write!(f, "{file} is no guest ELF: {why}"),
             Error::WrongState { vm, state } => write!(f, "VM `{vm}` is {state}"),
             Error::NoVmx => write!(f, "VMX is not on on any CPU: guests need VMX (they run in Bochs here)"),
+            Error::Ept(e) => write!(f, "EPT: {e}"),
         }
     }
 }
@@ -93,7 +95,7 @@ pub struct VcpuRun {
     /// The controls and guest state are written (once, at the first run).
     pub initialised: bool,
     pub halted: bool,
-    pub exits: Counts,
+    pub exits: ExitCounts,
 }
 
 pub struct Vcpu {
@@ -119,8 +121,7 @@ pub struct Vm {
     pub name: String,
     pub ram_phys: u64,
     pub ram_bytes: u64,
-    /// EPT: PML4, PDPT, PD (host-physical).
-    pub ept: [u64; 3],
+    pub ept: crate::ept::Ept,
     pub vcpus: Vec<Vcpu>,
     state: AtomicU8,
     pub entry: AtomicU64,
@@ -197,23 +198,40 @@ fn table(phys: u64) -> &'static mut [u64; 512] {
     unsafe { &mut *(phys as *mut [u64; 512]) }
 }
 
-/// EPT read, write, execute; WB memory type for leaves (SDM 29.3.2).
-const EPT_RWX: u64 = 0b111;
-const EPT_WB: u64 = 6 << 3;
-const EPT_LARGE: u64 = 1 << 7;
+/// EPT table frames from the loader, one frame each (identity-mapped).
+struct Frames;
 
-/// The EPT of `ram` bytes at host `phys`, mapped from guest-physical 0
-/// with 2 MiB pages (both sides are 2 MiB aligned).
-fn build_ept(phys: u64, ram: u64) -> Result<[u64; 3], Error> {
-    let base = frames(3, 1, "EPT tables")?;
-    zero(base, 3 * PAGE);
-    let (pml4, pdpt, pd) = (base, base + PAGE, base + 2 * PAGE);
-    table(pml4)[0] = pdpt | EPT_RWX;
-    table(pdpt)[0] = pd | EPT_RWX;
-    for (i, e) in table(pd).iter_mut().take((ram / LARGE) as usize).enumerate() {
-        *e = (phys + i as u64 * LARGE) | EPT_RWX | EPT_WB | EPT_LARGE;
+impl crate::ept::TableMemory for Frames {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let phys = frames(1, 1, "EPT table").ok()?;
+        zero(phys, PAGE);
+        Some(phys)
     }
-    Ok([pml4, pdpt, pd])
+
+    fn read_entry(&self, table: u64, index: usize) -> u64 {
+        self::table(table)[index]
+    }
+
+    fn write_entry(&mut self, table: u64, index: usize, value: u64) {
+        self::table(table)[index] = value;
+    }
+}
+
+/// Frees every table frame of `ept`.
+fn free_ept(ept: &crate::ept::Ept) {
+    ept.for_each_table(&Frames, |t| free_frames(t, 1));
+}
+
+/// The EPT mapping `ram` bytes at host `phys` from guest-physical 0,
+/// read-write-execute (2 MiB pages: both sides are 2 MiB aligned).
+fn build_ept(phys: u64, ram: u64) -> Result<crate::ept::Ept, Error> {
+    let caps = super::super::plugin::ept_caps().ok_or(Error::NoVmx)?;
+    let mut ept = crate::ept::Ept::new(&mut Frames, caps).map_err(Error::Ept)?;
+    if let Err(e) = ept.map(&mut Frames, 0, phys, ram, crate::ept::Perms::RWX) {
+        free_ept(&ept);
+        return Err(Error::Ept(e));
+    }
+    Ok(ept)
 }
 
 /// The guest ABI's boot structures in guest RAM: a GDT (null, 64-bit
@@ -289,7 +307,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
                     active_on: None,
                     initialised: false,
                     halted: false,
-                    exits: Counts::default(),
+                    exits: ExitCounts::new(),
                 }),
             }),
             None => {
@@ -347,7 +365,7 @@ fn release(vm: &Vm) {
         super::super::plugin::free_vmcs(v.vmcs_virt);
     }
     free_frames(vm.ram_phys, vm.ram_bytes / PAGE);
-    free_frames(vm.ept[0], 3);
+    free_ept(&vm.ept);
 }
 
 /// Destroys a stopped (or never started) VM.

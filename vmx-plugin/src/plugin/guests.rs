@@ -80,3 +80,9 @@ pub fn clear_vmcs_on(cpu: u32, phys: u64) {
 pub fn other_vmx_cpu(cpu: u32) -> Option<u32> {
     (0..MAX_CPUS as u32).find(|&c| c != cpu && vmx_config(c).is_some())
 }
+
+/// The EPT/VPID capabilities every CPU shares (IA32_VMX_EPT_VPID_CAP bits
+/// the configuration relies on).
+pub fn ept_caps() -> Option<u64> {
+    GLOBAL.get().map(|g| g.config().ept_vpid_caps)
+}

@@ -23,7 +23,7 @@ mod command;
 mod guests;
 mod state;
 
-pub use guests::{clear_vmcs_on, free_vmcs, new_vmcs, note_loaded, vmcs_revision, vmx_config};
+pub use guests::{clear_vmcs_on, ept_caps, free_vmcs, new_vmcs, note_loaded, vmcs_revision, vmx_config};
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
