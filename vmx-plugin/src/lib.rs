@@ -18,6 +18,7 @@ extern crate plugins;
 pub mod compat;
 pub mod config;
 pub mod msr;
+pub mod requests;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod insn;
