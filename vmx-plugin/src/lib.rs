@@ -22,6 +22,7 @@ pub mod ept;
 pub mod exits;
 pub mod msr;
 pub mod msrs;
+pub mod requests;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod guest;
