@@ -240,13 +240,16 @@ abi::exports! {
     /// stay offline until asked for, as with Linux's `maxcpus=`.
     pub fn mv_boot_cpu_limit() -> u32;
     /// `count` contiguous physical frames (4 KiB), the first aligned to
-    /// `align_pages` frames, charged to the calling plugin (its leftovers
-    /// are reported and freed when it ends); their physical address (they
-    /// are identity-mapped read-write, contents undefined), or 0 if refused.
-    pub fn mv_frames_alloc(count: u64, align_pages: u64) -> u64;
-    /// Frees a block from [`mv_frames_alloc`], whole; 0, or -1 if `addr`
-    /// and `count` name no block the caller holds (nothing is freed).
-    pub fn mv_frames_free(addr: u64, count: u64) -> i32;
+    /// `align_pages` frames, charged to the plugin whose image holds
+    /// `caller` (as [`mv_alloc`]; the SDK's [`crate::runtime::image_address`]).
+    /// Its leftovers are reported and freed when it ends. Their physical
+    /// address (identity-mapped read-write, contents undefined), or 0 if
+    /// refused.
+    pub fn mv_frames_alloc(caller: *const u8, count: u64, align_pages: u64) -> u64;
+    /// Frees a block from [`mv_frames_alloc`], whole, held by the plugin
+    /// whose image holds `caller`; 0, or -1 if `addr` and `count` name no
+    /// block it holds (nothing is freed).
+    pub fn mv_frames_free(caller: *const u8, addr: u64, count: u64) -> i32;
     /// The bytes of the initrd file at `path` (e.g. `guests/hello.elf`):
     /// its address, with its length in `*len`; null if there is none.
     pub fn mv_initrd_file(path: StrRef, len: *mut usize) -> *const u8;

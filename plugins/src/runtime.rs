@@ -138,6 +138,13 @@ impl LoaderAlloc {
     }
 }
 
+/// An address inside the calling plugin's image, for the exports that
+/// charge what they hand out to the plugin whose code asks
+/// ([`ffi::mv_frames_alloc`]).
+pub fn image_address() -> *const u8 {
+    ALLOC.me()
+}
+
 // SAFETY: forwards to the loader's heap, which is a correct allocator.
 unsafe impl core::alloc::GlobalAlloc for LoaderAlloc {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {

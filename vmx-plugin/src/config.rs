@@ -54,6 +54,7 @@ const fn control(kind: Kind, bit: u32, name: &'static str) -> Control {
 
 pub const EXTERNAL_INTERRUPT_EXITING: Control = control(Kind::Pin, 0, "external-interrupt exiting");
 pub const NMI_EXITING: Control = control(Kind::Pin, 3, "NMI exiting");
+pub const ACTIVATE_PREEMPTION_TIMER: Control = control(Kind::Pin, 6, "activate VMX-preemption timer");
 pub const POSTED_INTERRUPTS: Control = control(Kind::Pin, 7, "process posted interrupts");
 
 pub const INTERRUPT_WINDOW_EXITING: Control = control(Kind::Primary, 2, "interrupt-window exiting");
@@ -122,7 +123,8 @@ pub const REQUIRED: [Control; 20] = [
 /// [`VmxConfig::features`] lists them in. Each is a "default0" control
 /// (SDM A.2), so a CPU never forces it on and dropping one whose
 /// prerequisite is missing is always allowed.
-pub const OPTIONAL: [Control; 12] = [
+pub const OPTIONAL: [Control; 13] = [
+    ACTIVATE_PREEMPTION_TIMER,
     POSTED_INTERRUPTS,
     USE_TPR_SHADOW,
     ACTIVATE_SECONDARY_CONTROLS,

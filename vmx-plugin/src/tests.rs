@@ -180,8 +180,8 @@ fn true_msrs_are_used_when_basic_bit_55_is_set() {
 fn skylake_x_configuration() {
     let c = dump("corei7_skylake_x").config(EPT).unwrap();
     assert_eq!((c.revision_id, c.vmcs_size), (0x2b, 4096));
-    // (required 0x09 | optional 0x80) & allowed-1 0x7f | allowed-0 0x16.
-    assert_eq!(c.pin, 0x1f);
+    // (required 0x09 | optional 0xc0) & allowed-1 0x7f | allowed-0 0x16.
+    assert_eq!(c.pin, 0x5f);
     // Required 0x2199_8e8c | optional 0x8022_0000, less "activate tertiary"
     // (not allowed-1), | TRUE allowed-0 0x0400_6172.
     assert_eq!(c.primary, 0xa5b9_effe);
@@ -196,6 +196,7 @@ fn skylake_x_configuration() {
     assert_eq!(
         c.features(),
         [
+            ("activate VMX-preemption timer", true),
             ("process posted interrupts", false),
             ("use TPR shadow", true),
             ("activate secondary controls", true),

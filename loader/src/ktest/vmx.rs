@@ -356,5 +356,9 @@ fn bench() -> Result<(), Failure> {
     let (up, down) = vmx(|t| ((t.enable_ticks)(cpu as u32), (t.disable_ticks)(cpu as u32)))?;
     crate::println!("bench: vmx-enable {up} tsc cpu={cpu}");
     crate::println!("bench: vmx-disable {down} tsc cpu={cpu}");
+    let (mut mask, mut scan) = (0, 0);
+    with(|t: &vmx_api::VmTable| (t.bench_request_mask)(&mut mask, &mut scan))?;
+    crate::println!("bench: request-mask-4-of-4096 {mask} tsc set-bit walk");
+    crate::println!("bench: request-scan-4-of-4096 {scan} tsc full scan ({}x the walk)", scan / mask.max(1));
     Ok(())
 }

@@ -407,15 +407,15 @@ unsafe extern "C" fn mv_run_on(cpu: u32, f: RemoteFn, arg: usize, flags: u32, re
     0
 }
 
-extern "C" fn mv_frames_alloc(count: u64, align_pages: u64) -> u64 {
-    super::frames::alloc(caller(), count, align_pages).unwrap_or_else(|e| {
+extern "C" fn mv_frames_alloc(caller: *const u8, count: u64, align_pages: u64) -> u64 {
+    super::frames::alloc(super::heap::owner_of(caller as u64), count, align_pages).unwrap_or_else(|e| {
         log::warn!(target: caller_name(), "mv_frames_alloc({count}): {e}");
         0
     })
 }
 
-extern "C" fn mv_frames_free(addr: u64, count: u64) -> i32 {
-    match super::frames::free(caller(), addr, count) {
+extern "C" fn mv_frames_free(caller: *const u8, addr: u64, count: u64) -> i32 {
+    match super::frames::free(super::heap::owner_of(caller as u64), addr, count) {
         Ok(()) => 0,
         Err(e) => {
             log::warn!(target: caller_name(), "mv_frames_free: {e}");

@@ -19,7 +19,7 @@ static BLOCKS: Mutex<Vec<Block>> = Mutex::new(Vec::new());
 
 #[derive(Debug)]
 pub enum Error {
-    /// Not called from a plugin (no guarded call says who).
+    /// The caller's address lies in no plugin's image.
     NoCaller,
     ZeroCount,
     Memory(crate::memory::Error),
@@ -33,7 +33,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoCaller => write!(f, "frames are charged to a plugin, and the call came from none"),
+            Error::NoCaller => write!(f, "frames are charged to a plugin, and the caller's address is in none"),
             Error::ZeroCount => write!(f, "asked for 0 frames"),
             Error::Memory(e) => write!(f, "{e}"),
             Error::NotHeld { addr, count } => {

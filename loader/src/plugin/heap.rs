@@ -40,6 +40,11 @@ unsafe fn free(addr: u64, size: u64, align: u64) {
     unsafe { alloc::alloc::dealloc(addr as *mut u8, l) }
 }
 
+/// The plugin whose image holds `addr`.
+pub fn owner_of(addr: u64) -> Option<u64> {
+    locked(|ledger| ledger.owner_at(addr).ok())
+}
+
 /// Allocates for the plugin whose image holds `caller`; `Ok(null)` when the
 /// heap has no room.
 pub fn alloc(caller: u64, size: u64, align: u64) -> Result<*mut u8, Error> {

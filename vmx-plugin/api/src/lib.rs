@@ -116,6 +116,10 @@ pub struct VmTable {
     pub read: extern "C" fn(id: u32, gpa: u64, out: *mut u8, len: usize) -> i32,
     /// The pCPU vCPU `vcpu` is bound to, or a negative code.
     pub vcpu_cpu: extern "C" fn(id: u32, vcpu: u32) -> i32,
+    /// For `make bench`: TSC ticks of one request to 4 set ids of 4096
+    /// vCPU slots (none in guest mode) by the set-bit walk, into `*mask`,
+    /// and by a scan of all 4096 ids, into `*scan`.
+    pub bench_request_mask: extern "C" fn(mask: *mut u64, scan: *mut u64),
 }
 
 // SAFETY: `VmTable` is the `vm` table; it only grows, at its end.

@@ -97,7 +97,11 @@ fn info(name: &str) -> Result<(), vm::Error> {
             "  vcpu {}: cpu {}, {}{} exits",
             c.index,
             c.cpu.load(Ordering::Acquire),
-            if run.halted { "halted, " } else { "" },
+            match c.halt.load(Ordering::Acquire) {
+                vm::RUNNING => "",
+                vm::HALTED => "halted, ",
+                _ => "halted for good, ",
+            },
             run.exits.total()
         );
         for (reason, n) in run.exits.iter() {

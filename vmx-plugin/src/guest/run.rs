@@ -7,6 +7,7 @@ use super::vm::{self, State, Vcpu, VcpuRun, Vm};
 use super::vmcs;
 use crate::exits::{reason, Event, ExitReason, IoDirection, IoExit};
 use crate::insn;
+use crate::requests::Requests;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -15,6 +16,25 @@ use core::sync::atomic::Ordering;
 /// Exits handled in one slice before the pCPU goes back to its idle loop
 /// (which takes pending interrupts and lets other vCPUs run).
 const EXITS_PER_SLICE: u32 = 256;
+
+/// A slice's length in guest mode: 1 ms of TSC, counted by the VMX
+/// preemption timer where the CPU has it. The timer is what ends the slice
+/// of a guest that never exits: Bochs 2.7 does not exit on an external
+/// interrupt while the guest runs with RFLAGS.IF clear.
+const SLICE_US: u64 = 1000;
+
+/// The preemption timer's start value for one slice: it counts down once
+/// every 2^rate TSC ticks (IA32_VMX_MISC bits 4:0, SDM 25.5.1).
+fn slice_timer() -> u64 {
+    static VALUE: spin::Once<u64> = spin::Once::new();
+    *VALUE.call_once(|| {
+        // SAFETY: IA32_VMX_MISC exists wherever VMX does.
+        let rate = unsafe { insn::rdmsr(crate::msr::IA32_VMX_MISC) } & 0x1f;
+        // SAFETY: a plain query of the loader.
+        let tsc_khz = unsafe { plugins::ffi::mv_tsc_khz() };
+        ((tsc_khz * SLICE_US / 1000) >> rate).clamp(1, u32::MAX as u64)
+    })
+}
 
 /// The loader's idle hook (`mv_idle_register`).
 pub extern "C" fn idle(cpu: u32) -> i32 {
@@ -36,7 +56,7 @@ fn pick(cpu: u32) -> Option<(Arc<Vm>, usize)> {
     let mut candidates = vms.iter().filter(|v| v.state() == State::Running).flat_map(|v| {
         v.vcpus
             .iter()
-            .filter(|c| c.cpu.load(Ordering::Acquire) == cpu && !c.run.try_lock().is_some_and(|r| r.halted))
+            .filter(|c| c.cpu.load(Ordering::Acquire) == cpu && c.halt.load(Ordering::Acquire) == vm::RUNNING)
             .map(move |c| (v.clone(), c.index as usize))
     });
     let skip = NEXT.get(cpu as usize)?.fetch_add(1, Ordering::Relaxed);
@@ -77,13 +97,29 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
             .map_err(|e| format!("guest state: {e}"))?;
         run.initialised = true;
     }
+    let slot = &vm.slots[vcpu.index as usize];
+    slot.set_pcpu(cpu);
+    let timed = config.has(crate::config::ACTIVATE_PREEMPTION_TIMER);
     for _ in 0..EXITS_PER_SLICE {
         if vm.state() != State::Running {
             return Ok(());
         }
+        // Interrupts are off from here to the entry: a kick that comes
+        // after the mode store below stays pending and forces an exit.
+        if let Err(requests) = slot.enter_guest_prepare() {
+            if requests.contains(Requests::STOP) || requests.contains(Requests::MIGRATE) {
+                return Ok(());
+            }
+            continue;
+        }
+        if timed {
+            vmcs::set(vmcs::PREEMPTION_TIMER_VALUE, slice_timer()).map_err(|e| format!("{e}"))?;
+        }
         // SAFETY: VMX root operation, this vCPU's VMCS current with its
         // state written (above); interrupts are off (idle work runs so).
-        unsafe { super::entry::run(&mut run.regs, run.launched) }.map_err(|e| format!("VM entry failed: {e}"))?;
+        let entered = unsafe { super::entry::run(&mut run.regs, run.launched) };
+        slot.exit_guest();
+        entered.map_err(|e| format!("VM entry failed: {e}"))?;
         run.launched = true;
         let exit = ExitReason(vmcs::read(vmcs::EXIT_REASON) as u32);
         run.exits.record(exit);
@@ -131,7 +167,7 @@ fn msr(run: &mut VcpuRun, bsp: bool, write: bool) -> Result<Next, String> {
 
 fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<Next, String> {
     match exit.basic() {
-        reason::EXTERNAL_INTERRUPT => Ok(Next::Host),
+        reason::EXTERNAL_INTERRUPT | reason::PREEMPTION_TIMER => Ok(Next::Host),
         reason::EXCEPTION_OR_NMI => {
             let info = vmcs::read(vmcs::EXIT_INTERRUPTION_INFO);
             if (info >> 8) & 7 == 2 {
@@ -151,10 +187,11 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
         reason::IO_INSTRUCTION => io(vm, run),
         reason::HLT => {
             skip_instruction()?;
-            if vmcs::read(vmcs::GUEST_RFLAGS) & (1 << 9) == 0 {
-                return Err(format!("vCPU {} halted with interrupts off: it can never wake{}", vcpu.index, dump(run)));
+            let for_good = vmcs::read(vmcs::GUEST_RFLAGS) & (1 << 9) == 0;
+            vcpu.halt.store(if for_good { vm::HALTED_FOR_GOOD } else { vm::HALTED }, Ordering::Release);
+            if vm.vcpus.iter().all(|c| c.halt.load(Ordering::Acquire) == vm::HALTED_FOR_GOOD) {
+                return Err(format!("every vCPU halted with interrupts off: the guest can never go on{}", dump(run)));
             }
-            run.halted = true;
             Ok(Next::Host)
         }
         reason::RDMSR => msr(run, vcpu.index == 0, false),

@@ -94,12 +94,20 @@ pub struct VcpuRun {
     pub active_on: Option<u32>,
     /// The controls and guest state are written (once, at the first run).
     pub initialised: bool,
-    pub halted: bool,
     pub exits: ExitCounts,
 }
 
+/// [`Vcpu::halt`]: running, or halted until an interrupt, or halted with
+/// interrupts off (only an NMI or INIT, which modvisor does not send,
+/// would wake it: it is done).
+pub const RUNNING: u8 = 0;
+pub const HALTED: u8 = 1;
+pub const HALTED_FOR_GOOD: u8 = 2;
+
 pub struct Vcpu {
     pub index: u32,
+    /// [`RUNNING`], [`HALTED`] or [`HALTED_FOR_GOOD`].
+    pub halt: AtomicU8,
     /// The pCPU it is bound to.
     pub cpu: AtomicU32,
     pub vmcs_virt: u64,
@@ -123,6 +131,9 @@ pub struct Vm {
     pub ram_bytes: u64,
     pub ept: crate::ept::Ept,
     pub vcpus: Vec<Vcpu>,
+    /// Each vCPU's request bits, mode and pCPU, by vCPU id: what other
+    /// CPUs touch (`crate::requests`).
+    pub slots: Vec<crate::requests::VcpuSlot>,
     state: AtomicU8,
     pub entry: AtomicU64,
     pub ending: spin::Mutex<Ending>,
@@ -144,8 +155,9 @@ impl Vm {
         (gpa.checked_add(len)? <= self.ram_bytes).then_some((self.ram_phys + gpa) as *mut u8)
     }
 
-    /// Ends the VM (the first ending counts) and kicks its vCPUs out of
-    /// guest mode.
+    /// Ends the VM (the first ending counts) and asks every vCPU to stop:
+    /// those in guest mode elsewhere are kicked out, the others see the
+    /// state before their next entry.
     pub fn stop(&self, status: Option<u32>, report: Option<String>) {
         {
             let mut e = self.ending.lock();
@@ -156,11 +168,24 @@ impl Vm {
             e.report = report;
             self.set_state(State::Stopped);
         }
-        for v in &self.vcpus {
-            // SAFETY: a plain call of the loader; a CPU that is not
-            // running refuses it, which is fine (nothing to interrupt).
-            unsafe { ffi::mv_kick(v.cpu.load(Ordering::Acquire)) };
+        self.request_all(crate::requests::Requests::STOP);
+    }
+
+    /// Makes `req` pending on every vCPU and kicks those in guest mode.
+    pub fn request_all(&self, req: crate::requests::Requests) {
+        let mut bitmap = [0u64; MAX_VCPUS.div_ceil(64)];
+        for i in 0..self.slots.len() {
+            bitmap[i / 64] |= 1 << (i % 64);
         }
+        // SAFETY: a plain query of the loader.
+        let me = unsafe { ffi::mv_current_cpu() };
+        let kick = |cpu| {
+            // SAFETY: a plain call of the loader (a CPU that left meanwhile
+            // refuses it: nothing to interrupt there).
+            let _ = unsafe { ffi::mv_kick(cpu) };
+        };
+        // Every set bit names a slot: the bitmap was built from them.
+        let _ = crate::requests::make_request_mask(&self.slots, req, &bitmap, me, kick);
     }
 }
 
@@ -173,7 +198,7 @@ pub fn find(name: &str) -> Result<Arc<Vm>, Error> {
 
 fn frames(count: u64, align: u64, what: &'static str) -> Result<u64, Error> {
     // SAFETY: a plain call of the loader.
-    match unsafe { ffi::mv_frames_alloc(count, align) } {
+    match unsafe { ffi::mv_frames_alloc(plugins::runtime::image_address(), count, align) } {
         0 => Err(Error::NoMemory { what }),
         phys => Ok(phys),
     }
@@ -181,7 +206,7 @@ fn frames(count: u64, align: u64, what: &'static str) -> Result<u64, Error> {
 
 fn free_frames(phys: u64, count: u64) {
     // SAFETY: a block this plugin allocated with `frames` and no longer uses.
-    if unsafe { ffi::mv_frames_free(phys, count) } != 0 {
+    if unsafe { ffi::mv_frames_free(plugins::runtime::image_address(), phys, count) } != 0 {
         plugins::warn!("frames at {phys:#x} were not given back");
     }
 }
@@ -289,6 +314,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
         ram_bytes: ram,
         ept,
         vcpus: Vec::new(),
+        slots: (0..cpus.len()).map(|_| crate::requests::VcpuSlot::new()).collect(),
         state: AtomicU8::new(State::Created as u8),
         entry: AtomicU64::new(0),
         ending: spin::Mutex::new(Ending::default()),
@@ -298,6 +324,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
         match super::super::plugin::new_vmcs() {
             Some((virt, phys)) => vm.vcpus.push(Vcpu {
                 index: i as u32,
+                halt: AtomicU8::new(RUNNING),
                 cpu: AtomicU32::new(cpu),
                 vmcs_virt: virt,
                 vmcs_phys: phys,
@@ -306,7 +333,6 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
                     launched: false,
                     active_on: None,
                     initialised: false,
-                    halted: false,
                     exits: ExitCounts::new(),
                 }),
             }),
@@ -376,7 +402,13 @@ pub fn destroy(name: &str) -> Result<(), Error> {
         if matches!(vms[i].state(), State::Running | State::Paused) {
             return Err(Error::WrongState { vm: name.into(), state: vms[i].state().name() });
         }
-        vms.remove(i)
+        let vm = vms.remove(i);
+        if vms.is_empty() {
+            // The table's own buffer goes too: with no VM left the heap
+            // figures are those from before the first.
+            *vms = Vec::new();
+        }
+        vm
     };
     // A CPU may still hold a vCPU's lock for the rest of its slice: the
     // locks in `release` wait for it.
