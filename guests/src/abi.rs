@@ -3,7 +3,9 @@
 
 /// Where guests are linked and loaded (guest-physical = guest-virtual).
 pub const LOAD_BASE: u64 = 0x10_0000;
-/// Every `PT_LOAD` segment ends at or below this: a guest takes at most 1 MiB.
+/// Every `PT_LOAD` segment of these guests ends at or below this, so each
+/// takes at most 1 MiB (the runner checks it). The VMM's own limit is a
+/// few MiB higher; keeping below 2 MiB leaves it room.
 pub const LOAD_LIMIT: u64 = 0x20_0000;
 /// The VMM's identity map covers guest-physical [0, this) with 2 MiB pages.
 pub const IDENTITY_MAP_END: u64 = 1 << 30;

@@ -13,9 +13,11 @@
 //! [`abi`]. Change them on both sides or not at all.
 //!
 //! - **Image.** A static ELF64 x86_64 executable (`ET_EXEC`, not PIE) whose
-//!   `PT_LOAD` segments have `p_paddr == p_vaddr`, all inside
-//!   [`abi::LOAD_BASE`, `abi::LOAD_LIMIT`) = [1 MiB, 2 MiB): a guest takes
-//!   at most 1 MiB. The VMM copies each segment to its guest-physical
+//!   `PT_LOAD` segments have `p_paddr == p_vaddr`, all at or above
+//!   [`abi::LOAD_BASE`] (1 MiB) and below the VMM's limit, a few MiB above
+//!   2 MiB. These guests are linked at 1 MiB and keep below
+//!   [`abi::LOAD_LIMIT`] (2 MiB, at most 1 MiB each), which the runner
+//!   checks. The VMM copies each segment to its guest-physical
 //!   address and zeroes `p_memsz` beyond `p_filesz` (these guests have no
 //!   such tail: `link.ld` keeps `.bss` in the file). Entry: `e_entry`, in
 //!   64-bit code.

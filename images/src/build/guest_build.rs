@@ -266,6 +266,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_lists_every_guest() {
+        let readme = fs::read_to_string(workspace_root().join("README.md")).unwrap();
+        let section =
+            readme.split("\n### ").find(|s| s.starts_with("Test guests\n")).expect("README has `### Test guests`");
+        for name in GUESTS {
+            assert!(
+                section.lines().any(|l| l.starts_with(&format!("| `{name}` "))),
+                "README's guest table has no row for `{name}`"
+            );
+        }
+    }
+
+    #[test]
     fn guests_go_under_their_own_folder() {
         assert_eq!(initrd_path("hello"), "guests/hello.elf");
         assert!(!initrd_path("hello").starts_with(super::super::plugin_build::STORE_DIR));
