@@ -1,6 +1,6 @@
 # modvisor: build images, boot them, test them.
 #
-#   make / make images   build the loader and every image (images/out/)
+#   make / make images   build the loader, the plugins, the test guests and every image (images/out/)
 #   make run             boot IMAGE (default: default) in QEMU on this terminal
 #   make bochs           boot IMAGE's ISO in Bochs
 #   make test            host unit tests, then every test image in QEMU and Bochs
@@ -47,12 +47,14 @@ test: setup
 	$(RUNNER) test $(if $(FILTER),--filter "$(FILTER)") $(if $(JOBS),--jobs $(JOBS))
 
 # The kernel is checked for its own target too, with and without its
-# in-image tests, since each build leaves out code the other has.
+# in-image tests, since each build leaves out code the other has; so are
+# the test guests, whose entry and panic handler exist only there.
 lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p loader --target x86_64-unknown-none -- -D warnings
 	$(CARGO) clippy -p loader --target x86_64-unknown-none --features ktest -- -D warnings
+	$(CARGO) clippy -p test-guests --target x86_64-unknown-none -- -D warnings
 
 bench: setup
 	$(RUNNER) bench

@@ -1,9 +1,10 @@
 //! Building images: the loader (by cargo, twice: test images get the one
-//! with the in-image suites, feature `ktest`) and every plugin variant
-//! (`plugin_build`), then for every recipe a directory `images/out/<name>/`
-//! with `loader.elf` (stripped), `loader.debug.elf` (its twin with symbols
-//! and debug info, for GDB), `initrd` (the plugin store) and `cmdline`, and
-//! a GRUB ISO `images/out/<name>.iso` made from the shipped pieces.
+//! with the in-image suites, feature `ktest`), every plugin variant
+//! (`plugin_build`) and the test guests (`guest_build`), then for every
+//! recipe a directory `images/out/<name>/` with `loader.elf` (stripped),
+//! `loader.debug.elf` (its twin with symbols and debug info, for GDB),
+//! `initrd` (the plugin store and the guests) and `cmdline`, and a GRUB
+//! ISO `images/out/<name>.iso` made from the shipped pieces.
 //!
 //! Only stale pieces are rebuilt, so a repeated `runner build` costs one
 //! no-op cargo call: `loader.elf` and the ISO are compared by mtime with
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
+use super::guest_build::{self, GuestFile};
 use super::plugin_build::{self, StoreFile};
 use super::recipes::{self, Recipe, RECIPES};
 use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
@@ -89,17 +91,18 @@ impl Image {
     }
 }
 
-/// Builds the loader, the plugins and every image; prints each piece it
-/// (re)builds.
+/// Builds the loader, the plugins, the guests and every image; prints each
+/// piece it (re)builds.
 pub fn build_all() -> Result<()> {
     recipes::validate_all()?;
     let plain = cargo_build_loader(&[], "loader.elf")?;
     let with_tests = cargo_build_loader(&["--features", "ktest"], "loader-ktest.elf")?;
     let store = plugin_build::build_plugins()?;
+    let guests = guest_build::build_guests()?;
     let mut built = 0;
     for recipe in RECIPES {
         let loader = if recipe.runs_suites() { &with_tests } else { &plain };
-        let written = build_image(recipe, loader, &strip::strip(loader)?, &store)?;
+        let written = build_image(recipe, loader, &strip::strip(loader)?, &store, &guests)?;
         if !written.is_empty() {
             let names: Vec<String> = written.iter().map(|p| shown(p)).collect();
             println!("build: {}", names.join(" "));
@@ -145,7 +148,13 @@ fn cargo_build_loader(extra: &[&str], kept: &str) -> Result<PathBuf> {
 
 /// Brings one image up to date from the loader's `debug` build and its
 /// `stripped` twin; returns the paths it wrote.
-fn build_image(recipe: &Recipe, debug: &Path, stripped: &Path, store: &[StoreFile]) -> Result<Vec<PathBuf>> {
+fn build_image(
+    recipe: &Recipe,
+    debug: &Path,
+    stripped: &Path,
+    store: &[StoreFile],
+    guests: &[GuestFile],
+) -> Result<Vec<PathBuf>> {
     let image = Image::of(recipe.name);
     fs::create_dir_all(&image.dir).map_err(|e| Error::io(format!("creating {}", image.dir.display()), e))?;
     let mut written = Vec::new();
@@ -159,7 +168,7 @@ fn build_image(recipe: &Recipe, debug: &Path, stripped: &Path, store: &[StoreFil
             written.push(to);
         }
     }
-    if write_if_changed(&image.initrd(), &initrd_bytes(recipe.name, store)?)? {
+    if write_if_changed(&image.initrd(), &initrd_bytes(recipe.name, store, guests)?)? {
         written.push(image.initrd());
     }
     let cmdline_path = image.dir.join(CMDLINE_FILE);
@@ -178,12 +187,14 @@ fn build_image(recipe: &Recipe, debug: &Path, stripped: &Path, store: &[StoreFil
 
 /// The initrd: a ustar archive that the loader reads as its plugin store:
 /// `image.txt` with the image's name, then every store file (signed
-/// plugins under `plugins/`). Fixed metadata (mtime 0, owner 0) keeps it
-/// byte-identical across builds.
-pub fn initrd_bytes(name: &str, store: &[StoreFile]) -> Result<Vec<u8>> {
+/// plugins under `plugins/`), then every test guest (`guests/<name>.elf`,
+/// unsigned: the store indexes only `plugins/`). Fixed metadata (mtime 0,
+/// owner 0) keeps it byte-identical across builds.
+pub fn initrd_bytes(name: &str, store: &[StoreFile], guests: &[GuestFile]) -> Result<Vec<u8>> {
     let image_txt = format!("{name}\n");
     let files = std::iter::once(("image.txt", image_txt.as_bytes()))
-        .chain(store.iter().map(|f| (f.path.as_str(), f.bytes.as_slice())));
+        .chain(store.iter().map(|f| (f.path.as_str(), f.bytes.as_slice())))
+        .chain(guests.iter().map(|g| (g.path.as_str(), g.bytes.as_slice())));
     let mut archive = tar::Builder::new(Vec::new());
     for (path, bytes) in files {
         let mut header = tar::Header::new_ustar();
@@ -260,7 +271,7 @@ mod tests {
     use std::io::Read;
 
     #[test]
-    fn initrd_is_a_reproducible_ustar_with_the_image_name_and_the_store() {
+    fn initrd_is_a_reproducible_ustar_with_the_image_name_the_store_and_the_guests() {
         let store = [
             StoreFile {
                 path: "plugins/a-1.0.0.mvp".into(),
@@ -269,8 +280,9 @@ mod tests {
             },
             StoreFile { path: "plugins/bad-unsigned.mvp".into(), bytes: vec![], plugin: None },
         ];
-        let bytes = initrd_bytes("smp", &store).unwrap();
-        assert_eq!(bytes, initrd_bytes("smp", &store).unwrap());
+        let guests = [GuestFile { name: "hello".into(), path: "guests/hello.elf".into(), bytes: vec![0x7f, b'E'] }];
+        let bytes = initrd_bytes("smp", &store, &guests).unwrap();
+        assert_eq!(bytes, initrd_bytes("smp", &store, &guests).unwrap());
         assert_eq!(&bytes[257..263], b"ustar\0", "ustar magic");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let entries: Vec<(String, Vec<u8>)> = archive
@@ -289,6 +301,7 @@ mod tests {
                 ("image.txt".to_string(), b"smp\n".to_vec()),
                 ("plugins/a-1.0.0.mvp".to_string(), vec![1, 2, 3]),
                 ("plugins/bad-unsigned.mvp".to_string(), vec![]),
+                ("guests/hello.elf".to_string(), vec![0x7f, b'E']),
             ]
         );
     }

@@ -1,9 +1,11 @@
 //! Building images: the recipe table (`recipes`), the loader and every
 //! image's pieces (`builder`), the plugin variants (`plugin_build`), their
 //! signatures (`signing`), the deliberately broken store files
-//! (`plugin_elf`) and the stripped loader (`strip`).
+//! (`plugin_elf`), the test guests (`guest_build`) and the stripped loader
+//! and guests (`strip`).
 
 pub mod builder;
+pub mod guest_build;
 pub mod plugin_build;
 pub mod plugin_elf;
 pub mod recipes;

@@ -29,7 +29,8 @@ use loader_core::plugin::store::file_hash;
 
 use super::plugin_elf::{self, Mutation};
 use super::shared::{
-    cargo, is_stale, made_from_other, mtime, record_stamp, stamp, toolchain_tool, write_if_changed, KERNEL_TARGET,
+    cargo, is_stale, load_layout, made_from_other, mtime, record_stamp, stamp, target_root, toolchain_tool,
+    write_if_changed, KERNEL_TARGET,
 };
 use super::{signing, Error, Result};
 use crate::{out_dir, shown, workspace_root};
@@ -150,10 +151,7 @@ pub fn plugin_crates(metadata: &str, root: &Path) -> Result<Vec<PluginCrate>, St
 /// Where cargo builds plugins: apart from the loader, whose build the
 /// plugins' RUSTFLAGS would otherwise invalidate.
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| workspace_root().join(d))
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("plugins")
+    target_root().join("plugins")
 }
 
 /// The staticlib cargo leaves for `package`.
@@ -215,13 +213,6 @@ fn discover() -> Result<Vec<PluginCrate>> {
         });
     }
     plugin_crates(&String::from_utf8_lossy(&out.stdout), workspace_root()).map_err(Error::Recipe)
-}
-
-/// The loadable segments (address, size in memory), which must be the same
-/// in the stripped and the unstripped object or GDB's symbols are off.
-fn load_layout(elf: &[u8]) -> Vec<(u64, u64)> {
-    use object::{Object, ObjectSegment};
-    object::File::parse(elf).map(|f| f.segments().map(|s| (s.address(), s.size())).collect()).unwrap_or_default()
 }
 
 /// A built variant: name, version and the stripped ELF, by store file name.

@@ -1,5 +1,6 @@
-//! What the loader build and the plugin builds share: how cargo is
-//! started, where the toolchain's own tools are, and when a file is stale.
+//! What the loader, plugin and guest builds share: how cargo is started,
+//! where it builds, where the toolchain's own tools are, when a file is
+//! stale, and an ELF's loadable segments.
 
 use std::ffi::OsString;
 use std::fs;
@@ -15,6 +16,24 @@ pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 /// honoured; plain `cargo` (rust-toolchain.toml picks the toolchain) otherwise.
 pub fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the
+/// workspace) or `target/`. The plugin and guest builds use folders of
+/// their own below it, since their RUSTFLAGS would otherwise invalidate
+/// each other's and the loader's builds.
+pub fn target_root() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| crate::workspace_root().join(d))
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
+}
+
+/// The loadable segments (address, size in memory) of an ELF file; empty
+/// when it is none. A stripped file must keep its original's, or GDB's
+/// symbols from the original are off.
+pub fn load_layout(elf: &[u8]) -> Vec<(u64, u64)> {
+    use object::{Object, ObjectSegment};
+    object::File::parse(elf).map(|f| f.segments().map(|s| (s.address(), s.size())).collect()).unwrap_or_default()
 }
 
 /// What `output` was made from, as a line: `input`'s inode, size and

@@ -1,4 +1,4 @@
-//! The shipped loader is stripped (`llvm-strip --strip-all`, the
+//! The shipped loader (and every shipped test guest) is stripped (`llvm-strip --strip-all`, the
 //! toolchain's own, from rustup's llvm-tools): its debug info and symbol
 //! tables are most of its 15-19 MB and the loader never reads them. The
 //! unstripped build stays beside it as `loader.debug.elf` for GDB and the
@@ -25,15 +25,22 @@ pub fn stripped_path(debug: &Path) -> PathBuf {
 /// returns its path.
 pub fn strip(debug: &Path) -> Result<PathBuf> {
     let out = stripped_path(debug);
+    strip_into(debug, &out)?;
+    Ok(out)
+}
+
+/// Writes `debug` stripped as `out` when `out` is missing or older;
+/// returns whether it wrote.
+pub fn strip_into(debug: &Path, out: &Path) -> Result<bool> {
     let source = mtime(debug).ok_or_else(|| Error::Environment(format!("{} is missing", debug.display())))?;
-    if !is_stale(mtime(&out), &[source]) {
-        return Ok(out);
+    if !is_stale(mtime(out), &[source]) {
+        return Ok(false);
     }
     let tool = llvm_strip()?;
     let status = Command::new(&tool)
         .arg("--strip-all")
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .arg(debug)
         .status()
         .map_err(|e| Error::io(format!("starting {}", tool.display()), e))?;
@@ -43,7 +50,7 @@ pub fn strip(debug: &Path) -> Result<PathBuf> {
             detail: status.to_string(),
         });
     }
-    Ok(out)
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -30,11 +30,14 @@ pub struct Cli {
 pub enum Command {
     /// Build the loader and every image (only what is stale)
     ///
-    /// Builds the loader (cargo, release, x86_64-unknown-none) and every plugin
+    /// Builds the loader (cargo, release, x86_64-unknown-none), every plugin
     /// variant (signed into images/out/plugins/<name>-<version>.mvp, with the
-    /// unstripped .so beside it for GDB), then for every image
+    /// unstripped .so beside it for GDB) and the test guests (guests/, into
+    /// images/out/guests/<name>.elf, checked against the guest ABI, with
+    /// <name>.debug.elf beside), then for every image
     /// images/out/<name>/{loader.elf,initrd,cmdline} and the GRUB ISO
-    /// images/out/<name>.iso; each initrd holds every signed plugin under plugins/.
+    /// images/out/<name>.iso; each initrd holds every signed plugin under
+    /// plugins/ and every guest under guests/.
     /// Pieces that are up to date are left alone. Plugins are signed with
     /// keys/plugin-signing.key, made on the first build.
     #[command(verbatim_doc_comment, after_help = images_help())]
