@@ -43,6 +43,14 @@ impl fmt::Display for Error {
     }
 }
 
+/// With no block left the list's own buffer goes back too, so that the
+/// heap figures after the last free are those from before the first alloc.
+fn release_if_empty(blocks: &mut Vec<Block>) {
+    if blocks.is_empty() {
+        *blocks = Vec::new();
+    }
+}
+
 /// `count` frames aligned to `align_pages`, charged to plugin `owner`.
 pub fn alloc(owner: Option<u64>, count: u64, align_pages: u64) -> Result<u64, Error> {
     let owner = owner.ok_or(Error::NoCaller)?;
@@ -62,6 +70,7 @@ pub fn free(owner: Option<u64>, addr: u64, count: u64) -> Result<(), Error> {
     let i = blocks.iter().position(|b| *b == Block { owner, addr, count }).ok_or(Error::NotHeld { addr, count })?;
     crate::memory::free_frames(addr, count).map_err(Error::Memory)?;
     blocks.swap_remove(i);
+    release_if_empty(&mut blocks);
     Ok(())
 }
 
@@ -79,6 +88,7 @@ pub fn close(owner: u64, end: End) -> Option<alloc::string::String> {
         return Some(alloc::format!("{frames} frames in {} blocks kept with the stranded plugin", left.len()));
     }
     *blocks = kept;
+    release_if_empty(&mut blocks);
     for b in &left {
         if let Err(e) = crate::memory::free_frames(b.addr, b.count) {
             log::error!("frames at {:#x}: {e}", b.addr);
