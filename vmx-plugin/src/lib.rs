@@ -23,6 +23,7 @@ pub mod exits;
 pub mod msr;
 pub mod msrs;
 pub mod requests;
+pub mod vapic;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod guest;

@@ -218,7 +218,7 @@ pub const RECIPES: &[Recipe] = &[
             bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
             reboots: false,
         },
-        about: "the test guests as VMs: results, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
+        about: "the test guests as VMs: results, IPIs and timers, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
     },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.

@@ -15,7 +15,8 @@ crate::suite!(SUITE_GUESTS, "guests", TESTS, crate::ktest::InAll::OnlyWhenNamed)
 static TESTS: &[Test] = &[
     Test { name: "hello-exits-with-its-status-and-gives-everything-back", run: hello },
     Test { name: "four-vcpus-share-two-cpus", run: four_on_two },
-    Test { name: "cpuid-view", run: probes },
+    Test { name: "cpuid-and-msr-views", run: probes },
+    Test { name: "ipis-between-vcpus-and-apic-timers", run: interrupts },
     Test { name: "faulting-guests-are-stopped-with-a-report", run: faulting },
     Test { name: "looping-guests-are-killed-while-others-run", run: looping },
     Test { name: "two-vms-do-not-see-each-others-memory", run: isolation },
@@ -75,10 +76,14 @@ pub(super) fn wait(ms: u64, done: impl Fn() -> bool) -> bool {
     done()
 }
 
-/// Waits for VM `id` to stop; its exit status (-1: none written).
+/// Waits for VM `id` to stop; its exit status (-1: none written). A VM
+/// that does not stop in time is described (`vm info`) for the log.
 pub(super) fn finish(id: u32, ms: u64) -> Result<i64, Failure> {
     let stopped = wait(ms, || state(id).is_ok_and(|(s, _)| s == vm_state::STOPPED));
     let _ = crate::shell::execute("vm list");
+    if !stopped {
+        let _ = crate::shell::execute("vm info");
+    }
     check!(stopped, "VM {id} still {:?} after {ms} ms", state(id)?);
     Ok(state(id)?.1)
 }
@@ -110,9 +115,29 @@ fn four_on_two() -> Result<(), Failure> {
 
 fn probes() -> Result<(), Failure> {
     fresh()?;
-    let id = start("cpuid", "cpuid", 1, &[])?;
-    check_eq!(finish(id, 5000)?, 0, "cpuid's exit status");
-    destroy(id)
+    for guest in ["cpuid", "msr"] {
+        let id = start(guest, guest, 1, &[])?;
+        check_eq!(finish(id, 5000)?, 0, "{guest}'s exit status");
+        destroy(id)?;
+    }
+    Ok(())
+}
+
+/// The virtual x2APIC: IPIs between two vCPUs on two CPUs (fixed,
+/// physical and logical destinations, a self-IPI), and the timer in
+/// one-shot, periodic and TSC-deadline mode with HLT waits.
+fn interrupts() -> Result<(), Failure> {
+    fresh()?;
+    let before = figures();
+    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))? as u32;
+    let ipi = start("ipi", "ipi", 2, &[0, ap])?;
+    check_eq!(finish(ipi, 20_000)?, 0, "ipi's exit status");
+    destroy(ipi)?;
+    let timer = start("timer", "timer", 1, &[])?;
+    check_eq!(finish(timer, 20_000)?, 0, "timer's exit status");
+    destroy(timer)?;
+    check_eq!(figures(), before, "frames and heap after the interrupt guests");
+    Ok(())
 }
 
 fn faulting() -> Result<(), Failure> {

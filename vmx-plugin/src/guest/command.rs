@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use plugins::ffi;
 
 const USAGE: &str = "usage: vm create NAME [mem=MIB] [vcpus=N] [cpus=A,B,..] | vm load NAME FILE | vm run NAME FILE \
-                     [mem=..] [vcpus=..] [cpus=..] | vm start|kill|destroy NAME | vm list | vm info NAME";
+                     [mem=..] [vcpus=..] [cpus=..] | vm start|kill|destroy NAME | vm list | vm info [NAME]";
 
 fn fail(e: impl core::fmt::Display) -> i32 {
     plugins::println!("error: {e}");
@@ -129,6 +129,10 @@ pub fn vm_command(args: &str) -> Result<(), i32> {
             Ok(())
         }
         ["info", name] => info(name).map_err(fail),
+        ["info"] => {
+            let names: Vec<alloc::string::String> = vm::VMS.lock().iter().map(|v| v.name.clone()).collect();
+            names.iter().try_for_each(|n| info(n)).map_err(fail)
+        }
         _ => Err(fail(USAGE)),
     };
     r.map_err(|_| 1)

@@ -1,6 +1,7 @@
 //! Guests: VMs and their vCPUs under VMX, the guest ABI (README "Guests"),
 //! exits, and the `vm` shell command.
 
+mod apic;
 mod command;
 mod elf;
 mod entry;

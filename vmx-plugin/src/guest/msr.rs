@@ -1,10 +1,11 @@
 //! RDMSR and WRMSR exits: `crate::msrs` decides how each MSR is handled;
 //! this applies it to the vCPU. Every MSR access exits (no bitmap yet).
 
-use super::vm::VcpuRun;
+use super::vm::{Vcpu, VcpuRun, Vm};
 use super::vmcs;
 use crate::cpuid::GuestFeatures;
 use crate::msrs::{self, Emulated, Handling};
+use alloc::string::String;
 
 /// What became of the access.
 pub enum Outcome {
@@ -29,7 +30,8 @@ fn host_msr(msr: u32) -> u64 {
     unsafe { crate::insn::rdmsr(msr) }
 }
 
-pub fn rdmsr(run: &mut VcpuRun, bsp: bool) -> Outcome {
+pub fn rdmsr(vcpu: &Vcpu, run: &mut VcpuRun) -> Outcome {
+    let bsp = vcpu.index == 0;
     let index = run.regs.rcx as u32;
     let value = match msrs::handling(index, GuestFeatures::DEFAULT) {
         Handling::Vmcs(field) => match host_switched(field) {
@@ -39,14 +41,20 @@ pub fn rdmsr(run: &mut VcpuRun, bsp: bool) -> Outcome {
         Handling::Emulated(Emulated::Fixed(f)) => f.read(bsp),
         // SAFETY: the TSC exists; reading it changes nothing.
         Handling::PassThrough => unsafe { core::arch::x86_64::_rdtsc() },
-        // The virtual APIC and the guest-owned syscall MSRs are not there yet.
-        Handling::Emulated(_) | Handling::Saved(_) | Handling::Unknown => return Outcome::Fault,
+        Handling::Emulated(Emulated::X2Apic { .. } | Emulated::TscDeadline) => match super::apic::read(run, index) {
+            Ok(v) => v,
+            Err(_) => return Outcome::Fault,
+        },
+        // The guest-owned syscall MSRs are not switched yet.
+        Handling::Saved(_) | Handling::Unknown => return Outcome::Fault,
     };
     (run.regs.rax, run.regs.rdx) = (value & 0xffff_ffff, value >> 32);
     Outcome::Done
 }
 
-pub fn wrmsr(run: &mut VcpuRun, bsp: bool) -> Outcome {
+/// `Err` with a report when the write asks for what modvisor cannot do.
+pub fn wrmsr(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<Outcome, String> {
+    let bsp = vcpu.index == 0;
     let index = run.regs.rcx as u32;
     let value = (run.regs.rdx << 32) | (run.regs.rax & 0xffff_ffff);
     let ok = match msrs::handling(index, GuestFeatures::DEFAULT) {
@@ -55,11 +63,10 @@ pub fn wrmsr(run: &mut VcpuRun, bsp: bool) -> Outcome {
             None => field.write_value(index, value).is_ok_and(|v| vmcs::set(field.encoding as u64, v).is_ok()),
         },
         Handling::Emulated(Emulated::Fixed(f)) => f.write(index, value, bsp).is_ok(),
+        Handling::Emulated(Emulated::X2Apic { .. } | Emulated::TscDeadline) => {
+            super::apic::write(vm, vcpu, run, index, value)?.is_ok()
+        }
         _ => false,
     };
-    if ok {
-        Outcome::Done
-    } else {
-        Outcome::Fault
-    }
+    Ok(if ok { Outcome::Done } else { Outcome::Fault })
 }

@@ -56,12 +56,28 @@ fn pick(cpu: u32) -> Option<(Arc<Vm>, usize)> {
     let mut candidates = vms.iter().filter(|v| v.state() == State::Running).flat_map(|v| {
         v.vcpus
             .iter()
-            .filter(|c| c.cpu.load(Ordering::Acquire) == cpu && c.halt.load(Ordering::Acquire) == vm::RUNNING)
+            .filter(|c| c.cpu.load(Ordering::Acquire) == cpu && runnable(v, c))
             .map(move |c| (v.clone(), c.index as usize))
     });
     let skip = NEXT.get(cpu as usize)?.fetch_add(1, Ordering::Relaxed);
     let all: alloc::vec::Vec<_> = candidates.by_ref().collect();
     (!all.is_empty()).then(|| all[skip % all.len()].clone())
+}
+
+/// Whether `c` can run: not halted, or halted with an interrupt posted to
+/// it or its timer due (then it is running again).
+fn runnable(vm: &Vm, c: &Vcpu) -> bool {
+    match c.halt.load(Ordering::Acquire) {
+        vm::RUNNING => true,
+        vm::HALTED
+            if super::apic::has_posted(vm, c.index as usize)
+                || c.wake_at.load(Ordering::Acquire) <= super::apic::now() =>
+        {
+            c.halt.store(vm::RUNNING, Ordering::Release);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Makes `vcpu`'s VMCS current on `cpu`, moving it here if it was active
@@ -112,6 +128,7 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
             }
             continue;
         }
+        super::apic::before_entry(vm, vcpu, run)?;
         if timed {
             vmcs::set(vmcs::PREEMPTION_TIMER_VALUE, slice_timer()).map_err(|e| format!("{e}"))?;
         }
@@ -141,9 +158,18 @@ enum Next {
     Host,
 }
 
+/// Completes the exiting instruction for the guest: past it, and out of
+/// the STI or MOV SS shadow it may have sat in (the shadow covers only
+/// that one instruction, SDM 24.4.2; a `sti; hlt` would otherwise never
+/// take the interrupt that ends its halt).
 fn skip_instruction() -> Result<(), String> {
     let rip = vmcs::read(vmcs::GUEST_RIP) + vmcs::read(vmcs::EXIT_INSTRUCTION_LENGTH);
-    vmcs::set(vmcs::GUEST_RIP, rip).map_err(|e| format!("{e}"))
+    vmcs::set(vmcs::GUEST_RIP, rip).map_err(|e| format!("{e}"))?;
+    let blocking = vmcs::read(vmcs::GUEST_INTERRUPTIBILITY);
+    if blocking & 0b11 != 0 {
+        vmcs::set(vmcs::GUEST_INTERRUPTIBILITY, blocking & !0b11).map_err(|e| format!("{e}"))?;
+    }
+    Ok(())
 }
 
 /// Injects #GP(0) at the next entry (the instruction is not skipped).
@@ -154,8 +180,8 @@ fn inject_gp() -> Result<Next, String> {
     Ok(Next::Resume)
 }
 
-fn msr(run: &mut VcpuRun, bsp: bool, write: bool) -> Result<Next, String> {
-    let outcome = if write { super::msr::wrmsr(run, bsp) } else { super::msr::rdmsr(run, bsp) };
+fn msr(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, write: bool) -> Result<Next, String> {
+    let outcome = if write { super::msr::wrmsr(vm, vcpu, run)? } else { super::msr::rdmsr(vcpu, run) };
     match outcome {
         super::msr::Outcome::Done => {
             skip_instruction()?;
@@ -168,6 +194,8 @@ fn msr(run: &mut VcpuRun, bsp: bool, write: bool) -> Result<Next, String> {
 fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<Next, String> {
     match exit.basic() {
         reason::EXTERNAL_INTERRUPT | reason::PREEMPTION_TIMER => Ok(Next::Host),
+        // The injection is made at the top of the loop.
+        reason::INTERRUPT_WINDOW => Ok(Next::Resume),
         reason::EXCEPTION_OR_NMI => {
             let info = vmcs::read(vmcs::EXIT_INTERRUPTION_INFO);
             if (info >> 8) & 7 == 2 {
@@ -188,14 +216,21 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
         reason::HLT => {
             skip_instruction()?;
             let for_good = vmcs::read(vmcs::GUEST_RFLAGS) & (1 << 9) == 0;
+            if !for_good {
+                match super::apic::may_halt(run) {
+                    // An interrupt it can take is pending: the HLT ends at once.
+                    None => return Ok(Next::Resume),
+                    Some(wake_at) => vcpu.wake_at.store(wake_at, Ordering::Release),
+                }
+            }
             vcpu.halt.store(if for_good { vm::HALTED_FOR_GOOD } else { vm::HALTED }, Ordering::Release);
             if vm.vcpus.iter().all(|c| c.halt.load(Ordering::Acquire) == vm::HALTED_FOR_GOOD) {
                 return Err(format!("every vCPU halted with interrupts off: the guest can never go on{}", dump(run)));
             }
             Ok(Next::Host)
         }
-        reason::RDMSR => msr(run, vcpu.index == 0, false),
-        reason::WRMSR => msr(run, vcpu.index == 0, true),
+        reason::RDMSR => msr(vm, vcpu, run, false),
+        reason::WRMSR => msr(vm, vcpu, run, true),
         reason::EPT_VIOLATION => Err(format!(
             "vCPU {} touched guest-physical {:#x}, which is not RAM ({}){}",
             vcpu.index,

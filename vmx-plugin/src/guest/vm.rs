@@ -95,6 +95,8 @@ pub struct VcpuRun {
     /// The controls and guest state are written (once, at the first run).
     pub initialised: bool,
     pub exits: ExitCounts,
+    /// The vCPU's local APIC (x2APIC mode, emulated).
+    pub lapic: crate::vapic::Lapic,
 }
 
 /// [`Vcpu::halt`]: running, or halted until an interrupt, or halted with
@@ -108,6 +110,9 @@ pub struct Vcpu {
     pub index: u32,
     /// [`RUNNING`], [`HALTED`] or [`HALTED_FOR_GOOD`].
     pub halt: AtomicU8,
+    /// While [`HALTED`]: the host TSC its APIC timer expires at (it runs
+    /// again then, or when an interrupt is posted to it).
+    pub wake_at: AtomicU64,
     /// The pCPU it is bound to.
     pub cpu: AtomicU32,
     pub vmcs_virt: u64,
@@ -134,6 +139,9 @@ pub struct Vm {
     /// Each vCPU's request bits, mode and pCPU, by vCPU id: what other
     /// CPUs touch (`crate::requests`).
     pub slots: Vec<crate::requests::VcpuSlot>,
+    /// Interrupts other vCPUs sent each vCPU, not yet in its APIC: 256
+    /// bits each, set by the sender, taken by the vCPU before its entry.
+    pub posted: Vec<[AtomicU64; 4]>,
     state: AtomicU8,
     pub entry: AtomicU64,
     pub ending: spin::Mutex<Ending>,
@@ -315,6 +323,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
         ept,
         vcpus: Vec::new(),
         slots: (0..cpus.len()).map(|_| crate::requests::VcpuSlot::new()).collect(),
+        posted: (0..cpus.len()).map(|_| [const { AtomicU64::new(0) }; 4]).collect(),
         state: AtomicU8::new(State::Created as u8),
         entry: AtomicU64::new(0),
         ending: spin::Mutex::new(Ending::default()),
@@ -325,6 +334,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
             Some((virt, phys)) => vm.vcpus.push(Vcpu {
                 index: i as u32,
                 halt: AtomicU8::new(RUNNING),
+                wake_at: AtomicU64::new(u64::MAX),
                 cpu: AtomicU32::new(cpu),
                 vmcs_virt: virt,
                 vmcs_phys: phys,
@@ -333,6 +343,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
                     launched: false,
                     active_on: None,
                     initialised: false,
+                    lapic: super::apic::new_lapic(i as u32),
                     exits: ExitCounts::new(),
                 }),
             }),

@@ -392,7 +392,7 @@ fn init() -> Result<(), i32> {
     plugins::register_command!(
         "vm",
         "guests: vm create NAME [mem=MIB] [vcpus=N] [cpus=..], vm load NAME FILE, vm run NAME FILE [..], vm \
-         start|kill|destroy NAME, vm list, vm info NAME",
+         start|kill|destroy NAME, vm list, vm info [NAME]",
         crate::guest::vm_command
     )?;
     if !insn::exception_table() {
