@@ -221,6 +221,20 @@ pub(super) fn bench() -> Result<(), Failure> {
     let hello = crate::time::rdtsc() - t0;
     destroy(id)?;
     crate::println!("bench: guest-hello-create-to-exit {hello} tsc");
+    // 1000 ping-pong rounds between vCPUs on two CPUs; each round is an
+    // ICR exit, a kick or wake of the other CPU, its HLT ending, the
+    // injection, and the same back. The hello run's fixed cost (create,
+    // load, start, exit, one vCPU) is taken off before dividing.
+    let ap = *boot_aps().first().ok_or_else(|| failure!("the bench needs a second CPU"))? as u32;
+    let t0 = crate::time::rdtsc();
+    let id = start("ipi", "ipi", 2, &[0, ap])?;
+    check_eq!(finish(id, 30_000)?, 0, "ipi's exit status");
+    let ipi = crate::time::rdtsc() - t0;
+    destroy(id)?;
+    crate::println!(
+        "bench: guest-ipi-round {} tsc (1000 rounds in {ipi} tsc, less hello's {hello})",
+        ipi.saturating_sub(hello) / 1000
+    );
     let id = start("flood", "flood", 1, &[])?;
     check!(wait(2000, || vm(|t| (t.exits)(id)).is_ok_and(|n| n > 100)), "flood made no exits");
     let (e0, t0) = (vm(|t| (t.exits)(id))?, crate::time::rdtsc());
