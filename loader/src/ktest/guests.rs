@@ -5,6 +5,7 @@
 //! that goes offline, and destroying a VM gives back every frame and byte.
 
 use super::cpuhp::{boot_aps, cpuhp};
+use super::vmx::fresh;
 use crate::ktest::{with, Failure, Test};
 use crate::plugin::registry;
 use crate::{check, check_eq, failure};
@@ -25,15 +26,6 @@ static TESTS: &[Test] = &[
 
 pub(super) fn vm<R>(f: impl FnOnce(&VmTable) -> R) -> Result<R, Failure> {
     with(f)
-}
-
-fn fresh() -> Result<(), Failure> {
-    for p in registry::list() {
-        let _ = registry::unload(&p.name, true);
-    }
-    registry::load("cpuhp-plugin", Some("1.2.0")).map_err(|e| failure!("load cpuhp: {e}"))?;
-    registry::load("vmx-plugin", Some("1.0.0")).map_err(|e| failure!("load vmx: {e}"))?;
-    Ok(())
 }
 
 /// Frames free and heap bytes in use.

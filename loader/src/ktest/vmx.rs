@@ -111,7 +111,7 @@ fn load(name: &str, version: Option<&str>) -> Result<(), Failure> {
     registry::load(name, version).map(drop).map_err(|e| failure!("load {name}: {e}"))
 }
 
-fn fresh() -> Result<(), Failure> {
+pub(super) fn fresh() -> Result<(), Failure> {
     unload_all();
     load("cpuhp-plugin", Some("1.2.0"))?;
     load("vmx-plugin", Some("1.0.0"))

@@ -15,12 +15,6 @@ use alloc::string::String;
 use core::sync::atomic::Ordering;
 use plugins::ffi;
 
-/// The host TSC now.
-pub fn now() -> u64 {
-    // SAFETY: RDTSC only reads the time-stamp counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 /// The APIC of vCPU `id` at reset, its timer counted from the host TSC.
 pub fn new_lapic(id: u32) -> Lapic {
     use core::num::NonZeroU64;
@@ -80,13 +74,13 @@ fn send(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, ipi: crate::vapic::Ipi) -> Resu
 
 /// RDMSR of an x2APIC register or IA32_TSC_DEADLINE.
 pub fn read(run: &mut VcpuRun, msr: u32) -> Result<u64, Fault> {
-    run.lapic.read_msr(msr, now())
+    run.lapic.read_msr(msr, crate::plugin::rdtsc())
 }
 
 /// WRMSR of an x2APIC register or IA32_TSC_DEADLINE; `Err` with a report
 /// when the write asks for something modvisor cannot do.
 pub fn write(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, msr: u32, value: u64) -> Result<Result<(), Fault>, String> {
-    match run.lapic.write_msr(msr, value, now()) {
+    match run.lapic.write_msr(msr, value, crate::plugin::rdtsc()) {
         Ok(Effect::SendIpi(ipi)) => send(vm, vcpu, run, ipi).map(Ok),
         Ok(_) => Ok(Ok(())),
         Err(f) => Ok(Err(f)),
@@ -111,7 +105,7 @@ pub fn before_entry(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<(), Strin
             run.lapic.accept((word * 64) as u8 + bit as u8);
         }
     }
-    run.lapic.expire_timer(now());
+    run.lapic.expire_timer(crate::plugin::rdtsc());
     let Some(vector) = run.lapic.pending() else { return window(false) };
     let injecting = vmcs::read(vmcs::ENTRY_INTERRUPTION_INFO) & VALID != 0;
     let open =
@@ -120,7 +114,7 @@ pub fn before_entry(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<(), Strin
         return window(true);
     }
     run.lapic.ack(vector);
-    vmcs::set(vmcs::ENTRY_INTERRUPTION_INFO, VALID | vector as u64).map_err(|e| format!("{e}"))?;
+    vmcs::write(vmcs::ENTRY_INTERRUPTION_INFO, VALID | vector as u64).map_err(|e| format!("{e}"))?;
     window(false)
 }
 
@@ -130,7 +124,7 @@ fn window(on: bool) -> Result<(), String> {
     let primary = vmcs::read(vmcs::PRIMARY_CONTROLS);
     let wanted = if on { primary | bit } else { primary & !bit };
     if wanted != primary {
-        vmcs::set(vmcs::PRIMARY_CONTROLS, wanted).map_err(|e| format!("{e}"))?;
+        vmcs::write(vmcs::PRIMARY_CONTROLS, wanted).map_err(|e| format!("{e}"))?;
     }
     Ok(())
 }
@@ -138,6 +132,6 @@ fn window(on: bool) -> Result<(), String> {
 /// At a HLT exit: whether the vCPU may halt (nothing it could take is
 /// pending), and when its timer would wake it.
 pub fn may_halt(run: &mut VcpuRun) -> Option<u64> {
-    run.lapic.expire_timer(now());
+    run.lapic.expire_timer(crate::plugin::rdtsc());
     run.lapic.pending().is_none().then(|| run.lapic.next_timer_deadline().unwrap_or(u64::MAX))
 }

@@ -40,11 +40,15 @@ fn options(words: &[&str]) -> Result<(u64, Vec<u32>), i32> {
             _ => return Err(fail(USAGE)),
         }
     }
-    let pool = cpus.unwrap_or_else(vmx_cpus);
+    Ok((mem, spread(&cpus.unwrap_or_else(vmx_cpus), vcpus).map_err(fail)?))
+}
+
+/// The pCPU of each of `vcpus` vCPUs: round robin over `pool`.
+pub(super) fn spread(pool: &[u32], vcpus: usize) -> Result<Vec<u32>, vm::Error> {
     if pool.is_empty() {
-        return Err(fail(vm::Error::NoVmx));
+        return Err(vm::Error::NoVmx);
     }
-    Ok((mem, (0..vcpus).map(|i| pool[i % pool.len()]).collect()))
+    Ok((0..vcpus).map(|i| pool[i % pool.len()]).collect())
 }
 
 pub(super) fn start(name: &str) -> Result<(), vm::Error> {

@@ -39,8 +39,7 @@ pub fn rdmsr(vcpu: &Vcpu, run: &mut VcpuRun) -> Outcome {
             None => vmcs::read(field.encoding as u64),
         },
         Handling::Emulated(Emulated::Fixed(f)) => f.read(bsp),
-        // SAFETY: the TSC exists; reading it changes nothing.
-        Handling::PassThrough => unsafe { core::arch::x86_64::_rdtsc() },
+        Handling::PassThrough => crate::plugin::rdtsc(),
         Handling::Emulated(Emulated::X2Apic { .. } | Emulated::TscDeadline) => match super::apic::read(run, index) {
             Ok(v) => v,
             Err(_) => return Outcome::Fault,
@@ -60,7 +59,7 @@ pub fn wrmsr(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<Outcome, String>
     let ok = match msrs::handling(index, GuestFeatures::DEFAULT) {
         Handling::Vmcs(field) => match host_switched(field) {
             Some(msr) => host_msr(msr) == value,
-            None => field.write_value(index, value).is_ok_and(|v| vmcs::set(field.encoding as u64, v).is_ok()),
+            None => field.write_value(index, value).is_ok_and(|v| vmcs::write(field.encoding as u64, v).is_ok()),
         },
         Handling::Emulated(Emulated::Fixed(f)) => f.write(index, value, bsp).is_ok(),
         Handling::Emulated(Emulated::X2Apic { .. } | Emulated::TscDeadline) => {

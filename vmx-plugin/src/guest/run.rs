@@ -53,15 +53,23 @@ fn pick(cpu: u32) -> Option<(Arc<Vm>, usize)> {
     static NEXT: [core::sync::atomic::AtomicUsize; crate::plugin::MAX_CPUS] =
         [const { core::sync::atomic::AtomicUsize::new(0) }; crate::plugin::MAX_CPUS];
     let vms = vm::VMS.lock();
-    let mut candidates = vms.iter().filter(|v| v.state() == State::Running).flat_map(|v| {
-        v.vcpus
-            .iter()
-            .filter(|c| c.cpu.load(Ordering::Acquire) == cpu && runnable(v, c))
-            .map(move |c| (v.clone(), c.index as usize))
-    });
+    // Walked twice (count, then pick) rather than collected: this runs on
+    // every idle round of every CPU. A vCPU that halts in between only
+    // makes this round pick nothing.
+    let candidates = || {
+        vms.iter().filter(|v| v.state() == State::Running).flat_map(|v| {
+            v.vcpus
+                .iter()
+                .filter(|c| c.cpu.load(Ordering::Acquire) == cpu && runnable(v, c))
+                .map(move |c| (v, c.index as usize))
+        })
+    };
+    let count = candidates().count();
+    if count == 0 {
+        return None;
+    }
     let skip = NEXT.get(cpu as usize)?.fetch_add(1, Ordering::Relaxed);
-    let all: alloc::vec::Vec<_> = candidates.by_ref().collect();
-    (!all.is_empty()).then(|| all[skip % all.len()].clone())
+    candidates().nth(skip % count).map(|(v, i)| (v.clone(), i))
 }
 
 /// Whether `c` can run: not halted, or halted with an interrupt posted to
@@ -71,7 +79,7 @@ fn runnable(vm: &Vm, c: &Vcpu) -> bool {
         vm::RUNNING => true,
         vm::HALTED
             if super::apic::has_posted(vm, c.index as usize)
-                || c.wake_at.load(Ordering::Acquire) <= super::apic::now() =>
+                || c.wake_at.load(Ordering::Acquire) <= crate::plugin::rdtsc() =>
         {
             c.halt.store(vm::RUNNING, Ordering::Release);
             true
@@ -130,7 +138,7 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
         }
         super::apic::before_entry(vm, vcpu, run)?;
         if timed {
-            vmcs::set(vmcs::PREEMPTION_TIMER_VALUE, slice_timer()).map_err(|e| format!("{e}"))?;
+            vmcs::write(vmcs::PREEMPTION_TIMER_VALUE, slice_timer()).map_err(|e| format!("{e}"))?;
         }
         // SAFETY: VMX root operation, this vCPU's VMCS current with its
         // state written (above); interrupts are off (idle work runs so).
@@ -164,10 +172,10 @@ enum Next {
 /// take the interrupt that ends its halt).
 fn skip_instruction() -> Result<(), String> {
     let rip = vmcs::read(vmcs::GUEST_RIP) + vmcs::read(vmcs::EXIT_INSTRUCTION_LENGTH);
-    vmcs::set(vmcs::GUEST_RIP, rip).map_err(|e| format!("{e}"))?;
+    vmcs::write(vmcs::GUEST_RIP, rip).map_err(|e| format!("{e}"))?;
     let blocking = vmcs::read(vmcs::GUEST_INTERRUPTIBILITY);
     if blocking & 0b11 != 0 {
-        vmcs::set(vmcs::GUEST_INTERRUPTIBILITY, blocking & !0b11).map_err(|e| format!("{e}"))?;
+        vmcs::write(vmcs::GUEST_INTERRUPTIBILITY, blocking & !0b11).map_err(|e| format!("{e}"))?;
     }
     Ok(())
 }
@@ -175,8 +183,8 @@ fn skip_instruction() -> Result<(), String> {
 /// Injects #GP(0) at the next entry (the instruction is not skipped).
 fn inject_gp() -> Result<Next, String> {
     let gp = Event::gp(0);
-    vmcs::set(vmcs::ENTRY_INTERRUPTION_INFO, gp.info() as u64).map_err(|e| format!("{e}"))?;
-    vmcs::set(vmcs::ENTRY_EXCEPTION_ERROR, 0).map_err(|e| format!("{e}"))?;
+    vmcs::write(vmcs::ENTRY_INTERRUPTION_INFO, gp.info() as u64).map_err(|e| format!("{e}"))?;
+    vmcs::write(vmcs::ENTRY_EXCEPTION_ERROR, 0).map_err(|e| format!("{e}"))?;
     Ok(Next::Resume)
 }
 

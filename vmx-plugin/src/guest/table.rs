@@ -5,7 +5,7 @@ use super::vm::{self, State};
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use plugins::StrRef;
-use vmx_api::{code, VmTable};
+use vmx_api::{code, vm_state, VmTable};
 
 pub static TABLE: VmTable =
     VmTable { create, load, start, kill, destroy, state, exits, read, vcpu_cpu, bench_request_mask };
@@ -33,11 +33,9 @@ extern "C" fn create(name: StrRef, mem_mib: u64, vcpus: u32, cpus: *const u32, n
         // SAFETY: the caller passes `ncpus` readable u32s.
         unsafe { core::slice::from_raw_parts(cpus, ncpus as usize) }.to_vec()
     };
-    if pool.is_empty() {
-        return refused(vm::Error::NoVmx) as i64;
-    }
-    let cpus: alloc::vec::Vec<u32> = (0..vcpus as usize).map(|i| pool[i % pool.len()]).collect();
-    vm::create(name, mem_mib, &cpus).map_or_else(|e| refused(e) as i64, |v| v.id as i64)
+    super::command::spread(&pool, vcpus as usize)
+        .and_then(|cpus| vm::create(name, mem_mib, &cpus))
+        .map_or_else(|e| refused(e) as i64, |v| v.id as i64)
 }
 
 extern "C" fn load(id: u32, path: StrRef) -> i32 {
@@ -70,11 +68,11 @@ extern "C" fn state(id: u32, out: *mut i64) -> i32 {
     // SAFETY: the caller passes a live i64.
     unsafe { out.write(s) };
     match v.state() {
-        State::Created => 0,
-        State::Loaded => 1,
-        State::Running => 2,
-        State::Paused => 3,
-        State::Stopped => 4,
+        State::Created => vm_state::CREATED,
+        State::Loaded => vm_state::LOADED,
+        State::Running => vm_state::RUNNING,
+        State::Paused => vm_state::PAUSED,
+        State::Stopped => vm_state::STOPPED,
     }
 }
 
@@ -104,10 +102,7 @@ extern "C" fn bench_request_mask(mask: *mut u64, scan: *mut u64) {
     for id in [3, 700, 2049, 4095] {
         bitmap[id / 64] |= 1 << (id % 64);
     }
-    let tsc = || {
-        // SAFETY: RDTSC only reads the time-stamp counter.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    };
+    let tsc = crate::plugin::rdtsc;
     let t0 = tsc();
     let _ = make_request_mask(&slots, Requests::EVENT, &bitmap, 0, |_| {});
     let t1 = tsc();

@@ -87,8 +87,9 @@ const CR0_NE: u64 = 1 << 5;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 
-/// Writes `value` to `field`, naming the field on failure.
-fn write(field: u64, value: u64) -> Result<(), Fail> {
+/// Writes `value` to `field` of the current VMCS, naming the field on
+/// failure.
+pub fn write(field: u64, value: u64) -> Result<(), Fail> {
     // SAFETY: VMX root operation with this vCPU's VMCS current (every
     // caller in this module runs between VMPTRLD and the next VMCLEAR);
     // the values are the ones this module computes for each field.
@@ -256,9 +257,4 @@ pub fn read(field: u64) -> u64 {
     // SAFETY: VMX root operation with the vCPU's VMCS current (callers run
     // in the exit path, after VMPTRLD).
     unsafe { insn::vmread(field) }.unwrap_or(0)
-}
-
-/// Writes `field` of the current VMCS in the exit path.
-pub fn set(field: u64, value: u64) -> Result<(), Fail> {
-    write(field, value)
 }

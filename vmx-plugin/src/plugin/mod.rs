@@ -101,7 +101,7 @@ fn current_cpu() -> usize {
     unsafe { ffi::mv_current_cpu() as usize }
 }
 
-fn rdtsc() -> u64 {
+pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
 }

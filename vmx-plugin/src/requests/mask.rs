@@ -38,12 +38,25 @@ pub fn make_request_mask(
     ipi: impl FnMut(PcpuId),
 ) -> Result<MaskOutcome, Error> {
     check_targets(bitmap, vcpus.len())?;
+    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, |_, _| {}))
+}
+
+/// The set-bits walk of both mask functions; `each` gets every target's id
+/// and ticket. The bitmap is checked against the slots already.
+fn walk_set_bits(
+    vcpus: &[VcpuSlot],
+    req: Requests,
+    bitmap: &[u64],
+    me: PcpuId,
+    ipi: impl FnMut(PcpuId),
+    mut each: impl FnMut(usize, Ticket),
+) -> MaskOutcome {
     let mut walk = Walk::new(req, me, ipi);
     for_each_set_bit(bitmap, |id| {
         walk.outcome.examined += 1;
-        walk.target(&vcpus[id]);
+        each(id, walk.target(&vcpus[id]));
     });
-    Ok(walk.finish())
+    walk.finish()
 }
 
 /// [`make_request_mask`], also storing each target's ticket in
@@ -58,12 +71,7 @@ pub fn make_request_mask_tickets(
 ) -> Result<MaskOutcome, Error> {
     check_targets(bitmap, vcpus.len())?;
     check_tickets(bitmap, tickets.len())?;
-    let mut walk = Walk::new(req, me, ipi);
-    for_each_set_bit(bitmap, |id| {
-        walk.outcome.examined += 1;
-        tickets[id] = walk.target(&vcpus[id]);
-    });
-    Ok(walk.finish())
+    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, |id, ticket| tickets[id] = ticket))
 }
 
 /// The same requests and kicks as [`make_request_mask`], found by testing

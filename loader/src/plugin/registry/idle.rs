@@ -1,7 +1,7 @@
 //! Idle work: what one plugin runs on every online CPU that has nothing
 //! else to do (vmx-plugin runs its vCPUs there, a slice at a time).
 
-use super::{guard, mark_failed, Error, State, REG};
+use super::{caller_mut, guard, mark_failed, other_holder, Error, State, REG};
 use plugins::IdleFn;
 
 /// Makes `f` plugin `id`'s idle work. As with the CPU describer, the
@@ -9,14 +9,10 @@ use plugins::IdleFn;
 /// active plugin's is refused.
 pub fn set(id: u64, f: IdleFn) -> Result<(), Error> {
     let mut r = REG.lock();
-    let caller = r.plugins.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
-    let other =
-        r.plugins.iter().find(|p| p.id != id && p.name != caller && p.state == State::Active && p.idle.is_some());
-    if let Some(o) = other {
-        return Err(Error::IdleTaken(o.name.clone()));
+    if let Some(other) = other_holder(&r, id, |p| p.idle.is_some()) {
+        return Err(Error::IdleTaken(other));
     }
-    let p = r.plugins.iter_mut().find(|p| p.id == id).ok_or_else(|| Error::NotLoaded(caller))?;
-    p.idle = Some(f);
+    caller_mut(&mut r, id)?.idle = Some(f);
     Ok(())
 }
 

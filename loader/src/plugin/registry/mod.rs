@@ -395,17 +395,26 @@ pub fn add_command(id: u64, name: &str, help: &str, f: CommandFn) -> Result<(), 
 /// commits; any other active plugin's is refused.
 pub fn set_cpu_describer(id: u64, f: CpuDescribeFn) -> Result<(), Error> {
     let mut r = REG.lock();
-    let caller = r.plugins.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
-    let other = r
-        .plugins
-        .iter()
-        .find(|p| p.id != id && p.name != caller && p.state == State::Active && p.cpu_describer.is_some());
-    if let Some(o) = other {
-        return Err(Error::DescriberTaken(o.name.clone()));
+    if let Some(other) = other_holder(&r, id, |p| p.cpu_describer.is_some()) {
+        return Err(Error::DescriberTaken(other));
     }
-    let p = r.plugins.iter_mut().find(|p| p.id == id).ok_or_else(|| Error::NotLoaded(caller))?;
-    p.cpu_describer = Some(f);
+    caller_mut(&mut r, id)?.cpu_describer = Some(f);
     Ok(())
+}
+
+/// Another active plugin than `id` (and than other versions of it, which
+/// a swap replaces) that holds what `holds` asks about: its name.
+fn other_holder(r: &Registry, id: u64, holds: impl Fn(&Plugin) -> bool) -> Option<String> {
+    let caller = r.plugins.iter().find(|p| p.id == id).map(|p| p.name.as_str());
+    r.plugins
+        .iter()
+        .find(|p| p.id != id && Some(p.name.as_str()) != caller && p.state == State::Active && holds(p))
+        .map(|p| p.name.clone())
+}
+
+/// Plugin `id`'s record.
+fn caller_mut(r: &mut Registry, id: u64) -> Result<&mut Plugin, Error> {
+    r.plugins.iter_mut().find(|p| p.id == id).ok_or_else(|| Error::NotLoaded(alloc::format!("plugin {id}")))
 }
 
 /// How the active plugin that describes CPUs sees `cpu`; `None` when no
