@@ -13,10 +13,11 @@
 //! - [`Timer`]: the APIC timer in one-shot, periodic and TSC-deadline mode,
 //!   kept in host TSC ticks so the VMM can arm a host timer or the VMX
 //!   preemption timer at [`Timer::next_deadline`] ("APIC Timer").
+//! - [`virt`]: whether the CPU's APIC virtualization carries the fast paths
+//!   or every access exits, and the MSR-bitmap intercepts for each (SDM
+//!   vol. 3C, "APIC Virtualization and Virtual Interrupts").
 //!
-//! Not covered yet: the choice between this emulation and the CPU's APIC
-//! virtualization (APIC-register virtualization, virtual-interrupt
-//! delivery), xAPIC (MMIO) mode and IA32_APIC_BASE mode switches, posted
+//! Not covered: xAPIC (MMIO) mode and IA32_APIC_BASE mode switches, posted
 //! interrupts and IPI virtualization (Bochs 2.7 has neither), directed EOI.
 
 mod icr;
@@ -24,6 +25,7 @@ mod irq;
 mod lapic;
 mod regs;
 mod timer;
+pub mod virt;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +33,7 @@ mod tests;
 pub use icr::{destinations, DeliveryMode, DestMode, Ipi, Shorthand, Trigger};
 pub use lapic::{Effect, Lapic};
 pub use regs::*;
-pub use timer::{Clock, Timer, TimerMode};
+pub use timer::{divisor, Clock, Timer, TimerMode};
 
 /// Why an x2APIC MSR access must fail with #GP(0) in the guest; the one
 /// error of this module. SDM vol. 3A "x2APIC Register Address Space" and

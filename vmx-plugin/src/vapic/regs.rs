@@ -151,8 +151,9 @@ impl VectorSet {
 }
 
 /// The x2APIC logical ID the LDR holds, derived from the x2APIC ID (SDM
-/// "Logical Destination Mode in x2APIC Mode"): cluster ID[19:4] in bits
-/// 31:16, one bit for ID[3:0] in bits 15:0. Read-only in x2APIC mode.
+/// "Logical Destination Mode in x2APIC Mode"): ID bits 19:4 (the
+/// cluster) in bits 31:16, and in bits 15:0 one bit, numbered by ID bits
+/// 3:0. Read-only in x2APIC mode.
 pub fn logical_id(id: u32) -> u32 {
     (id >> 4 & 0xffff) << 16 | 1 << (id & 0xf)
 }

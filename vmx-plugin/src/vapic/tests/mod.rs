@@ -5,6 +5,7 @@ mod icr;
 mod irq;
 mod regs;
 mod timer;
+mod virt;
 
 use super::*;
 use core::num::NonZeroU64;

@@ -19,11 +19,11 @@ fn timer(mode: u32) -> Timer {
 fn divide_configurations_decode_to_powers_of_two() {
     let table =
         [(0b0000, 2), (0b0001, 4), (0b0010, 8), (0b0011, 16), (0b1000, 32), (0b1001, 64), (0b1010, 128), (0b1011, 1)];
-    for (config, divisor) in table {
-        assert_eq!(crate::vapic::timer::divisor(config), divisor, "{config:#06b}");
+    for (config, expected) in table {
+        assert_eq!(divisor(config), expected, "{config:#06b}");
         let mut t = Timer::new(clock());
         t.write_divide(config, T0).unwrap();
-        assert_eq!(t.divisor(), divisor);
+        assert_eq!(t.divisor(), expected);
     }
     assert_eq!(Timer::new(clock()).divisor(), 2, "reset divides by 2");
 }
