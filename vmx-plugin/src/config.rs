@@ -71,6 +71,7 @@ pub const CR8_STORE_EXITING: Control = control(Kind::Primary, 20, "CR8-store exi
 pub const USE_TPR_SHADOW: Control = control(Kind::Primary, 21, "use TPR shadow");
 pub const MOV_DR_EXITING: Control = control(Kind::Primary, 23, "MOV-DR exiting");
 pub const UNCONDITIONAL_IO_EXITING: Control = control(Kind::Primary, 24, "unconditional I/O exiting");
+pub const USE_MSR_BITMAPS: Control = control(Kind::Primary, 28, "use MSR bitmaps");
 pub const MONITOR_EXITING: Control = control(Kind::Primary, 29, "MONITOR exiting");
 pub const ACTIVATE_SECONDARY_CONTROLS: Control = control(Kind::Primary, 31, "activate secondary controls");
 
@@ -96,7 +97,7 @@ pub const IA32E_MODE_GUEST: Control = control(Kind::Entry, 9, "IA-32e mode guest
 /// to host-owned state trappable; a VMCS clears those it does not need
 /// (e.g. CR3 exiting under EPT). A 64-bit host needs "host address-space
 /// size" on every exit; "IA-32e mode guest" is set per VMCS.
-pub const REQUIRED: [Control; 20] = [
+pub const REQUIRED: [Control; 21] = [
     EXTERNAL_INTERRUPT_EXITING,
     NMI_EXITING,
     INTERRUPT_WINDOW_EXITING,
@@ -111,6 +112,7 @@ pub const REQUIRED: [Control; 20] = [
     CR8_STORE_EXITING,
     MOV_DR_EXITING,
     UNCONDITIONAL_IO_EXITING,
+    USE_MSR_BITMAPS,
     MONITOR_EXITING,
     SAVE_DEBUG_CONTROLS,
     HOST_ADDRESS_SPACE_SIZE,

@@ -182,9 +182,9 @@ fn skylake_x_configuration() {
     assert_eq!((c.revision_id, c.vmcs_size), (0x2b, 4096));
     // (required 0x09 | optional 0xc0) & allowed-1 0x7f | allowed-0 0x16.
     assert_eq!(c.pin, 0x5f);
-    // Required 0x2199_8e8c | optional 0x8022_0000, less "activate tertiary"
+    // Required 0x3199_8e8c | optional 0x8022_0000, less "activate tertiary"
     // (not allowed-1), | TRUE allowed-0 0x0400_6172.
-    assert_eq!(c.primary, 0xa5b9_effe);
+    assert_eq!(c.primary, 0xb5b9_effe);
     assert_eq!(c.secondary, 0x3b3);
     assert_eq!(c.tertiary, 0);
     assert_eq!((c.exit, c.entry), (0x3_efff, 0x13ff));

@@ -120,10 +120,26 @@ pub struct VmTable {
     /// vCPU slots (none in guest mode) by the set-bit walk, into `*mask`,
     /// and by a scan of all 4096 ids, into `*scan`.
     pub bench_request_mask: extern "C" fn(mask: *mut u64, scan: *mut u64),
+    /// 1: emulate the x2APIC (every access exits) even where the CPU could
+    /// virtualize it; 0: virtualize where the CPU can (the default). Only
+    /// before the VM first runs: else [`code::REFUSED`].
+    pub set_apic_emulation: extern "C" fn(id: u32, emulate: u32) -> i32,
+    /// vCPU `vcpu`'s [`apic_mode`], or a negative code.
+    pub apic_mode: extern "C" fn(id: u32, vcpu: u32) -> i32,
+}
+
+/// How a vCPU's x2APIC is carried out, as [`VmTable::apic_mode`] reports.
+pub mod apic_mode {
+    /// Not yet: the mode is fixed at the vCPU's first run.
+    pub const UNDECIDED: i32 = 0;
+    /// APIC-register virtualization and virtual-interrupt delivery.
+    pub const VIRTUALIZED: i32 = 1;
+    /// Every x2APIC MSR access exits to the VMM.
+    pub const EMULATED: i32 = 2;
 }
 
 // SAFETY: `VmTable` is the `vm` table; it only grows, at its end.
 unsafe impl plugins::Interface for VmTable {
     const NAME: &'static str = "vm";
-    const VERSION: &'static str = "1.0.0";
+    const VERSION: &'static str = "1.1.0";
 }

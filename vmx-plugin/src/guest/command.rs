@@ -5,8 +5,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use plugins::ffi;
 
-const USAGE: &str = "usage: vm create NAME [mem=MIB] [vcpus=N] [cpus=A,B,..] | vm load NAME FILE | vm run NAME FILE \
-                     [mem=..] [vcpus=..] [cpus=..] | vm start|kill|destroy NAME | vm list | vm info [NAME]";
+const USAGE: &str = "usage: vm create NAME [mem=MIB] [vcpus=N] [cpus=A,B,..] [apic=emulate] | vm load NAME FILE | vm \
+                     run NAME FILE [mem=..] [vcpus=..] [cpus=..] [apic=..] | vm start|kill|destroy NAME | vm list | vm \
+                     info [NAME]";
 
 fn fail(e: impl core::fmt::Display) -> i32 {
     plugins::println!("error: {e}");
@@ -25,22 +26,44 @@ pub(super) fn vmx_cpus() -> Vec<u32> {
     cpus
 }
 
-/// `mem=`, `vcpus=`, `cpus=` options, then the vCPUs' pCPUs.
-fn options(words: &[&str]) -> Result<(u64, Vec<u32>), i32> {
-    let (mut mem, mut vcpus, mut cpus) = (8u64, 1usize, None::<Vec<u32>>);
-    for w in words {
-        let (k, v) = w.split_once('=').ok_or_else(|| fail(USAGE))?;
-        match k {
-            "mem" => mem = v.parse().map_err(|_| fail("mem= takes MiB, e.g. mem=16"))?,
-            "vcpus" => vcpus = v.parse().map_err(|_| fail("vcpus= takes a count"))?,
-            "cpus" => {
-                let list: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
-                cpus = Some(list.map_err(|_| fail("cpus= takes CPU numbers, e.g. cpus=1,2"))?);
+/// What `vm create` and `vm run` take besides the name.
+struct Options {
+    mem: u64,
+    cpus: Vec<u32>,
+    emulate_apic: bool,
+}
+
+impl Options {
+    fn parse(words: &[&str]) -> Result<Options, i32> {
+        let (mut mem, mut vcpus, mut cpus, mut emulate_apic) = (8u64, 1usize, None::<Vec<u32>>, false);
+        for w in words {
+            let (k, v) = w.split_once('=').ok_or_else(|| fail(USAGE))?;
+            match k {
+                "mem" => mem = v.parse().map_err(|_| fail("mem= takes MiB, e.g. mem=16"))?,
+                "vcpus" => vcpus = v.parse().map_err(|_| fail("vcpus= takes a count"))?,
+                "cpus" => {
+                    let list: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
+                    cpus = Some(list.map_err(|_| fail("cpus= takes CPU numbers, e.g. cpus=1,2"))?);
+                }
+                "apic" => {
+                    emulate_apic = match v {
+                        "emulate" => true,
+                        "auto" => false,
+                        _ => return Err(fail("apic= takes `emulate` (every x2APIC access exits) or `auto`")),
+                    }
+                }
+                _ => return Err(fail(USAGE)),
             }
-            _ => return Err(fail(USAGE)),
         }
+        let cpus = spread(&cpus.unwrap_or_else(vmx_cpus), vcpus).map_err(fail)?;
+        Ok(Options { mem, cpus, emulate_apic })
     }
-    Ok((mem, spread(&cpus.unwrap_or_else(vmx_cpus), vcpus).map_err(fail)?))
+
+    fn create(&self, name: &str) -> Result<alloc::sync::Arc<vm::Vm>, vm::Error> {
+        let v = vm::create(name, self.mem, &self.cpus)?;
+        v.emulate_apic.store(self.emulate_apic, Ordering::Release);
+        Ok(v)
+    }
 }
 
 /// The pCPU of each of `vcpus` vCPUs: round robin over `pool`.
@@ -98,9 +121,10 @@ fn info(name: &str) -> Result<(), vm::Error> {
     for c in &v.vcpus {
         let run = c.run.lock();
         plugins::println!(
-            "  vcpu {}: cpu {}, {}{} exits",
+            "  vcpu {}: cpu {}, {}, {}{} exits",
             c.index,
             c.cpu.load(Ordering::Acquire),
+            run.apic.describe(),
             match c.halt.load(Ordering::Acquire) {
                 vm::RUNNING => "",
                 vm::HALTED => "halted, ",
@@ -118,13 +142,10 @@ fn info(name: &str) -> Result<(), vm::Error> {
 pub fn vm_command(args: &str) -> Result<(), i32> {
     let words: Vec<&str> = args.split_whitespace().collect();
     let r = match words.as_slice() {
-        ["create", name, rest @ ..] => {
-            options(rest).and_then(|(mem, cpus)| vm::create(name, mem, &cpus).map(|_| ()).map_err(fail))
-        }
+        ["create", name, rest @ ..] => Options::parse(rest).and_then(|o| o.create(name).map(|_| ()).map_err(fail)),
         ["load", name, file] => vm::find(name).and_then(|v| vm::load(&v, file)).map_err(fail),
-        ["run", name, file, rest @ ..] => options(rest).and_then(|(mem, cpus)| {
-            vm::create(name, mem, &cpus).and_then(|v| vm::load(&v, file)).and_then(|()| start(name)).map_err(fail)
-        }),
+        ["run", name, file, rest @ ..] => Options::parse(rest)
+            .and_then(|o| o.create(name).and_then(|v| vm::load(&v, file)).and_then(|()| start(name)).map_err(fail)),
         ["start", name] => start(name).map_err(fail),
         ["kill", name] => vm::find(name).map(|v| v.stop(None, Some("killed from the shell".into()))).map_err(fail),
         ["destroy", name] => vm::destroy(name).map_err(fail),

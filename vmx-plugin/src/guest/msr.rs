@@ -1,11 +1,53 @@
-//! RDMSR and WRMSR exits: `crate::msrs` decides how each MSR is handled;
-//! this applies it to the vCPU. Every MSR access exits (no bitmap yet).
+//! MSRs of a vCPU: `crate::msrs` decides how each is handled; this fills
+//! the MSR bitmap from that, carries the MSRs the CPU does not switch, and
+//! handles the RDMSR and WRMSR exits the bitmap leaves.
 
 use super::vm::{Vcpu, VcpuRun, Vm};
 use super::vmcs;
 use crate::cpuid::GuestFeatures;
 use crate::msrs::{self, Emulated, Handling};
 use alloc::string::String;
+
+/// Fills the MSR bitmap frame at `phys`: the policy's intercepts, then the
+/// APIC mode's for the x2APIC range.
+pub fn fill_bitmap(phys: u64, apic: crate::vapic::virt::Mode) {
+    // SAFETY: the vCPU's bitmap frame, identity-mapped, which the CPU reads
+    // only once a VMCS points at it (after this).
+    let bitmap = unsafe { &mut *(phys as *mut msrs::MsrBitmap) };
+    let features = GuestFeatures::DEFAULT;
+    msrs::fill_msr_bitmap(
+        bitmap,
+        |index| msrs::policy_intercepts(index, false, features),
+        |index| msrs::policy_intercepts(index, true, features),
+    );
+    apic.intercepts().apply(bitmap);
+}
+
+/// The guest's values of the MSRs it uses without exits and the CPU does
+/// not switch ([`msrs::Saved`], but TSC_AUX: RDTSCP is not offered). The
+/// host never uses them (no SYSCALL, no SWAPGS), so they are loaded when
+/// a slice starts and saved when it ends, not at every exit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SavedMsrs([u64; 5]);
+
+const SAVED: [msrs::Saved; 5] =
+    [msrs::Saved::Star, msrs::Saved::Lstar, msrs::Saved::Cstar, msrs::Saved::Fmask, msrs::Saved::KernelGsBase];
+
+impl SavedMsrs {
+    pub fn load(&self) {
+        for (msr, value) in SAVED.iter().zip(self.0) {
+            // SAFETY: each exists on every x86_64 CPU; the value is 0 or
+            // one the guest wrote to the same MSR, which took it.
+            unsafe { crate::insn::wrmsr(msr.index(), value) };
+        }
+    }
+
+    pub fn save(&mut self) {
+        for (msr, value) in SAVED.iter().zip(self.0.iter_mut()) {
+            *value = host_msr(msr.index());
+        }
+    }
+}
 
 /// What became of the access.
 pub enum Outcome {
@@ -26,7 +68,8 @@ fn host_switched(field: msrs::VmcsField) -> Option<u32> {
 }
 
 fn host_msr(msr: u32) -> u64 {
-    // SAFETY: EFER and PAT exist on every CPU with VMX.
+    // SAFETY: called for EFER, PAT and the saved MSRs, which exist on
+    // every CPU with VMX.
     unsafe { crate::insn::rdmsr(msr) }
 }
 
@@ -44,8 +87,10 @@ pub fn rdmsr(vcpu: &Vcpu, run: &mut VcpuRun) -> Outcome {
             Ok(v) => v,
             Err(_) => return Outcome::Fault,
         },
-        // The guest-owned syscall MSRs are not switched yet.
-        Handling::Saved(_) | Handling::Unknown => return Outcome::Fault,
+        // Live in the CPU during the slice; the bitmap lets them through,
+        // so this is only reached if a VMM change made them exit.
+        Handling::Saved(saved) => host_msr(saved.index()),
+        Handling::Unknown => return Outcome::Fault,
     };
     (run.regs.rax, run.regs.rdx) = (value & 0xffff_ffff, value >> 32);
     Outcome::Done

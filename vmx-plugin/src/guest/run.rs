@@ -114,7 +114,18 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
     let Some(config) = crate::plugin::vmx_config(cpu) else { return Ok(()) };
     make_current(vcpu, run, cpu)?;
     if !run.initialised {
-        let pages = vmcs::Pages { eptp: vm.ept.eptp(), vpid: (vm.id * 16 + vcpu.index + 1) as u16 };
+        use crate::vapic::virt::{decide, Offered, Policy};
+        let policy = Policy { force_emulation: vm.emulate_apic.load(Ordering::Acquire) };
+        let apic = decide(Offered::from_config(config), policy);
+        run.apic.set_mode(apic);
+        super::msr::fill_bitmap(run.msr_bitmap, apic);
+        let pages = vmcs::Pages {
+            eptp: vm.ept.eptp(),
+            vpid: (vm.id * 16 + vcpu.index + 1) as u16,
+            msr_bitmap: run.msr_bitmap,
+            apic_page: run.apic.page(),
+            apic,
+        };
         vmcs::write_controls(config, &pages).map_err(|e| format!("controls: {e}"))?;
         let rsp = vm::stack_top(vm, vcpu.index);
         vmcs::write_guest_state(config, vm.entry.load(Ordering::Acquire), rsp)
@@ -123,6 +134,15 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
     }
     let slot = &vm.slots[vcpu.index as usize];
     slot.set_pcpu(cpu);
+    run.saved.load();
+    let result = run_exits(vm, vcpu, run, config);
+    run.saved.save();
+    result
+}
+
+/// Up to [`EXITS_PER_SLICE`] entries and exits of `vcpu`, its VMCS current.
+fn run_exits(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, config: &crate::config::VmxConfig) -> Result<(), String> {
+    let slot = &vm.slots[vcpu.index as usize];
     let timed = config.has(crate::config::ACTIVATE_PREEMPTION_TIMER);
     for _ in 0..EXITS_PER_SLICE {
         if vm.state() != State::Running {
@@ -144,6 +164,7 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
         // state written (above); interrupts are off (idle work runs so).
         let entered = unsafe { super::entry::run(&mut run.regs, run.launched) };
         slot.exit_guest();
+        run.apic.guest_ran();
         entered.map_err(|e| format!("VM entry failed: {e}"))?;
         run.launched = true;
         let exit = ExitReason(vmcs::read(vmcs::EXIT_REASON) as u32);

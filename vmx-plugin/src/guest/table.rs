@@ -5,10 +5,22 @@ use super::vm::{self, State};
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use plugins::StrRef;
-use vmx_api::{code, vm_state, VmTable};
+use vmx_api::{apic_mode, code, vm_state, VmTable};
 
-pub static TABLE: VmTable =
-    VmTable { create, load, start, kill, destroy, state, exits, read, vcpu_cpu, bench_request_mask };
+pub static TABLE: VmTable = VmTable {
+    create,
+    load,
+    start,
+    kill,
+    destroy,
+    state,
+    exits,
+    read,
+    vcpu_cpu,
+    bench_request_mask,
+    set_apic_emulation,
+    apic_mode,
+};
 
 fn by_id(id: u32) -> Option<Arc<vm::Vm>> {
     vm::VMS.lock().iter().find(|v| v.id == id).cloned()
@@ -112,4 +124,24 @@ extern "C" fn bench_request_mask(mask: *mut u64, scan: *mut u64) {
     unsafe { mask.write(t1 - t0) };
     // SAFETY: as above.
     unsafe { scan.write(t2 - t1) };
+}
+
+extern "C" fn set_apic_emulation(id: u32, emulate: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    if !matches!(v.state(), State::Created | State::Loaded) {
+        return refused(vm::Error::WrongState { vm: v.name.clone(), state: v.state().name() });
+    }
+    v.emulate_apic.store(emulate != 0, Ordering::Release);
+    0
+}
+
+extern "C" fn apic_mode(id: u32, vcpu: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    let Some(c) = v.vcpus.get(vcpu as usize) else { return code::REFUSED };
+    let mode = c.run.lock().apic.mode();
+    match mode {
+        None => apic_mode::UNDECIDED,
+        Some(crate::vapic::virt::Mode::Virtualized) => apic_mode::VIRTUALIZED,
+        Some(crate::vapic::virt::Mode::Emulated(_)) => apic_mode::EMULATED,
+    }
 }

@@ -95,8 +95,12 @@ pub struct VcpuRun {
     /// The controls and guest state are written (once, at the first run).
     pub initialised: bool,
     pub exits: ExitCounts,
-    /// The vCPU's local APIC (x2APIC mode, emulated).
-    pub lapic: crate::vapic::Lapic,
+    /// The vCPU's local APIC (x2APIC mode) and its virtual-APIC page.
+    pub apic: super::apic::VirtualApic,
+    /// The vCPU's MSR bitmap (a frame), filled at its first run.
+    pub msr_bitmap: u64,
+    /// The guest's values of the MSRs the CPU does not switch.
+    pub saved: super::msr::SavedMsrs,
 }
 
 /// [`Vcpu::halt`]: running, or halted until an interrupt, or halted with
@@ -145,6 +149,9 @@ pub struct Vm {
     state: AtomicU8,
     pub entry: AtomicU64,
     pub ending: spin::Mutex<Ending>,
+    /// Emulate the x2APIC even where the CPU could virtualize it (set
+    /// before the first run; `vm create ... apic=emulate`).
+    pub emulate_apic: core::sync::atomic::AtomicBool,
     /// The current console line.
     pub line: spin::Mutex<String>,
 }
@@ -327,29 +334,15 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
         state: AtomicU8::new(State::Created as u8),
         entry: AtomicU64::new(0),
         ending: spin::Mutex::new(Ending::default()),
+        emulate_apic: core::sync::atomic::AtomicBool::new(false),
         line: spin::Mutex::new(String::new()),
     };
     for (i, &cpu) in cpus.iter().enumerate() {
-        match super::super::plugin::new_vmcs() {
-            Some((virt, phys)) => vm.vcpus.push(Vcpu {
-                index: i as u32,
-                halt: AtomicU8::new(RUNNING),
-                wake_at: AtomicU64::new(u64::MAX),
-                cpu: AtomicU32::new(cpu),
-                vmcs_virt: virt,
-                vmcs_phys: phys,
-                run: spin::Mutex::new(VcpuRun {
-                    regs: Regs::default(),
-                    launched: false,
-                    active_on: None,
-                    initialised: false,
-                    lapic: super::apic::new_lapic(i as u32),
-                    exits: ExitCounts::new(),
-                }),
-            }),
-            None => {
+        match new_vcpu(i as u32, cpu) {
+            Ok(v) => vm.vcpus.push(v),
+            Err(e) => {
                 release(&vm);
-                return Err(Error::NoMemory { what: "VMCS" });
+                return Err(e);
             }
         }
     }
@@ -357,6 +350,35 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
     let vm = Arc::new(vm);
     vms.push(vm.clone());
     Ok(vm)
+}
+
+/// vCPU `index` bound to pCPU `cpu`: its VMCS, virtual-APIC page and MSR
+/// bitmap.
+fn new_vcpu(index: u32, cpu: u32) -> Result<Vcpu, Error> {
+    let pages = frames(2, 1, "virtual-APIC page and MSR bitmap")?;
+    zero(pages, PAGE);
+    let Some((vmcs_virt, vmcs_phys)) = super::super::plugin::new_vmcs() else {
+        free_frames(pages, 2);
+        return Err(Error::NoMemory { what: "VMCS" });
+    };
+    Ok(Vcpu {
+        index,
+        halt: AtomicU8::new(RUNNING),
+        wake_at: AtomicU64::new(u64::MAX),
+        cpu: AtomicU32::new(cpu),
+        vmcs_virt,
+        vmcs_phys,
+        run: spin::Mutex::new(VcpuRun {
+            regs: Regs::default(),
+            launched: false,
+            active_on: None,
+            initialised: false,
+            apic: super::apic::VirtualApic::new(index, pages),
+            msr_bitmap: pages + PAGE,
+            saved: super::msr::SavedMsrs::default(),
+            exits: ExitCounts::new(),
+        }),
+    })
 }
 
 /// Loads the guest ELF at `path` in the initrd into `vm` and sets every
@@ -392,14 +414,18 @@ pub fn stack_top(vm: &Vm, index: u32) -> u64 {
 }
 
 /// Frees what `vm` holds: its vCPUs' VMCSs (each VMCLEARed first on the
-/// CPU that has it active), its RAM and its EPT.
+/// CPU that has it active) and pages, its RAM and its EPT.
 fn release(vm: &Vm) {
     for v in &vm.vcpus {
-        let active = v.run.lock().active_on.take();
+        let (active, pages) = {
+            let mut run = v.run.lock();
+            (run.active_on.take(), run.apic.page())
+        };
         if let Some(cpu) = active {
             super::super::plugin::clear_vmcs_on(cpu, v.vmcs_phys);
         }
         super::super::plugin::free_vmcs(v.vmcs_virt);
+        free_frames(pages, 2);
     }
     free_frames(vm.ram_phys, vm.ram_bytes / PAGE);
     free_ept(&vm.ept);

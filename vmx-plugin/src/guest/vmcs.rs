@@ -4,9 +4,12 @@
 
 use crate::config::{self, VmxConfig};
 use crate::insn::{self, VmFail};
+use crate::vapic::virt::{self, Mode};
 
 pub const VPID: u64 = 0x0000;
+const MSR_BITMAP: u64 = 0x2004;
 pub const TSC_OFFSET: u64 = 0x2010;
+const VIRTUAL_APIC_PAGE: u64 = 0x2012;
 pub const EPT_POINTER: u64 = 0x201a;
 pub const GUEST_PHYSICAL_ADDRESS: u64 = 0x2400;
 pub const VMCS_LINK_POINTER: u64 = 0x2800;
@@ -23,6 +26,7 @@ pub const ENTRY_CONTROLS: u64 = 0x4012;
 pub const ENTRY_MSR_LOAD_COUNT: u64 = 0x4014;
 pub const ENTRY_INTERRUPTION_INFO: u64 = 0x4016;
 pub const ENTRY_EXCEPTION_ERROR: u64 = 0x4018;
+const TPR_THRESHOLD: u64 = 0x401c;
 pub const SECONDARY_CONTROLS: u64 = 0x401e;
 pub const EXIT_REASON: u64 = 0x4402;
 pub const EXIT_INTERRUPTION_INFO: u64 = 0x4404;
@@ -146,18 +150,9 @@ pub fn write_host_state() -> Result<(), Fail> {
     write(HOST_SYSENTER_EIP, 0)
 }
 
-/// What the controls point at.
-pub struct Pages {
-    pub eptp: u64,
-    pub vpid: u16,
-}
-
-/// The execution, exit and entry controls from the configuration: EPT and
-/// VPID on, every I/O port and MSR access exiting (no bitmaps yet: the
-/// x2APIC ICR in particular must never reach the real APIC), and external
-/// interrupts left pending on exit (not acknowledged) so the host takes
-/// them through its own IDT once it enables interrupts.
-pub fn write_controls(config: &VmxConfig, pages: &Pages) -> Result<(), Fail> {
+/// The primary and secondary processor-based controls: those of the
+/// configuration modvisor uses for every guest, plus the APIC mode's.
+fn execution_controls(config: &VmxConfig, apic: Mode) -> (u64, u64) {
     let mut primary = config.primary as u64;
     for control in [
         config::CR3_LOAD_EXITING,
@@ -165,13 +160,58 @@ pub fn write_controls(config: &VmxConfig, pages: &Pages) -> Result<(), Fail> {
         config::INVLPG_EXITING,
         config::USE_TPR_SHADOW,
         config::ACTIVATE_TERTIARY_CONTROLS,
+        // Set only while an interrupt waits for the guest to take it.
+        config::INTERRUPT_WINDOW_EXITING,
     ] {
-        primary &= !(1 << control.bit);
+        primary &= !bit(control);
     }
-    let secondary = (config.secondary as u64)
-        & (1 << config::ENABLE_EPT.bit | 1 << config::ENABLE_VPID.bit | 1 << config::UNRESTRICTED_GUEST.bit);
-    let pin = config.pin as u64 & !(1 << config::POSTED_INTERRUPTS.bit);
-    let exit = config.exit as u64 & !(1 << config::ACK_INTERRUPT_ON_EXIT.bit);
+    let mut secondary = (config.secondary as u64)
+        & (bit(config::ENABLE_EPT) | bit(config::ENABLE_VPID) | bit(config::UNRESTRICTED_GUEST));
+    for &control in apic.controls() {
+        match control.kind {
+            config::Kind::Primary => primary |= bit(control),
+            _ => secondary |= bit(control),
+        }
+    }
+    if apic == Mode::Virtualized {
+        // CR8 is the TPR, which the TPR shadow virtualizes.
+        primary &= !(bit(config::CR8_LOAD_EXITING) | bit(config::CR8_STORE_EXITING));
+    }
+    (primary, secondary)
+}
+
+/// What the controls point at, and the vCPU's APIC mode.
+pub struct Pages {
+    pub eptp: u64,
+    pub vpid: u16,
+    pub msr_bitmap: u64,
+    pub apic_page: u64,
+    pub apic: Mode,
+}
+
+fn bit(c: config::Control) -> u64 {
+    1 << c.bit
+}
+
+/// The execution, exit and entry controls from the configuration: EPT and
+/// VPID on, every I/O port exiting, MSRs by the bitmap (the x2APIC ICR in
+/// particular must never reach the real APIC), the APIC controls of the
+/// vCPU's mode, and external interrupts left pending on exit (not
+/// acknowledged) so the host takes them through its own IDT once it
+/// enables interrupts.
+pub fn write_controls(config: &VmxConfig, pages: &Pages) -> Result<(), Fail> {
+    let (primary, secondary) = execution_controls(config, pages.apic);
+    let pin = config.pin as u64 & !bit(config::POSTED_INTERRUPTS);
+    let exit = config.exit as u64 & !bit(config::ACK_INTERRUPT_ON_EXIT);
+    if pages.apic == Mode::Virtualized {
+        write(VIRTUAL_APIC_PAGE, pages.apic_page)?;
+        write(TPR_THRESHOLD, 0)?;
+        // Edge-triggered interrupts only (no I/O APIC): no EOI exits.
+        for field in virt::VMCS_EOI_EXIT_BITMAPS {
+            write(field as u64, 0)?;
+        }
+    }
+    write(MSR_BITMAP, pages.msr_bitmap)?;
     write(PIN_CONTROLS, pin)?;
     write(PRIMARY_CONTROLS, primary)?;
     write(SECONDARY_CONTROLS, secondary)?;

@@ -107,6 +107,13 @@ impl Lapic {
     /// #GP the guest gets.
     pub fn read_msr(&mut self, msr: u32, now: u64) -> Result<u64, Fault> {
         self.expire_timer(now);
+        self.register(msr, now)
+    }
+
+    /// The value RDMSR of `msr` returns at host TSC `now`, without first
+    /// delivering a timer expiry (what [`Lapic::read_msr`] does): the
+    /// virtual-APIC page takes its image this way.
+    pub fn register(&self, msr: u32, now: u64) -> Result<u64, Fault> {
         if msr == MSR_TSC_DEADLINE {
             return Ok(self.timer.read_deadline());
         }

@@ -138,6 +138,11 @@ impl VectorSet {
         self.0 == [0; 8]
     }
 
+    /// The set whose register `n` is `words[n]`.
+    pub fn from_words(words: [u32; 8]) -> VectorSet {
+        VectorSet(words)
+    }
+
     /// Register `n` (0-7) of the set, as RDMSR of base + n returns it.
     pub fn word(&self, n: usize) -> u32 {
         self.0[n]

@@ -268,3 +268,54 @@ impl GuestInterruptStatus {
 pub fn eoi_exit_bitmap(level_triggered: &VectorSet) -> [u64; 4] {
     level_triggered.to_u64s()
 }
+
+/// The virtual-APIC page as 32-bit words: what the CPU reads registers
+/// from and keeps IRR, ISR, TPR and PPR in while the guest runs (SDM vol.
+/// 3C "Virtual-APIC Page"). The VMM's side is volatile memory; host tests
+/// use an array.
+pub trait PageWords {
+    fn get(&self, offset: usize) -> u32;
+    fn set(&mut self, offset: usize, value: u32);
+}
+
+impl PageWords for [u32; 1024] {
+    fn get(&self, offset: usize) -> u32 {
+        self[offset / 4]
+    }
+
+    fn set(&mut self, offset: usize, value: u32) {
+        self[offset / 4] = value;
+    }
+}
+
+/// The byte offset of x2APIC register `msr` in the virtual-APIC page: the
+/// xAPIC MMIO offset of the same register (SDM "Virtualizing MSR-Based
+/// APIC Accesses").
+pub const fn page_offset(msr: u32) -> usize {
+    ((msr - X2APIC_FIRST) << 4) as usize
+}
+
+/// Writes `lapic` into the page: every register the CPU reads without an
+/// exit ([`READ_THROUGH`]), IRR, ISR and TPR included. Done whenever the
+/// VMM changed the APIC, before the next entry; the guest interrupt
+/// status must follow ([`GuestInterruptStatus::of`]).
+pub fn publish(lapic: &Lapic, page: &mut impl PageWords) {
+    for (first, last) in READ_THROUGH {
+        for msr in first..=last {
+            // Every register of READ_THROUGH is readable and 32 bits wide
+            // (the 64-bit ICR exits); none depends on the time.
+            page.set(page_offset(msr), lapic.register(msr, 0).unwrap_or(0) as u32);
+        }
+    }
+}
+
+/// Takes into `lapic` what the CPU changes in the page while the guest
+/// runs: IRR (self-IPIs, delivery), ISR (delivery, virtualized EOI) and
+/// TPR (virtualized writes). PPR follows from them. Done before the VMM
+/// reads or changes the APIC after the guest ran.
+pub fn absorb(lapic: &mut Lapic, page: &impl PageWords) {
+    let words = |first: u32| core::array::from_fn(|n| page.get(page_offset(first + n as u32)));
+    lapic.irr = VectorSet::from_words(words(MSR_IRR0));
+    lapic.isr = VectorSet::from_words(words(MSR_ISR0));
+    lapic.tpr = page.get(page_offset(MSR_TPR)) as u8;
+}

@@ -157,3 +157,58 @@ fn eoi_exit_bitmaps_are_zero_for_edge_and_mark_level_vectors() {
     assert_eq!(eoi_exit_bitmap(apic.tmr()), [0, 1 << 1, 0, 1 << 63]);
     assert_eq!(VMCS_EOI_EXIT_BITMAPS, [0x201c, 0x201e, 0x2020, 0x2022]);
 }
+
+#[test]
+fn the_page_image_holds_each_read_through_register_at_its_xapic_offset() {
+    let mut lapic = enabled(5);
+    lapic.write_msr(MSR_TPR, 0x20, T0).unwrap();
+    lapic.write_msr(MSR_LVT_LINT0, 0x1_0042, T0).unwrap();
+    lapic.accept(0x61);
+    assert!(lapic.ack(0x61));
+    lapic.accept(0x35);
+    let mut page = [0u32; 1024];
+    publish(&lapic, &mut page);
+    let reads = Mode::Virtualized.intercepts();
+    for msr in X2APIC_FIRST..=X2APIC_LAST {
+        let at = page.get(page_offset(msr));
+        if reads.read(msr) {
+            assert_eq!(at, 0, "{msr:#x} exits, so the page leaves it alone");
+        } else {
+            assert_eq!(u64::from(at), lapic.read_msr(msr, T0).unwrap(), "{msr:#x}");
+        }
+    }
+    assert_eq!(page.get(0x20), 5, "ID at 0x20");
+    assert_eq!(page.get(0x80), 0x20, "TPR at 0x80");
+    assert_eq!(page.get(0xa0), 0x60, "PPR at 0xa0: the in-service 0x61's class");
+    assert_eq!(page.get(0x100 + 0x30), 1 << 1, "ISR word 3 has 0x61");
+    assert_eq!(page.get(0x200 + 0x10), 1 << 0x15, "IRR word 1 has 0x35");
+}
+
+#[test]
+fn absorbing_takes_what_the_cpu_changed_and_publishing_it_again_changes_nothing() {
+    let mut lapic = enabled(5);
+    lapic.accept(0x40);
+    let mut page = [0u32; 1024];
+    publish(&lapic, &mut page);
+    // The CPU delivered 0x40 (IRR to ISR), took a self-IPI of 0x90 into the
+    // IRR and a TPR write of 0x30, as virtual-interrupt delivery does.
+    page.set(page_offset(MSR_IRR0 + 2), 0);
+    page.set(page_offset(MSR_ISR0 + 2), 1);
+    page.set(page_offset(MSR_IRR0 + 4), 1 << 0x10);
+    page.set(page_offset(MSR_TPR), 0x30);
+    absorb(&mut lapic, &page);
+    assert!(lapic.isr().contains(0x40) && !lapic.irr().contains(0x40));
+    assert!(lapic.irr().contains(0x90));
+    assert_eq!(lapic.tpr(), 0x30);
+    assert_eq!(lapic.pending(), Some(0x90), "0x90 outranks the in-service 0x40");
+    let before = page;
+    publish(&lapic, &mut page);
+    let ppr = page_offset(MSR_PPR) / 4;
+    for (i, (a, b)) in before.iter().zip(page.iter()).enumerate() {
+        if i != ppr {
+            assert_eq!(a, b, "word {i}");
+        }
+    }
+    assert_eq!(page.get(page_offset(MSR_PPR)), 0x40, "PPR recomputed from ISR 0x40 over TPR 0x30");
+    assert_eq!(GuestInterruptStatus::of(&lapic), GuestInterruptStatus { rvi: 0x90, svi: 0x40 });
+}
