@@ -171,3 +171,66 @@ pub fn spin_forever() -> ! {
     // SAFETY: a jump to itself.
     unsafe { asm!("2: jmp 2b", options(noreturn, nostack)) }
 }
+
+pub const CR4_OSFXSR: u64 = 1 << 9;
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+
+pub fn read_cr4() -> u64 {
+    let cr4: u64;
+    // SAFETY: reading CR4 changes nothing.
+    unsafe { asm!("mov {}, cr4", out(reg) cr4, options(nostack, preserves_flags)) };
+    cr4
+}
+
+/// Writes CR4.
+///
+/// # Safety
+/// The value keeps paging as it is (PAE) and sets only bits CPUID offers.
+pub unsafe fn write_cr4(value: u64) {
+    // SAFETY: per the caller.
+    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// XSETBV of `value` into XCR`index` (an exiting instruction under VMX).
+///
+/// # Safety
+/// CR4.OSXSAVE is set, and either the value is valid or a #GP is expected
+/// ([`crate::idt::catch`]).
+pub unsafe fn xsetbv(index: u32, value: u64) {
+    // SAFETY: per the caller.
+    unsafe {
+        asm!("xsetbv", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    };
+}
+
+/// XGETBV of XCR0.
+///
+/// # Safety
+/// CR4.OSXSAVE is set.
+pub unsafe fn xgetbv() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: per the caller.
+    unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// LDMXCSR.
+///
+/// # Safety
+/// CR4.OSFXSR is set and reserved bits of `value` are 0.
+pub unsafe fn ldmxcsr(value: u32) {
+    // SAFETY: per the caller.
+    unsafe { asm!("ldmxcsr [{}]", in(reg) &value, options(nostack, preserves_flags)) };
+}
+
+/// STMXCSR.
+///
+/// # Safety
+/// CR4.OSFXSR is set.
+pub unsafe fn stmxcsr() -> u32 {
+    let mut value = 0u32;
+    // SAFETY: per the caller; writes `value` only.
+    unsafe { asm!("stmxcsr [{}]", in(reg) &mut value, options(nostack, preserves_flags)) };
+    value
+}

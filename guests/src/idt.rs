@@ -173,13 +173,19 @@ pub fn set_handler(vector: u8, handler: Handler) {
     HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
 }
 
-/// The two-byte instructions [`catch`] may skip: a handler resumes after
-/// one only when the bytes at RIP are one of these.
-const SKIPPABLE: [([u8; 2], &str); 3] = [([0x0f, 0x32], "rdmsr"), ([0x0f, 0x30], "wrmsr"), ([0x0f, 0x0b], "ud2")];
+/// The instructions [`catch`] may skip, by their bytes: a handler resumes
+/// after one only when the bytes at RIP are one of these.
+const SKIPPABLE: [(&[u8], &str); 4] =
+    [(&[0x0f, 0x32], "rdmsr"), (&[0x0f, 0x30], "wrmsr"), (&[0x0f, 0x0b], "ud2"), (&[0x0f, 0x01, 0xd1], "xsetbv")];
 
-/// The instruction at `bytes`, if [`catch`] may skip it.
-pub fn skippable(bytes: [u8; 2]) -> Option<&'static str> {
-    SKIPPABLE.iter().find(|(b, _)| *b == bytes).map(|(_, name)| *name)
+/// The instruction `bytes` start with, if [`catch`] may skip it, and its
+/// length.
+pub fn skippable(bytes: [u8; 3]) -> Option<(&'static str, usize)> {
+    position(bytes).map(|i| (SKIPPABLE[i].1, SKIPPABLE[i].0.len()))
+}
+
+fn position(bytes: [u8; 3]) -> Option<usize> {
+    SKIPPABLE.iter().position(|(b, _)| bytes.starts_with(b))
 }
 
 /// A fault that [`catch`] caught.
@@ -199,7 +205,7 @@ static CAUGHT_RIP: AtomicU64 = AtomicU64::new(0);
 /// Index into `SKIPPABLE` + 1; 0: nothing caught.
 static CAUGHT_WHAT: AtomicU8 = AtomicU8::new(0);
 
-/// Runs `f`, which executes one two-byte instruction that may raise
+/// Runs `f`, which executes one instruction of `SKIPPABLE` that may raise
 /// `vector` (#UD or #GP, not handled otherwise); returns the fault if it
 /// did, after which `f` went on right behind the instruction. One vCPU at
 /// a time.
@@ -253,13 +259,20 @@ extern "C" fn guest_trap(frame: &mut Frame) {
 /// the bytes there are not one `catch` may skip.
 fn skip(frame: &mut Frame) -> bool {
     // SAFETY: RIP is where the CPU just fetched the faulting instruction
-    // from, so its two bytes are mapped and readable.
-    let bytes = unsafe { core::ptr::read_volatile(frame.rip as *const [u8; 2]) };
-    let Some(index) = SKIPPABLE.iter().position(|(b, _)| *b == bytes) else { return false };
+    // from, and every instruction `catch` takes is at least 2 bytes long;
+    // the third is read only when the first two are those of a 3-byte one.
+    let first = unsafe { core::ptr::read_volatile(frame.rip as *const [u8; 2]) };
+    let third = match first {
+        // SAFETY: as above: a 0F 01 instruction has a third byte.
+        [0x0f, 0x01] => unsafe { core::ptr::read_volatile((frame.rip + 2) as *const u8) },
+        _ => 0,
+    };
+    let bytes = [first[0], first[1], third];
+    let Some(index) = position(bytes) else { return false };
     CAUGHT_ERROR.store(frame.error_code, Ordering::SeqCst);
     CAUGHT_RIP.store(frame.rip, Ordering::SeqCst);
     CAUGHT_WHAT.store(index as u8 + 1, Ordering::SeqCst);
-    frame.rip += 2;
+    frame.rip += SKIPPABLE[index].0.len() as u64;
     true
 }
 
@@ -275,10 +288,12 @@ mod tests {
     }
 
     #[test]
-    fn only_known_two_byte_instructions_are_skipped() {
-        assert_eq!(skippable([0x0f, 0x32]), Some("rdmsr"));
-        assert_eq!(skippable([0x0f, 0x30]), Some("wrmsr"));
-        assert_eq!(skippable([0x0f, 0x0b]), Some("ud2"));
-        assert_eq!(skippable([0x0f, 0xa2]), None, "cpuid is not");
+    fn only_known_instructions_are_skipped_by_their_length() {
+        assert_eq!(skippable([0x0f, 0x32, 0x90]), Some(("rdmsr", 2)));
+        assert_eq!(skippable([0x0f, 0x30, 0x90]), Some(("wrmsr", 2)));
+        assert_eq!(skippable([0x0f, 0x0b, 0x90]), Some(("ud2", 2)));
+        assert_eq!(skippable([0x0f, 0x01, 0xd1]), Some(("xsetbv", 3)));
+        assert_eq!(skippable([0x0f, 0x01, 0xd0]), None, "xgetbv is not");
+        assert_eq!(skippable([0x0f, 0xa2, 0x90]), None, "cpuid is not");
     }
 }

@@ -69,6 +69,7 @@ pub mod console;
 pub mod cpu;
 pub mod hv;
 pub mod idt;
+pub mod simd;
 pub mod smp;
 pub mod x2apic;
 

@@ -271,3 +271,69 @@ pub unsafe fn set_cr4_vmxe(on: bool) {
     // SAFETY: only VMXE changes, per the caller.
     unsafe { x86_64::registers::control::Cr4::write_raw(new) };
 }
+
+/// CR4.OSFXSR (bit 9) and CR4.OSXSAVE (bit 18): FXSAVE/FXRSTOR carry the
+/// SSE state, and XSETBV/XSAVE/XRSTOR exist.
+pub const CR4_OSFXSR: u64 = 1 << 9;
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// Sets `bits` (of [`CR4_OSFXSR`] and [`CR4_OSXSAVE`]) in CR4 on this CPU.
+///
+/// # Safety
+/// CPUID offers what the bits enable (FXSR, XSAVE).
+pub unsafe fn set_cr4_fpu(bits: u64) {
+    // SAFETY: only the FPU bits change, which the host itself never uses
+    // (it has no SSE code) and which the caller checked exist.
+    unsafe { x86_64::registers::control::Cr4::write_raw(cr4() | bits) };
+}
+
+/// XSETBV: XCR0 := `value`.
+///
+/// # Safety
+/// CR4.OSXSAVE is set and `value` is a valid XCR0 for this CPU (else #GP).
+pub unsafe fn xsetbv(value: u64) {
+    // SAFETY: per the caller.
+    unsafe { asm!("xsetbv", in("ecx") 0, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack)) };
+}
+
+/// XSAVE64 of the components in `mask` (and XCR0) into `area`.
+///
+/// # Safety
+/// CR4.OSXSAVE is set; `area` is 64-byte aligned, writable and as large
+/// as CPUID.0xD.0 EBX says for the current XCR0.
+pub unsafe fn xsave(area: u64, mask: u64) {
+    // SAFETY: per the caller.
+    unsafe {
+        asm!("xsave64 [{}]", in(reg) area, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+    };
+}
+
+/// XRSTOR64 of the components in `mask` (and XCR0) from `area`.
+///
+/// # Safety
+/// As [`xsave`], and `area` holds a valid XSAVE image (an XSAVE's, or
+/// zeroes with a valid MXCSR).
+pub unsafe fn xrstor(area: u64, mask: u64) {
+    // SAFETY: per the caller.
+    unsafe {
+        asm!("xrstor64 [{}]", in(reg) area, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+    };
+}
+
+/// FXSAVE64 into the 512 bytes at `area`.
+///
+/// # Safety
+/// CR4.OSFXSR is set; `area` is 16-byte aligned and writable.
+pub unsafe fn fxsave(area: u64) {
+    // SAFETY: per the caller.
+    unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack)) };
+}
+
+/// FXRSTOR64 from the 512 bytes at `area`.
+///
+/// # Safety
+/// As [`fxsave`], and `area` holds a valid image (MXCSR reserved bits 0).
+pub unsafe fn fxrstor(area: u64) {
+    // SAFETY: per the caller.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) };
+}

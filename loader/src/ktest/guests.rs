@@ -18,6 +18,7 @@ static TESTS: &[Test] = &[
     Test { name: "four-vcpus-share-two-cpus", run: four_on_two },
     Test { name: "cpuid-and-msr-views", run: probes },
     Test { name: "ipis-between-vcpus-and-apic-timers", run: interrupts },
+    Test { name: "fpu-state-and-xcr0-survive-sharing-a-cpu", run: fpu },
     Test { name: "faulting-guests-are-stopped-with-a-report", run: faulting },
     Test { name: "looping-guests-are-killed-while-others-run", run: looping },
     Test { name: "two-vms-do-not-see-each-others-memory", run: isolation },
@@ -151,6 +152,16 @@ fn interrupts() -> Result<(), Failure> {
     }
     check_eq!(figures(), before, "frames and heap after the interrupt guests");
     Ok(())
+}
+
+/// Two vCPUs on one CPU, each with SSE/AVX registers, MXCSR, XCR0 and
+/// syscall MSRs of its own, which the VMM carries across their slices.
+fn fpu() -> Result<(), Failure> {
+    fresh()?;
+    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))? as u32;
+    let id = start("fpu", "fpu", 2, &[ap, ap])?;
+    check_eq!(finish(id, 20_000)?, 0, "fpu's exit status");
+    destroy(id)
 }
 
 fn faulting() -> Result<(), Failure> {

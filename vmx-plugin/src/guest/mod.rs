@@ -5,6 +5,7 @@ mod apic;
 mod command;
 mod elf;
 mod entry;
+mod fpu;
 mod msr;
 mod run;
 mod table;

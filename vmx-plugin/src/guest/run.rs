@@ -112,6 +112,7 @@ fn make_current(vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), String> 
 
 fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), String> {
     let Some(config) = crate::plugin::vmx_config(cpu) else { return Ok(()) };
+    super::fpu::prepare_host();
     make_current(vcpu, run, cpu)?;
     if !run.initialised {
         use crate::vapic::virt::{decide, Offered, Policy};
@@ -135,7 +136,9 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
     let slot = &vm.slots[vcpu.index as usize];
     slot.set_pcpu(cpu);
     run.saved.load();
+    run.fpu.load();
     let result = run_exits(vm, vcpu, run, config);
+    run.fpu.save();
     run.saved.save();
     result
 }
@@ -258,6 +261,16 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
             }
             Ok(Next::Host)
         }
+        reason::XSETBV => {
+            let value = run.regs.rdx << 32 | run.regs.rax & 0xffff_ffff;
+            match run.fpu.xsetbv(run.regs.rcx as u32, value) {
+                Ok(()) => {
+                    skip_instruction()?;
+                    Ok(Next::Resume)
+                }
+                Err(_) => inject_gp(),
+            }
+        }
         reason::RDMSR => msr(vm, vcpu, run, false),
         reason::WRMSR => msr(vm, vcpu, run, true),
         reason::EPT_VIOLATION => Err(format!(
@@ -281,8 +294,7 @@ fn cpuid(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) {
         // SAFETY: a plain query of the loader.
         tsc_khz: unsafe { plugins::ffi::mv_tsc_khz() } as u32,
         apic_timer_khz: super::APIC_TIMER_KHZ,
-        // No XSETBV exits are handled yet: the guest's XCR0 is x87 only.
-        xcr0: 1,
+        xcr0: run.fpu.xcr0(),
         cr4_osxsave: vmcs::read(vmcs::GUEST_CR4) & (1 << 18) != 0,
         features: GuestFeatures::DEFAULT,
     };

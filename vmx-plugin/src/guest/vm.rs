@@ -101,6 +101,7 @@ pub struct VcpuRun {
     pub msr_bitmap: u64,
     /// The guest's values of the MSRs the CPU does not switch.
     pub saved: super::msr::SavedMsrs,
+    pub fpu: super::fpu::Fpu,
 }
 
 /// [`Vcpu::halt`]: running, or halted until an interrupt, or halted with
@@ -352,13 +353,19 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
     Ok(vm)
 }
 
-/// vCPU `index` bound to pCPU `cpu`: its VMCS, virtual-APIC page and MSR
-/// bitmap.
+/// Frames of a vCPU besides its VMCS: the virtual-APIC page, the MSR
+/// bitmap, then the FPU save area.
+fn vcpu_pages() -> u64 {
+    2 + super::fpu::area_size().div_ceil(PAGE)
+}
+
+/// vCPU `index` bound to pCPU `cpu`: its VMCS, virtual-APIC page, MSR
+/// bitmap and FPU save area.
 fn new_vcpu(index: u32, cpu: u32) -> Result<Vcpu, Error> {
-    let pages = frames(2, 1, "virtual-APIC page and MSR bitmap")?;
-    zero(pages, PAGE);
+    let pages = frames(vcpu_pages(), 1, "virtual-APIC page, MSR bitmap and FPU state")?;
+    zero(pages, vcpu_pages() * PAGE);
     let Some((vmcs_virt, vmcs_phys)) = super::super::plugin::new_vmcs() else {
-        free_frames(pages, 2);
+        free_frames(pages, vcpu_pages());
         return Err(Error::NoMemory { what: "VMCS" });
     };
     Ok(Vcpu {
@@ -376,6 +383,7 @@ fn new_vcpu(index: u32, cpu: u32) -> Result<Vcpu, Error> {
             apic: super::apic::VirtualApic::new(index, pages),
             msr_bitmap: pages + PAGE,
             saved: super::msr::SavedMsrs::default(),
+            fpu: super::fpu::Fpu::new(pages + 2 * PAGE),
             exits: ExitCounts::new(),
         }),
     })
@@ -425,7 +433,7 @@ fn release(vm: &Vm) {
             super::super::plugin::clear_vmcs_on(cpu, v.vmcs_phys);
         }
         super::super::plugin::free_vmcs(v.vmcs_virt);
-        free_frames(pages, 2);
+        free_frames(pages, vcpu_pages());
     }
     free_frames(vm.ram_phys, vm.ram_bytes / PAGE);
     free_ept(&vm.ept);
