@@ -76,6 +76,8 @@ pub enum Destination {
     Logical(u32),
     /// This vCPU (destination shorthand "self").
     SelfOnly,
+    /// Every vCPU but this one (shorthand "all excluding self").
+    AllExcludingSelf,
 }
 
 /// The ICR value of a fixed, edge-triggered IPI (SDM Vol. 3A, 11.12.9).
@@ -83,17 +85,30 @@ pub fn icr(to: Destination, vector: u8) -> u64 {
     const LOGICAL: u64 = 1 << 11;
     const ASSERT: u64 = 1 << 14;
     const SHORTHAND_SELF: u64 = 0b01 << 18;
+    const SHORTHAND_ALL_BUT_SELF: u64 = 0b11 << 18;
     let fixed = ASSERT | u64::from(vector);
     match to {
         Destination::Physical(id) => (u64::from(id) << 32) | fixed,
         Destination::Logical(ldr) => (u64::from(ldr) << 32) | LOGICAL | fixed,
         Destination::SelfOnly => SHORTHAND_SELF | fixed,
+        Destination::AllExcludingSelf => SHORTHAND_ALL_BUT_SELF | fixed,
     }
+}
+
+/// The ICR value of an NMI: delivery mode 100b, the vector ignored.
+pub fn icr_nmi(to: Destination) -> u64 {
+    const NMI: u64 = 0b100 << 8;
+    icr(to, 0) | NMI
 }
 
 /// Sends a fixed IPI.
 pub fn send_ipi(to: Destination, vector: u8) {
     write(ICR, icr(to, vector));
+}
+
+/// Sends an NMI.
+pub fn send_nmi(to: Destination) {
+    write(ICR, icr_nmi(to));
 }
 
 /// The APIC timer's modes (LVT timer bits 18:17).
@@ -151,6 +166,8 @@ mod tests {
         assert_eq!(icr(Destination::Physical(1), 0x40), 0x0000_0001_0000_4040);
         assert_eq!(icr(Destination::Logical(0x0001_0004), 0x43), 0x0001_0004_0000_4843);
         assert_eq!(icr(Destination::SelfOnly, 0x42), 0x0004_4042);
+        assert_eq!(icr(Destination::AllExcludingSelf, 0x44), 0x000c_4044);
+        assert_eq!(icr_nmi(Destination::Physical(1)), 0x0000_0001_0000_4400);
     }
 
     #[test]

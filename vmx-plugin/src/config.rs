@@ -54,6 +54,7 @@ const fn control(kind: Kind, bit: u32, name: &'static str) -> Control {
 
 pub const EXTERNAL_INTERRUPT_EXITING: Control = control(Kind::Pin, 0, "external-interrupt exiting");
 pub const NMI_EXITING: Control = control(Kind::Pin, 3, "NMI exiting");
+pub const VIRTUAL_NMIS: Control = control(Kind::Pin, 5, "virtual NMIs");
 pub const ACTIVATE_PREEMPTION_TIMER: Control = control(Kind::Pin, 6, "activate VMX-preemption timer");
 pub const POSTED_INTERRUPTS: Control = control(Kind::Pin, 7, "process posted interrupts");
 
@@ -68,6 +69,7 @@ pub const CR3_STORE_EXITING: Control = control(Kind::Primary, 16, "CR3-store exi
 pub const ACTIVATE_TERTIARY_CONTROLS: Control = control(Kind::Primary, 17, "activate tertiary controls");
 pub const CR8_LOAD_EXITING: Control = control(Kind::Primary, 19, "CR8-load exiting");
 pub const CR8_STORE_EXITING: Control = control(Kind::Primary, 20, "CR8-store exiting");
+pub const NMI_WINDOW_EXITING: Control = control(Kind::Primary, 22, "NMI-window exiting");
 pub const USE_TPR_SHADOW: Control = control(Kind::Primary, 21, "use TPR shadow");
 pub const MOV_DR_EXITING: Control = control(Kind::Primary, 23, "MOV-DR exiting");
 pub const UNCONDITIONAL_IO_EXITING: Control = control(Kind::Primary, 24, "unconditional I/O exiting");
@@ -125,9 +127,11 @@ pub const REQUIRED: [Control; 21] = [
 /// [`VmxConfig::features`] lists them in. Each is a "default0" control
 /// (SDM A.2), so a CPU never forces it on and dropping one whose
 /// prerequisite is missing is always allowed.
-pub const OPTIONAL: [Control; 13] = [
+pub const OPTIONAL: [Control; 15] = [
+    VIRTUAL_NMIS,
     ACTIVATE_PREEMPTION_TIMER,
     POSTED_INTERRUPTS,
+    NMI_WINDOW_EXITING,
     USE_TPR_SHADOW,
     ACTIVATE_SECONDARY_CONTROLS,
     ACTIVATE_TERTIARY_CONTROLS,
@@ -320,7 +324,8 @@ impl VmxConfig {
     /// Drops optional controls whose prerequisites are missing, in
     /// dependency order; `cap` is IA32_VMX_EPT_VPID_CAP (0 without it).
     /// SDM vol. 3C "Checks on VM-Execution Control Fields" (chapter "VM
-    /// Entries") allows "unrestricted guest" only with EPT; "virtualize
+    /// Entries") allows "unrestricted guest" only with EPT, "NMI-window
+    /// exiting" only with "virtual NMIs"; "virtualize
     /// x2APIC mode", "APIC-register virtualization" and "virtual-interrupt
     /// delivery" only with "use TPR shadow"; posted interrupts only with
     /// virtual-interrupt delivery. IPI virtualization delivers through
@@ -336,6 +341,9 @@ impl VmxConfig {
         let invvpid_type = msr::VPID_INVVPID_SINGLE_CONTEXT | msr::VPID_INVVPID_ALL_CONTEXT;
         if cap & msr::VPID_INVVPID == 0 || cap & invvpid_type == 0 {
             self.clear(ENABLE_VPID);
+        }
+        if !self.has(VIRTUAL_NMIS) {
+            self.clear(NMI_WINDOW_EXITING);
         }
         if !self.has(USE_TPR_SHADOW) {
             self.clear(VIRTUALIZE_X2APIC_MODE);

@@ -180,11 +180,11 @@ fn true_msrs_are_used_when_basic_bit_55_is_set() {
 fn skylake_x_configuration() {
     let c = dump("corei7_skylake_x").config(EPT).unwrap();
     assert_eq!((c.revision_id, c.vmcs_size), (0x2b, 4096));
-    // (required 0x09 | optional 0xc0) & allowed-1 0x7f | allowed-0 0x16.
-    assert_eq!(c.pin, 0x5f);
-    // Required 0x3199_8e8c | optional 0x8022_0000, less "activate tertiary"
+    // (required 0x09 | optional 0xe0) & allowed-1 0x7f | allowed-0 0x16.
+    assert_eq!(c.pin, 0x7f);
+    // Required 0x3199_8e8c | optional 0x8062_0000, less "activate tertiary"
     // (not allowed-1), | TRUE allowed-0 0x0400_6172.
-    assert_eq!(c.primary, 0xb5b9_effe);
+    assert_eq!(c.primary, 0xb5f9_effe);
     assert_eq!(c.secondary, 0x3b3);
     assert_eq!(c.tertiary, 0);
     assert_eq!((c.exit, c.entry), (0x3_efff, 0x13ff));
@@ -196,8 +196,10 @@ fn skylake_x_configuration() {
     assert_eq!(
         c.features(),
         [
+            ("virtual NMIs", true),
             ("activate VMX-preemption timer", true),
             ("process posted interrupts", false),
+            ("NMI-window exiting", true),
             ("use TPR shadow", true),
             ("activate secondary controls", true),
             ("activate tertiary controls", false),

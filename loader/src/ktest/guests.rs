@@ -18,6 +18,7 @@ static TESTS: &[Test] = &[
     Test { name: "four-vcpus-share-two-cpus", run: four_on_two },
     Test { name: "cpuid-and-msr-views", run: probes },
     Test { name: "ipis-between-vcpus-and-apic-timers", run: interrupts },
+    Test { name: "nmis-wait-for-their-window-and-broadcasts-skip-the-sender", run: nmis },
     Test { name: "fpu-state-and-xcr0-survive-sharing-a-cpu", run: fpu },
     Test { name: "faulting-guests-are-stopped-with-a-report", run: faulting },
     Test { name: "looping-guests-are-killed-while-others-run", run: looping },
@@ -151,6 +152,22 @@ fn interrupts() -> Result<(), Failure> {
         check!(exits[0] + saved <= exits[1], "{guest}: virtualized saved fewer than {saved} exits: {exits:?}");
     }
     check_eq!(figures(), before, "frames and heap after the interrupt guests");
+    Ok(())
+}
+
+/// NMIs by the ICR (the second held until the first handler's IRET, by
+/// the NMI window) and an all-excluding-self IPI, with the x2APIC
+/// virtualized and emulated.
+fn nmis() -> Result<(), Failure> {
+    fresh()?;
+    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))? as u32;
+    for emulate in [0, 1] {
+        let id = loaded("nmi", "nmi", 2, &[0, ap])?;
+        check_eq!(vm(|t| (t.set_apic_emulation)(id, emulate))?, 0, "nmi: apic emulation {emulate}");
+        check_eq!(vm(|t| (t.start)(id))?, 0, "start nmi");
+        check_eq!(finish(id, 20_000)?, 0, "nmi's exit status (apic emulation {emulate})");
+        destroy(id)?;
+    }
     Ok(())
 }
 

@@ -133,6 +133,19 @@ impl VirtualApic {
 /// Posts `vector` to vCPU `to` of `vm` from another vCPU and makes it look.
 fn post(vm: &Vm, to: usize, vector: u8) {
     vm.posted[to][vector as usize / 64].fetch_or(1 << (vector % 64), Ordering::SeqCst);
+    notify(vm, to);
+}
+
+/// Sends vCPU `to` an NMI and makes it look.
+fn post_nmi(vm: &Vm, to: usize) {
+    vm.vcpus[to].nmi.store(true, Ordering::SeqCst);
+    notify(vm, to);
+}
+
+/// Makes vCPU `to` look at what was posted to it before its next entry: an
+/// EVENT request, and a kick if it is in guest mode on another CPU or a
+/// wake of its pCPU if it halted.
+fn notify(vm: &Vm, to: usize) {
     let slot = &vm.slots[to];
     slot.make_request(Requests::EVENT);
     // SAFETY: plain calls of the loader.
@@ -140,7 +153,7 @@ fn post(vm: &Vm, to: usize, vector: u8) {
     let target = slot.kick(me).or_else(|| {
         // Not in guest mode: a halted vCPU's pCPU may be halting too.
         let v = &vm.vcpus[to];
-        (v.halt.load(Ordering::Acquire) == vm::HALTED).then(|| v.cpu.load(Ordering::Acquire))
+        (v.halt.load(Ordering::Acquire) != vm::RUNNING).then(|| v.cpu.load(Ordering::Acquire))
     });
     if let Some(cpu) = target {
         // SAFETY: as above (a CPU that left refuses it: nothing to wake).
@@ -155,21 +168,24 @@ pub fn has_posted(vm: &Vm, index: usize) -> bool {
 
 /// Sends what an ICR write asked for.
 fn send(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, ipi: crate::vapic::Ipi) -> Result<(), String> {
-    match ipi.mode {
-        DeliveryMode::Fixed | DeliveryMode::LowestPriority => {}
+    let nmi = match ipi.mode {
+        DeliveryMode::Fixed | DeliveryMode::LowestPriority => false,
+        DeliveryMode::Nmi => true,
         mode => {
             return Err(format!(
                 "vCPU {} sent an IPI of delivery mode {mode:?}, which modvisor does not emulate",
                 vcpu.index
             ))
         }
-    }
+    };
     let ids = 0..vm.vcpus.len() as u32;
     for to in destinations(ipi, vcpu.index, ids) {
-        if to == vcpu.index {
-            run.apic.lapic().accept(ipi.vector);
-        } else {
-            post(vm, to as usize, ipi.vector);
+        match (nmi, to == vcpu.index) {
+            (true, _) => post_nmi(vm, to as usize),
+            (false, true) => {
+                run.apic.lapic().accept(ipi.vector);
+            }
+            (false, false) => post(vm, to as usize, ipi.vector),
         }
     }
     Ok(())
@@ -190,22 +206,26 @@ pub fn write(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, msr: u32, value: u64) -> R
     }
 }
 
-/// Interruptibility-state bits that block an external interrupt: STI and
-/// MOV SS blocking (SDM 24.4.2).
+/// Interruptibility-state bits (SDM "Guest Non-Register State"): STI and
+/// MOV SS blocking hold off external interrupts and NMIs; NMI blocking
+/// (virtual-NMI blocking with "virtual NMIs") holds off NMIs until IRET.
 const BLOCKED: u64 = 0b11;
+const BLOCKED_BY_NMI: u64 = 1 << 3;
 const RFLAGS_IF: u64 = 1 << 9;
 const VALID: u64 = 1 << 31;
+const NMI_INFO: u64 = VALID | 2 << 8 | 2;
 
-/// Before an entry: takes posted interrupts and timer expiries into the
-/// APIC. Virtualized, publishes them (the CPU delivers); emulated, injects
-/// the highest pending interrupt if the guest can take it, else asks for
-/// an exit when it can (interrupt-window exiting).
+/// Before an entry: an NMI sent to the vCPU first, then posted interrupts
+/// and timer expiries into the APIC. Virtualized, publishes them (the CPU
+/// delivers); emulated, injects the highest pending interrupt if the guest
+/// can take it, else asks for an exit when it can (interrupt-window
+/// exiting).
 pub fn before_entry(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<(), String> {
+    inject_nmi(vcpu)?;
     let now = crate::plugin::rdtsc();
-    let posted = &vm.posted[vcpu.index as usize];
     if has_posted(vm, vcpu.index as usize) || run.apic.lapic.next_timer_deadline().is_some_and(|at| at <= now) {
         let lapic = run.apic.lapic();
-        for (word, bits) in posted.iter().enumerate() {
+        for (word, bits) in vm.posted[vcpu.index as usize].iter().enumerate() {
             let mut pending = bits.swap(0, Ordering::AcqRel);
             while pending != 0 {
                 let bit = pending.trailing_zeros();
@@ -219,32 +239,61 @@ pub fn before_entry(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<(), Strin
         return run.apic.publish();
     }
     let lapic = &mut run.apic.lapic;
-    let Some(vector) = lapic.pending() else { return window(false) };
+    let Some(vector) = lapic.pending() else { return window(INTERRUPT_WINDOW, false) };
     let injecting = vmcs::read(vmcs::ENTRY_INTERRUPTION_INFO) & VALID != 0;
     let open =
         vmcs::read(vmcs::GUEST_RFLAGS) & RFLAGS_IF != 0 && vmcs::read(vmcs::GUEST_INTERRUPTIBILITY) & BLOCKED == 0;
     if injecting || !open {
-        return window(true);
+        return window(INTERRUPT_WINDOW, true);
     }
     lapic.ack(vector);
     vmcs::write(vmcs::ENTRY_INTERRUPTION_INFO, VALID | vector as u64).map_err(|e| format!("{e}"))?;
-    window(false)
+    window(INTERRUPT_WINDOW, false)
 }
 
-/// Sets or clears interrupt-window exiting.
-fn window(on: bool) -> Result<(), String> {
-    let bit = 1 << crate::config::INTERRUPT_WINDOW_EXITING.bit;
+/// Injects a pending NMI when the guest can take one (no event already
+/// being injected, no STI, MOV SS or NMI blocking), else waits for the NMI
+/// window. The window needs "virtual NMIs", without which a blocked NMI
+/// cannot be held for the guest: the VM stops with a report.
+fn inject_nmi(vcpu: &Vcpu) -> Result<(), String> {
+    if !vcpu.nmi.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let injecting = vmcs::read(vmcs::ENTRY_INTERRUPTION_INFO) & VALID != 0;
+    let blocked = vmcs::read(vmcs::GUEST_INTERRUPTIBILITY) & (BLOCKED | BLOCKED_BY_NMI) != 0;
+    if injecting || blocked {
+        return window(NMI_WINDOW, true);
+    }
+    vcpu.nmi.store(false, Ordering::Release);
+    vmcs::write(vmcs::ENTRY_INTERRUPTION_INFO, NMI_INFO).map_err(|e| format!("{e}"))?;
+    window(NMI_WINDOW, false)
+}
+
+const INTERRUPT_WINDOW: crate::config::Control = crate::config::INTERRUPT_WINDOW_EXITING;
+const NMI_WINDOW: crate::config::Control = crate::config::NMI_WINDOW_EXITING;
+
+/// Sets or clears interrupt-window or NMI-window exiting.
+fn window(which: crate::config::Control, on: bool) -> Result<(), String> {
+    let bit = 1 << which.bit;
     let primary = vmcs::read(vmcs::PRIMARY_CONTROLS);
     let wanted = if on { primary | bit } else { primary & !bit };
-    if wanted != primary {
-        vmcs::write(vmcs::PRIMARY_CONTROLS, wanted).map_err(|e| format!("{e}"))?;
+    if wanted == primary {
+        return Ok(());
     }
-    Ok(())
+    // SAFETY: a plain query of the loader.
+    let cpu = unsafe { ffi::mv_current_cpu() };
+    if on && !crate::plugin::vmx_config(cpu).is_some_and(|c| c.has(which)) {
+        return Err(format!("an event must wait until the guest can take it, but this CPU has no {}", which.name));
+    }
+    vmcs::write(vmcs::PRIMARY_CONTROLS, wanted).map_err(|e| format!("{e}"))
 }
 
 /// At a HLT exit: whether the vCPU may halt (nothing it could take is
 /// pending), and when its timer would wake it.
-pub fn may_halt(run: &mut VcpuRun) -> Option<u64> {
+pub fn may_halt(vcpu: &Vcpu, run: &mut VcpuRun) -> Option<u64> {
+    if vcpu.nmi.load(Ordering::Acquire) {
+        return None;
+    }
     let lapic = run.apic.lapic();
     lapic.expire_timer(crate::plugin::rdtsc());
     lapic.pending().is_none().then(|| lapic.next_timer_deadline().unwrap_or(u64::MAX))

@@ -72,11 +72,16 @@ fn pick(cpu: u32) -> Option<(Arc<Vm>, usize)> {
     candidates().nth(skip % count).map(|(v, i)| (v.clone(), i))
 }
 
-/// Whether `c` can run: not halted, or halted with an interrupt posted to
-/// it or its timer due (then it is running again).
+/// Whether `c` can run: not halted, or halted with an NMI or interrupt
+/// posted to it or its timer due (then it is running again).
 fn runnable(vm: &Vm, c: &Vcpu) -> bool {
     match c.halt.load(Ordering::Acquire) {
         vm::RUNNING => true,
+        // An NMI ends any HLT, with interrupts off too.
+        _ if c.nmi.load(Ordering::Acquire) => {
+            c.halt.store(vm::RUNNING, Ordering::Release);
+            true
+        }
         vm::HALTED
             if super::apic::has_posted(vm, c.index as usize)
                 || c.wake_at.load(Ordering::Acquire) <= crate::plugin::rdtsc() =>
@@ -175,6 +180,7 @@ fn run_exits(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, config: &crate::config::Vm
         if exit.entry_failure() {
             return Err(format!("VM entry failed: {exit}{}", dump(run)));
         }
+        reinject()?;
         match handle(vm, vcpu, run, exit)? {
             Next::Resume => {}
             Next::Host => return Ok(()),
@@ -204,6 +210,32 @@ fn skip_instruction() -> Result<(), String> {
     Ok(())
 }
 
+/// An event whose delivery the exit interrupted (IDT-vectoring
+/// information, SDM "Information for VM Exits During Event Delivery") is
+/// injected again at the next entry, so that none is lost. An NMI's
+/// delivery had set NMI blocking, which its injection requires clear.
+fn reinject() -> Result<(), String> {
+    let info = vmcs::read(vmcs::IDT_VECTORING_INFO) as u32;
+    let error = vmcs::read(vmcs::IDT_VECTORING_ERROR) as u32;
+    let Some(event) = Event::decode(info, error).map_err(|e| format!("IDT-vectoring information {info:#x}: {e}"))?
+    else {
+        return Ok(());
+    };
+    let w = |field, value| vmcs::write(field, value).map_err(|e| format!("{e}"));
+    w(vmcs::ENTRY_INTERRUPTION_INFO, event.info() as u64)?;
+    if let Some(code) = event.error_code {
+        w(vmcs::ENTRY_EXCEPTION_ERROR, code as u64)?;
+    }
+    if event.needs_instruction_length() {
+        w(vmcs::ENTRY_INSTRUCTION_LENGTH, vmcs::read(vmcs::EXIT_INSTRUCTION_LENGTH))?;
+    }
+    if event.kind == crate::exits::EventKind::Nmi {
+        let blocking = vmcs::read(vmcs::GUEST_INTERRUPTIBILITY);
+        w(vmcs::GUEST_INTERRUPTIBILITY, blocking & !(1 << 3))?;
+    }
+    Ok(())
+}
+
 /// Injects #GP(0) at the next entry (the instruction is not skipped).
 fn inject_gp() -> Result<Next, String> {
     let gp = Event::gp(0);
@@ -227,7 +259,7 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
     match exit.basic() {
         reason::EXTERNAL_INTERRUPT | reason::PREEMPTION_TIMER => Ok(Next::Host),
         // The injection is made at the top of the loop.
-        reason::INTERRUPT_WINDOW => Ok(Next::Resume),
+        reason::INTERRUPT_WINDOW | reason::NMI_WINDOW => Ok(Next::Resume),
         reason::EXCEPTION_OR_NMI => {
             let info = vmcs::read(vmcs::EXIT_INTERRUPTION_INFO);
             if (info >> 8) & 7 == 2 {
@@ -248,8 +280,11 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
         reason::HLT => {
             skip_instruction()?;
             let for_good = vmcs::read(vmcs::GUEST_RFLAGS) & (1 << 9) == 0;
+            if for_good && vcpu.nmi.load(Ordering::Acquire) {
+                return Ok(Next::Resume);
+            }
             if !for_good {
-                match super::apic::may_halt(run) {
+                match super::apic::may_halt(vcpu, run) {
                     // An interrupt it can take is pending: the HLT ends at once.
                     None => return Ok(Next::Resume),
                     Some(wake_at) => vcpu.wake_at.store(wake_at, Ordering::Release),

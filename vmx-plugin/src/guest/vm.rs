@@ -105,8 +105,8 @@ pub struct VcpuRun {
 }
 
 /// [`Vcpu::halt`]: running, or halted until an interrupt, or halted with
-/// interrupts off (only an NMI or INIT, which modvisor does not send,
-/// would wake it: it is done).
+/// interrupts off (only an NMI wakes it, or INIT, which modvisor does not
+/// emulate).
 pub const RUNNING: u8 = 0;
 pub const HALTED: u8 = 1;
 pub const HALTED_FOR_GOOD: u8 = 2;
@@ -120,6 +120,9 @@ pub struct Vcpu {
     pub wake_at: AtomicU64,
     /// The pCPU it is bound to.
     pub cpu: AtomicU32,
+    /// An NMI sent to it, not yet injected (NMIs do not queue: one pending
+    /// at most, SDM "NMI Interrupt Handling").
+    pub nmi: core::sync::atomic::AtomicBool,
     pub vmcs_virt: u64,
     pub vmcs_phys: u64,
     pub run: spin::Mutex<VcpuRun>,
@@ -373,6 +376,7 @@ fn new_vcpu(index: u32, cpu: u32) -> Result<Vcpu, Error> {
         halt: AtomicU8::new(RUNNING),
         wake_at: AtomicU64::new(u64::MAX),
         cpu: AtomicU32::new(cpu),
+        nmi: core::sync::atomic::AtomicBool::new(false),
         vmcs_virt,
         vmcs_phys,
         run: spin::Mutex::new(VcpuRun {

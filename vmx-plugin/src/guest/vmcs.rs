@@ -26,10 +26,13 @@ pub const ENTRY_CONTROLS: u64 = 0x4012;
 pub const ENTRY_MSR_LOAD_COUNT: u64 = 0x4014;
 pub const ENTRY_INTERRUPTION_INFO: u64 = 0x4016;
 pub const ENTRY_EXCEPTION_ERROR: u64 = 0x4018;
+pub const ENTRY_INSTRUCTION_LENGTH: u64 = 0x401a;
 const TPR_THRESHOLD: u64 = 0x401c;
 pub const SECONDARY_CONTROLS: u64 = 0x401e;
 pub const EXIT_REASON: u64 = 0x4402;
 pub const EXIT_INTERRUPTION_INFO: u64 = 0x4404;
+pub const IDT_VECTORING_INFO: u64 = 0x4408;
+pub const IDT_VECTORING_ERROR: u64 = 0x440a;
 pub const EXIT_INSTRUCTION_LENGTH: u64 = 0x440c;
 
 const GUEST_ES_SELECTOR: u64 = 0x0800;
@@ -160,8 +163,9 @@ fn execution_controls(config: &VmxConfig, apic: Mode) -> (u64, u64) {
         config::INVLPG_EXITING,
         config::USE_TPR_SHADOW,
         config::ACTIVATE_TERTIARY_CONTROLS,
-        // Set only while an interrupt waits for the guest to take it.
+        // Set only while an interrupt or NMI waits for the guest to take it.
         config::INTERRUPT_WINDOW_EXITING,
+        config::NMI_WINDOW_EXITING,
     ] {
         primary &= !bit(control);
     }
