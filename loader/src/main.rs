@@ -155,7 +155,18 @@ extern "C" fn boot_cpu_main() -> ! {
         // boot goes on.
         match plugin::registry::load(name, version) {
             Ok((n, v)) => println!("loaded {n} {v}"),
-            Err(e) => println!("error: cannot load {name}: {e}"),
+            Err(e) => {
+                let why = match &e {
+                    plugin::registry::Error::Store(loader_core::plugin::store::Error::CpuLacks { missing, .. })
+                        if *missing & plugins::meta::cpu::VMX != 0 =>
+                    {
+                        alloc::format!("{e}: VMs and guests need VMX; boot this image in Bochs (`make bochs`)")
+                    }
+                    _ => alloc::format!("{e}"),
+                };
+                println!("error: cannot load {name}: {why}");
+                shell::note_not_loaded(why);
+            }
         }
     }
     // Boot-to-console includes loading the standard plugin set.

@@ -20,6 +20,16 @@ mod ktests;
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry::new(&builtins::BUILTINS));
 
+/// Why plugins of the boot's `load=` list did not load: an unknown command
+/// may be one of theirs (`vm` under QEMU, which has no VMX), so the error
+/// names them.
+static NOT_LOADED: Mutex<alloc::vec::Vec<alloc::string::String>> = Mutex::new(alloc::vec::Vec::new());
+
+/// Records that a boot plugin did not load, and why.
+pub fn note_not_loaded(why: alloc::string::String) {
+    NOT_LOADED.lock().push(why);
+}
+
 /// Adds the command `name`, owned by `owner`, that runs `handler(ctx, args)`.
 /// `help`'s first line is the summary `help` lists; all of it is shown by
 /// `help <name>`. Both strings are copied. A name that a built-in or any
@@ -48,6 +58,11 @@ pub fn execute(line: &str) -> Result<(), Error> {
 fn report(result: Result<(), Error>) {
     if let Err(e) = result {
         println!("error: {e}");
+        if matches!(e, Error::UnknownCommand(_)) {
+            for why in NOT_LOADED.lock().iter() {
+                println!("  (not loaded at boot: {why})");
+            }
+        }
     }
     console::end_line();
 }

@@ -202,6 +202,18 @@ pub const SCENARIOS: &[Scenario] = &[
             // Up recalls `mem`: its output comes a second time.
             step(b"\x1b[A\r", &[Contains("mem"), LineStarting("frames: ")]),
             step(b"xyzzy\r", &[Line("error: unknown command `xyzzy`; type `help`")]),
+            // QEMU has no VMX: the `vm` command's plugin could not load, and
+            // the error says why and where guests run.
+            step(
+                b"vm list\r",
+                &[
+                    Line("error: unknown command `vm`; type `help`"),
+                    Line(
+                        "  (not loaded at boot: vmx-plugin needs vmx, which this CPU does not have: VMs and guests \
+                         need VMX; boot this image in Bochs (`make bochs`))",
+                    ),
+                ],
+            ),
             step(OVERLONG, &[Line("error: line too long (max 256 characters)"), Absent("unknown command")]),
             // Ctrl-C abandons a line that would have powered off.
             step(b"poweroff\x03", &[Contains("poweroff^C"), Absent("modvisor-exit")]),
