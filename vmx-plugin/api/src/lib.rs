@@ -40,6 +40,9 @@ pub mod code {
     /// memory size, vCPU count or CPU, no such guest file, not a guest
     /// ELF, the VM is in the wrong state, no memory).
     pub const REFUSED: i32 = -15;
+    /// A CPU going offline holds vCPUs and no other CPU has VMX on to take
+    /// them: the offline is refused.
+    pub const VCPUS_STUCK: i32 = -16;
 }
 
 /// The `vmx` table.

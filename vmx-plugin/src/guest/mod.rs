@@ -20,6 +20,15 @@ pub const APIC_TIMER_KHZ: u32 = 100_000;
 pub use run::idle;
 pub use table::TABLE;
 
+/// How many vCPUs are bound to `cpu`.
+pub fn bound_to(cpu: u32) -> usize {
+    let vms = vm::VMS.lock();
+    vms.iter()
+        .flat_map(|vm| vm.vcpus.iter())
+        .filter(|v| v.cpu.load(core::sync::atomic::Ordering::Acquire) == cpu)
+        .count()
+}
+
 /// VMCLEARs, on `cpu` (which is going offline, so VMX goes off there),
 /// every vCPU whose VMCS is active there, and binds those bound to it to
 /// `to` (another CPU with VMX on), where they go on at their next run.

@@ -78,7 +78,8 @@ pub fn clear_vmcs_on(cpu: u32, phys: u64) {
 
 /// Another CPU with VMX on than `cpu`, for the vCPUs `cpu` gives up.
 pub fn other_vmx_cpu(cpu: u32) -> Option<u32> {
-    (0..MAX_CPUS as u32).find(|&c| c != cpu && vmx_config(c).is_some())
+    // The boot CPU last: it runs the shell.
+    (1..MAX_CPUS as u32).chain([0]).find(|&c| c != cpu && vmx_config(c).is_some())
 }
 
 /// The EPT/VPID capabilities every CPU shares (IA32_VMX_EPT_VPID_CAP bits

@@ -337,10 +337,17 @@ extern "C" fn offline(cpu: u32, _: usize) -> i32 {
         return code::WRONG_CPU;
     }
     // The vCPUs go first: their VMCSs must be VMCLEARed before VMXOFF.
+    // With nowhere to go they would never run again: the offline is
+    // refused instead (cpuhp rolls it back).
     let to = guests::other_vmx_cpu(cpu);
+    let bound = crate::guest::bound_to(cpu);
+    if bound > 0 && to.is_none() {
+        plugins::warn!("cpu {cpu} cannot go offline: its {bound} vCPUs have no other CPU with VMX on to move to");
+        return code::VCPUS_STUCK;
+    }
     let moved = crate::guest::evacuate(cpu, to);
     if moved > 0 {
-        plugins::info!("cpu {cpu} goes offline: {moved} vCPUs move to cpu {}", to.unwrap_or(0));
+        plugins::info!("cpu {cpu} goes offline: {moved} vCPUs move to cpu {}", to.unwrap_or(cpu));
     }
     disable(cpu as usize, off::OFFLINE).map_or_else(|e| e, |()| 0)
 }
