@@ -8,6 +8,7 @@
 #   make bench           instruction counts against their goals, and image sizes (exit 2: a goal missed)
 #   make profile         WINDOW's instructions per function (firmware, boot, load-and-link, cpu-offline-online)
 #   make swap PLUGIN=x   upload plugin x to the running `make run` and swap it in
+#   make guest-upload FILE=f [NAME=n]  upload guest program f to the running image (VMs load uploads/n)
 #   make cpu-add         hot-add a CPU to the running `make run` (QMP)
 #   make cpu-del CPU=n   hot-remove QEMU's cpu n from the running `make run`
 #   make setup           install missing tools (run, bochs, test, bench do it first)
@@ -26,7 +27,7 @@ export ACCEL
 
 WINDOW ?= boot
 
-.PHONY: all images setup run bochs test lint bench profile swap cpu-add cpu-del clean
+.PHONY: all images setup run bochs test lint bench profile swap guest-upload cpu-add cpu-del clean
 
 all: images
 
@@ -64,6 +65,9 @@ profile: setup
 
 swap:
 	$(RUNNER) swap --plugin "$(PLUGIN)" $(if $(VERSION),--version "$(VERSION)")
+
+guest-upload:
+	$(RUNNER) guest-upload --file "$(FILE)" $(if $(NAME),--name "$(NAME)")
 
 cpu-add:
 	$(RUNNER) cpu-add $(if $(FEATURES),--features '$(FEATURES)')

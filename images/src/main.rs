@@ -50,6 +50,7 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::Bench { profile: None } => bench::bench_command(),
         Command::Bench { profile: Some(w) } => profile::profile_command(w),
         Command::Swap { plugin, version } => swap::swap_command(&plugin, version.as_deref()),
+        Command::GuestUpload { file, name } => swap::guest_upload_command(&file, name.as_deref()),
         Command::CpuAdd { features } => hotplug::cpu_add_command(&features),
         Command::CpuDel { cpu } => hotplug::cpu_del_command(cpu),
     }

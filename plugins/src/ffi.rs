@@ -253,6 +253,10 @@ abi::exports! {
     /// The bytes of the initrd file at `path` (e.g. `guests/hello.elf`):
     /// its address, with its length in `*len`; null if there is none.
     pub fn mv_initrd_file(path: StrRef, len: *mut usize) -> *const u8;
+    /// The bytes of the guest file uploaded over COM2 as `name`: its
+    /// address, with its length in `*len`; null if there is none. They
+    /// stay for good.
+    pub fn mv_uploaded_file(name: StrRef, len: *mut usize) -> *const u8;
     /// Makes `f` the idle work of every online CPU (one plugin at a time;
     /// dropped when the caller ends, and a version swapped in registers
     /// again). 0, or -1 if another plugin has idle work.

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! The command is [`Command::Store`] (1: put the payload, a signed `.mvp`,
-//! into the store) or [`Command::StoreAndSwap`] (2: store it, then load it,
-//! replacing the loaded version of the same plugin). CRC-32 is the common
+//! into the store), [`Command::StoreAndSwap`] (2: store it, then load it,
+//! replacing the loaded version of the same plugin) or
+//! [`Command::GuestFile`] (3: a guest program for VMs, its payload one
+//! byte of name length, the name, then the file; see [`guest_file`]). CRC-32 is the common
 //! IEEE one (zlib, PNG, Ethernet). Bytes before a magic are skipped, so a
 //! receiver that started mid-frame finds the next one. A payload is at
 //! most [`MAX_PAYLOAD`] bytes; the header says so before any of it comes.
@@ -39,6 +41,7 @@ pub const MAX_PAYLOAD: u32 = 4 << 20;
 pub enum Command {
     Store = 1,
     StoreAndSwap = 2,
+    GuestFile = 3,
 }
 
 impl Command {
@@ -46,8 +49,68 @@ impl Command {
         match b {
             1 => Some(Command::Store),
             2 => Some(Command::StoreAndSwap),
+            3 => Some(Command::GuestFile),
             _ => None,
         }
+    }
+}
+
+/// The longest guest file name.
+pub const GUEST_NAME_MAX: usize = 32;
+
+/// Whether `name` may name an uploaded guest file: 1 to
+/// [`GUEST_NAME_MAX`] letters, digits, `.`, `-` or `_`, not starting with
+/// `.` (it becomes part of the path `uploads/<name>`).
+pub fn valid_guest_name(name: &str) -> bool {
+    (1..=GUEST_NAME_MAX).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// The bytes a [`Command::GuestFile`] payload starts with, before the
+/// file: the name's length and the name; `None` for a name
+/// [`valid_guest_name`] refuses.
+pub fn guest_prefix(name: &str) -> Option<([u8; GUEST_NAME_MAX + 1], usize)> {
+    if !valid_guest_name(name) {
+        return None;
+    }
+    let mut prefix = [0; GUEST_NAME_MAX + 1];
+    prefix[0] = name.len() as u8;
+    prefix[1..=name.len()].copy_from_slice(name.as_bytes());
+    Some((prefix, name.len() + 1))
+}
+
+/// A [`Command::GuestFile`] payload's name and file.
+pub fn guest_file(payload: &[u8]) -> Result<(&str, &[u8]), GuestError> {
+    let (&len, rest) = payload.split_first().ok_or(GuestError::Empty)?;
+    let (name, file) = rest.split_at_checked(len.into()).ok_or(GuestError::ShortName)?;
+    let name = core::str::from_utf8(name).ok().filter(|n| valid_guest_name(n)).ok_or(GuestError::BadName)?;
+    if file.is_empty() {
+        return Err(GuestError::NoFile);
+    }
+    Ok((name, file))
+}
+
+/// Why a [`Command::GuestFile`] payload is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestError {
+    Empty,
+    ShortName,
+    BadName,
+    NoFile,
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GuestError::Empty => "guest upload refused: the payload is empty",
+            GuestError::ShortName => "guest upload refused: the payload ends inside the name",
+            GuestError::BadName => {
+                "guest upload refused: a guest file name is 1 to 32 letters, digits, `.`, `-` or `_`, not starting \
+                 with `.`"
+            }
+            GuestError::NoFile => "guest upload refused: the file is empty",
+        })
     }
 }
 
@@ -100,7 +163,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::UnknownCommand(c) => write!(f, "upload command {c} is unknown (1 = store, 2 = store and swap)"),
+            Error::UnknownCommand(c) => {
+                write!(f, "upload command {c} is unknown (1 = store, 2 = store and swap, 3 = guest file)")
+            }
             Error::TooLong { len, max } => write!(f, "upload of {len} bytes exceeds the limit of {max} bytes"),
             Error::BadCrc { expected, computed } => write!(
                 f,
@@ -375,6 +440,21 @@ impl ReplyParser {
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    #[test]
+    fn guest_payloads_carry_a_checked_name_before_the_file() {
+        let (prefix, n) = guest_prefix("hello.elf").unwrap();
+        let mut payload = prefix[..n].to_vec();
+        payload.extend_from_slice(b"\x7fELF");
+        assert_eq!(guest_file(&payload), Ok(("hello.elf", &b"\x7fELF"[..])));
+        for bad in ["", ".hidden", "a/b", "sp ace", &"x".repeat(33)] {
+            assert!(guest_prefix(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(guest_file(&[]), Err(GuestError::Empty));
+        assert_eq!(guest_file(&[5, b'a']), Err(GuestError::ShortName));
+        assert_eq!(guest_file(&[3, b'a', b'/', b'b', 1]), Err(GuestError::BadName));
+        assert_eq!(guest_file(&[1, b'a']), Err(GuestError::NoFile));
+    }
 
     fn frame(command: Command, payload: &[u8]) -> Vec<u8> {
         let mut f = header(command, payload.len() as u32).to_vec();

@@ -128,6 +128,21 @@ pub enum Command {
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
     },
+    /// Upload a guest program to the image `run` or `bochs` is running
+    ///
+    /// Sends FILE (e.g. images/out/guests/hello.elf) through COM2
+    /// (images/out/run/com2.sock) as guest file NAME (FILE's name if not
+    /// given). VMs then load it as `uploads/NAME`: `vm run g uploads/NAME`.
+    /// Guest files are not signed: a guest runs confined to its VM.
+    #[command(verbatim_doc_comment)]
+    GuestUpload {
+        /// The guest ELF (make guest-upload FILE=PATH)
+        #[arg(long, value_name = "PATH")]
+        file: std::path::PathBuf,
+        /// The name VMs load it by; FILE's name if not given
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Hot-add a CPU to the image `run` is running (QMP)
     ///
     /// Through `runner run`'s QMP socket (images/out/run/qmp.sock): device_add of a

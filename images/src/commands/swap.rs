@@ -1,7 +1,7 @@
 //! `runner swap`: sends a freshly built plugin to the image that `runner
 //! run` is running, over the guest's COM2 (a unix socket on the host, with
 //! the client of `link::com2`), and turns the loader's reply into a GDB
-//! script.
+//! script. `runner guest-upload` sends a guest program the same way.
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -57,26 +57,53 @@ pub fn gdb_script(loaded: &[Loaded]) -> String {
         .collect()
 }
 
+/// Sends `frame` to the running image's COM2 (again when the loader asks
+/// for it) and prints every reply; the last one's lines.
+fn push(what: &str, frame: &[u8]) -> Result<Vec<String>> {
+    let socket = com2_socket();
+    let stream = UnixStream::connect(&socket).map_err(|e| {
+        Error::Environment(format!(
+            "cannot connect to {} ({e}); start the image with `make run` (or `make bochs`) first",
+            shown(&socket)
+        ))
+    })?;
+    let replies = Uplink::new(stream)?.push(frame, Some(frame))?;
+    let (last, asked) = replies.split_last().expect("a push returns at least one reply");
+    for reply in asked {
+        println!("loader: {}", reply.lines.join(" / "));
+        println!("{what}: sent it again, as the loader asked");
+    }
+    for line in &last.lines {
+        println!("loader: {line}");
+    }
+    Ok(last.lines.clone())
+}
+
+/// `runner guest-upload`: sends `file` as guest file `name`.
+pub fn guest_upload_command(file: &std::path::Path, name: Option<&str>) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    let name = name.map(str::to_string).or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let name = name.unwrap_or_default();
+    let (prefix, n) = plugins::upload::guest_prefix(&name).ok_or_else(|| {
+        Error::Usage(format!(
+            "runner guest-upload: `{name}` cannot name a guest file: 1 to {} letters, digits, `.`, `-` or `_` \
+             (--name NAME)",
+            plugins::upload::GUEST_NAME_MAX
+        ))
+    })?;
+    let mut payload = prefix[..n].to_vec();
+    payload.extend_from_slice(&bytes);
+    println!("guest-upload: sending {} ({} bytes) to COM2 as uploads/{name}", shown(file), bytes.len());
+    let lines = push("guest-upload", &frame(Command::GuestFile, &payload)?)?;
+    Ok(if lines.first().is_some_and(|l| l.starts_with("ok ")) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 /// `runner swap`: build, upload with store-and-swap, report.
 pub fn swap_command(plugin: &str, version: Option<&str>) -> Result<ExitCode> {
     let store = plugin_build::build_plugins()?;
     let file = choose(&store, plugin, version)?;
-    let socket = com2_socket();
-    let stream = UnixStream::connect(&socket).map_err(|e| {
-        Error::Environment(format!("cannot connect to {} ({e}); start the image with `make run` first", shown(&socket)))
-    })?;
     println!("swap: sending {} ({} bytes) to COM2", file.path, file.bytes.len());
-    let frame = frame(Command::StoreAndSwap, &file.bytes)?;
-    let replies = Uplink::new(stream)?.push(&frame, Some(&frame))?;
-    let (last, asked) = replies.split_last().expect("a push returns at least one reply");
-    for reply in asked {
-        println!("loader: {}", reply.lines.join(" / "));
-        println!("swap: sent it again, as the loader asked");
-    }
-    let lines = &last.lines;
-    for line in lines {
-        println!("loader: {line}");
-    }
+    let lines = push("swap", &frame(Command::StoreAndSwap, &file.bytes)?)?;
     let loaded: Vec<Loaded> = lines.iter().filter_map(|l| Loaded::parse(l)).collect();
     if loaded.is_empty() {
         return Ok(ExitCode::FAILURE);

@@ -15,6 +15,7 @@ use vmx_api::{apic_mode, vm_state, VmTable};
 crate::suite!(SUITE_GUESTS, "guests", TESTS, crate::ktest::InAll::OnlyWhenNamed);
 static TESTS: &[Test] = &[
     Test { name: "hello-exits-with-its-status-and-gives-everything-back", run: hello },
+    Test { name: "an-uploaded-guest-file-runs", run: uploaded },
     Test { name: "four-vcpus-share-two-cpus", run: four_on_two },
     Test { name: "cpuid-and-msr-views", run: probes },
     Test { name: "ipis-between-vcpus-and-apic-timers", run: interrupts },
@@ -37,12 +38,13 @@ fn figures() -> (u64, u64) {
 }
 
 /// Creates VM `name` on `cpus` (empty: vmx-plugin's choice) and loads
-/// guest `guest`; its id.
+/// guest `guest` (a test guest by name, or a guest file by path); its id.
 fn loaded(name: &str, guest: &str, vcpus: u32, cpus: &[u32]) -> Result<u32, Failure> {
     let id = vm(|t| (t.create)(StrRef::borrowed(name), 8, vcpus, cpus.as_ptr(), cpus.len() as u32))?;
     check!(id > 0, "create {name}: {id}");
     let id = id as u32;
-    let path = alloc::format!("guests/{guest}.elf");
+    // A test guest by its name, or any guest file by its path.
+    let path = if guest.contains('/') { guest.into() } else { alloc::format!("guests/{guest}.elf") };
     check_eq!(vm(|t| (t.load)(id, StrRef::borrowed(&path)))?, 0, "load {path} into {name}");
     Ok(id)
 }
@@ -103,6 +105,23 @@ fn hello() -> Result<(), Failure> {
     check_eq!(figures(), before, "frames free and heap in use after destroying hello");
     check!(crate::shell::execute("vm info hello").is_err(), "a destroyed VM is still listed");
     Ok(())
+}
+
+/// A guest file taken as a COM2 upload takes (`guest_files`, which the
+/// upload-session scenario feeds over COM2 under QEMU) runs from
+/// `uploads/`; a missing upload is refused by name.
+fn uploaded() -> Result<(), Failure> {
+    fresh()?;
+    let file = crate::boot::initrd_file("guests/hello.elf").ok_or_else(|| failure!("no guests/hello.elf"))?;
+    crate::plugin::guest_files::add("greeter.elf", file);
+    let id = start("up", "uploads/greeter.elf", 2, &[])?;
+    check_eq!(finish(id, 5000)?, 0, "the uploaded hello's exit status");
+    destroy(id)?;
+    let id = vm(|t| (t.create)(StrRef::borrowed("none"), 8, 1, core::ptr::null(), 0))?;
+    check!(id > 0, "create none: {id}");
+    let refused = vm(|t| (t.load)(id as u32, StrRef::borrowed("uploads/nothing.elf")))?;
+    check_eq!(refused, vmx_api::code::REFUSED, "loading an upload that never came");
+    destroy(id as u32)
 }
 
 fn four_on_two() -> Result<(), Failure> {

@@ -140,6 +140,9 @@ fn store() {
             if source == store::Source::Initrd { "initrd" } else { "uploaded" }
         );
     }
+    for (name, size) in super::guest_files::list() {
+        println!("guest file uploads/{name} ({size} bytes, uploaded, not signed)");
+    }
 }
 
 fn swap(words: Vec<&str>) -> Result<(), String> {

@@ -44,6 +44,7 @@ static EXPORTS: Exports = Exports {
     mv_frames_alloc,
     mv_frames_free,
     mv_initrd_file,
+    mv_uploaded_file,
     mv_idle_register,
     mv_idle_unregister,
     mv_kick,
@@ -428,6 +429,15 @@ unsafe extern "C" fn mv_initrd_file(path: StrRef, len: *mut usize) -> *const u8 
     // SAFETY: the SDK passes a `&str`.
     let path = unsafe { text(path) };
     let Some(file) = crate::boot::initrd_file(path) else { return core::ptr::null() };
+    // SAFETY: the SDK passes a pointer to a live usize.
+    unsafe { len.write(file.len()) };
+    file.as_ptr()
+}
+
+unsafe extern "C" fn mv_uploaded_file(name: StrRef, len: *mut usize) -> *const u8 {
+    // SAFETY: the SDK passes a `&str`.
+    let name = unsafe { text(name) };
+    let Some(file) = super::guest_files::get(name) else { return core::ptr::null() };
     // SAFETY: the SDK passes a pointer to a live usize.
     unsafe { len.write(file.len()) };
     file.as_ptr()

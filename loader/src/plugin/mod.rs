@@ -7,6 +7,7 @@ pub mod commands;
 pub mod exports;
 pub mod frames;
 pub mod guard;
+pub mod guest_files;
 pub mod heap;
 pub mod image;
 #[cfg(feature = "ktest")]

@@ -265,10 +265,27 @@ fn send(port: &mut SerialPort, text: &str) {
     }
 }
 
-/// Verifies and stores upload `number`, then loads or swaps it if asked.
-/// The reply lists every loaded plugin with its load address (for
+/// Keeps guest file upload `number` (`uploads/<name>` for VMs).
+fn complete_guest(number: u32, payload: &[u8]) -> Result<String, String> {
+    let (name, file) = plugins::upload::guest_file(payload).map_err(|e| alloc::format!("{e}"))?;
+    log::info!("upload: frame {number}: received guest file {name} ({} bytes)", file.len());
+    super::guest_files::add(name, file);
+    Ok(alloc::format!("ok stored guest file uploads/{name} ({} bytes)\n{REPLY_END}\n", file.len()))
+}
+
+/// Takes upload `number`. A plugin's reply lists every loaded plugin with its load address (for
 /// debuggers); a refusal is its reason.
 fn complete(number: u32, command: Command, file: Vec<u8>) -> Result<String, String> {
+    match command {
+        Command::GuestFile => complete_guest(number, &file),
+        Command::Store => complete_plugin(number, false, file),
+        Command::StoreAndSwap => complete_plugin(number, true, file),
+    }
+}
+
+/// Verifies and stores plugin upload `number`, then (`swap`) loads it or
+/// swaps it in for the loaded version.
+fn complete_plugin(number: u32, swap: bool, file: Vec<u8>) -> Result<String, String> {
     // Signature, ELF structure, metadata note, ABI and relocation types are
     // checked without mapping anything; linking is checked when it loads.
     let (name, version) = loader_core::plugin::elf::verify(&file, &loader_core::plugin::elf::SIGNING_KEY)
@@ -279,14 +296,12 @@ fn complete(number: u32, command: Command, file: Vec<u8>) -> Result<String, Stri
         .map_err(|_| alloc::format!("upload refused: version `{version}` is not semver"))?;
     log::info!("upload: frame {number}: received {name} {version} ({} bytes)", file.len());
     store::add_uploaded(name.clone(), parsed, file);
-    let summary = match command {
-        Command::Store => Ok(alloc::format!("stored {name} {version}")),
-        Command::StoreAndSwap if registry::version_of(&name).is_some() => {
+    let summary = match swap {
+        false => Ok(alloc::format!("stored {name} {version}")),
+        true if registry::version_of(&name).is_some() => {
             registry::swap(&name, &version).map(|()| alloc::format!("swapped {name} to {version}"))
         }
-        Command::StoreAndSwap => {
-            registry::load(&name, Some(&version)).map(|_| alloc::format!("loaded {name} {version}"))
-        }
+        true => registry::load(&name, Some(&version)).map(|_| alloc::format!("loaded {name} {version}")),
     }
     .map_err(|e| alloc::format!("{name} {version} is stored but: {e}"))?;
     let mut out = alloc::format!("ok {summary}\n");

@@ -47,7 +47,10 @@ impl fmt::Display for Error {
             Error::BadVcpus(n) => write!(f, "a VM has 1 to {MAX_VCPUS} vCPUs, not {n}"),
             Error::NoCpu(c) => write!(f, "cpu {c} does not have VMX on (see `vmx`)"),
             Error::NoMemory { what } => write!(f, "no memory for the {what}"),
-            Error::NoFile(p) => write!(f, "the initrd has no file `{p}` (guests are under guests/)"),
+            Error::NoFile(p) => write!(
+                f,
+                "no guest file `{p}`: the initrd's are under guests/, uploads over COM2 under uploads/ (see `store`)"
+            ),
             Error::BadElf { file, why } => write!(f, "{file} is no guest ELF: {why}"),
             Error::WrongState { vm, state } => write!(f, "VM `{vm}` is {state}"),
             Error::NoVmx => write!(f, "VMX is not on on any CPU: guests need VMX (they run in Bochs here)"),
@@ -393,15 +396,20 @@ fn new_vcpu(index: u32, cpu: u32) -> Result<Vcpu, Error> {
     })
 }
 
-/// Loads the guest ELF at `path` in the initrd into `vm` and sets every
-/// vCPU's registers to the ABI's entry state.
+/// Loads the guest ELF at `path` (in the initrd, or `uploads/<name>` for
+/// one uploaded over COM2) into `vm` and sets every vCPU's registers to
+/// the ABI's entry state.
 pub fn load(vm: &Vm, path: &str) -> Result<(), Error> {
     if vm.state() != State::Created {
         return Err(Error::WrongState { vm: vm.name.clone(), state: vm.state().name() });
     }
     let mut len = 0usize;
-    // SAFETY: a plain call of the loader; `len` is ours.
-    let ptr = unsafe { ffi::mv_initrd_file(plugins::StrRef::borrowed(path), &mut len) };
+    let ptr = match path.strip_prefix("uploads/") {
+        // SAFETY: a plain call of the loader; `len` is ours.
+        Some(name) => unsafe { ffi::mv_uploaded_file(plugins::StrRef::borrowed(name), &mut len) },
+        // SAFETY: as above.
+        None => unsafe { ffi::mv_initrd_file(plugins::StrRef::borrowed(path), &mut len) },
+    };
     if ptr.is_null() {
         return Err(Error::NoFile(path.into()));
     }

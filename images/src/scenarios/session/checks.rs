@@ -221,6 +221,8 @@ mod tests {
             "mem\r\nframes: 1\r\n",
             "mem\x1b[K\r\nframes: 1\r\n",
             "xyzzy\r\nerror: unknown command `xyzzy`; type `help`\r\n",
+            "vm list\r\nerror: unknown command `vm`; type `help`\r\n  (not loaded at boot: vmx-plugin needs vmx, which \
+             this CPU does not have: VMs and guests need VMX; boot this image in Bochs (`make bochs`))\r\n",
             &format!("{}\r\nerror: line too long (max 256 characters)\r\n", "a".repeat(256)),
             "poweroff^C\r\n",
             "poweroff\x1b[8D\x1b[Kecho killed the line\r\nkilled the line\r\n",
@@ -275,10 +277,10 @@ mod tests {
     fn wrong_answers_are_reported_with_their_step() {
         // The overlong line ran as a command instead of being refused.
         let a = "a".repeat(256);
-        let (text, sent_at) = with_answer(5, &format!("{a}\r\nerror: unknown command `{a}`; type `help`\r\n"));
+        let (text, sent_at) = with_answer(6, &format!("{a}\r\nerror: unknown command `{a}`; type `help`\r\n"));
         let p = check(S, &text, &sent_at);
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p.iter().all(|l| l.starts_with("step 6 (\"aaaa")), "{p:?}");
+        assert!(p.iter().all(|l| l.starts_with("step 7 (\"aaaa")), "{p:?}");
         assert!(p[0].contains("line too long") && p[1].contains("Absent"), "{p:?}");
         // History recall that brought nothing back.
         let (text, sent_at) = with_answer(3, "\r\n");
@@ -332,6 +334,9 @@ mod tests {
              consumer-plugin needs `counter >=1.0.0, <3.0.0` but the new version provides 3.0.0",
             still,
             "counter\r\ncounter 3 (generation 2)\r\n",
+            "ok stored guest file uploads/hello.elf (12648 bytes)\r\nend",
+            "store\r\ncounter-plugin 1.0.0 (9000 bytes, initrd)\r\n\
+             guest file uploads/hello.elf (12648 bytes, uploaded, not signed)\r\n",
         ];
         let mut text = "loaded counter-plugin 1.0.0\r\nloaded consumer-plugin 1.0.0\r\n\
                         type `help` for commands\r\nmodvisor> "

@@ -151,6 +151,21 @@ const fn store(plugin: &'static str, version: &'static str, spoil: Spoil) -> Upl
     file(plugin, version, UploadCommand::Store, spoil)
 }
 
+/// A test guest (`guests/<name>` of the build) pushed as a guest file of
+/// that name.
+const fn guest_upload(name: &'static str, expect: &'static [Expect]) -> Step {
+    Step {
+        input: Input::Upload(Upload {
+            plugin: name,
+            version: "",
+            command: UploadCommand::GuestFile,
+            spoil: Spoil::Intact,
+        }),
+        prompts: 0,
+        expect,
+    }
+}
+
 const fn upload(version: &'static str, spoil: Spoil, expect: &'static [Expect]) -> Step {
     Step {
         input: Input::Upload(Upload { plugin: "counter-plugin", version, command: UploadCommand::StoreAndSwap, spoil }),
@@ -266,7 +281,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "upload-session",
-        about: "pushes counter-plugin files over COM2: a stateful swap, damaged, unsigned, foreign-signed, refused",
+        about: "pushes counter-plugin files over COM2: a stateful swap, damaged, unsigned, foreign-signed, refused; then a guest file",
         image: "default",
         layout: RUN_LAYOUT,
         boot_commands: "",
@@ -314,6 +329,9 @@ pub const SCENARIOS: &[Scenario] = &[
             ),
             step(b"plugins\r", STILL_2),
             step(b"counter\r", &[Line("counter 3 (generation 2)")]),
+            // A guest program: kept unsigned, for VMs to load as uploads/NAME.
+            guest_upload("hello.elf", &[LineStarting("ok stored guest file uploads/hello.elf ("), Line("end")]),
+            step(b"store\r", &[LineStarting("guest file uploads/hello.elf ("), Contains("uploaded, not signed")]),
         ],
         finish: b"poweroff\r",
     },
@@ -454,7 +472,7 @@ const TEN_FRAMES: &[Piece] = &[
     Piece::Frame(store("cpuidcheck-plugin", "1.0.0", Spoil::ForeignKey), FOREIGN),
     Piece::Frame(
         store("counter-plugin", "1.0.0", Spoil::UnknownCommand),
-        &[Line("error: upload command 7 is unknown (1 = store, 2 = store and swap)")],
+        &[Line("error: upload command 7 is unknown (1 = store, 2 = store and swap, 3 = guest file)")],
     ),
     Piece::Frame(store("cpuhp-plugin", "1.3.0", Spoil::Intact), &[Line("ok stored cpuhp-plugin 1.3.0")]),
     Piece::Frame(
@@ -496,9 +514,13 @@ impl Scenario {
 }
 
 impl Upload {
-    /// The file in the build's store (`images/out/`), as the initrd names it.
+    /// The file in the build's output (`images/out/`), as the initrd names
+    /// it: a plugin's in the store, a guest file's under `guests/`.
     pub fn store_path(&self) -> String {
-        format!("{}/{}-{}.mvp", STORE_DIR, self.plugin, self.version)
+        match self.command {
+            UploadCommand::GuestFile => format!("guests/{}", self.plugin),
+            _ => format!("{}/{}-{}.mvp", STORE_DIR, self.plugin, self.version),
+        }
     }
 
     /// How the COM2 log names this push.

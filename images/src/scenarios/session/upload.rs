@@ -2,7 +2,7 @@
 //! them, damaged on purpose as a step asks.
 
 use ed25519_compact::KeyPair;
-use plugins::upload::{header, HEADER_LEN};
+use plugins::upload::{header, Command, HEADER_LEN};
 
 use super::data::{Input, Piece, Scenario, Spoil, Upload};
 use crate::build::{self, signing};
@@ -18,23 +18,25 @@ pub fn frame(upload: &Upload, file: &[u8], foreign: &KeyPair) -> Result<Vec<u8>>
             .map(|(body, _)| body)
             .map_err(|e| build::Error::Recipe(format!("{}: {e}", upload.store_path())))
     };
-    Ok(match upload.spoil {
-        Spoil::Intact => com2::frame(upload.command, file)?,
-        Spoil::StripSignature => com2::frame(upload.command, unsigned()?)?,
-        Spoil::ForeignKey => com2::frame(upload.command, &signing::sign(unsigned()?, foreign))?,
-        Spoil::FlipPayloadByte | Spoil::DamagedOnce => {
-            let mut f = com2::frame(upload.command, file)?;
-            // Inside the payload, so the header still parses and only
-            // the CRC can tell.
-            f[HEADER_LEN + file.len() / 2] ^= 0x01;
-            f
+    let payload = match (upload.command, upload.spoil) {
+        (Command::GuestFile, _) => {
+            let (prefix, n) = plugins::upload::guest_prefix(upload.plugin)
+                .ok_or_else(|| build::Error::Recipe(format!("{}: no guest file name", upload.describe())))?;
+            [&prefix[..n], file].concat()
         }
-        Spoil::UnknownCommand => {
-            let mut f = com2::frame(upload.command, file)?;
-            f[plugins::upload::MAGIC.len()] = 7;
-            f
-        }
-    })
+        (_, Spoil::StripSignature) => unsigned()?.to_vec(),
+        (_, Spoil::ForeignKey) => signing::sign(unsigned()?, foreign),
+        _ => file.to_vec(),
+    };
+    let mut f = com2::frame(upload.command, &payload)?;
+    match upload.spoil {
+        // Inside the payload, so the header still parses and only the CRC
+        // can tell.
+        Spoil::FlipPayloadByte | Spoil::DamagedOnce => f[HEADER_LEN + payload.len() / 2] ^= 0x01,
+        Spoil::UnknownCommand => f[plugins::upload::MAGIC.len()] = 7,
+        Spoil::Intact | Spoil::StripSignature | Spoil::ForeignKey => {}
+    }
+    Ok(f)
 }
 
 /// What a COM2 step sends.
@@ -173,10 +175,13 @@ mod tests {
                 Prepared::Burst { .. } => panic!("upload-session has no burst"),
             })
             .collect();
-        assert_eq!(firsts.len(), 5);
+        assert_eq!(firsts.len(), 6);
         assert_eq!(firsts[0], signing::sign(b"plugins/counter-plugin-2.0.0.mvp", &tree));
         assert_eq!(firsts[2], b"plugins/counter-plugin-2.0.0.mvp");
         assert_eq!(firsts[4], signing::sign(b"plugins/counter-plugin-3.0.0.mvp", &tree));
+        // A guest file goes unsigned, after its name.
+        let guest = signing::sign(b"guests/hello.elf", &tree);
+        assert_eq!(firsts[5], [&[9u8][..], b"hello.elf", &guest].concat());
         // A flipped byte is not sent again; an intact frame is, unchanged.
         assert!(matches!(&prepared[1], Prepared::Upload { again: None, .. }));
         assert!(matches!(&prepared[0], Prepared::Upload { first, again: Some(a) } if a == first));
