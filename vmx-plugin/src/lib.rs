@@ -24,6 +24,7 @@ pub mod gva;
 pub mod mmio;
 pub mod msr;
 pub mod msrs;
+pub mod portio;
 pub mod ranges;
 pub mod requests;
 pub mod vapic;

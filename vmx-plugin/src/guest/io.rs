@@ -10,23 +10,14 @@ use super::vm::{Error, Vcpu, VcpuRun, Vm};
 use super::vmcs;
 use crate::exits::{IoDirection, IoExit};
 use crate::mmio::{self, Bits, Operand};
+use crate::portio::{self, Action, Owner};
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::Ordering;
 use vmx_api::{port_policy, MmioFn, PortFn};
 
-/// Who handles a port range.
-#[derive(Clone, Copy)]
-pub enum Port {
-    /// The test-guest ABI: console bytes, lines to the host console.
-    Console,
-    /// The test-guest ABI: a 4-byte OUT ends the VM with that status.
-    Exit,
-    Handler {
-        f: PortFn,
-        ctx: usize,
-    },
-}
+/// Who handles a port range: the test-guest ABI or another plugin.
+pub type Port = Owner<(PortFn, usize)>;
 
 #[derive(Clone, Copy)]
 pub struct Mmio {
@@ -41,8 +32,8 @@ fn range_error<'a>(vm: &'a Vm, what: &'static str) -> impl FnOnce(crate::ranges:
 /// The test-guest ABI's ports become `vm`'s.
 pub fn register_test_abi(vm: &Vm) -> Result<(), Error> {
     let mut ports = vm.ports.lock();
-    ports.insert(0xe9, 1, Port::Console).map_err(range_error(vm, "port"))?;
-    ports.insert(0xf4, 1, Port::Exit).map_err(range_error(vm, "port"))
+    ports.insert(0xe9, 1, Owner::Console).map_err(range_error(vm, "port"))?;
+    ports.insert(0xf4, 1, Owner::Exit).map_err(range_error(vm, "port"))
 }
 
 pub fn register_port(vm: &Vm, first: u16, count: u16, f: PortFn, ctx: usize) -> Result<(), Error> {
@@ -54,7 +45,7 @@ pub fn register_port(vm: &Vm, first: u16, count: u16, f: PortFn, ctx: usize) -> 
             why: crate::ranges::Error::Wraps { start: first as u64, len: count as u64 },
         });
     }
-    vm.ports.lock().insert(first as u64, count as u64, Port::Handler { f, ctx }).map_err(range_error(vm, "port"))
+    vm.ports.lock().insert(first as u64, count as u64, Owner::Handler((f, ctx))).map_err(range_error(vm, "port"))
 }
 
 pub fn register_mmio(vm: &Vm, gpa: u64, len: u64, f: MmioFn, ctx: usize) -> Result<(), Error> {
@@ -91,20 +82,19 @@ pub fn port(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) -> Result<Next, String> {
     }
     let mask = mmio::mask(io.size) as u32;
     let mut value = if write { run.regs.rax as u32 & mask } else { 0 };
-    let handler = vm.ports.lock().find(io.port as u64).map(|(_, h)| h);
-    match (handler, write) {
-        (None, _) if vm.port_policy.load(Ordering::Acquire) == port_policy::IGNORE => value = mask,
-        (None, _) => return Err(format!("{}: no handler for it (port policy: stop){}", what(), dump(run))),
-        (Some(Port::Console), true) => console(vm, value as u8),
-        (Some(Port::Exit), true) if io.size == 4 => {
+    let owner = vm.ports.lock().find(io.port as u64).map(|(_, h)| h);
+    let ignore = vm.port_policy.load(Ordering::Acquire) == port_policy::IGNORE;
+    match portio::decide(owner, ignore, write, io.size, value) {
+        Action::ReadOnes => value = mask,
+        Action::Drop => {}
+        Action::Stop(why) => return Err(format!("{}: {why}{}", what(), dump(run))),
+        Action::Console(byte) => console(vm, byte),
+        Action::Exit(status) => {
             skip(vmcs::read(vmcs::EXIT_INSTRUCTION_LENGTH))?;
-            vm.stop(Some(value), None);
+            vm.stop(Some(status), None);
             return Ok(Next::Host);
         }
-        (Some(Port::Console | Port::Exit), _) => {
-            return Err(format!("{}: the test-guest ABI's port takes only OUT (4 bytes for exit)", what()))
-        }
-        (Some(Port::Handler { f, ctx }), _) => {
+        Action::Call((f, ctx)) => {
             let rc = f(ctx, vm.id, vcpu.index, io.port, io.size, write, &mut value);
             if rc != 0 {
                 return Err(format!("{}: its handler failed with code {rc}", what()));
