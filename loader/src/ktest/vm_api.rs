@@ -26,6 +26,7 @@ crate::suite!(SUITE_VM_API, "vm-api", TESTS, crate::ktest::InAll::OnlyWhenNamed)
 static TESTS: &[Test] = &[
     Test { name: "real-mode-guest-and-port-handlers", run: real_mode },
     Test { name: "long-mode-guest-mmio-and-ignored-ports", run: long_mode },
+    Test { name: "undecodable-mmio-and-string-io-stop-with-reports", run: unsupported },
     Test { name: "pause-and-resume-the-counter", run: pause_resume },
     Test { name: "hooks-in-order-and-a-refused-vcpu", run: hooks },
     Test { name: "icr-writes-reach-the-hook", run: icr_hook },
@@ -142,10 +143,7 @@ fn real_mode() -> Result<(), Failure> {
         (0x3f9, 1, true, 1),
     ];
     check_eq!(seen(), expected, "the real-mode guest's port accesses (1 at 0x3f9: its checks passed)");
-    capture::start();
-    let _ = crate::shell::execute("vm info real");
-    let text = capture::text();
-    capture::stop();
+    let text = report("real");
     check!(text.contains("IN from port 0x60 (1 bytes) at rip 0x"), "the stop report: {text:?}");
     check!(text.contains("no handler for it (port policy: stop)"), "the stop report names the policy: {text:?}");
     destroy(id)
@@ -205,6 +203,48 @@ fn long_mode() -> Result<(), Failure> {
     ];
     check_eq!(seen(), expected, "the long-mode guest's accesses (1 at 0x90: its checks passed)");
     destroy(id)
+}
+
+/// The report `vm info NAME` prints.
+fn report(name: &str) -> alloc::string::String {
+    capture::start();
+    let _ = crate::shell::execute(&alloc::format!("vm info {name}"));
+    let text = capture::text();
+    capture::stop();
+    text
+}
+
+/// Creates VM `name` with vCPU 0 in state `init`, RAM written from
+/// `image`, ports 0x3f8.. and the MMIO page handled; runs it until it
+/// stops; its `vm info` report.
+fn run_until_stopped(name: &str, init: &VcpuInit, image: &[(u64, Vec<u8>)]) -> Result<alloc::string::String, Failure> {
+    let id = bare_vm(name)?;
+    check_eq!(vm(|t| (t.create_vcpu)(id, 0, vcpu_cpu()))?, 0, "create vCPU 0 of {name}");
+    for (gpa, bytes) in image {
+        write(id, *gpa, bytes)?;
+    }
+    check_eq!(vm(|t| (t.set_vcpu_state)(id, 0, init))?, 0, "the state of {name}");
+    check_eq!(vm(|t| (t.register_port)(id, 0x3f8, 8, on_port, CTX))?, 0, "ports of {name}");
+    check_eq!(vm(|t| (t.register_mmio)(id, code::MMIO, 0x1000, on_mmio, CTX))?, 0, "MMIO of {name}");
+    check_eq!(vm(|t| (t.start)(id))?, 0, "start {name}");
+    check_eq!(finish(id, 5000)?, -1, "{name} wrote an exit status");
+    let text = report(name);
+    destroy(id)?;
+    Ok(text)
+}
+
+fn unsupported() -> Result<(), Failure> {
+    fresh()?;
+    seen();
+    let text = run_until_stopped("movzx", &long_init(), &code::undecodable())?;
+    let says = "MMIO at 0x40000000 by [0f, b6, 04, 25, 00, 00, 00, 40, f4";
+    check!(text.contains(says) && text.contains("at rip 0x30000: byte 0 is no MOV"), "the report: {text:?}");
+    let real = VcpuInit { mode: vcpu_mode::REAL, cs: 0x100, ss: 0x200, rsp: 0xfffe, ..VcpuInit::default() };
+    let text = run_until_stopped("outsb", &real, &[(0x1000, code::string_out())])?;
+    let says = "OUT to port 0x3f8 (1 bytes) at rip 0x3: string port I/O (INS/OUTS) is not supported";
+    check!(text.contains(says), "the report: {text:?}");
+    check_eq!(seen(), [], "handlers called for accesses they cannot take");
+    Ok(())
 }
 
 fn counter(id: u32) -> Result<u64, Failure> {

@@ -105,3 +105,21 @@ pub fn long_mode() -> Vec<(u64, Vec<u8>)> {
     tables.push((CODE, long_code()));
     tables
 }
+
+/// A long-mode guest whose first instruction is `movzx eax, byte [MMIO]`,
+/// which the MMIO decoder does not take: the layout of [`long_mode`] with
+/// this code at [`CODE`].
+pub fn undecodable() -> Vec<(u64, Vec<u8>)> {
+    let mut c = vec![0x0f, 0xb6, 0x04, 0x25];
+    c.extend(at(0));
+    c.push(0xf4);
+    let mut all = long_mode();
+    all.retain(|(gpa, _)| *gpa != CODE);
+    all.push((CODE, c));
+    all
+}
+
+/// Real mode at CS 0x100, IP 0: `mov dx, 0x3f8; outsb`, string port I/O.
+pub fn string_out() -> Vec<u8> {
+    vec![0xba, 0xf8, 0x03, 0x6e, 0xf4]
+}

@@ -116,15 +116,10 @@ impl Vcpus {
         self.iter().next().is_none()
     }
 
-    /// Makes vCPU `id` from `make` unless it exists (the caller holds the
-    /// VM's lock): whether it made it.
-    pub fn add(&self, id: usize, make: impl FnOnce() -> Vcpu) -> bool {
-        let mut made = false;
-        self.0[id].call_once(|| {
-            made = true;
-            make()
-        });
-        made
+    /// Makes vCPU `id` from `make`; the caller holds the VM's lock and
+    /// found the id free.
+    pub fn add(&self, id: usize, make: impl FnOnce() -> Vcpu) {
+        self.0[id].call_once(make);
     }
 }
 
