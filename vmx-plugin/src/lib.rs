@@ -9,7 +9,7 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(any(feature = "v1", feature = "v2"))]
+// The pure parts use `alloc` too (std has it on the host).
 extern crate alloc;
 // Links the SDK's panic handler and allocator into the staticlib when a
 // plugin build turns them on (see counter-plugin).
@@ -20,10 +20,15 @@ pub mod config;
 pub mod cpuid;
 pub mod ept;
 pub mod exits;
+pub mod gva;
+pub mod mmio;
 pub mod msr;
 pub mod msrs;
+pub mod portio;
+pub mod ranges;
 pub mod requests;
 pub mod vapic;
+pub mod vcpu_init;
 
 #[cfg(any(feature = "v1", feature = "v2"))]
 mod guest;

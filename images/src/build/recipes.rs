@@ -220,6 +220,18 @@ pub const RECIPES: &[Recipe] = &[
         },
         about: "the test guests as VMs: results, IPIs and timers, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
     },
+    // The `vm` 1.1 table as another plugin drives it: Bochs only.
+    Recipe {
+        name: "vm-api",
+        args: "test=vm-api",
+        role: Role::Test {
+            expect: Outcome::Exited(Status::Pass),
+            qemu: false,
+            bochs: &[BochsModel::SkylakeX],
+            reboots: false,
+        },
+        about: "the vm table driven like a plugin would: real- and long-mode guests written into RAM, port and MMIO handlers, port policies, pause and resume, hooks; Bochs only (suite `vm-api`)",
+    },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {

@@ -9,6 +9,9 @@ use spin::Mutex;
 use uart_16550::SerialPort;
 use x86_64::instructions::port::{Port, PortReadOnly};
 
+#[cfg(feature = "ktest")]
+pub mod capture;
+
 const COM1: u16 = 0x3f8;
 
 static PORT: Mutex<Option<SerialPort>> = Mutex::new(None);
@@ -50,6 +53,8 @@ impl Write for Crlf<'_> {
             }
             self.0.write_str(line)?;
         }
+        #[cfg(feature = "ktest")]
+        capture::note(s);
         note_line_end(s);
         Ok(())
     }

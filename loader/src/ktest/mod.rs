@@ -14,6 +14,8 @@ mod cpuhp;
 mod guests;
 mod heap;
 mod selftest;
+mod vm_api;
+mod vm_api_code;
 mod vmx;
 
 use crate::interrupts::idt::{self, Handler};

@@ -94,13 +94,17 @@ pub mod vm_state {
 }
 
 /// The `vm` table (1.x): VMs and their guests, as the `vm` shell command
-/// drives them.
+/// drives them, and (1.1) what a plugin needs to drive a VM itself: its
+/// memory, vCPUs created one by one with their initial state, port and
+/// MMIO handlers, pause and resume, and hooks at the VM's and vCPUs' life
+/// events.
 #[repr(C)]
 pub struct VmTable {
     /// Creates VM `name` with `mem_mib` MiB of RAM and `vcpus` vCPUs; vCPU
     /// i is bound to `cpus[i % ncpus]`, or spread over the CPUs with VMX on
-    /// (the boot CPU last) when `ncpus` is 0. The VM's id (> 0), or
-    /// [`code::REFUSED`].
+    /// (the boot CPU last) when `ncpus` is 0. With `vcpus` 0 the VM has RAM
+    /// and EPT only, and [`VmTable::create_vcpu`] adds its vCPUs. The VM's
+    /// id (> 0), or [`code::REFUSED`].
     pub create: extern "C" fn(name: plugins::StrRef, mem_mib: u64, vcpus: u32, cpus: *const u32, ncpus: u32) -> i64,
     /// Loads the guest ELF at `path` in the initrd (`guests/hello.elf`).
     pub load: extern "C" fn(id: u32, path: plugins::StrRef) -> i32,
@@ -123,12 +127,47 @@ pub struct VmTable {
     /// vCPU slots (none in guest mode) by the set-bit walk, into `*mask`,
     /// and by a scan of all 4096 ids, into `*scan`.
     pub bench_request_mask: extern "C" fn(mask: *mut u64, scan: *mut u64),
+    // 1.1.0
     /// 1: emulate the x2APIC (every access exits) even where the CPU could
     /// virtualize it; 0: virtualize where the CPU can (the default). Only
     /// before the VM first runs: else [`code::REFUSED`].
     pub set_apic_emulation: extern "C" fn(id: u32, emulate: u32) -> i32,
     /// vCPU `vcpu`'s [`apic_mode`], or a negative code.
     pub apic_mode: extern "C" fn(id: u32, vcpu: u32) -> i32,
+    /// Copies `len` bytes from `from` to guest-physical `gpa`; 0, or
+    /// [`code::REFUSED`] outside guest RAM.
+    pub write: extern "C" fn(id: u32, gpa: u64, from: *const u8, len: usize) -> i32,
+    /// Adds vCPU `vcpu_id` (below 16; ids need not be dense) bound to
+    /// `cpu`, to a VM that has not started. The hooks' `vcpu_precreate`
+    /// runs first, under the VM's lock, and may refuse: its nonzero code is
+    /// returned. 0, or [`code::REFUSED`].
+    pub create_vcpu: extern "C" fn(id: u32, vcpu_id: u32, cpu: u32) -> i32,
+    /// Sets vCPU `vcpu`'s state for its first entry (before the VM
+    /// starts); refused (logged with the rule) when it breaks one.
+    pub set_vcpu_state: extern "C" fn(id: u32, vcpu: u32, init: *const VcpuInit) -> i32,
+    /// Calls `handler(ctx, ..)` for IN and OUT to ports `first ..
+    /// first + count` of the VM. Refused when the range overlaps one
+    /// registered before (the test-guest ABI's 0xE9 and 0xF4 included).
+    pub register_port: extern "C" fn(id: u32, first: u16, count: u16, handler: PortFn, ctx: usize) -> i32,
+    /// What a port no handler has does ([`port_policy`]).
+    pub set_port_policy: extern "C" fn(id: u32, policy: u32) -> i32,
+    /// Calls `handler(ctx, ..)` for the guest's loads and stores (MOV) to
+    /// guest-physical `gpa .. gpa + len`, which must lie outside RAM and
+    /// not overlap another range.
+    pub register_mmio: extern "C" fn(id: u32, gpa: u64, len: u64, handler: MmioFn, ctx: usize) -> i32,
+    /// A running VM's vCPUs leave guest mode (this returns when they have)
+    /// and are not run until [`VmTable::resume`].
+    pub pause: extern "C" fn(id: u32) -> i32,
+    pub resume: extern "C" fn(id: u32) -> i32,
+    /// Installs `*hooks`, which must stay valid until they are removed (a
+    /// static of the plugin); one set at a time: refused while another is
+    /// installed. The registering plugin removes them in its `fini`; they
+    /// are dropped when vmx-plugin ends.
+    pub register_hooks: extern "C" fn(hooks: *const VmHooks) -> i32,
+    /// Removes the hooks installed from `hooks` (the same pointer), once no
+    /// CPU is inside one of them; refused if those are not the ones
+    /// installed.
+    pub unregister_hooks: extern "C" fn(hooks: *const VmHooks) -> i32,
 }
 
 /// How a vCPU's x2APIC is carried out, as [`VmTable::apic_mode`] reports.
@@ -139,6 +178,91 @@ pub mod apic_mode {
     pub const VIRTUALIZED: i32 = 1;
     /// Every x2APIC MSR access exits to the VMM.
     pub const EMULATED: i32 = 2;
+}
+
+/// A port handler: `size` is 1, 2 or 4; for an OUT (`write`) `*value`
+/// holds the value, for an IN the handler stores it there (the low `size`
+/// bytes count). 0, or a nonzero code that stops the VM with a report.
+/// Runs on the vCPU's CPU with interrupts off and must not block.
+pub type PortFn =
+    extern "C" fn(ctx: usize, vm: u32, vcpu: u32, port: u16, size: u8, write: bool, value: *mut u32) -> i32;
+
+/// An MMIO handler, like [`PortFn`] with the guest-physical address and
+/// a `size` of 1, 2, 4 or 8.
+pub type MmioFn =
+    extern "C" fn(ctx: usize, vm: u32, vcpu: u32, gpa: u64, size: u8, write: bool, value: *mut u64) -> i32;
+
+/// [`VmTable::set_port_policy`]: what IN and OUT to a port no handler has
+/// do.
+pub mod port_policy {
+    /// The VM stops with a report naming the port, direction, size and RIP
+    /// (the default).
+    pub const STOP: u32 = 0;
+    /// IN reads all ones, OUT is dropped.
+    pub const IGNORE: u32 = 1;
+}
+
+/// [`VcpuInit::mode`].
+pub mod vcpu_mode {
+    /// 64-bit mode with the caller's paging and GDT.
+    pub const LONG: u32 = 0;
+    /// Real mode (unrestricted guest): `cs:rip`, `ss:rsp`.
+    pub const REAL: u32 = 1;
+}
+
+/// A vCPU's state at its first entry ([`VmTable::set_vcpu_state`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuInit {
+    /// A [`vcpu_mode`].
+    pub mode: u32,
+    /// Real mode: CS and SS (base = selector * 16, limit 0xFFFF), and DS,
+    /// ES, FS, GS = `ds`. Long mode: the selectors, whose descriptors the
+    /// guest's GDT must hold: CS a 64-bit code segment, the others flat
+    /// data (or 0).
+    pub cs: u16,
+    pub ss: u16,
+    pub ds: u16,
+    pub _pad: u16,
+    /// Long mode only: CR0 (PE and PG set), CR3, CR4 (PAE set), EFER (LME
+    /// set; EFER is not switched on entry yet, so other bits must be ones
+    /// the host's EFER has), the GDT.
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub gdt_base: u64,
+    pub gdt_limit: u16,
+    pub _pad2: [u16; 3],
+    pub rip: u64,
+    pub rsp: u64,
+    /// Bit 1 is forced on (it always reads 1).
+    pub rflags: u64,
+    /// RAX, RBX, RCX, RDX, RSI, RDI, RBP, R8 .. R15.
+    pub gprs: [u64; 15],
+}
+
+/// Hooks another plugin installs ([`VmTable::register_hooks`]); every
+/// one may be absent. They run on the CPU that does the operation, must
+/// not block, and must not install or remove hooks.
+#[repr(C)]
+pub struct VmHooks {
+    /// Passed to every hook.
+    pub ctx: usize,
+    /// After VM `vm` was created, before any of its vCPUs.
+    pub vm_created: Option<extern "C" fn(ctx: usize, vm: u32)>,
+    /// Before vCPU `vcpu_id` is created, under the VM's lock (no other
+    /// vCPU of the VM is created meanwhile): nonzero refuses the creation
+    /// with that code.
+    pub vcpu_precreate: Option<extern "C" fn(ctx: usize, vm: u32, vcpu_id: u32) -> i32>,
+    pub vcpu_created: Option<extern "C" fn(ctx: usize, vm: u32, vcpu_id: u32)>,
+    /// When the VM is destroyed, for each of its vCPUs, then `vm_destroyed`.
+    pub vcpu_destroyed: Option<extern "C" fn(ctx: usize, vm: u32, vcpu_id: u32)>,
+    pub vm_destroyed: Option<extern "C" fn(ctx: usize, vm: u32)>,
+    /// A write of `icr` to the x2APIC ICR of `vcpu` that asks for an IPI
+    /// (on the sending vCPU's CPU, in its exit handler): 1 if the hook
+    /// delivered it, 0 to have vmx-plugin deliver it.
+    pub icr_write: Option<extern "C" fn(ctx: usize, vm: u32, vcpu: u32, icr: u64) -> i32>,
 }
 
 // SAFETY: `VmTable` is the `vm` table; it only grows, at its end.

@@ -138,8 +138,10 @@ fn post(vm: &Vm, to: usize, vector: u8) {
 
 /// Sends vCPU `to` an NMI and makes it look.
 fn post_nmi(vm: &Vm, to: usize) {
-    vm.vcpus[to].nmi.store(true, Ordering::SeqCst);
-    notify(vm, to);
+    if let Some(v) = vm.vcpus.get(to) {
+        v.nmi.store(true, Ordering::SeqCst);
+        notify(vm, to);
+    }
 }
 
 /// Makes vCPU `to` look at what was posted to it before its next entry: an
@@ -152,7 +154,7 @@ fn notify(vm: &Vm, to: usize) {
     let me = unsafe { ffi::mv_current_cpu() };
     let target = slot.kick(me).or_else(|| {
         // Not in guest mode: a halted vCPU's pCPU may be halting too.
-        let v = &vm.vcpus[to];
+        let v = vm.vcpus.get(to)?;
         (v.halt.load(Ordering::Acquire) != vm::RUNNING).then(|| v.cpu.load(Ordering::Acquire))
     });
     if let Some(cpu) = target {
@@ -178,7 +180,7 @@ fn send(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, ipi: crate::vapic::Ipi) -> Resu
             ))
         }
     };
-    let ids = 0..vm.vcpus.len() as u32;
+    let ids = vm.vcpus.iter().map(|c| c.index);
     for to in destinations(ipi, vcpu.index, ids) {
         match (nmi, to == vcpu.index) {
             (true, _) => post_nmi(vm, to as usize),
@@ -200,6 +202,8 @@ pub fn read(run: &mut VcpuRun, msr: u32) -> Result<u64, Fault> {
 /// when the write asks for something modvisor cannot do.
 pub fn write(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, msr: u32, value: u64) -> Result<Result<(), Fault>, String> {
     match run.apic.lapic().write_msr(msr, value, crate::plugin::rdtsc()) {
+        // Another plugin's hook may deliver it (IPI virtualization's, say).
+        Ok(Effect::SendIpi(_)) if super::hooks::icr_write(vm.id, vcpu.index, value) => Ok(Ok(())),
         Ok(Effect::SendIpi(ipi)) => send(vm, vcpu, run, ipi).map(Ok),
         Ok(_) => Ok(Ok(())),
         Err(f) => Ok(Err(f)),

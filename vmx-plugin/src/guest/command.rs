@@ -4,10 +4,11 @@ use super::vm::{self, State};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use plugins::ffi;
+use vmx_api::port_policy;
 
-const USAGE: &str = "usage: vm create NAME [mem=MIB] [vcpus=N] [cpus=A,B,..] [apic=emulate] | vm load NAME FILE | vm \
-                     run NAME FILE [mem=..] [vcpus=..] [cpus=..] [apic=..] | vm start|kill|destroy NAME | vm list | vm \
-                     info [NAME]";
+const USAGE: &str = "usage: vm create NAME [mem=MIB] [vcpus=N] [cpus=A,B,..] [ports=stop|ignore] [apic=auto|emulate] \
+                     | vm load NAME FILE | vm run NAME FILE [mem=..] [vcpus=..] [cpus=..] [ports=..] [apic=..] | vm \
+                     start|pause|resume|kill|destroy NAME | vm list | vm info [NAME]";
 
 fn fail(e: impl core::fmt::Display) -> i32 {
     plugins::println!("error: {e}");
@@ -26,44 +27,48 @@ pub(super) fn vmx_cpus() -> Vec<u32> {
     cpus
 }
 
-/// What `vm create` and `vm run` take besides the name.
+/// What `vm create` and `vm run` are given.
 struct Options {
     mem: u64,
+    /// The vCPUs' pCPUs.
     cpus: Vec<u32>,
+    policy: u32,
     emulate_apic: bool,
 }
 
-impl Options {
-    fn parse(words: &[&str]) -> Result<Options, i32> {
-        let (mut mem, mut vcpus, mut cpus, mut emulate_apic) = (8u64, 1usize, None::<Vec<u32>>, false);
-        for w in words {
-            let (k, v) = w.split_once('=').ok_or_else(|| fail(USAGE))?;
-            match k {
-                "mem" => mem = v.parse().map_err(|_| fail("mem= takes MiB, e.g. mem=16"))?,
-                "vcpus" => vcpus = v.parse().map_err(|_| fail("vcpus= takes a count"))?,
-                "cpus" => {
-                    let list: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
-                    cpus = Some(list.map_err(|_| fail("cpus= takes CPU numbers, e.g. cpus=1,2"))?);
-                }
-                "apic" => {
-                    emulate_apic = match v {
-                        "emulate" => true,
-                        "auto" => false,
-                        _ => return Err(fail("apic= takes `emulate` (every x2APIC access exits) or `auto`")),
-                    }
-                }
-                _ => return Err(fail(USAGE)),
+/// `mem=`, `vcpus=`, `cpus=`, `ports=`, `apic=` options.
+fn options(words: &[&str]) -> Result<Options, i32> {
+    let (mut mem, mut vcpus, mut cpus, mut policy) = (8u64, 1usize, None::<Vec<u32>>, port_policy::STOP);
+    let mut emulate_apic = false;
+    for w in words {
+        let (k, v) = w.split_once('=').ok_or_else(|| fail(USAGE))?;
+        match (k, v) {
+            ("mem", _) => mem = v.parse().map_err(|_| fail("mem= takes MiB, e.g. mem=16"))?,
+            ("vcpus", _) => vcpus = v.parse().map_err(|_| fail("vcpus= takes a count"))?,
+            ("cpus", _) => {
+                let list: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
+                cpus = Some(list.map_err(|_| fail("cpus= takes CPU numbers, e.g. cpus=1,2"))?);
             }
+            ("ports", "stop") => policy = port_policy::STOP,
+            ("ports", "ignore") => policy = port_policy::IGNORE,
+            ("ports", _) => return Err(fail("ports= is stop (a port without handler stops the VM) or ignore")),
+            ("apic", "auto") => emulate_apic = false,
+            ("apic", "emulate") => emulate_apic = true,
+            ("apic", _) => {
+                return Err(fail("apic= is auto (virtualized where the CPU can) or emulate (every x2APIC access exits)"))
+            }
+            _ => return Err(fail(USAGE)),
         }
-        let cpus = spread(&cpus.unwrap_or_else(vmx_cpus), vcpus).map_err(fail)?;
-        Ok(Options { mem, cpus, emulate_apic })
     }
+    Ok(Options { mem, cpus: spread(&cpus.unwrap_or_else(vmx_cpus), vcpus).map_err(fail)?, policy, emulate_apic })
+}
 
-    fn create(&self, name: &str) -> Result<alloc::sync::Arc<vm::Vm>, vm::Error> {
-        let v = vm::create(name, self.mem, &self.cpus)?;
-        v.emulate_apic.store(self.emulate_apic, Ordering::Release);
-        Ok(v)
-    }
+/// `vm create` with its options.
+fn create(name: &str, o: &Options) -> Result<alloc::sync::Arc<vm::Vm>, vm::Error> {
+    let v = vm::create(name, o.mem, &o.cpus)?;
+    super::io::set_policy(&v, o.policy)?;
+    v.emulate_apic.store(o.emulate_apic, Ordering::Release);
+    Ok(v)
 }
 
 /// The pCPU of each of `vcpus` vCPUs: round robin over `pool`.
@@ -74,16 +79,42 @@ pub(super) fn spread(pool: &[u32], vcpus: usize) -> Result<Vec<u32>, vm::Error> 
     Ok((0..vcpus).map(|i| pool[i % pool.len()]).collect())
 }
 
+/// Starts a VM whose vCPUs all have their state (a guest ELF loaded, or
+/// `set_vcpu_state` for each).
 pub(super) fn start(name: &str) -> Result<(), vm::Error> {
     let v = vm::find(name)?;
-    if v.state() != State::Loaded {
+    super::vcpu::ready(&v)?;
+    if !v.transition(State::Loaded, State::Running) && !v.transition(State::Created, State::Running) {
         return Err(vm::Error::WrongState { vm: name.into(), state: v.state().name() });
     }
-    v.set_state(State::Running);
-    for c in &v.vcpus {
+    wake(&v);
+    Ok(())
+}
+
+/// Wakes the pCPUs of `v`'s vCPUs from their halt, to run them.
+fn wake(v: &vm::Vm) {
+    for c in v.vcpus.iter() {
         // SAFETY: a plain call of the loader: wakes the pCPU from its halt.
         unsafe { ffi::mv_kick(c.cpu.load(Ordering::Acquire)) };
     }
+}
+
+/// Pauses a running VM: its vCPUs are asked to leave guest mode (PAUSE
+/// requests and kicks), and this waits until each has, or is outside it
+/// already; `run::pick` passes them over until `resume`.
+pub(super) fn pause(v: &vm::Vm) -> Result<(), vm::Error> {
+    if !v.transition(State::Running, State::Paused) {
+        return Err(vm::Error::WrongState { vm: v.name.clone(), state: v.state().name() });
+    }
+    v.request_and_wait(crate::requests::Requests::PAUSE);
+    Ok(())
+}
+
+pub(super) fn resume(v: &vm::Vm) -> Result<(), vm::Error> {
+    if !v.transition(State::Paused, State::Running) {
+        return Err(vm::Error::WrongState { vm: v.name.clone(), state: v.state().name() });
+    }
+    wake(v);
     Ok(())
 }
 
@@ -118,7 +149,7 @@ fn info(name: &str) -> Result<(), vm::Error> {
             plugins::println!("  {l}");
         }
     }
-    for c in &v.vcpus {
+    for c in v.vcpus.iter() {
         let run = c.run.lock();
         plugins::println!(
             "  vcpu {}: cpu {}, {}, {}{} exits",
@@ -142,11 +173,13 @@ fn info(name: &str) -> Result<(), vm::Error> {
 pub fn vm_command(args: &str) -> Result<(), i32> {
     let words: Vec<&str> = args.split_whitespace().collect();
     let r = match words.as_slice() {
-        ["create", name, rest @ ..] => Options::parse(rest).and_then(|o| o.create(name).map(|_| ()).map_err(fail)),
+        ["create", name, rest @ ..] => options(rest).and_then(|o| create(name, &o).map(|_| ()).map_err(fail)),
         ["load", name, file] => vm::find(name).and_then(|v| vm::load(&v, file)).map_err(fail),
-        ["run", name, file, rest @ ..] => Options::parse(rest)
-            .and_then(|o| o.create(name).and_then(|v| vm::load(&v, file)).and_then(|()| start(name)).map_err(fail)),
+        ["run", name, file, rest @ ..] => options(rest)
+            .and_then(|o| create(name, &o).and_then(|v| vm::load(&v, file)).and_then(|()| start(name)).map_err(fail)),
         ["start", name] => start(name).map_err(fail),
+        ["pause", name] => vm::find(name).and_then(|v| pause(&v)).map_err(fail),
+        ["resume", name] => vm::find(name).and_then(|v| resume(&v)).map_err(fail),
         ["kill", name] => vm::find(name).map(|v| v.stop(None, Some("killed from the shell".into()))).map_err(fail),
         ["destroy", name] => vm::destroy(name).map_err(fail),
         ["list"] => {

@@ -5,14 +5,19 @@ mod apic;
 mod command;
 mod elf;
 mod entry;
+mod error;
 mod fpu;
+mod hooks;
+mod io;
 mod msr;
 mod run;
 mod table;
+mod vcpu;
 pub mod vm;
 mod vmcs;
 
 pub use command::vm_command;
+pub use hooks::drop_all as drop_hooks;
 
 /// The virtual APIC timer's input clock the guest is told of (CPUID
 /// 0x40000010 EBX and 0x15): 100 MHz, counted from the host TSC.

@@ -5,7 +5,7 @@
 
 use super::vm::{self, State, Vcpu, VcpuRun, Vm};
 use super::vmcs;
-use crate::exits::{reason, Event, ExitReason, IoDirection, IoExit};
+use crate::exits::{reason, Event, ExitReason};
 use crate::insn;
 use crate::requests::Requests;
 use alloc::format;
@@ -39,7 +39,7 @@ fn slice_timer() -> u64 {
 /// The loader's idle hook (`mv_idle_register`).
 pub extern "C" fn idle(cpu: u32) -> i32 {
     let Some((vm, index)) = pick(cpu) else { return 0 };
-    let vcpu = &vm.vcpus[index];
+    let Some(vcpu) = vm.vcpus.get(index) else { return 0 };
     let Some(mut run) = vcpu.run.try_lock() else { return 0 };
     if let Err(report) = run_slice(&vm, vcpu, &mut run, cpu) {
         drop(run);
@@ -69,7 +69,9 @@ fn pick(cpu: u32) -> Option<(Arc<Vm>, usize)> {
         return None;
     }
     let skip = NEXT.get(cpu as usize)?.fetch_add(1, Ordering::Relaxed);
-    candidates().nth(skip % count).map(|(v, i)| (v.clone(), i))
+    let picked = candidates().nth(skip % count).map(|(v, i)| (v.clone(), i));
+    drop(vms);
+    picked
 }
 
 /// Whether `c` can run: not halted, or halted with an NMI or interrupt
@@ -121,6 +123,8 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
     make_current(vcpu, run, cpu)?;
     if !run.initialised {
         use crate::vapic::virt::{decide, Offered, Policy};
+        // `start` made sure every vCPU has its state.
+        let state = run.init.ok_or_else(|| format!("vCPU {} has no initial state", vcpu.index))?;
         let policy = Policy { force_emulation: vm.emulate_apic.load(Ordering::Acquire) };
         let apic = decide(Offered::from_config(config), policy);
         run.apic.set_mode(apic);
@@ -132,10 +136,8 @@ fn run_slice(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, cpu: u32) -> Result<(), St
             apic_page: run.apic.page(),
             apic,
         };
-        vmcs::write_controls(config, &pages).map_err(|e| format!("controls: {e}"))?;
-        let rsp = vm::stack_top(vm, vcpu.index);
-        vmcs::write_guest_state(config, vm.entry.load(Ordering::Acquire), rsp)
-            .map_err(|e| format!("guest state: {e}"))?;
+        vmcs::write_controls(config, &pages, &state).map_err(|e| format!("controls: {e}"))?;
+        vmcs::write_guest_state(&state).map_err(|e| format!("guest state: {e}"))?;
         run.initialised = true;
     }
     let slot = &vm.slots[vcpu.index as usize];
@@ -189,7 +191,7 @@ fn run_exits(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, config: &crate::config::Vm
     Ok(())
 }
 
-enum Next {
+pub(super) enum Next {
     Resume,
     /// Back to the idle loop: the host has interrupts to take, or the
     /// vCPU cannot go on now.
@@ -201,7 +203,13 @@ enum Next {
 /// that one instruction, SDM 24.4.2; a `sti; hlt` would otherwise never
 /// take the interrupt that ends its halt).
 fn skip_instruction() -> Result<(), String> {
-    let rip = vmcs::read(vmcs::GUEST_RIP) + vmcs::read(vmcs::EXIT_INSTRUCTION_LENGTH);
+    skip(vmcs::read(vmcs::EXIT_INSTRUCTION_LENGTH))
+}
+
+/// [`skip_instruction`] for an instruction of `len` bytes (an EPT
+/// violation's length comes from its decoding, not the VMCS).
+pub(super) fn skip(len: u64) -> Result<(), String> {
+    let rip = vmcs::read(vmcs::GUEST_RIP) + len;
     vmcs::write(vmcs::GUEST_RIP, rip).map_err(|e| format!("{e}"))?;
     let blocking = vmcs::read(vmcs::GUEST_INTERRUPTIBILITY);
     if blocking & 0b11 != 0 {
@@ -276,7 +284,7 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
             skip_instruction()?;
             Ok(Next::Resume)
         }
-        reason::IO_INSTRUCTION => io(vm, run),
+        reason::IO_INSTRUCTION => super::io::port(vm, vcpu, run),
         reason::HLT => {
             skip_instruction()?;
             let for_good = vmcs::read(vmcs::GUEST_RFLAGS) & (1 << 9) == 0;
@@ -308,13 +316,7 @@ fn handle(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, exit: ExitReason) -> Result<N
         }
         reason::RDMSR => msr(vm, vcpu, run, false),
         reason::WRMSR => msr(vm, vcpu, run, true),
-        reason::EPT_VIOLATION => Err(format!(
-            "vCPU {} touched guest-physical {:#x}, which is not RAM ({}){}",
-            vcpu.index,
-            vmcs::read(vmcs::GUEST_PHYSICAL_ADDRESS),
-            crate::ept::EptViolation::decode(vmcs::read(vmcs::EXIT_QUALIFICATION)),
-            dump(run)
-        )),
+        reason::EPT_VIOLATION => super::io::ept_violation(vm, vcpu, run),
         reason::TRIPLE_FAULT => Err(format!("vCPU {} triple faulted{}", vcpu.index, dump(run))),
         _ => Err(format!("vCPU {}: unhandled exit: {exit}{}", vcpu.index, dump(run))),
     }
@@ -344,41 +346,8 @@ fn cpuid(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun) {
     run.regs.rdx = d as u64;
 }
 
-/// Port I/O: the guest ABI's console (0xE9) and exit (0xF4) ports.
-fn io(vm: &Vm, run: &mut VcpuRun) -> Result<Next, String> {
-    let io = IoExit::decode(vmcs::read(vmcs::EXIT_QUALIFICATION)).map_err(|e| format!("{e:?}"))?;
-    if io.string || io.direction == IoDirection::In {
-        return Err(format!("unhandled port access: {io}{}", dump(run)));
-    }
-    skip_instruction()?;
-    match (io.port, io.size) {
-        (0xe9, _) => {
-            console(vm, run.regs.rax as u8);
-            Ok(Next::Resume)
-        }
-        (0xf4, 4) => {
-            vm.stop(Some(run.regs.rax as u32), None);
-            Ok(Next::Host)
-        }
-        _ => Err(format!("unhandled port access: {io}")),
-    }
-}
-
-/// One byte of the guest's console: whole lines go to the host console,
-/// prefixed with the VM's name.
-fn console(vm: &Vm, byte: u8) {
-    let mut line = vm.line.lock();
-    if byte == b'\n' || line.len() >= 200 {
-        plugins::println!("[{}] {}", vm.name, line.as_str());
-        line.clear();
-    }
-    if byte != b'\n' && byte != b'\r' {
-        line.push(if byte.is_ascii_graphic() || byte == b' ' { byte as char } else { '.' });
-    }
-}
-
 /// The registers of a vCPU that stopped, for its report.
-fn dump(run: &VcpuRun) -> String {
+pub(super) fn dump(run: &VcpuRun) -> String {
     let r = &run.regs;
     format!(
         "\n  rip {:#x} rsp {:#x} rflags {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x}\n  rax {:#x} rbx {:#x} rcx {:#x} rdx \

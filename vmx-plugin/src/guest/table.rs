@@ -5,7 +5,7 @@ use super::vm::{self, State};
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use plugins::StrRef;
-use vmx_api::{apic_mode, code, vm_state, VmTable};
+use vmx_api::{apic_mode, code, vm_state, MmioFn, PortFn, VcpuInit, VmHooks, VmTable};
 
 pub static TABLE: VmTable = VmTable {
     create,
@@ -20,6 +20,16 @@ pub static TABLE: VmTable = VmTable {
     bench_request_mask,
     set_apic_emulation,
     apic_mode,
+    write,
+    create_vcpu,
+    set_vcpu_state,
+    register_port,
+    set_port_policy,
+    register_mmio,
+    pause,
+    resume,
+    register_hooks,
+    unregister_hooks,
 };
 
 fn by_id(id: u32) -> Option<Arc<vm::Vm>> {
@@ -94,7 +104,8 @@ extern "C" fn exits(id: u32) -> u64 {
 
 extern "C" fn read(id: u32, gpa: u64, out: *mut u8, len: usize) -> i32 {
     let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
-    let Some(from) = v.host(gpa, len as u64) else { return code::REFUSED };
+    let outside = || vm::Error::OutsideRam { vm: v.name.clone(), gpa, len: len as u64 };
+    let Some(from) = v.host(gpa, len as u64) else { return refused(outside()) };
     // SAFETY: `host` checked the range is this VM's RAM; the caller passes
     // `len` writable bytes.
     unsafe { core::ptr::copy_nonoverlapping(from, out, len) };
@@ -104,6 +115,70 @@ extern "C" fn read(id: u32, gpa: u64, out: *mut u8, len: usize) -> i32 {
 extern "C" fn vcpu_cpu(id: u32, vcpu: u32) -> i32 {
     let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
     v.vcpus.get(vcpu as usize).map_or(code::REFUSED, |c| c.cpu.load(Ordering::Acquire) as i32)
+}
+
+extern "C" fn write(id: u32, gpa: u64, from: *const u8, len: usize) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    if from.is_null() || len == 0 {
+        return status(vm::write(&v, gpa, &[]));
+    }
+    // SAFETY: the caller passes `len` readable bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(from, len) };
+    status(vm::write(&v, gpa, bytes))
+}
+
+extern "C" fn create_vcpu(id: u32, vcpu_id: u32, cpu: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    match super::vcpu::create(&v, vcpu_id, cpu) {
+        Err(e @ vm::Error::HookRefused { code, .. }) => {
+            plugins::warn!("vm: {e}");
+            code
+        }
+        r => status(r),
+    }
+}
+
+extern "C" fn set_vcpu_state(id: u32, vcpu: u32, init: *const VcpuInit) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    // SAFETY: the caller passes a live `VcpuInit` (or null, refused).
+    let Some(init) = (unsafe { init.as_ref() }) else { return code::REFUSED };
+    status(super::vcpu::set_state(&v, vcpu, init))
+}
+
+extern "C" fn register_port(id: u32, first: u16, count: u16, handler: PortFn, ctx: usize) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    status(super::io::register_port(&v, first, count, handler, ctx))
+}
+
+extern "C" fn set_port_policy(id: u32, policy: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    status(super::io::set_policy(&v, policy))
+}
+
+extern "C" fn register_mmio(id: u32, gpa: u64, len: u64, handler: MmioFn, ctx: usize) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    status(super::io::register_mmio(&v, gpa, len, handler, ctx))
+}
+
+extern "C" fn pause(id: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    status(super::command::pause(&v))
+}
+
+extern "C" fn resume(id: u32) -> i32 {
+    let Some(v) = by_id(id) else { return code::NO_SUCH_VM };
+    status(super::command::resume(&v))
+}
+
+extern "C" fn register_hooks(hooks: *const VmHooks) -> i32 {
+    if hooks.is_null() {
+        return refused(vm::Error::NotTheHooks);
+    }
+    status(super::hooks::register(hooks))
+}
+
+extern "C" fn unregister_hooks(hooks: *const VmHooks) -> i32 {
+    status(super::hooks::unregister(hooks))
 }
 
 extern "C" fn bench_request_mask(mask: *mut u64, scan: *mut u64) {

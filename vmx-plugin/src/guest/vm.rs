@@ -8,7 +8,6 @@ use crate::exits::ExitCounts;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use plugins::ffi;
 
@@ -19,45 +18,7 @@ const LARGE: u64 = 2 << 20;
 pub const MAX_RAM: u64 = 1 << 30;
 pub const MAX_VCPUS: usize = 16;
 
-#[derive(Debug)]
-pub enum Error {
-    NoSuchVm(String),
-    Exists(String),
-    BadName,
-    BadMemory(u64),
-    BadVcpus(usize),
-    NoCpu(u32),
-    NoMemory { what: &'static str },
-    NoFile(String),
-    BadElf { file: String, why: &'static str },
-    WrongState { vm: String, state: &'static str },
-    NoVmx,
-    Ept(crate::ept::EptError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NoSuchVm(n) => write!(f, "no VM named `{n}` (see `vm list`)"),
-            Error::Exists(n) => write!(f, "a VM named `{n}` exists already"),
-            Error::BadName => write!(f, "a VM name is 1 to 16 letters, digits, `-` or `_`"),
-            Error::BadMemory(m) => {
-                write!(f, "guest memory must be 4 to {} MiB in 2 MiB steps, not {m} MiB", MAX_RAM >> 20)
-            }
-            Error::BadVcpus(n) => write!(f, "a VM has 1 to {MAX_VCPUS} vCPUs, not {n}"),
-            Error::NoCpu(c) => write!(f, "cpu {c} does not have VMX on (see `vmx`)"),
-            Error::NoMemory { what } => write!(f, "no memory for the {what}"),
-            Error::NoFile(p) => write!(
-                f,
-                "no guest file `{p}`: the initrd's are under guests/, uploads over COM2 under uploads/ (see `store`)"
-            ),
-            Error::BadElf { file, why } => write!(f, "{file} is no guest ELF: {why}"),
-            Error::WrongState { vm, state } => write!(f, "VM `{vm}` is {state}"),
-            Error::NoVmx => write!(f, "VMX is not on on any CPU: guests need VMX (they run in Bochs here)"),
-            Error::Ept(e) => write!(f, "EPT: {e}"),
-        }
-    }
-}
+pub use super::error::Error;
 
 /// Where a VM is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +58,8 @@ pub struct VcpuRun {
     pub active_on: Option<u32>,
     /// The controls and guest state are written (once, at the first run).
     pub initialised: bool,
+    /// The state of the first entry (set before the VM starts).
+    pub init: Option<crate::vcpu_init::GuestState>,
     pub exits: ExitCounts,
     /// The vCPU's local APIC (x2APIC mode) and its virtual-APIC page.
     pub apic: super::apic::VirtualApic,
@@ -140,13 +103,43 @@ pub struct Ending {
     pub report: Option<String>,
 }
 
+/// A VM's vCPUs by id: each made once (`vcpu::create`), never removed
+/// before the VM goes; ids need not be dense.
+pub struct Vcpus([spin::Once<Vcpu>; MAX_VCPUS]);
+
+impl Vcpus {
+    pub fn iter(&self) -> impl Iterator<Item = &Vcpu> + '_ {
+        self.0.iter().filter_map(spin::Once::get)
+    }
+
+    pub fn get(&self, id: usize) -> Option<&Vcpu> {
+        self.0.get(id)?.get()
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// Makes vCPU `id` from `make`; the caller holds the VM's lock and
+    /// found the id free.
+    pub fn add(&self, id: usize, make: impl FnOnce() -> Vcpu) {
+        self.0[id].call_once(make);
+    }
+}
+
 pub struct Vm {
     pub id: u32,
     pub name: String,
     pub ram_phys: u64,
     pub ram_bytes: u64,
     pub ept: crate::ept::Ept,
-    pub vcpus: Vec<Vcpu>,
+    pub vcpus: Vcpus,
+    /// Serialises vCPU creation: the hooks' `vcpu_precreate` runs under it.
+    pub lock: spin::Mutex<()>,
     /// Each vCPU's request bits, mode and pCPU, by vCPU id: what other
     /// CPUs touch (`crate::requests`).
     pub slots: Vec<crate::requests::VcpuSlot>,
@@ -154,13 +147,16 @@ pub struct Vm {
     /// bits each, set by the sender, taken by the vCPU before its entry.
     pub posted: Vec<[AtomicU64; 4]>,
     state: AtomicU8,
-    pub entry: AtomicU64,
     pub ending: spin::Mutex<Ending>,
     /// Emulate the x2APIC even where the CPU could virtualize it (set
     /// before the first run; `vm create ... apic=emulate`).
     pub emulate_apic: core::sync::atomic::AtomicBool,
     /// The current console line.
     pub line: spin::Mutex<String>,
+    pub ports: spin::Mutex<crate::ranges::Ranges<super::io::Port>>,
+    pub mmio: spin::Mutex<crate::ranges::Ranges<super::io::Mmio>>,
+    /// A `vmx_api::port_policy`.
+    pub port_policy: AtomicU32,
 }
 
 impl Vm {
@@ -170,6 +166,21 @@ impl Vm {
 
     pub fn set_state(&self, s: State) {
         self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Moves the VM from `from` to `to` unless something else moved it
+    /// first; whether it did.
+    pub fn transition(&self, from: State, to: State) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The bitmap of the vCPU ids that exist, for requests to all.
+    pub fn vcpu_bitmap(&self) -> [u64; MAX_VCPUS.div_ceil(64)] {
+        let mut bitmap = [0u64; MAX_VCPUS.div_ceil(64)];
+        for c in self.vcpus.iter() {
+            bitmap[c.index as usize / 64] |= 1 << (c.index % 64);
+        }
+        bitmap
     }
 
     /// The host address of guest-physical `gpa`, if `len` bytes from it are RAM.
@@ -195,10 +206,7 @@ impl Vm {
 
     /// Makes `req` pending on every vCPU and kicks those in guest mode.
     pub fn request_all(&self, req: crate::requests::Requests) {
-        let mut bitmap = [0u64; MAX_VCPUS.div_ceil(64)];
-        for i in 0..self.slots.len() {
-            bitmap[i / 64] |= 1 << (i % 64);
-        }
+        let bitmap = self.vcpu_bitmap();
         // SAFETY: a plain query of the loader.
         let me = unsafe { ffi::mv_current_cpu() };
         let kick = |cpu| {
@@ -211,6 +219,34 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Makes `req` pending on every vCPU, kicks those in guest mode, and
+    /// waits (up to 100 ms) until each has left it or taken the request.
+    pub fn request_and_wait(&self, req: crate::requests::Requests) {
+        use crate::requests::{make_request_mask_tickets, wait_for_acks, Ticket};
+        let bitmap = self.vcpu_bitmap();
+        let mut tickets = [Ticket::default(); MAX_VCPUS];
+        // SAFETY: a plain query of the loader.
+        let me = unsafe { ffi::mv_current_cpu() };
+        let kick = |cpu| {
+            // SAFETY: a plain call of the loader (see `request_all`).
+            let _ = unsafe { ffi::mv_kick(cpu) };
+        };
+        // Every set bit names a slot, and `tickets` has one per slot.
+        let _ = make_request_mask_tickets(&self.slots, req, &bitmap, me, &mut tickets, kick);
+        let end = crate::plugin::rdtsc() + 100 * 1000 * ticks_per_ms();
+        let mut pending = bitmap;
+        if let Err(e) = wait_for_acks(&self.slots, &tickets, &mut pending, || crate::plugin::rdtsc() < end) {
+            plugins::warn!("VM `{}`: {e}", self.name);
+        }
+    }
+}
+
+fn ticks_per_ms() -> u64 {
+    // SAFETY: a plain query of the loader.
+    unsafe { ffi::mv_tsc_khz() }
+}
+
 pub static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -218,7 +254,7 @@ pub fn find(name: &str) -> Result<Arc<Vm>, Error> {
     VMS.lock().iter().find(|v| v.name == name).cloned().ok_or_else(|| Error::NoSuchVm(name.into()))
 }
 
-fn frames(count: u64, align: u64, what: &'static str) -> Result<u64, Error> {
+pub(super) fn frames(count: u64, align: u64, what: &'static str) -> Result<u64, Error> {
     // SAFETY: a plain call of the loader.
     match unsafe { ffi::mv_frames_alloc(plugins::runtime::image_address(), count, align) } {
         0 => Err(Error::NoMemory { what }),
@@ -226,7 +262,7 @@ fn frames(count: u64, align: u64, what: &'static str) -> Result<u64, Error> {
     }
 }
 
-fn free_frames(phys: u64, count: u64) {
+pub(super) fn free_frames(phys: u64, count: u64) {
     // SAFETY: a block this plugin allocated with `frames` and no longer uses.
     if unsafe { ffi::mv_frames_free(plugins::runtime::image_address(), phys, count) } != 0 {
         plugins::warn!("frames at {phys:#x} were not given back");
@@ -234,7 +270,7 @@ fn free_frames(phys: u64, count: u64) {
 }
 
 /// Zeroes `len` bytes of identity-mapped frames at `phys`.
-fn zero(phys: u64, len: u64) {
+pub(super) fn zero(phys: u64, len: u64) {
     // SAFETY: frames this plugin holds, identity-mapped read-write.
     unsafe { core::ptr::write_bytes(phys as *mut u8, 0, len as usize) };
 }
@@ -301,7 +337,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Creates VM `name` with `mem_mib` of RAM and one vCPU per entry of
-/// `cpus` (the pCPU each is bound to).
+/// `cpus` (the pCPU each is bound to; none: `vcpu::create` adds them).
 pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> {
     if !valid_name(name) {
         return Err(Error::BadName);
@@ -310,16 +346,35 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
     if !(4 << 20..=MAX_RAM).contains(&ram) || !ram.is_multiple_of(LARGE) {
         return Err(Error::BadMemory(mem_mib));
     }
-    if cpus.is_empty() || cpus.len() > MAX_VCPUS {
+    if cpus.len() > MAX_VCPUS {
         return Err(Error::BadVcpus(cpus.len()));
     }
     if let Some(&c) = cpus.iter().find(|&&c| super::super::plugin::vmcs_revision(c).is_none()) {
         return Err(Error::NoCpu(c));
     }
-    let mut vms = VMS.lock();
-    if vms.iter().any(|v| v.name == name) {
-        return Err(Error::Exists(name.into()));
+    let vm = {
+        let mut vms = VMS.lock();
+        if vms.iter().any(|v| v.name == name) {
+            return Err(Error::Exists(name.into()));
+        }
+        let vm = Arc::new(new_vm(name, ram)?);
+        vms.push(vm.clone());
+        vm
+    };
+    // Outside the table's lock: hooks may call the `vm` table.
+    super::hooks::vm_created(vm.id);
+    for (i, &cpu) in cpus.iter().enumerate() {
+        if let Err(e) = super::vcpu::create(&vm, i as u32, cpu) {
+            // Destroyable: it never started.
+            let _ = destroy(name);
+            return Err(e);
+        }
     }
+    Ok(vm)
+}
+
+/// A VM with zeroed RAM mapped by its EPT, and no vCPUs.
+fn new_vm(name: &str, ram: u64) -> Result<Vm, Error> {
     let ram_phys = frames(ram / PAGE, LARGE / PAGE, "guest RAM")?;
     zero(ram_phys, ram);
     let ept = match build_ept(ram_phys, ram) {
@@ -329,76 +384,40 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
             return Err(e);
         }
     };
-    let mut vm = Vm {
+    Ok(Vm {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         name: name.into(),
         ram_phys,
         ram_bytes: ram,
         ept,
-        vcpus: Vec::new(),
-        slots: (0..cpus.len()).map(|_| crate::requests::VcpuSlot::new()).collect(),
-        posted: (0..cpus.len()).map(|_| [const { AtomicU64::new(0) }; 4]).collect(),
+        vcpus: Vcpus([const { spin::Once::new() }; MAX_VCPUS]),
+        lock: spin::Mutex::new(()),
+        slots: (0..MAX_VCPUS).map(|_| crate::requests::VcpuSlot::new()).collect(),
+        posted: (0..MAX_VCPUS).map(|_| [const { AtomicU64::new(0) }; 4]).collect(),
         state: AtomicU8::new(State::Created as u8),
-        entry: AtomicU64::new(0),
         ending: spin::Mutex::new(Ending::default()),
         emulate_apic: core::sync::atomic::AtomicBool::new(false),
         line: spin::Mutex::new(String::new()),
-    };
-    for (i, &cpu) in cpus.iter().enumerate() {
-        match new_vcpu(i as u32, cpu) {
-            Ok(v) => vm.vcpus.push(v),
-            Err(e) => {
-                release(&vm);
-                return Err(e);
-            }
-        }
-    }
-    write_boot_structures(&vm);
-    let vm = Arc::new(vm);
-    vms.push(vm.clone());
-    Ok(vm)
-}
-
-/// Frames of a vCPU besides its VMCS: the virtual-APIC page, the MSR
-/// bitmap, then the FPU save area.
-fn vcpu_pages() -> u64 {
-    2 + super::fpu::area_size().div_ceil(PAGE)
-}
-
-/// vCPU `index` bound to pCPU `cpu`: its VMCS, virtual-APIC page, MSR
-/// bitmap and FPU save area.
-fn new_vcpu(index: u32, cpu: u32) -> Result<Vcpu, Error> {
-    let pages = frames(vcpu_pages(), 1, "virtual-APIC page, MSR bitmap and FPU state")?;
-    zero(pages, vcpu_pages() * PAGE);
-    let Some((vmcs_virt, vmcs_phys)) = super::super::plugin::new_vmcs() else {
-        free_frames(pages, vcpu_pages());
-        return Err(Error::NoMemory { what: "VMCS" });
-    };
-    Ok(Vcpu {
-        index,
-        halt: AtomicU8::new(RUNNING),
-        wake_at: AtomicU64::new(u64::MAX),
-        cpu: AtomicU32::new(cpu),
-        nmi: core::sync::atomic::AtomicBool::new(false),
-        vmcs_virt,
-        vmcs_phys,
-        run: spin::Mutex::new(VcpuRun {
-            regs: Regs::default(),
-            launched: false,
-            active_on: None,
-            initialised: false,
-            apic: super::apic::VirtualApic::new(index, pages),
-            msr_bitmap: pages + PAGE,
-            saved: super::msr::SavedMsrs::default(),
-            fpu: super::fpu::Fpu::new(pages + 2 * PAGE),
-            exits: ExitCounts::new(),
-        }),
+        ports: spin::Mutex::new(crate::ranges::Ranges::new()),
+        mmio: spin::Mutex::new(crate::ranges::Ranges::new()),
+        port_policy: AtomicU32::new(vmx_api::port_policy::STOP),
     })
 }
 
+/// Copies `bytes` to guest-physical `gpa` of `vm`.
+pub fn write(vm: &Vm, gpa: u64, bytes: &[u8]) -> Result<(), Error> {
+    let len = bytes.len() as u64;
+    let to = vm.host(gpa, len).ok_or_else(|| Error::OutsideRam { vm: vm.name.clone(), gpa, len })?;
+    // SAFETY: `host` checked the range is this VM's RAM, which only the
+    // guest shares, and the guest may race with it as with any device.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), to, bytes.len()) };
+    Ok(())
+}
+
 /// Loads the guest ELF at `path` (in the initrd, or `uploads/<name>` for
-/// one uploaded over COM2) into `vm` and sets every vCPU's registers to
-/// the ABI's entry state.
+/// one uploaded over COM2) into `vm` and sets every vCPU to the test-guest
+/// ABI's entry state, whose ports (console 0xE9, exit 0xF4) become the
+/// VM's.
 pub fn load(vm: &Vm, path: &str) -> Result<(), Error> {
     if vm.state() != State::Created {
         return Err(Error::WrongState { vm: vm.name.clone(), state: vm.state().name() });
@@ -415,13 +434,23 @@ pub fn load(vm: &Vm, path: &str) -> Result<(), Error> {
     }
     // SAFETY: the loader returned the initrd's bytes, which stay for good.
     let file = unsafe { core::slice::from_raw_parts(ptr, len) };
+    write_boot_structures(vm);
     let entry = super::elf::place(file, |gpa, len| vm.host(gpa, len))
         .map_err(|why| Error::BadElf { file: path.into(), why })?;
-    vm.entry.store(entry, Ordering::Release);
+    super::io::register_test_abi(vm)?;
     let count = vm.vcpus.len() as u64;
-    for v in &vm.vcpus {
-        let mut r = v.run.lock();
-        r.regs = Regs { rdi: v.index as u64, rsi: count, rdx: vm.ram_bytes, ..Regs::default() };
+    for v in vm.vcpus.iter() {
+        let abi = [v.index as u64, count, vm.ram_bytes];
+        let host_efer = super::vcpu::host_efer();
+        let init = crate::vcpu_init::test_abi(
+            super::vmcs::GDT,
+            super::vmcs::PML4,
+            entry,
+            stack_top(vm, v.index),
+            abi,
+            host_efer,
+        );
+        super::vcpu::set_state(vm, v.index, &init)?;
     }
     vm.set_state(State::Loaded);
     Ok(())
@@ -436,7 +465,7 @@ pub fn stack_top(vm: &Vm, index: u32) -> u64 {
 /// Frees what `vm` holds: its vCPUs' VMCSs (each VMCLEARed first on the
 /// CPU that has it active) and pages, its RAM and its EPT.
 fn release(vm: &Vm) {
-    for v in &vm.vcpus {
+    for v in vm.vcpus.iter() {
         let (active, pages) = {
             let mut run = v.run.lock();
             (run.active_on.take(), run.apic.page())
@@ -445,10 +474,18 @@ fn release(vm: &Vm) {
             super::super::plugin::clear_vmcs_on(cpu, v.vmcs_phys);
         }
         super::super::plugin::free_vmcs(v.vmcs_virt);
-        free_frames(pages, vcpu_pages());
+        free_frames(pages, super::vcpu::pages());
     }
     free_frames(vm.ram_phys, vm.ram_bytes / PAGE);
     free_ept(&vm.ept);
+}
+
+/// Tells the hooks `vm` goes: each vCPU, then the VM.
+fn announce_destroy(vm: &Vm) {
+    for v in vm.vcpus.iter() {
+        super::hooks::vcpu_destroyed(vm.id, v.index);
+    }
+    super::hooks::vm_destroyed(vm.id);
 }
 
 /// Destroys a stopped (or never started) VM.
@@ -467,6 +504,7 @@ pub fn destroy(name: &str) -> Result<(), Error> {
         }
         vm
     };
+    announce_destroy(&vm);
     // A CPU may still hold a vCPU's lock for the rest of its slice: the
     // locks in `release` wait for it.
     release(&vm);
@@ -480,6 +518,7 @@ pub fn destroy_all() {
         vm.stop(None, Some("vmx-plugin unloaded".into()));
     }
     for vm in &all {
+        announce_destroy(vm);
         release(vm);
     }
 }

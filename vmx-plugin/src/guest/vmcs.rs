@@ -39,6 +39,8 @@ const GUEST_ES_SELECTOR: u64 = 0x0800;
 const GUEST_ES_LIMIT: u64 = 0x4800;
 const GUEST_ES_AR: u64 = 0x4814;
 const GUEST_ES_BASE: u64 = 0x6806;
+pub const GUEST_CS_AR: u64 = 0x4816;
+pub const GUEST_CS_BASE: u64 = 0x6808;
 const GUEST_GDTR_LIMIT: u64 = 0x4810;
 const GUEST_IDTR_LIMIT: u64 = 0x4812;
 const GUEST_GDTR_BASE: u64 = 0x6816;
@@ -83,16 +85,12 @@ const HOST_IDTR_BASE: u64 = 0x6c0e;
 const HOST_SYSENTER_ESP: u64 = 0x6c10;
 const HOST_SYSENTER_EIP: u64 = 0x6c12;
 
-/// Guest-physical layout of the ABI (README "Guests"): GDT, then the
-/// boot page tables, all in the first 16 KiB.
+/// Guest-physical layout of the test-guest ABI (README "Guests"): GDT,
+/// then the boot page tables, all in the first 16 KiB.
 pub const GDT: u64 = 0x500;
 pub const PML4: u64 = 0x1000;
 
-const CR0_PE: u64 = 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
+use crate::vcpu_init::{GuestState, CR0_PE, CR0_PG};
 
 /// Writes `value` to `field` of the current VMCS, naming the field on
 /// failure.
@@ -203,7 +201,7 @@ fn bit(c: config::Control) -> u64 {
 /// vCPU's mode, and external interrupts left pending on exit (not
 /// acknowledged) so the host takes them through its own IDT once it
 /// enables interrupts.
-pub fn write_controls(config: &VmxConfig, pages: &Pages) -> Result<(), Fail> {
+pub fn write_controls(config: &VmxConfig, pages: &Pages, state: &GuestState) -> Result<(), Fail> {
     let (primary, secondary) = execution_controls(config, pages.apic);
     let pin = config.pin as u64 & !bit(config::POSTED_INTERRUPTS);
     let exit = config.exit as u64 & !bit(config::ACK_INTERRUPT_ON_EXIT);
@@ -220,7 +218,9 @@ pub fn write_controls(config: &VmxConfig, pages: &Pages) -> Result<(), Fail> {
     write(PRIMARY_CONTROLS, primary)?;
     write(SECONDARY_CONTROLS, secondary)?;
     write(EXIT_CONTROLS, exit)?;
-    write(ENTRY_CONTROLS, config.entry as u64)?;
+    let ia32e = 1 << config::IA32E_MODE_GUEST.bit;
+    let entry = if state.long_mode { config.entry as u64 | ia32e } else { config.entry as u64 & !ia32e };
+    write(ENTRY_CONTROLS, entry)?;
     write(EXCEPTION_BITMAP, 0)?;
     write(CR3_TARGET_COUNT, 0)?;
     for field in [EXIT_MSR_STORE_COUNT, EXIT_MSR_LOAD_COUNT, ENTRY_MSR_LOAD_COUNT, ENTRY_INTERRUPTION_INFO] {
@@ -230,62 +230,35 @@ pub fn write_controls(config: &VmxConfig, pages: &Pages) -> Result<(), Fail> {
     write(VPID, pages.vpid as u64)?;
     write(TSC_OFFSET, 0)?;
     // The guest owns CR0/CR4 but for the bits VMX operation fixes: those
-    // read as the guest wrote them and exit when it tries to change them.
-    let (cr0, cr4) = guest_crs(config);
+    // read as they are (CR4.VMXE as clear) and exit when it tries to
+    // change them.
     write(CR0_GUEST_HOST_MASK, config.cr0_fixed0 & !(CR0_PE | CR0_PG))?;
     write(CR4_GUEST_HOST_MASK, config.cr4_fixed0)?;
-    write(CR0_READ_SHADOW, cr0)?;
-    write(CR4_READ_SHADOW, cr4 & !insn::CR4_VMXE)
+    write(CR0_READ_SHADOW, state.cr0)?;
+    write(CR4_READ_SHADOW, state.cr4_shadow)
 }
 
-/// CR0 and CR4 of a 64-bit guest at its entry, with the bits VMX
-/// operation fixes.
-fn guest_crs(config: &VmxConfig) -> (u64, u64) {
-    let cr0 = (CR0_PE | CR0_ET | CR0_NE | CR0_PG | config.cr0_fixed0) & config.cr0_fixed1;
-    let cr4 = (CR4_PAE | config.cr4_fixed0) & config.cr4_fixed1;
-    (cr0, cr4)
-}
-
-/// Access rights (SDM 24.4.1): 64-bit code; flat read-write data; a busy
-/// 64-bit TSS; unusable.
-const AR_CODE64: u64 = 0xa09b;
-const AR_DATA: u64 = 0xc093;
-const AR_TSS: u64 = 0x8b;
-const AR_UNUSABLE: u64 = 1 << 16;
-
-/// The guest state of the ABI's 64-bit entry: flat segments of the GDT
-/// the VMM wrote at [`GDT`], paging from [`PML4`], interrupts off.
-pub fn write_guest_state(config: &VmxConfig, rip: u64, rsp: u64) -> Result<(), Fail> {
+/// The guest state of a first entry (`crate::vcpu_init` decided it).
+pub fn write_guest_state(state: &GuestState) -> Result<(), Fail> {
     // ES, CS, SS, DS, FS, GS, LDTR, TR: consecutive encodings, 2 apart.
-    let segments: [(u64, u64, u64); 8] = [
-        (0x10, 0xffff_ffff, AR_DATA),
-        (0x08, 0xffff_ffff, AR_CODE64),
-        (0x10, 0xffff_ffff, AR_DATA),
-        (0x10, 0xffff_ffff, AR_DATA),
-        (0x10, 0xffff_ffff, AR_DATA),
-        (0x10, 0xffff_ffff, AR_DATA),
-        (0, 0, AR_UNUSABLE),
-        (0, 0x67, AR_TSS),
-    ];
-    for (i, (selector, limit, ar)) in segments.into_iter().enumerate() {
+    for (i, seg) in state.segments.iter().enumerate() {
         let i = i as u64 * 2;
-        write(GUEST_ES_SELECTOR + i, selector)?;
-        write(GUEST_ES_LIMIT + i, limit)?;
-        write(GUEST_ES_AR + i, ar)?;
-        write(GUEST_ES_BASE + i, 0)?;
+        write(GUEST_ES_SELECTOR + i, seg.selector as u64)?;
+        write(GUEST_ES_LIMIT + i, seg.limit as u64)?;
+        write(GUEST_ES_AR + i, seg.access as u64)?;
+        write(GUEST_ES_BASE + i, seg.base)?;
     }
-    write(GUEST_GDTR_BASE, GDT)?;
-    write(GUEST_GDTR_LIMIT, 3 * 8 - 1)?;
-    write(GUEST_IDTR_BASE, 0)?;
-    write(GUEST_IDTR_LIMIT, 0)?;
-    let (cr0, cr4) = guest_crs(config);
-    write(GUEST_CR0, cr0)?;
-    write(GUEST_CR3, PML4)?;
-    write(GUEST_CR4, cr4)?;
+    write(GUEST_GDTR_BASE, state.gdtr.0)?;
+    write(GUEST_GDTR_LIMIT, state.gdtr.1 as u64)?;
+    write(GUEST_IDTR_BASE, state.idtr.0)?;
+    write(GUEST_IDTR_LIMIT, state.idtr.1 as u64)?;
+    write(GUEST_CR0, state.cr0)?;
+    write(GUEST_CR3, state.cr3)?;
+    write(GUEST_CR4, state.cr4)?;
     write(GUEST_DR7, 0x400)?;
-    write(GUEST_RSP, rsp)?;
-    write(GUEST_RIP, rip)?;
-    write(GUEST_RFLAGS, 0x2)?;
+    write(GUEST_RSP, state.rsp)?;
+    write(GUEST_RIP, state.rip)?;
+    write(GUEST_RFLAGS, state.rflags)?;
     for field in [GUEST_PENDING_DEBUG, GUEST_SYSENTER_ESP, GUEST_SYSENTER_EIP, GUEST_SYSENTER_CS] {
         write(field, 0)?;
     }

@@ -16,6 +16,11 @@ pub fn vmx_config(cpu: u32) -> Option<&'static VmxConfig> {
     on.then(|| GLOBAL.get().map(|g| g.config())).flatten()
 }
 
+/// The configuration every CPU with VMX on shares, once VMX is set up.
+pub fn global_config() -> Option<&'static VmxConfig> {
+    GLOBAL.get().map(|g| g.config())
+}
+
 /// Records that the VMCS at `phys` is current on `cpu` (its teardown
 /// VMCLEARs it before VMXOFF).
 pub fn note_loaded(cpu: u32, phys: u64) {

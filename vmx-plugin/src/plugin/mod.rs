@@ -23,7 +23,7 @@ mod command;
 mod guests;
 mod state;
 
-pub use guests::{clear_vmcs_on, ept_caps, free_vmcs, new_vmcs, note_loaded, vmcs_revision, vmx_config};
+pub use guests::{clear_vmcs_on, ept_caps, free_vmcs, global_config, new_vmcs, note_loaded, vmcs_revision, vmx_config};
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
@@ -462,6 +462,7 @@ fn fini() {
         return;
     }
     crate::guest::vm::destroy_all();
+    crate::guest::drop_hooks();
     // SAFETY: a plain call of the loader.
     unsafe { ffi::mv_system_unregister() };
     if let (Some(c), id @ 1..) = (cpuhp(), STATE_ID.load(Ordering::Acquire)) {

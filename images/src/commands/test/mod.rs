@@ -271,7 +271,10 @@ mod tests {
         let smp: Vec<&Run> = all.iter().filter(|r| r.recipe.name == "smp").collect();
         assert_eq!(smp.len(), QEMU_LAYOUTS.len() + 1);
         let on = |target| -> Vec<&str> { all.iter().filter(|r| r.target == target).map(|r| r.recipe.name).collect() };
-        assert_eq!(on(SKYLAKE), ["boot", "smp", "plugins", "cpuhp", "vmx", "vmx-panic", "heap-vmx", "guests"]);
+        assert_eq!(
+            on(SKYLAKE),
+            ["boot", "smp", "plugins", "cpuhp", "vmx", "vmx-panic", "heap-vmx", "guests", "vm-api"]
+        );
         assert_eq!(on(TIGERLAKE), ["vmx", "guests"]);
         for l in QEMU_LAYOUTS {
             let qemu = on(Target::Qemu(l));
@@ -305,7 +308,7 @@ mod tests {
         let f = plan(Some("fail-"));
         assert!(!f.is_empty() && f.iter().all(|r| r.recipe.name.starts_with("fail-")));
         let b = plan(Some("bochs"));
-        assert_eq!(b.len(), 10);
+        assert_eq!(b.len(), 11);
         assert!(b.iter().all(|r| r.target.emulator() == Emulator::Bochs));
         assert!(plan(Some("nothing-like-this")).is_empty());
     }
