@@ -55,7 +55,9 @@ fn options(words: &[&str]) -> Result<Options, i32> {
             ("apic", "auto") => emulate_apic = false,
             ("apic", "emulate") => emulate_apic = true,
             ("apic", _) => {
-                return Err(fail("apic= is auto (virtualized where the CPU can) or emulate (every x2APIC access exits)"))
+                return Err(fail(
+                    "apic= is auto (virtualized where the CPU can) or emulate (every x2APIC access exits)",
+                ))
             }
             _ => return Err(fail(USAGE)),
         }
