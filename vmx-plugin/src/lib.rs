@@ -1,11 +1,24 @@
 //! `vmx`: VMX on every online CPU, through a cpuhp ONLINE state whose
-//! startup checks the CPU against the boot CPU and enters VMX operation.
+//! startup checks the CPU against the boot CPU and enters VMX operation,
+//! and guests on it: VMs, vCPUs, EPT, exits, a virtual x2APIC, requests
+//! and kicks.
 //!
-//! Built without a version feature the crate is the pure parts only, tested
-//! on the host against capability MSRs recorded in Bochs (`testdata/`):
-//! [`msr`] (the MSRs and one CPU's raw values), [`config`] (the controls
-//! modvisor uses, decided from them) and [`compat`] (whether a CPU may
-//! enable VMX). The `vmx` interface table is in the `vmx-api` crate.
+//! Each subsystem is a pure part, built without a version feature and
+//! tested on the host (against capability MSRs recorded in Bochs,
+//! `testdata/`, and models), and a part that applies it to the hardware,
+//! built only into the plugin:
+//!
+//! | subsystem | decides (pure) | applies (plugin) |
+//! |---|---|---|
+//! | enablement | [`msr`] (capability MSRs), [`config`] (the controls), [`compat`] (may a CPU enable VMX) | `plugin/` (VMXON/VMXOFF through cpuhp, reboot and panic), `insn` |
+//! | VM | [`ranges`] (port and MMIO ranges) | `guest/vm.rs`, `table.rs` (the `vm` table), `command.rs` (`vm`), `hooks.rs`, `io.rs`, `elf.rs` |
+//! | vCPU | [`vcpu_init`] (first-entry state), [`cpuid`], [`msrs`] | `guest/vcpu.rs`, `run.rs` (the run loop), `entry.rs`, `vmcs.rs`, `msr.rs`, `fpu.rs` |
+//! | EPT | [`ept`], [`gva`] (guest page walks) | `guest/vm.rs` (the VM's tables) |
+//! | exits | [`exits`] (reasons, qualifications, events), [`portio`], [`mmio`] (the MOV decoder) | `guest/run.rs`, `io.rs` |
+//! | virtual APIC | [`vapic`] (the x2APIC model, the virtualization decision) | `guest/apic.rs` |
+//! | requests | [`requests`] (KVM's request/kick protocol) | `guest/run.rs`, `apic.rs`, `vm.rs` |
+//!
+//! The `vmx` and `vm` interface tables are in the `vmx-api` crate.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
