@@ -296,7 +296,7 @@ pub const fn page_offset(msr: u32) -> usize {
 }
 
 /// Writes `lapic` into the page: every register the CPU reads without an
-/// exit ([`READ_THROUGH`]), IRR, ISR and TPR included. Done whenever the
+/// exit (`READ_THROUGH`), IRR, ISR and TPR included. Done whenever the
 /// VMM changed the APIC, before the next entry; the guest interrupt
 /// status must follow ([`GuestInterruptStatus::of`]).
 pub fn publish(lapic: &Lapic, page: &mut impl PageWords) {
