@@ -7,7 +7,9 @@ use loader_core::boot::cmdline::CommandLine;
 use loader_core::power::exit::Status;
 
 use super::{Error, Result};
-use crate::machine::layout::{BochsModel, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+use crate::machine::layout::{
+    BochsLayout, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT, SKYLAKE_X2, SKYLAKE_X4, TIGERLAKE_X2, TIGERLAKE_X4,
+};
 use crate::machine::outcome::Outcome;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,11 +35,11 @@ pub enum Role {
     /// Boots to the console for `runner run` / `runner bochs`; never tested.
     Interactive,
     /// Runs in-image suites on every QEMU layout when `qemu`, and in Bochs
-    /// on each model of `bochs`.
+    /// on each machine (model and CPU count) of `bochs`.
     Test {
         expect: Outcome,
         qemu: bool,
-        bochs: &'static [BochsModel],
+        bochs: &'static [BochsLayout],
         /// Resets itself once on purpose, so QEMU must not get `-no-reboot`.
         reboots: bool,
     },
@@ -89,7 +91,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "the boot path (suite `boot`)",
@@ -103,7 +105,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "starting, parking and restarting CPUs; IPIs (suite `smp`)",
@@ -116,7 +118,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "plugin files mapped, relocated and refused; load, swap, unload (suites `plugin-image`, `plugins`)",
@@ -145,7 +147,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "cpuhp's CPU lifecycle with the hprecorder plugin (suite `cpuhp`)",
@@ -159,7 +161,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            bochs: &[SKYLAKE_X2, TIGERLAKE_X2],
             reboots: false,
         },
         about: "VMX on and off through the hotplug states; Bochs only (suite `vmx`)",
@@ -172,7 +174,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "the panic path's emergency VMX round (suite `vmx-panic`)",
@@ -203,19 +205,20 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "20 swaps and reloads of vmx-plugin return every byte; Bochs only (suite `heap-vmx`)",
     },
-    // Guests need VMX: Bochs only, on both Intel models.
+    // Guests need VMX: Bochs only, on both Intel models, with two CPUs and
+    // with four (vCPUs spread over three CPUs, VMs beside each other).
     Recipe {
         name: "guests",
         args: "test=guests",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            bochs: &[SKYLAKE_X2, TIGERLAKE_X2, SKYLAKE_X4, TIGERLAKE_X4],
             reboots: false,
         },
         about: "the test guests as VMs: results, IPIs and timers, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
@@ -380,7 +383,7 @@ impl Recipe {
                 bad("Bochs stops on a reset, so a rebooting image cannot run there".into())
             }
             (Role::Test { bochs, .. }, _) if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) => {
-                bad("a Bochs model is listed twice".into())
+                bad("a Bochs machine is listed twice".into())
             }
             _ => Ok(()),
         }
@@ -435,7 +438,7 @@ mod tests {
         let both = Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: true,
         };
         assert!(r("x", "test=reboot", both).contains("Bochs stops on a reset"));
@@ -444,7 +447,7 @@ mod tests {
         let twice = Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::TigerLake, BochsModel::TigerLake],
+            bochs: &[TIGERLAKE_X2, TIGERLAKE_X2],
             reboots: false,
         };
         assert!(r("x", "test=boot", twice).contains("listed twice"));
@@ -461,13 +464,15 @@ mod tests {
         assert!(find("default").unwrap().targets().is_empty());
         assert!(find("bench-plugins").unwrap().targets().is_empty());
         assert!(find("bench-vmx").unwrap().targets().is_empty());
-        let skylake = Target::Bochs(BochsModel::SkylakeX);
+        let skylake = Target::Bochs(SKYLAKE_X2);
         let boot = find("boot").unwrap().targets();
         assert_eq!(boot.len(), QEMU_LAYOUTS.len() + 1);
         assert_eq!(boot.last(), Some(&skylake));
         assert!(!find("reboot").unwrap().targets().contains(&skylake));
         assert!(find("smp").unwrap().targets().contains(&skylake));
-        assert_eq!(find("vmx").unwrap().targets(), [skylake, Target::Bochs(BochsModel::TigerLake)]);
+        assert_eq!(find("vmx").unwrap().targets(), [skylake, Target::Bochs(TIGERLAKE_X2)]);
+        let guests = [SKYLAKE_X2, TIGERLAKE_X2, SKYLAKE_X4, TIGERLAKE_X4].map(Target::Bochs);
+        assert_eq!(find("guests").unwrap().targets(), guests);
         let absent = find("vmx-absent").unwrap().targets();
         assert_eq!(absent.len(), QEMU_LAYOUTS.len());
         assert!(absent.iter().all(|t| matches!(t, Target::Qemu(_))));
@@ -483,7 +488,7 @@ mod tests {
         let t = Target::Qemu(SELF_CHECK_LAYOUT);
         assert_eq!(find("fail-timeout").unwrap().timeout(&t), Duration::from_secs(10));
         assert_eq!(find("boot").unwrap().timeout(&t), Duration::from_secs(60));
-        assert_eq!(find("boot").unwrap().timeout(&Target::Bochs(BochsModel::TigerLake)), Duration::from_secs(240));
+        assert_eq!(find("boot").unwrap().timeout(&Target::Bochs(TIGERLAKE_X4)), Duration::from_secs(240));
         assert!(find("reboot").unwrap().reboots());
         assert!(!find("boot").unwrap().reboots());
         assert!(!find("fail-cmdline").unwrap().banner_required());

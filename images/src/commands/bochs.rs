@@ -13,7 +13,7 @@ use loader_core::power::exit::Status;
 use super::{Error, Result};
 use crate::build::builder::Image;
 use crate::machine::bochs::{prepare_bochs, BOCHS};
-use crate::machine::layout::BochsModel;
+use crate::machine::layout::{BochsLayout, BochsModel, BOCHS_CPUS};
 use crate::machine::outcome::last_marker;
 use crate::machine::process::{Group, Guard};
 use crate::machine::{fresh_run_dir, Serial};
@@ -26,7 +26,7 @@ pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
     let serial = dir.join("serial.log");
     let tty = File::open("/dev/tty").ok();
     let com1 = if tty.is_some() { Serial::Terminal } else { Serial::File(&serial) };
-    let args = prepare_bochs(&dir, &image.iso, model, com1)?;
+    let args = prepare_bochs(&dir, &image.iso, BochsLayout::new(model, BOCHS_CPUS), com1)?;
     let output = dir.join("bochs.out");
     let out = File::create(&output).map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
     let saved_tty = tty.as_ref().and_then(|_| stty(&["-g"]));

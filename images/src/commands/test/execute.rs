@@ -76,9 +76,9 @@ fn boot(run: &Run, setting: Setting) -> Result<Finished> {
             }));
             c
         }
-        Target::Bochs(model) => {
+        Target::Bochs(machine) => {
             let mut c = Command::new(BOCHS);
-            c.args(prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
+            c.args(prepare_bochs(&dir, &image.iso, machine, Serial::File(&serial_path))?);
             c
         }
     };

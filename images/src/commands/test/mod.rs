@@ -249,15 +249,15 @@ mod tests {
     use super::execute::{failure_details, replay_note};
     use super::*;
     use crate::build::recipes::find;
-    use crate::machine::layout::{BochsModel, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+    use crate::machine::layout::{QEMU_LAYOUTS, SELF_CHECK_LAYOUT, SKYLAKE_X2, SKYLAKE_X4, TIGERLAKE_X2, TIGERLAKE_X4};
     use std::fs;
 
     fn run(name: &str, target: Target) -> Run {
         Run { recipe: find(name).unwrap(), target, kind: Kind::Boot }
     }
 
-    const SKYLAKE: Target = Target::Bochs(BochsModel::SkylakeX);
-    const TIGERLAKE: Target = Target::Bochs(BochsModel::TigerLake);
+    const SKYLAKE: Target = Target::Bochs(SKYLAKE_X2);
+    const TIGERLAKE: Target = Target::Bochs(TIGERLAKE_X2);
 
     fn banner(cpus: u32, hot: u32, mib: u32) -> String {
         format!("cpus: {cpus} enabled at boot, {hot} hot-pluggable\nmemory: {mib} MiB usable\n")
@@ -273,6 +273,8 @@ mod tests {
         let on = |target| -> Vec<&str> { all.iter().filter(|r| r.target == target).map(|r| r.recipe.name).collect() };
         assert_eq!(on(SKYLAKE), ["boot", "smp", "plugins", "cpuhp", "vmx", "vmx-panic", "heap-vmx", "guests"]);
         assert_eq!(on(TIGERLAKE), ["vmx", "guests"]);
+        assert_eq!(on(Target::Bochs(SKYLAKE_X4)), ["guests"]);
+        assert_eq!(on(Target::Bochs(TIGERLAKE_X4)), ["guests"]);
         for l in QEMU_LAYOUTS {
             let qemu = on(Target::Qemu(l));
             assert!(qemu.contains(&"vmx-absent") && !qemu.contains(&"vmx"), "{qemu:?}");
@@ -305,7 +307,7 @@ mod tests {
         let f = plan(Some("fail-"));
         assert!(!f.is_empty() && f.iter().all(|r| r.recipe.name.starts_with("fail-")));
         let b = plan(Some("bochs"));
-        assert_eq!(b.len(), 10);
+        assert_eq!(b.len(), 12);
         assert!(b.iter().all(|r| r.target.emulator() == Emulator::Bochs));
         assert!(plan(Some("nothing-like-this")).is_empty());
     }
@@ -368,11 +370,19 @@ mod tests {
     }
 
     #[test]
-    fn each_bochs_model_has_its_own_run_directory() {
+    fn each_bochs_machine_has_its_own_run_directory() {
         let (s, t) = (run("vmx", SKYLAKE), run("vmx", TIGERLAKE));
-        assert_eq!(s.dir_name(), "vmx.bochs-corei7-skylake-x");
-        assert_eq!(t.dir_name(), "vmx.bochs-tigerlake");
+        assert_eq!(s.dir_name(), "vmx.bochs-corei7-skylake-x-x2");
+        assert_eq!(t.dir_name(), "vmx.bochs-tigerlake-x2");
         assert_eq!(progress_line(1, 2, 3, &t, true, 30.0), "[1/2] vmx bochs tigerlake x2 256M ... ok (30.0 s)");
+        let four = run("guests", Target::Bochs(SKYLAKE_X4));
+        assert_eq!(four.dir_name(), "guests.bochs-corei7-skylake-x-x4");
+        assert_eq!(four.target.to_string(), "bochs corei7_skylake_x x4 256M");
+        // A four-CPU machine's banner must say four.
+        let serial = format!("{}{}\n", banner(4, 0, 250), Status::Pass);
+        assert!(judge(&four, Ended::Code(1), &serial).passed());
+        let two = format!("{}{}\n", banner(2, 0, 250), Status::Pass);
+        assert!(!judge(&four, Ended::Code(1), &two).passed());
     }
 
     #[test]
