@@ -15,7 +15,7 @@ use vmx_api::{vm_state, VmTable};
 crate::suite!(SUITE_GUESTS, "guests", TESTS, crate::ktest::InAll::OnlyWhenNamed);
 static TESTS: &[Test] = &[
     Test { name: "hello-exits-with-its-status-and-gives-everything-back", run: hello },
-    Test { name: "four-vcpus-share-two-cpus", run: four_on_two },
+    Test { name: "four-vcpus-share-two-cpus-and-take-four", run: four_vcpus },
     Test { name: "cpuid-and-msr-views", run: probes },
     Test { name: "ipis-between-vcpus-and-apic-timers", run: interrupts },
     Test { name: "faulting-guests-are-stopped-with-a-report", run: faulting },
@@ -23,6 +23,21 @@ static TESTS: &[Test] = &[
     Test { name: "two-vms-do-not-see-each-others-memory", run: isolation },
     Test { name: "offline-moves-vcpus-and-they-go-on", run: offline_moves },
 ];
+
+/// The CPUs other than the boot CPU (where this suite runs), in order:
+/// vmx-plugin's default placement uses them first.
+fn aps() -> Result<alloc::vec::Vec<u32>, Failure> {
+    let aps: alloc::vec::Vec<u32> = boot_aps().into_iter().map(|c| c as u32).collect();
+    check!(!aps.is_empty(), "the guests suite needs a second CPU");
+    Ok(aps)
+}
+
+/// The `i`th AP, round robin: VMs that should run beside each other go to
+/// different CPUs where there are enough, and share one where there are not.
+fn ap(i: usize) -> Result<u32, Failure> {
+    let aps = aps()?;
+    Ok(aps[i % aps.len()])
+}
 
 pub(super) fn vm<R>(f: impl FnOnce(&VmTable) -> R) -> Result<R, Failure> {
     with(f)
@@ -97,12 +112,24 @@ fn hello() -> Result<(), Failure> {
     Ok(())
 }
 
-fn four_on_two() -> Result<(), Failure> {
+/// Four vCPUs on two pCPUs (two each), and, where the machine has four
+/// CPUs, on four (one each, the boot CPU's run by this suite's waits).
+fn four_vcpus() -> Result<(), Failure> {
     fresh()?;
-    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))? as u32;
-    let id = start("four", "hello", 4, &[0, ap])?;
-    check_eq!(finish(id, 10_000)?, 0, "hello on 4 vCPUs");
-    destroy(id)
+    let aps = aps()?;
+    let mut pools = alloc::vec![alloc::vec![0, aps[0]]];
+    if aps.len() >= 3 {
+        pools.push([0].into_iter().chain(aps.iter().copied().take(3)).collect());
+    }
+    for pool in pools {
+        let id = start("four", "hello", 4, &pool)?;
+        for v in 0..4 {
+            check_eq!(vm(|t| (t.vcpu_cpu)(id, v))?, pool[v as usize % pool.len()] as i32, "vCPU {v}'s CPU");
+        }
+        check_eq!(finish(id, 10_000)?, 0, "hello on 4 vCPUs over cpus {pool:?}");
+        destroy(id)?;
+    }
+    Ok(())
 }
 
 fn probes() -> Result<(), Failure> {
@@ -121,8 +148,7 @@ fn probes() -> Result<(), Failure> {
 fn interrupts() -> Result<(), Failure> {
     fresh()?;
     let before = figures();
-    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))? as u32;
-    let ipi = start("ipi", "ipi", 2, &[0, ap])?;
+    let ipi = start("ipi", "ipi", 2, &[0, ap(0)?])?;
     check_eq!(finish(ipi, 20_000)?, 0, "ipi's exit status");
     destroy(ipi)?;
     let timer = start("timer", "timer", 1, &[])?;
@@ -148,9 +174,10 @@ fn faulting() -> Result<(), Failure> {
 fn looping() -> Result<(), Failure> {
     fresh()?;
     let before = figures();
-    let spin = start("spin", "spin", 1, &[])?;
-    let flood = start("flood", "flood", 1, &[])?;
-    let hello = start("hello", "hello", 1, &[])?;
+    // Each on a CPU of its own where there are three APs.
+    let spin = start("spin", "spin", 1, &[ap(0)?])?;
+    let flood = start("flood", "flood", 1, &[ap(1)?])?;
+    let hello = start("hello", "hello", 1, &[ap(2)?])?;
     check_eq!(finish(hello, 10_000)?, 0, "hello beside two looping guests");
     check!(wait(200, || vm(|t| (t.exits)(flood)).is_ok_and(|n| n > 1000)), "flood made few exits");
     crate::shell::execute("vm list").map_err(|e| failure!("the shell while guests loop: {e}"))?;
@@ -175,8 +202,8 @@ pub(super) fn counter(id: u32, vcpu: u64) -> Result<u64, Failure> {
 
 fn isolation() -> Result<(), Failure> {
     fresh()?;
-    let a = start("a", "counter", 1, &[])?;
-    let b = start("b", "hello", 1, &[])?;
+    let a = start("a", "counter", 1, &[ap(0)?])?;
+    let b = start("b", "hello", 1, &[ap(1)?])?;
     check_eq!(finish(b, 10_000)?, 0, "hello beside the counter");
     check!(wait(2000, || counter(a, 0).is_ok_and(|n| n > 0)), "the counter guest does not count");
     check_eq!(counter(b, 0)?, 0, "VM b sees VM a's counter page");
@@ -186,17 +213,40 @@ fn isolation() -> Result<(), Failure> {
     destroy(b)
 }
 
+/// Whether every counter of VM `id` moves past `at` (its values before).
+fn all_count_past(id: u32, at: &[u64], ms: u64) -> bool {
+    wait(ms, || at.iter().enumerate().all(|(v, &n)| counter(id, v as u64).is_ok_and(|now| now > n)))
+}
+
+/// The counter guest with two vCPUs per AP, placed by vmx-plugin (the APs
+/// first, round robin); the CPU holding the last vCPU goes offline, its
+/// vCPUs move, and every vCPU goes on counting.
 fn offline_moves() -> Result<(), Failure> {
     fresh()?;
-    let ap = *boot_aps().first().ok_or_else(|| failure!("the guests suite needs a second CPU"))?;
-    let id = start("moving", "counter", 1, &[ap as u32])?;
-    check!(wait(2000, || counter(id, 0).is_ok_and(|n| n > 0)), "the counter does not count on cpu {ap}");
-    check_eq!(cpuhp(|t| (t.cpu_offline)(ap as u32))?, 0, "offline cpu {ap} with a vCPU on it");
-    let now = vm(|t| (t.vcpu_cpu)(id, 0))?;
-    check!(now >= 0 && now as usize != ap, "the vCPU is still bound to cpu {ap} ({now})");
-    let at = counter(id, 0)?;
-    check!(wait(3000, || counter(id, 0).is_ok_and(|n| n > at)), "the moved vCPU stopped counting");
-    check_eq!(cpuhp(|t| (t.cpu_online)(ap as u32))?, 0, "online cpu {ap}");
+    let aps = aps()?;
+    let vcpus = 2 * aps.len() as u32;
+    let id = start("moving", "counter", vcpus, &[])?;
+    let mut on = alloc::vec::Vec::new();
+    for v in 0..vcpus {
+        on.push(vm(|t| (t.vcpu_cpu)(id, v))?);
+        check_eq!(on[v as usize], aps[v as usize % aps.len()] as i32, "vCPU {v}'s CPU by default");
+    }
+    check!(all_count_past(id, &alloc::vec![0; vcpus as usize], 5000), "the counters do not count");
+    let victim = on[vcpus as usize - 1] as u32;
+    check_eq!(cpuhp(|t| (t.cpu_offline)(victim))?, 0, "offline cpu {victim} with vCPUs on it");
+    let mut at = alloc::vec::Vec::new();
+    for v in 0..vcpus {
+        let now = vm(|t| (t.vcpu_cpu)(id, v))?;
+        check!(now >= 0 && now as u32 != victim, "vCPU {v} is still bound to cpu {victim} ({now})");
+        check!(
+            on[v as usize] == victim as i32 || now == on[v as usize],
+            "vCPU {v} moved off cpu {} ({now})",
+            on[v as usize]
+        );
+        at.push(counter(id, v as u64)?);
+    }
+    check!(all_count_past(id, &at, 5000), "a vCPU stopped counting after cpu {victim} went offline");
+    check_eq!(cpuhp(|t| (t.cpu_online)(victim))?, 0, "online cpu {victim}");
     check_eq!(vm(|t| (t.kill)(id))?, 0, "kill");
     finish(id, 2000)?;
     destroy(id)
@@ -217,9 +267,8 @@ pub(super) fn bench() -> Result<(), Failure> {
     // ICR exit, a kick or wake of the other CPU, its HLT ending, the
     // injection, and the same back. The hello run's fixed cost (create,
     // load, start, exit, one vCPU) is taken off before dividing.
-    let ap = *boot_aps().first().ok_or_else(|| failure!("the bench needs a second CPU"))? as u32;
     let t0 = crate::time::rdtsc();
-    let id = start("ipi", "ipi", 2, &[0, ap])?;
+    let id = start("ipi", "ipi", 2, &[0, ap(0)?])?;
     check_eq!(finish(id, 30_000)?, 0, "ipi's exit status");
     let ipi = crate::time::rdtsc() - t0;
     destroy(id)?;
