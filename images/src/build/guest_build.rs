@@ -31,7 +31,7 @@ use crate::{out_dir, shown, workspace_root};
 /// Every guest, one per `guests/src/bin/<name>.rs` (a host test keeps the
 /// two in step).
 pub const GUESTS: &[&str] =
-    &["counter", "cpuid", "flood", "hello", "ipi", "msr", "spin", "timer", "triple", "unmapped"];
+    &["counter", "cpuid", "flood", "hello", "ipi", "msr", "spin", "timer", "timing", "triple", "unmapped"];
 
 /// The guests' package.
 pub const PACKAGE: &str = "test-guests";

@@ -435,12 +435,8 @@ mod tests {
         assert!(r("x", "", Role::Bench).contains("needs `test=`"));
         let rejected = Role::SelfCheck { expect: Outcome::Exited(Status::BadCommandLine), timeout: None };
         assert!(r("x", "test=boot", rejected).contains("meant to be rejected"));
-        let both = Role::Test {
-            expect: Outcome::Exited(Status::Pass),
-            qemu: true,
-            bochs: &[SKYLAKE_X2],
-            reboots: true,
-        };
+        let both =
+            Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[SKYLAKE_X2], reboots: true };
         assert!(r("x", "test=reboot", both).contains("Bochs stops on a reset"));
         let nowhere = Role::Test { expect: Outcome::Exited(Status::Pass), qemu: false, bochs: &[], reboots: false };
         assert!(r("x", "test=boot", nowhere).contains("QEMU or a Bochs target"));
