@@ -43,6 +43,11 @@ pub enum Role {
         /// Resets itself once on purpose, so QEMU must not get `-no-reboot`.
         reboots: bool,
     },
+    /// Runs in-image suites that make random choices from `seed=`: on each
+    /// Bochs machine of `bochs`, once per seed (`runner test` picks three
+    /// and prints them; `--seed N` runs that one), each boot with
+    /// `seed=<n>` added to the command line. Passes like a test.
+    Seeded { bochs: &'static [BochsLayout] },
     /// Runs an in-image benchmark suite for `runner bench` (which picks the
     /// layouts) and passes; `runner test` leaves it alone.
     Bench,
@@ -223,6 +228,14 @@ pub const RECIPES: &[Recipe] = &[
         },
         about: "the test guests as VMs: results, IPIs and timers, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
     },
+    // vmx-plugin's requests and kicks while cpuhp moves vCPUs, seeded:
+    // Bochs only (VMX), with one AP and with three.
+    Recipe {
+        name: "requests",
+        args: "test=requests",
+        role: Role::Seeded { bochs: &[SKYLAKE_X2, SKYLAKE_X4] },
+        about: "the request/kick stress test: probe requests on random vCPU sets while CPUs go offline and online, per seed; Bochs only (suite `requests`)",
+    },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
     Recipe {
@@ -310,7 +323,7 @@ impl Recipe {
     pub fn expect(&self) -> Option<Outcome> {
         match self.role {
             Role::Interactive => None,
-            Role::Bench | Role::Driven => Some(Outcome::Exited(Status::Pass)),
+            Role::Bench | Role::Driven | Role::Seeded { .. } => Some(Outcome::Exited(Status::Pass)),
             Role::Test { expect, .. } | Role::SelfCheck { expect, .. } => Some(expect),
         }
     }
@@ -328,6 +341,7 @@ impl Recipe {
                 let qemu_targets = qemu_layouts.iter().map(|l| Target::Qemu(*l));
                 qemu_targets.chain(bochs.iter().map(|m| Target::Bochs(*m))).collect()
             }
+            Role::Seeded { bochs } => bochs.iter().map(|m| Target::Bochs(*m)).collect(),
             Role::SelfCheck { .. } => vec![Target::Qemu(SELF_CHECK_LAYOUT)],
         }
     }
@@ -375,16 +389,20 @@ impl Recipe {
         }
         match (self.role, cl.tests) {
             (Role::Interactive, Some(_)) => bad("an interactive image runs no tests".into()),
-            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench | Role::Driven, None) => {
+            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench | Role::Driven | Role::Seeded { .. }, None) => {
                 bad("a test image needs `test=`, or it never exits".into())
             }
             (Role::Test { qemu: false, bochs: [], .. }, _) => bad("a test image needs a QEMU or a Bochs target".into()),
             (Role::Test { bochs: [_, ..], reboots: true, .. }, _) => {
                 bad("Bochs stops on a reset, so a rebooting image cannot run there".into())
             }
-            (Role::Test { bochs, .. }, _) if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) => {
+            (Role::Test { bochs, .. } | Role::Seeded { bochs }, _)
+                if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) =>
+            {
                 bad("a Bochs machine is listed twice".into())
             }
+            (Role::Seeded { bochs: [] }, _) => bad("a seeded image needs a Bochs machine".into()),
+            (Role::Seeded { .. }, _) if cl.seed.is_some() => bad("the runner adds `seed=` to a seeded image".into()),
             _ => Ok(()),
         }
     }

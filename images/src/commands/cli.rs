@@ -59,8 +59,9 @@ pub enum Command {
         /// Boots at a time
         #[arg(short = 'j', long, value_name = "N", default_value_t = 2, value_parser = parse_jobs)]
         jobs: usize,
-        /// Seed of the cpuhp-qmp runs' random operations (the report names
-        /// the one it used; the same seed plays the same operations)
+        /// Seed of the cpuhp-qmp runs' random operations and of the seeded
+        /// images (run once with it instead of three fresh seeds); the
+        /// report names the seeds it used, and a seed plays the same choices
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
     },
@@ -210,7 +211,7 @@ fn top_help() -> String {
 /// then the sessions and the hotplug runs.
 pub fn runs_help() -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
-    for run in plan(None) {
+    for run in plan(None, &[0]) {
         if !rows.iter().any(|(n, _)| *n == run.name()) {
             rows.push((run.name(), run.about().to_string()));
         }
@@ -347,7 +348,7 @@ mod tests {
         }
         assert!(help(&["run"]).contains("  bench-vmx "));
         let test = help(&["test"]);
-        for run in plan(None) {
+        for run in plan(None, &[0]) {
             assert!(test.contains(&format!("  {} ", run.name())), "{}", run.name());
         }
         for name in ["shell-session", "upload-session", "acpihp-q35", "cpuhp-qmp-q35", "cpuhp-qmp-pc", "fail-timeout"] {

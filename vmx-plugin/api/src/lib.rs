@@ -120,10 +120,25 @@ pub struct VmTable {
     /// vCPU slots (none in guest mode) by the set-bit walk, into `*mask`,
     /// and by a scan of all 4096 ids, into `*scan`.
     pub bench_request_mask: extern "C" fn(mask: *mut u64, scan: *mut u64),
+    // 1.1.0: the request/kick stress test's probe requests.
+    /// Makes a probe request (one the vCPUs only count) pending on the
+    /// vCPUs set in `vcpus` (bit i: vCPU i) and kicks those in guest mode
+    /// on other CPUs; `tickets` (64 entries) gets each target's ticket.
+    /// The IPIs sent, or a negative code ([`code::REFUSED`]: a bit past
+    /// the VM's vCPUs).
+    pub probe_send: extern "C" fn(id: u32, vcpus: u64, tickets: *mut u32) -> i64,
+    /// Waits (at most 200 ms) until every vCPU set in `vcpus` acknowledged
+    /// the request of its ticket: it runs no guest code before taking it.
+    /// Then `entries` (64 entries) gets each vCPU's VM entries so far. 0,
+    /// how many did not acknowledge in time, or a negative code.
+    pub probe_wait: extern "C" fn(id: u32, vcpus: u64, tickets: *const u32, entries: *mut u64) -> i64,
+    /// vCPU `vcpu`'s probe requests taken, its VM entries when it took the
+    /// last, and its VM entries, into `out[0..3]`. 0 or a negative code.
+    pub probe_counts: extern "C" fn(id: u32, vcpu: u32, out: *mut u64) -> i32,
 }
 
 // SAFETY: `VmTable` is the `vm` table; it only grows, at its end.
 unsafe impl plugins::Interface for VmTable {
     const NAME: &'static str = "vm";
-    const VERSION: &'static str = "1.0.0";
+    const VERSION: &'static str = "1.1.0";
 }

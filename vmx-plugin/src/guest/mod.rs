@@ -6,6 +6,7 @@ mod command;
 mod elf;
 mod entry;
 mod msr;
+mod probe;
 mod run;
 mod table;
 pub mod vm;

@@ -7,8 +7,23 @@ use core::sync::atomic::Ordering;
 use plugins::StrRef;
 use vmx_api::{code, vm_state, VmTable};
 
-pub static TABLE: VmTable =
-    VmTable { create, load, start, kill, destroy, state, exits, read, vcpu_cpu, bench_request_mask };
+use super::probe::{probe_counts, probe_send, probe_wait};
+
+pub static TABLE: VmTable = VmTable {
+    create,
+    load,
+    start,
+    kill,
+    destroy,
+    state,
+    exits,
+    read,
+    vcpu_cpu,
+    bench_request_mask,
+    probe_send,
+    probe_wait,
+    probe_counts,
+};
 
 fn by_id(id: u32) -> Option<Arc<vm::Vm>> {
     vm::VMS.lock().iter().find(|v| v.id == id).cloned()

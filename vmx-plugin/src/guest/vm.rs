@@ -118,6 +118,8 @@ pub struct Vcpu {
     pub vmcs_virt: u64,
     pub vmcs_phys: u64,
     pub run: spin::Mutex<VcpuRun>,
+    /// Counts for the request/kick stress test (`super::probe`).
+    pub probe: super::probe::Probe,
 }
 
 /// Why a VM stopped, for `vm list` and the tests.
@@ -346,6 +348,7 @@ pub fn create(name: &str, mem_mib: u64, cpus: &[u32]) -> Result<Arc<Vm>, Error> 
                     lapic: super::apic::new_lapic(i as u32),
                     exits: ExitCounts::new(),
                 }),
+                probe: super::probe::Probe::new(),
             }),
             None => {
                 release(&vm);
