@@ -123,10 +123,12 @@ pub struct VmTable {
     // 1.1.0: the request/kick stress test's probe requests.
     /// Makes a probe request (one the vCPUs only count) pending on the
     /// vCPUs set in `vcpus` (bit i: vCPU i) and kicks those in guest mode
-    /// on other CPUs; `tickets` (64 entries) gets each target's ticket.
-    /// The IPIs sent, or a negative code ([`code::REFUSED`]: a bit past
+    /// on other CPUs; `tickets` (64 entries) gets each target's ticket,
+    /// and `bounds` (64 entries) the VM-entry count by which each must take
+    /// it (its count right after the request, one more if this call kicked
+    /// it). The IPIs sent, or a negative code ([`code::REFUSED`]: a bit past
     /// the VM's vCPUs).
-    pub probe_send: extern "C" fn(id: u32, vcpus: u64, tickets: *mut u32) -> i64,
+    pub probe_send: extern "C" fn(id: u32, vcpus: u64, tickets: *mut u32, bounds: *mut u64) -> i64,
     /// Waits (at most 200 ms) until every vCPU set in `vcpus` acknowledged
     /// the request of its ticket: it runs no guest code before taking it.
     /// Then `entries` (64 entries) gets each vCPU's VM entries so far. 0,

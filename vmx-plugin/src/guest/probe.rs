@@ -4,12 +4,14 @@
 //! vCPUs, wait for their acknowledgement and read the counts.
 //!
 //! What the test checks with them: every request is taken once (sent ==
-//! seen per vCPU), and before the vCPU's next entry after the requester saw
-//! it acknowledged (its entry count at the take is at most the count the
-//! requester read after the acknowledgement).
+//! seen per vCPU), before the vCPU's next entry after the request (its
+//! entry count at the take is at most its count right after the request,
+//! plus one if the request kicked it: the entry it may have been making
+//! then), and before its next entry after the requester saw it
+//! acknowledged.
 
 use super::vm::{self, Vm};
-use crate::requests::{make_request_mask_tickets, wait_for_acks, Requests, Ticket};
+use crate::requests::{make_request_mask_each, wait_for_acks, Requests, Ticket};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use plugins::ffi;
@@ -61,10 +63,13 @@ fn by_id(id: u32) -> Option<Arc<Vm>> {
 
 /// `vm` table: makes PROBE pending on the vCPUs set in `vcpus` (bit i:
 /// vCPU i) and kicks those in guest mode elsewhere; `tickets[i]` (64
-/// entries) gets each target's ticket. The IPIs sent, or a code.
-pub extern "C" fn probe_send(id: u32, vcpus: u64, tickets: *mut u32) -> i64 {
+/// entries) gets each target's ticket and `bounds[i]` the entry count by
+/// which it must take the request (see the module). The IPIs sent, or a
+/// code.
+pub extern "C" fn probe_send(id: u32, vcpus: u64, tickets: *mut u32, bounds: *mut u64) -> i64 {
     let Some(v) = by_id(id) else { return code::NO_SUCH_VM as i64 };
     let mut mine = [Ticket::default(); 64];
+    let mut limits = [0u64; 64];
     // SAFETY: a plain query of the loader.
     let me = unsafe { ffi::mv_current_cpu() };
     let kick = |cpu| {
@@ -72,7 +77,15 @@ pub extern "C" fn probe_send(id: u32, vcpus: u64, tickets: *mut u32) -> i64 {
         // its vCPU's pCPU was read refuses it (see `kick_target`).
         let _ = unsafe { ffi::mv_kick(cpu) };
     };
-    match make_request_mask_tickets(&v.slots, Requests::PROBE, &[vcpus], me, &mut mine, kick) {
+    // Read right after the target's request and kick: not kicked, it was
+    // outside guest mode, so its next entry check sees the request and no
+    // entry comes first; kicked, it may have been between its checks and
+    // the entry, which it makes (and leaves at once).
+    let each = |i: usize, t: Ticket, kicked: bool| {
+        mine[i] = t;
+        limits[i] = v.vcpus[i].probe.counts()[2] + u64::from(kicked);
+    };
+    match make_request_mask_each(&v.slots, Requests::PROBE, &[vcpus], me, kick, each) {
         Err(_) => code::REFUSED as i64,
         Ok(outcome) => {
             // SAFETY: the caller passes 64 writable u32s.
@@ -80,6 +93,8 @@ pub extern "C" fn probe_send(id: u32, vcpus: u64, tickets: *mut u32) -> i64 {
             for (o, t) in out.iter_mut().zip(mine) {
                 *o = t.raw();
             }
+            // SAFETY: the caller passes 64 writable u64s.
+            unsafe { bounds.cast::<[u64; 64]>().write(limits) };
             outcome.ipis as i64
         }
     }

@@ -35,7 +35,9 @@ mod requester;
 mod vcpu;
 
 pub use ack::{wait_for_ack, wait_for_acks, Ticket};
-pub use mask::{make_request_full_scan, make_request_mask, make_request_mask_tickets, MaskOutcome};
+pub use mask::{
+    make_request_full_scan, make_request_mask, make_request_mask_each, make_request_mask_tickets, MaskOutcome,
+};
 
 #[cfg(test)]
 mod tests;
