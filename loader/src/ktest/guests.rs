@@ -269,7 +269,7 @@ fn offline_moves() -> Result<(), Failure> {
 /// window ended at a slice end and counted whole slices of 256 exits
 /// (1792, 2048, 2560: a slice more or less is 12%), and each slice's
 /// return to the idle loop was booked to its exits. Inside the guest 64
-/// batches of 16 CPUIDs give the same minimum and median (377) in a run.
+/// batches of 16 CPUIDs give the same minimum and median (378), and three runs the same figure.
 pub(super) fn bench() -> Result<(), Failure> {
     let t0 = crate::time::rdtsc();
     let id = start("hello", "hello", 1, &[])?;
