@@ -15,7 +15,8 @@
 #   make clean           remove images/out and cargo's target/
 #
 # Variables: IMAGE=<name> (run, bochs), QEMU_ARGS="..." (run),
-# BOCHS_MODEL=corei7_skylake_x|tigerlake (bochs; default corei7_skylake_x), FILTER=<substr>
+# BOCHS_MODEL=corei7_skylake_x|tigerlake (bochs; default corei7_skylake_x),
+# BOCHS_CPUS=<n> (bochs; 1 to 8, default 2), FILTER=<substr>
 # and JOBS=<n> (test), WINDOW=<name> (profile; default boot), PLUGIN=<name> and VERSION=<version> (swap),
 # FEATURES='"sse4.2": false' (cpu-add: extra CPU properties), CPU=<n> (cpu-del),
 # ACCEL=tcg|kvm (QEMU's accelerator; default tcg).
@@ -41,7 +42,7 @@ run: setup
 	$(RUNNER) run --image $(IMAGE) -- $(QEMU_ARGS)
 
 bochs: setup
-	$(RUNNER) bochs --image $(IMAGE) $(if $(BOCHS_MODEL),--model $(BOCHS_MODEL))
+	$(RUNNER) bochs --image $(IMAGE) $(if $(BOCHS_MODEL),--model $(BOCHS_MODEL)) $(if $(BOCHS_CPUS),--cpus $(BOCHS_CPUS))
 
 test: setup
 	$(CARGO) test

@@ -46,3 +46,11 @@ pub const COUNTER_STOP: u64 = 0x8ff8;
 /// first byte above the VMM's identity map, which the guest maps itself
 /// (one 2 MiB page through PDPT entry 1) so that the read reaches EPT.
 pub const UNMAPPED: u64 = 0x4000_0000;
+
+/// The `timing` guest writes its figures here, one u64 each, in guest TSC
+/// ticks, before it exits 0: [`TIMING_FIGURES`] says which word is which.
+pub const TIMING_BASE: u64 = 0xa000;
+/// The `timing` guest's words at [`TIMING_BASE`], in order: the CPUID
+/// exit round trip (minimum, median), then the HLT-to-wake latency of an
+/// IPI (minimum, median).
+pub const TIMING_FIGURES: [&str; 4] = ["cpuid-min", "cpuid-median", "wake-min", "wake-median"];

@@ -52,7 +52,9 @@
 //! What the guests themselves add: the `counter` guest's words at
 //! [`abi::COUNTER_BASE`] + 8 * vcpu and its stop word at
 //! [`abi::COUNTER_STOP`] (a VMM test may read the first and write the
-//! second), and the `unmapped` guest's read of [`abi::UNMAPPED`].
+//! second), the `unmapped` guest's read of [`abi::UNMAPPED`], and the
+//! `timing` guest's figures at [`abi::TIMING_BASE`] (a VMM bench reads
+//! them once the guest exited 0).
 //!
 //! # Host builds
 //!
@@ -71,6 +73,7 @@ pub mod hv;
 pub mod idt;
 pub mod simd;
 pub mod smp;
+pub mod stats;
 pub mod x2apic;
 
 /// What the VMM passes at the entry (RDI, RSI, RDX).

@@ -7,6 +7,7 @@ use clap::Parser;
 use images::build::builder::{self, Image};
 use images::commands::cli::{Cli, Command};
 use images::commands::{bench, bochs, hotplug, profile, run, swap, test, Result};
+use images::machine::layout::BochsLayout;
 use images::machine::process;
 use images::machine::qemu::{Accel, Qemu};
 
@@ -43,9 +44,9 @@ fn execute(command: Command) -> Result<ExitCode> {
             builder::build_all()?;
             run::run_console(&qemu, &Image::of(image.name), image.reboots(), &qemu_args, accel)
         }
-        Command::Bochs { image, model } => {
+        Command::Bochs { image, model, cpus } => {
             builder::build_all()?;
-            bochs::bochs_console(&Image::of(image.name), model)
+            bochs::bochs_console(&Image::of(image.name), BochsLayout::new(model, cpus))
         }
         Command::Bench { profile: None } => bench::bench_command(),
         Command::Bench { profile: Some(w) } => profile::profile_command(w),

@@ -179,7 +179,7 @@ fn build_image(
     let inputs: Vec<SystemTime> =
         [image.loader(), image.initrd(), cmdline_path].iter().filter_map(|p| mtime(p)).collect();
     if is_stale(mtime(&image.iso), &inputs) {
-        make_iso(&image, &recipe.cmdline())?;
+        make_iso(&image, &recipe.cmdline(), &image.iso)?;
         written.push(image.iso.clone());
     }
     Ok(written)
@@ -220,8 +220,12 @@ pub fn grub_cfg(cmdline: &str) -> String {
     )
 }
 
-fn make_iso(image: &Image, cmdline: &str) -> Result<()> {
-    let staging = out_dir().join(format!(".iso-{}", image.name));
+/// An ISO of `image`'s loader and initrd that boots with `cmdline`, at
+/// `iso` (beside it a staging folder while it is made): the image's own,
+/// or one for a single run that adds to the recipe's command line (a
+/// Bochs boot's command line is in the ISO).
+pub fn make_iso(image: &Image, cmdline: &str, iso: &Path) -> Result<()> {
+    let staging = iso.with_extension("iso-staging");
     let io = |what: &str, e| Error::io(format!("{what} in {}", staging.display()), e);
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| io("clearing", e))?;
@@ -234,7 +238,7 @@ fn make_iso(image: &Image, cmdline: &str) -> Result<()> {
 
     // Written beside the ISO and renamed into place, so an interrupted
     // build never leaves a half-written ISO that looks up to date.
-    let partial = image.iso.with_extension("iso.partial");
+    let partial = iso.with_extension("iso.partial");
     let mut command = Command::new("grub-mkrescue");
     // Without locales, fonts, themes and unused modules the ISO shrinks
     // from 9.5 MB to under 1 MB; grub.cfg needs only these commands.
@@ -245,7 +249,7 @@ fn make_iso(image: &Image, cmdline: &str) -> Result<()> {
         .arg(&partial)
         .arg(&staging);
     run_captured(&mut command, "grub-mkrescue")?;
-    fs::rename(&partial, &image.iso).map_err(|e| Error::io(format!("renaming {}", partial.display()), e))?;
+    fs::rename(&partial, iso).map_err(|e| Error::io(format!("renaming {}", partial.display()), e))?;
     fs::remove_dir_all(&staging).map_err(|e| io("removing", e))
 }
 

@@ -30,8 +30,9 @@ use crate::{out_dir, shown, workspace_root};
 
 /// Every guest, one per `guests/src/bin/<name>.rs` (a host test keeps the
 /// two in step).
-pub const GUESTS: &[&str] =
-    &["counter", "cpuid", "flood", "fpu", "hello", "ipi", "msr", "nmi", "spin", "timer", "triple", "unmapped"];
+pub const GUESTS: &[&str] = &[
+    "counter", "cpuid", "flood", "fpu", "hello", "ipi", "msr", "nmi", "spin", "timer", "timing", "triple", "unmapped",
+];
 
 /// The guests' package.
 pub const PACKAGE: &str = "test-guests";

@@ -7,7 +7,9 @@ use loader_core::boot::cmdline::CommandLine;
 use loader_core::power::exit::Status;
 
 use super::{Error, Result};
-use crate::machine::layout::{BochsModel, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+use crate::machine::layout::{
+    BochsLayout, Target, QEMU_LAYOUTS, SELF_CHECK_LAYOUT, SKYLAKE_X2, SKYLAKE_X4, TIGERLAKE_X2, TIGERLAKE_X4,
+};
 use crate::machine::outcome::Outcome;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,14 +35,19 @@ pub enum Role {
     /// Boots to the console for `runner run` / `runner bochs`; never tested.
     Interactive,
     /// Runs in-image suites on every QEMU layout when `qemu`, and in Bochs
-    /// on each model of `bochs`.
+    /// on each machine (model and CPU count) of `bochs`.
     Test {
         expect: Outcome,
         qemu: bool,
-        bochs: &'static [BochsModel],
+        bochs: &'static [BochsLayout],
         /// Resets itself once on purpose, so QEMU must not get `-no-reboot`.
         reboots: bool,
     },
+    /// Runs in-image suites that make random choices from `seed=`: on each
+    /// Bochs machine of `bochs`, once per seed (`runner test` picks three
+    /// and prints them; `--seed N` runs that one), each boot with
+    /// `seed=<n>` added to the command line. Passes like a test.
+    Seeded { bochs: &'static [BochsLayout] },
     /// Runs an in-image benchmark suite for `runner bench` (which picks the
     /// layouts) and passes; `runner test` leaves it alone.
     Bench,
@@ -89,7 +96,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "the boot path (suite `boot`)",
@@ -103,7 +110,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "starting, parking and restarting CPUs; IPIs (suite `smp`)",
@@ -116,7 +123,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "plugin files mapped, relocated and refused; load, swap, unload (suites `plugin-image`, `plugins`)",
@@ -145,7 +152,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: true,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "cpuhp's CPU lifecycle with the hprecorder plugin (suite `cpuhp`)",
@@ -159,7 +166,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            bochs: &[SKYLAKE_X2, TIGERLAKE_X2],
             reboots: false,
         },
         about: "VMX on and off through the hotplug states; Bochs only (suite `vmx`)",
@@ -172,7 +179,7 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "the panic path's emergency VMX round (suite `vmx-panic`)",
@@ -203,19 +210,20 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "20 swaps and reloads of vmx-plugin return every byte; Bochs only (suite `heap-vmx`)",
     },
-    // Guests need VMX: Bochs only, on both Intel models.
+    // Guests need VMX: Bochs only, on both Intel models, with two CPUs and
+    // with four (vCPUs spread over three CPUs, VMs beside each other).
     Recipe {
         name: "guests",
         args: "test=guests",
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX, BochsModel::TigerLake],
+            bochs: &[SKYLAKE_X2, TIGERLAKE_X2, SKYLAKE_X4, TIGERLAKE_X4],
             reboots: false,
         },
         about: "the test guests as VMs: results, IPIs and timers, reports, kills, isolation, a vCPU moved off an offline CPU; Bochs only (suite `guests`)",
@@ -227,10 +235,18 @@ pub const RECIPES: &[Recipe] = &[
         role: Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::SkylakeX],
+            bochs: &[SKYLAKE_X2],
             reboots: false,
         },
         about: "the vm table driven like a plugin would: real- and long-mode guests written into RAM, port and MMIO handlers, port policies, pause and resume, hooks; Bochs only (suite `vm-api`)",
+    },
+    // vmx-plugin's requests and kicks while cpuhp moves vCPUs, seeded:
+    // Bochs only (VMX), with one AP and with three.
+    Recipe {
+        name: "requests",
+        args: "test=requests",
+        role: Role::Seeded { bochs: &[SKYLAKE_X2, SKYLAKE_X4] },
+        about: "the request/kick stress test: probe requests on random vCPU sets while CPUs go offline and online, per seed; Bochs only (suite `requests`)",
     },
     // Resets once and passes on the second boot. Not in Bochs, which the
     // runner configures to stop rather than reset on a triple fault.
@@ -319,7 +335,7 @@ impl Recipe {
     pub fn expect(&self) -> Option<Outcome> {
         match self.role {
             Role::Interactive => None,
-            Role::Bench | Role::Driven => Some(Outcome::Exited(Status::Pass)),
+            Role::Bench | Role::Driven | Role::Seeded { .. } => Some(Outcome::Exited(Status::Pass)),
             Role::Test { expect, .. } | Role::SelfCheck { expect, .. } => Some(expect),
         }
     }
@@ -337,6 +353,7 @@ impl Recipe {
                 let qemu_targets = qemu_layouts.iter().map(|l| Target::Qemu(*l));
                 qemu_targets.chain(bochs.iter().map(|m| Target::Bochs(*m))).collect()
             }
+            Role::Seeded { bochs } => bochs.iter().map(|m| Target::Bochs(*m)).collect(),
             Role::SelfCheck { .. } => vec![Target::Qemu(SELF_CHECK_LAYOUT)],
         }
     }
@@ -384,16 +401,20 @@ impl Recipe {
         }
         match (self.role, cl.tests) {
             (Role::Interactive, Some(_)) => bad("an interactive image runs no tests".into()),
-            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench | Role::Driven, None) => {
+            (Role::Test { .. } | Role::SelfCheck { .. } | Role::Bench | Role::Driven | Role::Seeded { .. }, None) => {
                 bad("a test image needs `test=`, or it never exits".into())
             }
             (Role::Test { qemu: false, bochs: [], .. }, _) => bad("a test image needs a QEMU or a Bochs target".into()),
             (Role::Test { bochs: [_, ..], reboots: true, .. }, _) => {
                 bad("Bochs stops on a reset, so a rebooting image cannot run there".into())
             }
-            (Role::Test { bochs, .. }, _) if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) => {
-                bad("a Bochs model is listed twice".into())
+            (Role::Test { bochs, .. } | Role::Seeded { bochs }, _)
+                if bochs.iter().enumerate().any(|(i, m)| bochs[..i].contains(m)) =>
+            {
+                bad("a Bochs machine is listed twice".into())
             }
+            (Role::Seeded { bochs: [] }, _) => bad("a seeded image needs a Bochs machine".into()),
+            (Role::Seeded { .. }, _) if cl.seed.is_some() => bad("the runner adds `seed=` to a seeded image".into()),
             _ => Ok(()),
         }
     }
@@ -444,19 +465,15 @@ mod tests {
         assert!(r("x", "", Role::Bench).contains("needs `test=`"));
         let rejected = Role::SelfCheck { expect: Outcome::Exited(Status::BadCommandLine), timeout: None };
         assert!(r("x", "test=boot", rejected).contains("meant to be rejected"));
-        let both = Role::Test {
-            expect: Outcome::Exited(Status::Pass),
-            qemu: true,
-            bochs: &[BochsModel::SkylakeX],
-            reboots: true,
-        };
+        let both =
+            Role::Test { expect: Outcome::Exited(Status::Pass), qemu: true, bochs: &[SKYLAKE_X2], reboots: true };
         assert!(r("x", "test=reboot", both).contains("Bochs stops on a reset"));
         let nowhere = Role::Test { expect: Outcome::Exited(Status::Pass), qemu: false, bochs: &[], reboots: false };
         assert!(r("x", "test=boot", nowhere).contains("QEMU or a Bochs target"));
         let twice = Role::Test {
             expect: Outcome::Exited(Status::Pass),
             qemu: false,
-            bochs: &[BochsModel::TigerLake, BochsModel::TigerLake],
+            bochs: &[TIGERLAKE_X2, TIGERLAKE_X2],
             reboots: false,
         };
         assert!(r("x", "test=boot", twice).contains("listed twice"));
@@ -473,13 +490,15 @@ mod tests {
         assert!(find("default").unwrap().targets().is_empty());
         assert!(find("bench-plugins").unwrap().targets().is_empty());
         assert!(find("bench-vmx").unwrap().targets().is_empty());
-        let skylake = Target::Bochs(BochsModel::SkylakeX);
+        let skylake = Target::Bochs(SKYLAKE_X2);
         let boot = find("boot").unwrap().targets();
         assert_eq!(boot.len(), QEMU_LAYOUTS.len() + 1);
         assert_eq!(boot.last(), Some(&skylake));
         assert!(!find("reboot").unwrap().targets().contains(&skylake));
         assert!(find("smp").unwrap().targets().contains(&skylake));
-        assert_eq!(find("vmx").unwrap().targets(), [skylake, Target::Bochs(BochsModel::TigerLake)]);
+        assert_eq!(find("vmx").unwrap().targets(), [skylake, Target::Bochs(TIGERLAKE_X2)]);
+        let guests = [SKYLAKE_X2, TIGERLAKE_X2, SKYLAKE_X4, TIGERLAKE_X4].map(Target::Bochs);
+        assert_eq!(find("guests").unwrap().targets(), guests);
         let absent = find("vmx-absent").unwrap().targets();
         assert_eq!(absent.len(), QEMU_LAYOUTS.len());
         assert!(absent.iter().all(|t| matches!(t, Target::Qemu(_))));
@@ -495,7 +514,7 @@ mod tests {
         let t = Target::Qemu(SELF_CHECK_LAYOUT);
         assert_eq!(find("fail-timeout").unwrap().timeout(&t), Duration::from_secs(10));
         assert_eq!(find("boot").unwrap().timeout(&t), Duration::from_secs(60));
-        assert_eq!(find("boot").unwrap().timeout(&Target::Bochs(BochsModel::TigerLake)), Duration::from_secs(240));
+        assert_eq!(find("boot").unwrap().timeout(&Target::Bochs(TIGERLAKE_X4)), Duration::from_secs(240));
         assert!(find("reboot").unwrap().reboots());
         assert!(!find("boot").unwrap().reboots());
         assert!(!find("fail-cmdline").unwrap().banner_required());

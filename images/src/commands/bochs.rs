@@ -13,7 +13,7 @@ use loader_core::power::exit::Status;
 use super::{Error, Result};
 use crate::build::builder::Image;
 use crate::machine::bochs::{prepare_bochs, BOCHS};
-use crate::machine::layout::BochsModel;
+use crate::machine::layout::BochsLayout;
 use crate::machine::outcome::last_marker;
 use crate::machine::process::{Group, Guard};
 use crate::machine::{fresh_run_dir, Serial};
@@ -21,12 +21,12 @@ use crate::{read_lossy, shown};
 
 /// `runner bochs`: the image's ISO in Bochs. COM1 is the terminal when
 /// there is one; otherwise it goes to a file that is copied to stdout.
-pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
+pub fn bochs_console(image: &Image, machine: BochsLayout) -> Result<ExitCode> {
     let dir = fresh_run_dir(&format!("{}.bochs-console", image.name))?;
     let serial = dir.join("serial.log");
     let tty = File::open("/dev/tty").ok();
     let com1 = if tty.is_some() { Serial::Terminal } else { Serial::File(&serial) };
-    let args = prepare_bochs(&dir, &image.iso, model, com1)?;
+    let args = prepare_bochs(&dir, &image.iso, machine, com1)?;
     let output = dir.join("bochs.out");
     let out = File::create(&output).map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
     let saved_tty = tty.as_ref().and_then(|_| stty(&["-g"]));
@@ -39,7 +39,13 @@ pub fn bochs_console(image: &Image, model: BochsModel) -> Result<ExitCode> {
     // In the terminal's foreground group: Bochs reads /dev/tty.
     let mut child =
         Guard::spawn(&mut command, Group::Terminal).map_err(|e| Error::io(format!("starting {BOCHS}"), e))?;
-    println!("bochs: image `{}` on {}; Bochs's own messages go to {}", image.name, model.name(), shown(&output));
+    println!(
+        "bochs: image `{}` on {} with {} CPUs; Bochs's own messages go to {}",
+        image.name,
+        machine.model.name(),
+        machine.cpus,
+        shown(&output)
+    );
     let result = match com1 {
         // `prepare_bochs` refuses a socket.
         Serial::Terminal | Serial::Socket(_) => {

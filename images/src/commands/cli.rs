@@ -10,7 +10,7 @@ use super::bench::BENCH_BOOTS;
 use super::profile::{find_window, Window};
 use super::test::plan;
 use crate::build::recipes::{self, Recipe, RECIPES};
-use crate::machine::layout::BochsModel;
+use crate::machine::layout::{BochsModel, BOCHS_CPUS};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,8 +59,9 @@ pub enum Command {
         /// Boots at a time
         #[arg(short = 'j', long, value_name = "N", default_value_t = 2, value_parser = parse_jobs)]
         jobs: usize,
-        /// Seed of the cpuhp-qmp runs' random operations (the report names
-        /// the one it used; the same seed plays the same operations)
+        /// Seed of the cpuhp-qmp runs' random operations and of the seeded
+        /// images (run once with it instead of three fresh seeds); the
+        /// report names the seeds it used, and a seed plays the same choices
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
     },
@@ -82,8 +83,9 @@ pub enum Command {
     },
     /// Boot an image's ISO in Bochs
     ///
-    /// Boots an image's ISO in Bochs with two CPUs of Bochs's model MODEL
-    /// (make bochs BOCHS_MODEL=...). COM1 is this terminal; Bochs takes every
+    /// Boots an image's ISO in Bochs with N CPUs (default 2) of Bochs's model
+    /// MODEL (make bochs BOCHS_MODEL=... BOCHS_CPUS=...). COM1 is this
+    /// terminal; Bochs takes every
     /// key, so leave through the loader's power-off or by killing Bochs from
     /// another terminal.
     #[command(verbatim_doc_comment, after_help = images_help())]
@@ -94,6 +96,9 @@ pub enum Command {
         /// Bochs's CPU model
         #[arg(long, value_name = "MODEL", default_value = BochsModel::SkylakeX.name(), value_parser = parse_model)]
         model: BochsModel,
+        /// How many CPUs the machine has (1 to 8)
+        #[arg(long, value_name = "N", default_value_t = BOCHS_CPUS, value_parser = parse_bochs_cpus)]
+        cpus: u32,
     },
     /// Boot-time figures (instruction counts) and image sizes
     ///
@@ -175,6 +180,15 @@ fn parse_jobs(value: &str) -> Result<usize, String> {
     }
 }
 
+/// Bochs CPU counts the runner offers: the MADT and the loader take more,
+/// but every emulated CPU slows the machine down.
+fn parse_bochs_cpus(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=8).contains(&n) => Ok(n),
+        _ => Err(format!("--cpus takes a CPU count from 1 to 8, not `{value}`")),
+    }
+}
+
 fn parse_image(name: &str) -> Result<&'static Recipe, String> {
     recipes::find(name).map_err(|e| e.to_string())
 }
@@ -225,7 +239,7 @@ fn top_help() -> String {
 /// then the sessions and the hotplug runs.
 pub fn runs_help() -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
-    for run in plan(None) {
+    for run in plan(None, &[0]) {
         if !rows.iter().any(|(n, _)| *n == run.name()) {
             rows.push((run.name(), run.about().to_string()));
         }
@@ -296,12 +310,13 @@ mod tests {
         assert_eq!(p(&["run"]).unwrap(), Command::Run { image: default, qemu_args: vec![] });
         assert_eq!(
             p(&["bochs", "--image", "smp"]).unwrap(),
-            Command::Bochs { image: recipes::find("smp").unwrap(), model: BochsModel::SkylakeX }
+            Command::Bochs { image: recipes::find("smp").unwrap(), model: BochsModel::SkylakeX, cpus: 2 }
         );
         assert_eq!(
-            p(&["bochs", "--model", "tigerlake"]).unwrap(),
-            Command::Bochs { image: default, model: BochsModel::TigerLake }
+            p(&["bochs", "--model", "tigerlake", "--cpus", "4"]).unwrap(),
+            Command::Bochs { image: default, model: BochsModel::TigerLake, cpus: 4 }
         );
+        assert!(p(&["bochs", "--cpus", "0"]).is_err() && p(&["bochs", "--cpus", "9"]).is_err());
     }
 
     #[test]
@@ -362,7 +377,7 @@ mod tests {
         }
         assert!(help(&["run"]).contains("  bench-vmx "));
         let test = help(&["test"]);
-        for run in plan(None) {
+        for run in plan(None, &[0]) {
             assert!(test.contains(&format!("  {} ", run.name())), "{}", run.name());
         }
         for name in ["shell-session", "upload-session", "acpihp-q35", "cpuhp-qmp-q35", "cpuhp-qmp-pc", "fail-timeout"] {

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::layout::{BochsModel, BOCHS_CPUS, BOCHS_MEM_MIB};
+use super::layout::{BochsLayout, BOCHS_MEM_MIB};
 use super::{Error, Result, Serial};
 
 pub const BOCHS: &str = "bochs";
@@ -13,7 +13,7 @@ pub const BOCHS: &str = "bochs";
 #[derive(Clone, Copy, Debug)]
 pub struct BochsBoot<'a> {
     pub iso: &'a Path,
-    pub model: BochsModel,
+    pub machine: BochsLayout,
     pub com1: Serial<'a>,
     /// Bochs's own log (its messages, not the guest's).
     pub log: &'a Path,
@@ -58,7 +58,7 @@ pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
          # and timeout=0 keeps it from waiting for one.\n\
          display_library: rfb, options=\"timeout=0\"\n\
          # A triple fault stops the machine rather than looping through resets.\n\
-         cpu: model={model}, count={BOCHS_CPUS}, ips=50000000, reset_on_triple_fault=0\n\
+         cpu: model={model}, count={cpus}, ips=50000000, reset_on_triple_fault=0\n\
          clock: sync=none\n\
          megs: {BOCHS_MEM_MIB}\n\
          romimage: file=\"{bios}\"\n\
@@ -70,7 +70,8 @@ pub fn bochsrc(boot: &BochsBoot) -> Result<String> {
          # The ALSA sound plugin aborts Bochs on machines without a sound card.\n\
          sound: driver=dummy\n\
          log: \"{log}\"\n",
-        model = boot.model.name(),
+        model = boot.machine.model.name(),
+        cpus = boot.machine.cpus,
         bios = boot.bios.display(),
         vga = boot.vga_bios.display(),
         iso = boot.iso.display(),
@@ -86,12 +87,12 @@ pub fn bochs_args(bochsrc: &Path, rc_file: &Path) -> Vec<OsString> {
 
 /// Writes a bochsrc and the debugger's command file into `dir`; returns
 /// the arguments that boot them.
-pub fn prepare_bochs(dir: &Path, iso: &Path, model: BochsModel, com1: Serial) -> Result<Vec<OsString>> {
+pub fn prepare_bochs(dir: &Path, iso: &Path, machine: BochsLayout, com1: Serial) -> Result<Vec<OsString>> {
     let (bios, vga_bios) = bochs_firmware()?;
     let rc_path = dir.join("bochsrc");
     let cont_path = dir.join("debugger-commands");
     let log = dir.join("bochs.log");
-    let text = bochsrc(&BochsBoot { iso, model, com1, log: &log, bios: &bios, vga_bios: &vga_bios })?;
+    let text = bochsrc(&BochsBoot { iso, machine, com1, log: &log, bios: &bios, vga_bios: &vga_bios })?;
     fs::write(&rc_path, text).map_err(|e| Error::io(format!("writing {}", rc_path.display()), e))?;
     fs::write(&cont_path, "c\n").map_err(|e| Error::io(format!("writing {}", cont_path.display()), e))?;
     Ok(bochs_args(&rc_path, &cont_path))
@@ -100,6 +101,7 @@ pub fn prepare_bochs(dir: &Path, iso: &Path, model: BochsModel, com1: Serial) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::layout::{SKYLAKE_X2, TIGERLAKE_X4};
 
     fn strings(args: &[OsString]) -> Vec<String> {
         args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
@@ -109,7 +111,7 @@ mod tests {
     fn bochsrc_for_a_test_run() {
         let text = bochsrc(&BochsBoot {
             iso: Path::new("/w/images/out/boot.iso"),
-            model: BochsModel::SkylakeX,
+            machine: SKYLAKE_X2,
             com1: Serial::File(Path::new("/w/run/serial.log")),
             log: Path::new("/w/run/bochs.log"),
             bios: Path::new(BOCHS_BIOS),
@@ -141,7 +143,7 @@ mod tests {
     fn bochsrc_on_the_terminal() {
         let text = bochsrc(&BochsBoot {
             iso: Path::new("/i.iso"),
-            model: BochsModel::TigerLake,
+            machine: TIGERLAKE_X4,
             com1: Serial::Terminal,
             log: Path::new("/l"),
             bios: Path::new("/b"),
@@ -149,14 +151,14 @@ mod tests {
         })
         .unwrap();
         assert!(text.contains("com1: enabled=1, mode=term, dev=/dev/tty\n"), "{text}");
-        assert!(text.contains("cpu: model=tigerlake, count=2, "), "{text}");
+        assert!(text.contains("cpu: model=tigerlake, count=4, "), "{text}");
     }
 
     #[test]
     fn serial_on_a_socket_is_qemu_only() {
         let e = bochsrc(&BochsBoot {
             iso: Path::new("/i.iso"),
-            model: BochsModel::SkylakeX,
+            machine: SKYLAKE_X2,
             com1: Serial::Socket(Path::new("/tmp/s.sock")),
             log: Path::new("/l"),
             bios: Path::new("/b"),

@@ -17,6 +17,7 @@ pub mod interrupts;
 pub mod memory;
 pub mod plugin;
 pub mod power;
+pub mod seeded;
 pub mod shell;
 pub mod smp;
 pub mod time;

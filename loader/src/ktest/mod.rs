@@ -13,6 +13,7 @@
 mod cpuhp;
 mod guests;
 mod heap;
+mod requests;
 mod selftest;
 mod vm_api;
 mod vm_api_code;

@@ -168,6 +168,23 @@ pub struct VmTable {
     /// CPU is inside one of them; refused if those are not the ones
     /// installed.
     pub unregister_hooks: extern "C" fn(hooks: *const VmHooks) -> i32,
+    // The request/kick stress test's probe requests.
+    /// Makes a probe request (one the vCPUs only count) pending on the
+    /// vCPUs set in `vcpus` (bit i: vCPU i) and kicks those in guest mode
+    /// on other CPUs; `tickets` (64 entries) gets each target's ticket,
+    /// and `bounds` (64 entries) the VM-entry count by which each must take
+    /// it (its count right after the request, one more if this call kicked
+    /// it). The IPIs sent, or a negative code ([`code::REFUSED`]: a bit past
+    /// the VM's vCPUs).
+    pub probe_send: extern "C" fn(id: u32, vcpus: u64, tickets: *mut u32, bounds: *mut u64) -> i64,
+    /// Waits (at most 200 ms) until every vCPU set in `vcpus` acknowledged
+    /// the request of its ticket: it runs no guest code before taking it.
+    /// Then `entries` (64 entries) gets each vCPU's VM entries so far. 0,
+    /// how many did not acknowledge in time, or a negative code.
+    pub probe_wait: extern "C" fn(id: u32, vcpus: u64, tickets: *const u32, entries: *mut u64) -> i64,
+    /// vCPU `vcpu`'s probe requests taken, its VM entries when it took the
+    /// last, and its VM entries, into `out[0..3]`. 0 or a negative code.
+    pub probe_counts: extern "C" fn(id: u32, vcpu: u32, out: *mut u64) -> i32,
 }
 
 /// How a vCPU's x2APIC is carried out, as [`VmTable::apic_mode`] reports.

@@ -10,6 +10,7 @@ mod fpu;
 mod hooks;
 mod io;
 mod msr;
+mod probe;
 mod run;
 mod table;
 mod vcpu;

@@ -161,6 +161,7 @@ fn run_exits(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, config: &crate::config::Vm
         // Interrupts are off from here to the entry: a kick that comes
         // after the mode store below stays pending and forces an exit.
         if let Err(requests) = slot.enter_guest_prepare() {
+            vcpu.probe.took(requests);
             if requests.contains(Requests::STOP) || requests.contains(Requests::MIGRATE) {
                 return Ok(());
             }
@@ -170,6 +171,7 @@ fn run_exits(vm: &Vm, vcpu: &Vcpu, run: &mut VcpuRun, config: &crate::config::Vm
         if timed {
             vmcs::write(vmcs::PREEMPTION_TIMER_VALUE, slice_timer()).map_err(|e| format!("{e}"))?;
         }
+        vcpu.probe.entering();
         // SAFETY: VMX root operation, this vCPU's VMCS current with its
         // state written (above); interrupts are off (idle work runs so).
         let entered = unsafe { super::entry::run(&mut run.regs, run.launched) };

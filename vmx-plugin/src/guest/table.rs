@@ -7,6 +7,8 @@ use core::sync::atomic::Ordering;
 use plugins::StrRef;
 use vmx_api::{apic_mode, code, vm_state, MmioFn, PortFn, VcpuInit, VmHooks, VmTable};
 
+use super::probe::{probe_counts, probe_send, probe_wait};
+
 pub static TABLE: VmTable = VmTable {
     create,
     load,
@@ -30,6 +32,9 @@ pub static TABLE: VmTable = VmTable {
     resume,
     register_hooks,
     unregister_hooks,
+    probe_send,
+    probe_wait,
+    probe_counts,
 };
 
 fn by_id(id: u32) -> Option<Arc<vm::Vm>> {

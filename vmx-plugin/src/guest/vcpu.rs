@@ -93,6 +93,7 @@ fn new_vcpu(id: u32, cpu: u32, (vmcs_virt, vmcs_phys): (u64, u64), frames: u64) 
             fpu: super::fpu::Fpu::new(frames + 2 * vm::PAGE),
             exits: ExitCounts::new(),
         }),
+        probe: super::probe::Probe::new(),
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Vcpu {
     pub vmcs_virt: u64,
     pub vmcs_phys: u64,
     pub run: spin::Mutex<VcpuRun>,
+    /// Counts for the request/kick stress test (`super::probe`).
+    pub probe: super::probe::Probe,
 }
 
 /// Why a VM stopped, for `vm list` and the tests.

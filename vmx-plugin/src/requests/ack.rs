@@ -22,6 +22,18 @@ use core::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Ticket(pub(super) u32);
 
+impl Ticket {
+    /// The generation it holds, for a caller that keeps tickets across a
+    /// table call (the `vm` table's probe entries).
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    pub const fn from_raw(raw: u32) -> Self {
+        Self(raw)
+    }
+}
+
 impl VcpuSlot {
     /// Whether the vCPU has acknowledged the request `ticket` came from.
     pub fn is_acked(&self, ticket: Ticket) -> bool {

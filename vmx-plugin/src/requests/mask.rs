@@ -38,25 +38,42 @@ pub fn make_request_mask(
     ipi: impl FnMut(PcpuId),
 ) -> Result<MaskOutcome, Error> {
     check_targets(bitmap, vcpus.len())?;
-    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, |_, _| {}))
+    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, |_, _, _| {}))
 }
 
-/// The set-bits walk of both mask functions; `each` gets every target's id
-/// and ticket. The bitmap is checked against the slots already.
+/// The set-bits walk of the mask functions; `each` gets every target's id,
+/// ticket and whether this walk kicked it, right after its request and
+/// kick. The bitmap is checked against the slots already.
 fn walk_set_bits(
     vcpus: &[VcpuSlot],
     req: Requests,
     bitmap: &[u64],
     me: PcpuId,
     ipi: impl FnMut(PcpuId),
-    mut each: impl FnMut(usize, Ticket),
+    mut each: impl FnMut(usize, Ticket, bool),
 ) -> MaskOutcome {
     let mut walk = Walk::new(req, me, ipi);
     for_each_set_bit(bitmap, |id| {
         walk.outcome.examined += 1;
-        each(id, walk.target(&vcpus[id]));
+        let (ticket, kicked) = walk.target(&vcpus[id]);
+        each(id, ticket, kicked);
     });
     walk.finish()
+}
+
+/// [`make_request_mask`], calling `each` with every target's id, ticket
+/// and whether this call kicked it out of guest mode, right after its
+/// request and kick (the stress test reads the target's entry count there).
+pub fn make_request_mask_each(
+    vcpus: &[VcpuSlot],
+    req: Requests,
+    bitmap: &[u64],
+    me: PcpuId,
+    ipi: impl FnMut(PcpuId),
+    each: impl FnMut(usize, Ticket, bool),
+) -> Result<MaskOutcome, Error> {
+    check_targets(bitmap, vcpus.len())?;
+    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, each))
 }
 
 /// [`make_request_mask`], also storing each target's ticket in
@@ -71,7 +88,7 @@ pub fn make_request_mask_tickets(
 ) -> Result<MaskOutcome, Error> {
     check_targets(bitmap, vcpus.len())?;
     check_tickets(bitmap, tickets.len())?;
-    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, |id, ticket| tickets[id] = ticket))
+    Ok(walk_set_bits(vcpus, req, bitmap, me, ipi, |id, ticket, _| tickets[id] = ticket))
 }
 
 /// The same requests and kicks as [`make_request_mask`], found by testing
@@ -148,17 +165,19 @@ impl<I: FnMut(PcpuId)> Walk<I> {
         Self { req, me, ipi, batch: [0; BATCH], batched: 0, outcome: MaskOutcome::default() }
     }
 
-    /// Requests and, if it is in guest mode elsewhere, kicks one target.
-    fn target(&mut self, vcpu: &VcpuSlot) -> Ticket {
+    /// Requests and, if it is in guest mode elsewhere, kicks one target:
+    /// its ticket, and whether it was kicked.
+    fn target(&mut self, vcpu: &VcpuSlot) -> (Ticket, bool) {
         let ticket = vcpu.make_request(self.req);
         self.outcome.requested += 1;
         // kick reads the target's pCPU once; see there why a stale value
         // is benign.
-        if let Some(cpu) = vcpu.kick(self.me) {
+        let kicked = vcpu.kick(self.me);
+        if let Some(cpu) = kicked {
             self.outcome.kicked += 1;
             self.queue(cpu);
         }
-        ticket
+        (ticket, kicked.is_some())
     }
 
     fn queue(&mut self, cpu: PcpuId) {

@@ -35,7 +35,9 @@ mod requester;
 mod vcpu;
 
 pub use ack::{wait_for_ack, wait_for_acks, Ticket};
-pub use mask::{make_request_full_scan, make_request_mask, make_request_mask_tickets, MaskOutcome};
+pub use mask::{
+    make_request_full_scan, make_request_mask, make_request_mask_each, make_request_mask_tickets, MaskOutcome,
+};
 
 #[cfg(test)]
 mod tests;
@@ -66,7 +68,11 @@ impl Requests {
     pub const MIGRATE: Self = Self(1 << 3);
     /// Stop the vCPU for good (VM teardown).
     pub const STOP: Self = Self(1 << 4);
-    /// Every request this module can carry. Bits 5 to 31 are free for new
+    /// A request that asks nothing but to be seen: the run loop counts it
+    /// where it takes requests before an entry (`guest::probe`), so the
+    /// request/kick stress test can check that none is lost or late.
+    pub const PROBE: Self = Self(1 << 5);
+    /// Every request this module can carry. Bits 6 to 31 are free for new
     /// kinds; the upper half of the slot's word is the acknowledgement
     /// generation.
     pub const ALL: Self = Self(u32::MAX);

@@ -49,7 +49,11 @@ impl VcpuSlot {
         // stored InGuest and then read its requests with interrupts off
         // (enter_guest_prepare), so it saw ours. The pCPU it left takes a
         // spurious interrupt and does nothing (KVM argues the same in
-        // kvm_make_vcpu_request; SVM's AVIC doorbell likewise).
+        // kvm_make_vcpu_request; SVM's AVIC doorbell likewise). The pCPU
+        // may even have gone offline meanwhile (cpuhp moved the vCPU off
+        // it): the IPI layer refuses a CPU that left, and the vCPU saw the
+        // request before entering elsewhere all the same. The loader's
+        // `requests` suite moves vCPUs this way while it makes requests.
         let cpu = self.pcpu.load(Ordering::Acquire);
         // The vCPU cannot be in guest mode on this pCPU behind our back: we
         // are running here, and a VM exit leaves guest mode before enabling

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::build::builder::Image;
+use crate::build::builder::{make_iso, Image};
 use crate::commands::{Error, Result};
 use crate::machine::bochs::{prepare_bochs, BOCHS};
 use crate::machine::layout::{QemuLayout, Target};
@@ -76,9 +76,17 @@ fn boot(run: &Run, setting: Setting) -> Result<Finished> {
             }));
             c
         }
-        Target::Bochs(model) => {
+        Target::Bochs(machine) => {
+            let iso = match run.kind {
+                Kind::Seeded(seed) => {
+                    let iso = dir.join("boot.iso");
+                    make_iso(&image, &format!("{} seed={seed}", image.cmdline()?), &iso)?;
+                    iso
+                }
+                _ => image.iso.clone(),
+            };
             let mut c = Command::new(BOCHS);
-            c.args(prepare_bochs(&dir, &image.iso, model, Serial::File(&serial_path))?);
+            c.args(prepare_bochs(&dir, &iso, machine, Serial::File(&serial_path))?);
             c
         }
     };
@@ -86,7 +94,10 @@ fn boot(run: &Run, setting: Setting) -> Result<Finished> {
     let (ended, took) = process::run_with_deadline(&mut command, &output, run.recipe.timeout(&run.target))
         .map_err(|e| Error::io(format!("running {program}"), e))?;
     let serial = read_lossy(&serial_path);
-    let verdict = judge(run, ended, &serial);
+    let mut verdict = judge(run, ended, &serial);
+    if let (Kind::Seeded(seed), false) = (run.kind, verdict.passed()) {
+        verdict.problems.insert(0, replay_note(run.name(), seed));
+    }
     Ok(finished(verdict, took.as_secs_f64(), &serial, &serial_path, &output))
 }
 

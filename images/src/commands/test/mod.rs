@@ -42,13 +42,15 @@ pub enum Kind {
     Session(&'static Scenario),
     /// Boot with QMP and answer the image's CPU hotplug handshake.
     Hotplug(&'static HotplugScenario),
+    /// Boot a seeded image with `seed=<n>` added to its command line.
+    Seeded(u64),
 }
 
 impl Run {
     /// The run's name in the report: the image, or the session.
     pub fn name(&self) -> &'static str {
         match self.kind {
-            Kind::Boot => self.recipe.name,
+            Kind::Boot | Kind::Seeded(_) => self.recipe.name,
             Kind::Session(s) => s.name,
             Kind::Hotplug(s) => s.name,
         }
@@ -57,7 +59,7 @@ impl Run {
     /// The run's line in `runner test --help`.
     pub fn about(&self) -> &'static str {
         match self.kind {
-            Kind::Boot => self.recipe.about,
+            Kind::Boot | Kind::Seeded(_) => self.recipe.about,
             Kind::Session(s) => s.about,
             Kind::Hotplug(s) => s.about,
         }
@@ -65,23 +67,57 @@ impl Run {
 
     pub fn expect(&self) -> Outcome {
         match self.kind {
-            Kind::Boot => self.recipe.expect().expect("only recipes with an expected outcome are planned"),
+            Kind::Boot | Kind::Seeded(_) => {
+                self.recipe.expect().expect("only recipes with an expected outcome are planned")
+            }
             Kind::Session(_) => Outcome::Exited(Status::PowerOff),
             Kind::Hotplug(s) => s.expect(),
         }
     }
 
     fn dir_name(&self) -> String {
-        format!("{}.{}", self.name(), self.target.slug())
+        match self.kind {
+            Kind::Seeded(seed) => format!("{}.{}-seed{seed}", self.name(), self.target.slug()),
+            _ => format!("{}.{}", self.name(), self.target.slug()),
+        }
+    }
+
+    /// Where it boots, as the report says it: the target, and the seed of
+    /// a seeded run.
+    pub fn label(&self) -> String {
+        match self.kind {
+            Kind::Seeded(seed) => format!("{} seed {seed}", self.target),
+            _ => self.target.to_string(),
+        }
     }
 }
 
-/// Every run `runner test` performs, in report order. `filter` keeps the
-/// runs whose image name contains it, or whose emulator it names.
-pub fn plan(filter: Option<&str>) -> Vec<Run> {
-    let boots = RECIPES
-        .iter()
-        .flat_map(|recipe| recipe.targets().into_iter().map(move |target| Run { recipe, target, kind: Kind::Boot }));
+/// The seeds of the seeded images' runs when `--seed` gives none: three,
+/// new for every `runner test` (from the clock), so each run tries new
+/// choices; the report prints them and `--seed N` replays one.
+pub fn fresh_seeds() -> [u64; 3] {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let base = (nanos % 1_000_000_000) as u64;
+    [base, base + 1, base + 2]
+}
+
+/// Every run `runner test` performs, in report order: seeded images once
+/// per seed of `seeds` on each target. `filter` keeps the runs whose image
+/// name contains it, or whose emulator it names.
+pub fn plan(filter: Option<&str>, seeds: &[u64]) -> Vec<Run> {
+    let kinds = |recipe: &Recipe| -> Vec<Kind> {
+        match recipe.role {
+            recipes::Role::Seeded { .. } => seeds.iter().map(|s| Kind::Seeded(*s)).collect(),
+            _ => vec![Kind::Boot],
+        }
+    };
+    let boots = RECIPES.iter().flat_map(|recipe| {
+        let kinds = kinds(recipe);
+        recipe
+            .targets()
+            .into_iter()
+            .flat_map(move |target| kinds.clone().into_iter().map(move |kind| Run { recipe, target, kind }))
+    });
     let sessions = SCENARIOS.iter().map(|s| Run {
         recipe: recipes::find(s.image).expect("a scenario names an image of the table"),
         target: Target::Qemu(s.layout),
@@ -129,7 +165,7 @@ pub fn judge(run: &Run, ended: Ended, serial: &str) -> Verdict {
 pub fn progress_line(done: usize, total: usize, name_width: usize, run: &Run, passed: bool, seconds: f64) -> String {
     let width = total.to_string().len();
     let result = if passed { "ok" } else { "FAILED" };
-    format!("[{done:>width$}/{total}] {:<name_width$} {} ... {result} ({seconds:.1} s)", run.name(), run.target)
+    format!("[{done:>width$}/{total}] {:<name_width$} {} ... {result} ({seconds:.1} s)", run.name(), run.label())
 }
 
 /// The per-image summary and the closing count line.
@@ -147,7 +183,7 @@ pub fn summary(runs: &[Run], passed: &[bool]) -> Vec<String> {
             runs.iter().zip(passed.iter().copied()).filter(|(r, _)| r.name() == name).collect();
         let ok = mine.iter().filter(|(_, p)| *p).count();
         let mut line = format!("  {name:<name_width$} {ok}/{} passed", mine.len());
-        let failed: Vec<String> = mine.iter().filter(|(_, p)| !*p).map(|(r, _)| r.target.to_string()).collect();
+        let failed: Vec<String> = mine.iter().filter(|(_, p)| !*p).map(|(r, _)| r.label()).collect();
         // Naming the failed targets helps only when some passed.
         if !failed.is_empty() && ok > 0 {
             line.push_str(&format!("; failed on: {}", failed.join(", ")));
@@ -208,7 +244,8 @@ pub fn check_plug_events(runs: &[Run], accel: Accel, seed: Option<u64>) -> Resul
 }
 
 /// The header lines of the report: which QEMU boots the QEMU runs, the
-/// cpuhp scenario's seed if it is planned, and how many runs there are.
+/// cpuhp scenario's seed if it is planned, the seeded images' seeds, and
+/// how many runs there are.
 pub fn header(runs: &[Run], jobs: usize, qemu: Option<&Qemu>, seed: u64) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(q) = qemu {
@@ -217,13 +254,28 @@ pub fn header(runs: &[Run], jobs: usize, qemu: Option<&Qemu>, seed: u64) -> Vec<
     if runs.iter().any(|r| matches!(r.kind, Kind::Hotplug(s) if s.script == Script::Cpuhp)) {
         lines.push(format!("test: cpuhp-qmp seed {seed} (`--seed {seed}` plays the same operations)"));
     }
+    let mut seeded: Vec<(&str, u64)> = Vec::new();
+    for r in runs {
+        if let Kind::Seeded(s) = r.kind {
+            if !seeded.contains(&(r.name(), s)) {
+                seeded.push((r.name(), s));
+            }
+        }
+    }
+    for (name, s) in seeded {
+        lines.push(format!("test: {name} seed {s} (`--filter {name} --seed {s}` replays it)"));
+    }
     lines.push(format!("test: {} runs, {} at a time", runs.len(), jobs.min(runs.len())));
     lines
 }
 
 /// `runner test`: build what is stale, boot every planned run, report.
 pub fn test_command(filter: Option<&str>, jobs: usize, seed: Option<u64>) -> Result<ExitCode> {
-    let runs = plan(filter);
+    let seeds = match seed {
+        Some(s) => vec![s],
+        None => fresh_seeds().to_vec(),
+    };
+    let runs = plan(filter, &seeds);
     if runs.is_empty() {
         let f = filter.unwrap_or_default();
         return Err(Error::Usage(format!("runner test: --filter `{f}` matches no image name and no emulator")));
@@ -249,15 +301,15 @@ mod tests {
     use super::execute::{failure_details, replay_note};
     use super::*;
     use crate::build::recipes::find;
-    use crate::machine::layout::{BochsModel, QEMU_LAYOUTS, SELF_CHECK_LAYOUT};
+    use crate::machine::layout::{QEMU_LAYOUTS, SELF_CHECK_LAYOUT, SKYLAKE_X2, SKYLAKE_X4, TIGERLAKE_X2, TIGERLAKE_X4};
     use std::fs;
 
     fn run(name: &str, target: Target) -> Run {
         Run { recipe: find(name).unwrap(), target, kind: Kind::Boot }
     }
 
-    const SKYLAKE: Target = Target::Bochs(BochsModel::SkylakeX);
-    const TIGERLAKE: Target = Target::Bochs(BochsModel::TigerLake);
+    const SKYLAKE: Target = Target::Bochs(SKYLAKE_X2);
+    const TIGERLAKE: Target = Target::Bochs(TIGERLAKE_X2);
 
     fn banner(cpus: u32, hot: u32, mib: u32) -> String {
         format!("cpus: {cpus} enabled at boot, {hot} hot-pluggable\nmemory: {mib} MiB usable\n")
@@ -265,7 +317,7 @@ mod tests {
 
     #[test]
     fn plan_covers_every_test_image_and_layout() {
-        let all = plan(None);
+        let all = plan(None, &[1, 2, 3]);
         // The interactive image boots only for scripted sessions.
         assert!(all.iter().all(|r| r.recipe.name != "default" || matches!(r.kind, Kind::Session(_))));
         let smp: Vec<&Run> = all.iter().filter(|r| r.recipe.name == "smp").collect();
@@ -273,28 +325,66 @@ mod tests {
         let on = |target| -> Vec<&str> { all.iter().filter(|r| r.target == target).map(|r| r.recipe.name).collect() };
         assert_eq!(
             on(SKYLAKE),
-            ["boot", "smp", "plugins", "cpuhp", "vmx", "vmx-panic", "heap-vmx", "guests", "vm-api"]
+            [
+                "boot",
+                "smp",
+                "plugins",
+                "cpuhp",
+                "vmx",
+                "vmx-panic",
+                "heap-vmx",
+                "guests",
+                "vm-api",
+                "requests",
+                "requests",
+                "requests"
+            ]
         );
         assert_eq!(on(TIGERLAKE), ["vmx", "guests"]);
+        assert_eq!(on(Target::Bochs(SKYLAKE_X4)), ["guests", "requests", "requests", "requests"]);
+        assert_eq!(on(Target::Bochs(TIGERLAKE_X4)), ["guests"]);
         for l in QEMU_LAYOUTS {
             let qemu = on(Target::Qemu(l));
             assert!(qemu.contains(&"vmx-absent") && !qemu.contains(&"vmx"), "{qemu:?}");
         }
         assert_eq!(all.iter().filter(|r| r.recipe.name == "fail-panic").count(), 1);
+        // A seeded image: once per seed on each of its machines.
+        let seeded: Vec<Kind> =
+            all.iter().filter(|r| r.target == SKYLAKE && r.name() == "requests").map(|r| r.kind).collect();
+        assert_eq!(seeded, [Kind::Seeded(1), Kind::Seeded(2), Kind::Seeded(3)]);
+        assert_eq!(plan(Some("requests"), &[9]).len(), 2);
+    }
+
+    #[test]
+    fn seeded_runs_name_their_seed() {
+        let r = Run { recipe: find("requests").unwrap(), target: SKYLAKE, kind: Kind::Seeded(42) };
+        assert_eq!(r.dir_name(), "requests.bochs-corei7-skylake-x-x2-seed42");
+        assert_eq!(
+            progress_line(1, 9, 8, &r, true, 60.0),
+            "[1/9] requests bochs corei7_skylake_x x2 256M seed 42 ... ok (60.0 s)"
+        );
+        assert_eq!(summary(&[r], &[false])[1], "  requests 0/1 passed");
+        assert_eq!(
+            header(&[r, r], 2, None, 7),
+            ["test: requests seed 42 (`--filter requests --seed 42` replays it)", "test: 2 runs, 2 at a time"]
+        );
+        let seeds = fresh_seeds();
+        assert_eq!((seeds[1], seeds[2]), (seeds[0] + 1, seeds[0] + 2));
     }
 
     #[test]
     fn sessions_are_planned_and_expect_a_power_off() {
-        let sessions: Vec<Run> = plan(None).into_iter().filter(|r| matches!(r.kind, Kind::Session(_))).collect();
+        let sessions: Vec<Run> =
+            plan(None, &[1, 2, 3]).into_iter().filter(|r| matches!(r.kind, Kind::Session(_))).collect();
         assert_eq!(sessions.len(), SCENARIOS.len());
         let s = sessions[0];
         assert_eq!((s.name(), s.recipe.name), ("shell-session", "default"));
         assert_eq!(s.expect(), Outcome::Exited(Status::PowerOff));
         assert_eq!(s.dir_name(), "shell-session.qemu-q35-smp2of16-512M");
         // `--filter shell` takes the in-image suite and the session.
-        let names: Vec<&str> = plan(Some("shell")).iter().map(Run::name).collect();
+        let names: Vec<&str> = plan(Some("shell"), &[1, 2, 3]).iter().map(Run::name).collect();
         assert!(names.contains(&"shell") && names.contains(&"shell-session"), "{names:?}");
-        assert_eq!(plan(Some("shell-session")).len(), 1);
+        assert_eq!(plan(Some("shell-session"), &[1, 2, 3]).len(), 1);
         // A session's serial log holds the whole transcript, banner included.
         let serial =
             format!("cpus: 2 enabled at boot, 14 hot-pluggable\nmemory: 511 MiB usable\n{}\n", Status::PowerOff);
@@ -305,12 +395,13 @@ mod tests {
 
     #[test]
     fn filter_by_image_or_emulator() {
-        let f = plan(Some("fail-"));
+        let f = plan(Some("fail-"), &[1, 2, 3]);
         assert!(!f.is_empty() && f.iter().all(|r| r.recipe.name.starts_with("fail-")));
-        let b = plan(Some("bochs"));
-        assert_eq!(b.len(), 11);
+        let b = plan(Some("bochs"), &[1, 2, 3]);
+        // 13 boots and the seeded image's 3 seeds on 2 machines.
+        assert_eq!(b.len(), 19);
         assert!(b.iter().all(|r| r.target.emulator() == Emulator::Bochs));
-        assert!(plan(Some("nothing-like-this")).is_empty());
+        assert!(plan(Some("nothing-like-this"), &[1, 2, 3]).is_empty());
     }
 
     #[test]
@@ -371,11 +462,19 @@ mod tests {
     }
 
     #[test]
-    fn each_bochs_model_has_its_own_run_directory() {
+    fn each_bochs_machine_has_its_own_run_directory() {
         let (s, t) = (run("vmx", SKYLAKE), run("vmx", TIGERLAKE));
-        assert_eq!(s.dir_name(), "vmx.bochs-corei7-skylake-x");
-        assert_eq!(t.dir_name(), "vmx.bochs-tigerlake");
+        assert_eq!(s.dir_name(), "vmx.bochs-corei7-skylake-x-x2");
+        assert_eq!(t.dir_name(), "vmx.bochs-tigerlake-x2");
         assert_eq!(progress_line(1, 2, 3, &t, true, 30.0), "[1/2] vmx bochs tigerlake x2 256M ... ok (30.0 s)");
+        let four = run("guests", Target::Bochs(SKYLAKE_X4));
+        assert_eq!(four.dir_name(), "guests.bochs-corei7-skylake-x-x4");
+        assert_eq!(four.target.to_string(), "bochs corei7_skylake_x x4 256M");
+        // A four-CPU machine's banner must say four.
+        let serial = format!("{}{}\n", banner(4, 0, 250), Status::Pass);
+        assert!(judge(&four, Ended::Code(1), &serial).passed());
+        let two = format!("{}{}\n", banner(2, 0, 250), Status::Pass);
+        assert!(!judge(&four, Ended::Code(1), &two).passed());
     }
 
     #[test]
@@ -401,7 +500,7 @@ mod tests {
             tree: QemuTree::under(&crate::machine::qemu::qemu_root()),
             version: QemuVersion { major: 10, text: "10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)".into() },
         };
-        let runs = plan(Some("cpuhp-qmp"));
+        let runs = plan(Some("cpuhp-qmp"), &[1, 2, 3]);
         assert_eq!(
             header(&runs, 1, Some(&qemu), 42),
             [
@@ -411,12 +510,12 @@ mod tests {
                 "test: 2 runs, 1 at a time",
             ]
         );
-        // Bochs alone: no QEMU, no seed.
-        let bochs = plan(Some("bochs"));
+        // Bochs alone: no QEMU, no cpuhp seed.
+        let bochs = plan(Some("guests"), &[1, 2, 3]);
         assert!(!bochs.is_empty());
         assert_eq!(header(&bochs, 2, None, 42), [format!("test: {} runs, 2 at a time", bochs.len())]);
         assert!(replay_note("cpuhp-qmp-pc", 7).contains("--filter cpuhp-qmp-pc --seed 7"));
-        assert!(check_plug_events(&plan(None), Accel::Tcg, Some(3)).is_ok());
+        assert!(check_plug_events(&plan(None, &[1, 2, 3]), Accel::Tcg, Some(3)).is_ok());
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct CommandLine<'a> {
     /// first SIPI of an AP start; `None` chooses by CPU model
     /// ([`crate::smp::start::delays`]).
     pub init_udelay: Option<u32>,
+    /// `seed=`: the seed of the in-image suites that make random choices
+    /// (the runner passes one per run and prints it, so a run replays).
+    pub seed: Option<u64>,
 }
 
 /// One line of help per accepted word, printed with every error.
@@ -61,6 +64,7 @@ pub const HELP: &str = r#"  image=<name>        name of the booted image
   cpu_init_udelay=<us>
                       wait this long between INIT and SIPI when starting a CPU (default: 0 on
                       Intel family >= 6, AMD >= 0xf, Hygon >= 0x18, else 10000)
+  seed=<n>            seed of the in-image suites' random choices (the same seed makes the same choices)
 a value with spaces goes in double quotes: key="a b""#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +114,7 @@ impl<'a> CommandLine<'a> {
             load: None,
             max_cpus: None,
             init_udelay: None,
+            seed: None,
         };
         let mut seen: u16 = 0;
         for word in Words(line) {
@@ -132,6 +137,7 @@ impl<'a> CommandLine<'a> {
                 "load" => 7,
                 "maxcpus" => 8,
                 "cpu_init_udelay" => 9,
+                "seed" => 10,
                 _ => return Err(Error::Unknown(word)),
             };
             if seen & (1 << bit) != 0 {
@@ -164,6 +170,7 @@ impl<'a> CommandLine<'a> {
                 ("cpu_init_udelay", Some(v)) => {
                     cl.init_udelay = Some(v.parse().map_err(|_| bad("whole microseconds"))?)
                 }
+                ("seed", Some(v)) => cl.seed = Some(v.parse().map_err(|_| bad("a whole number below 2^64"))?),
                 ("watchdog", Some(v)) => cl.watchdog_secs = Some(v.parse().map_err(|_| bad("whole seconds"))?),
                 ("log", Some(v)) => {
                     cl.log_level = v.parse().map_err(|_| bad("off, error, warn, info, debug or trace"))?
@@ -302,6 +309,18 @@ mod tests {
             let line = std::format!("cpu_init_udelay={bad}");
             assert!(matches!(CommandLine::parse(&line), Err(Error::BadValue { key: "cpu_init_udelay", .. })));
         }
+    }
+
+    #[test]
+    fn seed_is_a_u64() {
+        assert_eq!(CommandLine::parse("").unwrap().seed, None);
+        assert_eq!(CommandLine::parse("seed=0").unwrap().seed, Some(0));
+        assert_eq!(CommandLine::parse("seed=18446744073709551615").unwrap().seed, Some(u64::MAX));
+        for bad in ["-1", "18446744073709551616", "0x10", "seed"] {
+            let line = std::format!("seed={bad}");
+            assert!(matches!(CommandLine::parse(&line), Err(Error::BadValue { key: "seed", .. })), "{bad}");
+        }
+        assert_eq!(CommandLine::parse("seed=1 seed=2"), Err(Error::Duplicate("seed")));
     }
 
     #[test]

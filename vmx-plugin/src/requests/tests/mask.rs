@@ -133,6 +133,38 @@ fn tickets_record_each_target_and_wait_for_acks_reports_the_laggards() {
 }
 
 #[test]
+fn each_target_is_reported_with_its_ticket_and_whether_it_was_kicked() {
+    let vcpus = vm();
+    // 1000 is outside guest mode, 4095 runs on this pCPU: neither is kicked.
+    vcpus[1000].exit_guest();
+    let mine = slot(0, Mode::InGuest, ME);
+    let mut all: Vec<VcpuSlot> = vcpus;
+    all[4095] = mine;
+    let mut seen = Vec::new();
+    let outcome = make_request_mask_each(
+        &all,
+        Requests::PROBE,
+        &bitmap(&TARGETS),
+        ME,
+        |_| {},
+        |id, t, kicked| seen.push((id, t, kicked)),
+    )
+    .unwrap();
+    assert_eq!(
+        seen.iter().map(|(id, _, k)| (*id, *k)).collect::<Vec<_>>(),
+        [(5, true), (69, true), (1000, false), (4095, false)]
+    );
+    assert_eq!(outcome.kicked, 2);
+    // Each ticket is its target's: a take acknowledges it.
+    assert_eq!(all[1000].take_requests(), Requests::PROBE);
+    assert!(all[1000].is_acked(seen[2].1) && !all[5].is_acked(seen[0].1));
+    assert_eq!(
+        make_request_mask_each(&all[..10], Requests::PROBE, &[1 << 10], ME, |_| {}, |_, _, _| {}),
+        Err(Error::NoSuchVcpu { id: 10, slots: 10 })
+    );
+}
+
+#[test]
 fn short_ticket_arrays_are_refused() {
     let vcpus = vm();
     let mut tickets = vec![Ticket::default(); 100];
