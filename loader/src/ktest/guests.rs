@@ -318,7 +318,11 @@ fn offline_moves() -> Result<(), Failure> {
         );
         at.push(counter(id, v as u64)?);
     }
-    check!(all_count_past(id, &at, 5000), "a vCPU stopped counting after cpu {victim} went offline");
+    let counting = all_count_past(id, &at, 5000);
+    if !counting {
+        let _ = crate::shell::execute("vm info moving");
+    }
+    check!(counting, "a vCPU stopped counting after cpu {victim} went offline");
     check_eq!(cpuhp(|t| (t.cpu_online)(victim))?, 0, "online cpu {victim}");
     check_eq!(vm(|t| (t.kill)(id))?, 0, "kill");
     finish(id, 2000)?;

@@ -50,6 +50,7 @@ pub fn evacuate(cpu: u32, to: Option<u32>) -> usize {
             if let Err(e) = unsafe { crate::insn::vmclear(v.vmcs_phys) } {
                 plugins::warn!("VMCLEAR of vCPU {} on cpu {cpu}: {e}", v.index);
             }
+            crate::plugin::forget_loaded(cpu, v.vmcs_phys);
             run.active_on = None;
             run.launched = false;
         }

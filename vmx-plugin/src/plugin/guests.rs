@@ -29,6 +29,16 @@ pub fn note_loaded(cpu: u32, phys: u64) {
     }
 }
 
+/// Drops `cpu`'s record of the VMCS at `phys` once it was VMCLEARed there:
+/// the VMCS may be made current on another CPU next, and the record must
+/// not make `cpu`'s VMX teardown clear it there again (it would reset the
+/// launch state of a VMCS that CPU runs).
+pub fn forget_loaded(cpu: u32, phys: u64) {
+    if let Some(c) = CPUS.get(cpu as usize) {
+        let _ = c.loaded_vmcs.compare_exchange(phys, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
 /// A fresh VMCS page stamped with the revision id: (virtual, physical).
 pub fn new_vmcs() -> Option<(u64, u64)> {
     let revision = GLOBAL.get()?.config().revision_id;
@@ -62,7 +72,7 @@ extern "C" fn clear_here(phys: usize) -> i32 {
     if !CPUS[cpu].enabled.load(Ordering::Acquire) {
         return 0;
     }
-    let _ = CPUS[cpu].loaded_vmcs.compare_exchange(phys as u64, 0, Ordering::AcqRel, Ordering::Acquire);
+    forget_loaded(cpu as u32, phys as u64);
     // SAFETY: VMX root operation here (checked), and the VMCS is active on
     // this CPU (the caller's record says so).
     match unsafe { crate::insn::vmclear(phys as u64) } {

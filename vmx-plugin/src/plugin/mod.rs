@@ -23,7 +23,9 @@ mod command;
 mod guests;
 mod state;
 
-pub use guests::{clear_vmcs_on, ept_caps, free_vmcs, global_config, new_vmcs, note_loaded, vmcs_revision, vmx_config};
+pub use guests::{
+    clear_vmcs_on, ept_caps, forget_loaded, free_vmcs, global_config, new_vmcs, note_loaded, vmcs_revision, vmx_config,
+};
 
 #[cfg(feature = "v1")]
 const GENERATION: u32 = 1;
@@ -346,8 +348,12 @@ extern "C" fn offline(cpu: u32, _: usize) -> i32 {
         return code::VCPUS_STUCK;
     }
     let moved = crate::guest::evacuate(cpu, to);
-    if moved > 0 {
-        plugins::info!("cpu {cpu} goes offline: {moved} vCPUs move to cpu {}", to.unwrap_or(cpu));
+    if let (true, Some(to)) = (moved > 0, to) {
+        plugins::info!("cpu {cpu} goes offline: {moved} vCPUs move to cpu {to}");
+        // Its idle loop may be halted with nothing to run: it has now.
+        // SAFETY: a plain call of the loader (a CPU that left meanwhile
+        // refuses it, and its vCPUs move on again).
+        let _ = unsafe { ffi::mv_kick(to) };
     }
     disable(cpu as usize, off::OFFLINE).map_or_else(|e| e, |()| 0)
 }
