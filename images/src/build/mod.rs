@@ -6,6 +6,8 @@
 
 pub mod builder;
 pub mod guest_build;
+pub mod hermit_archive;
+pub mod hermit_elf;
 pub mod plugin_build;
 pub mod plugin_elf;
 pub mod recipes;
