@@ -23,7 +23,11 @@ fn round_trip() -> Result<(), String> {
     let mut whole = Vec::new();
     file.read_to_end(&mut whole).map_err(|e| step("reading", e))?;
     if whole != TEXT {
-        return Err(format!("read back {:?}, wrote {:?}", String::from_utf8_lossy(&whole), String::from_utf8_lossy(TEXT)));
+        return Err(format!(
+            "read back {:?}, wrote {:?}",
+            String::from_utf8_lossy(&whole),
+            String::from_utf8_lossy(TEXT)
+        ));
     }
     println!("files: read the {} bytes back", whole.len());
 
