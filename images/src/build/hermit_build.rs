@@ -253,6 +253,8 @@ fn cargo_build_kernel() -> Result<PathBuf> {
 
 /// The archive step: `raw` renamed and marked into `library`, written
 /// beside it and renamed into place, so no half-made library is left.
+/// The rename map stays beside it (`libhermit.renames`), to look up what
+/// a kernel symbol in an app is called.
 fn make_library(raw: &Path, library: &Path, llvm_bin: &Path) -> Result<()> {
     let recipe = |e: String| Error::Recipe(format!("{}: {e}", shown(raw)));
     let members = archive::members(&read(raw)?).map_err(recipe)?;
@@ -491,6 +493,17 @@ mod tests {
         assert_eq!(artifact(&messages, "hermit", "libhermit.a"), Some(PathBuf::from("/t/libhermit.a")));
         assert_eq!(artifact(&messages, "hello", "/hello"), Some(PathBuf::from("/t/hello")));
         assert_eq!(artifact(&messages, "threads", "/threads"), None);
+    }
+
+    #[test]
+    fn setup_installs_the_toolchain_the_runner_calls() {
+        let setup = fs::read_to_string(workspace_root().join("images/setup.sh")).unwrap();
+        assert!(
+            setup.lines().any(|l| l == format!("hermit_toolchain={TOOLCHAIN}")),
+            "images/setup.sh installs another"
+        );
+        let pinned = fs::read_to_string(workspace_root().join("rust-toolchain.toml")).unwrap();
+        assert!(!pinned.contains(TOOLCHAIN), "the Hermit toolchain must not become the project's default");
     }
 
     #[test]
