@@ -1,6 +1,6 @@
 # modvisor: build images, boot them, test them.
 #
-#   make / make images   build the loader, the plugins, the test guests and every image (images/out/)
+#   make / make images   build the loader, the plugins, the test guests, the Hermit apps and every image (images/out/)
 #   make run             boot IMAGE (default: default) in QEMU on this terminal
 #   make bochs           boot IMAGE's ISO in Bochs
 #   make test            host unit tests, then every test image in QEMU and Bochs
@@ -50,13 +50,19 @@ test: setup
 
 # The kernel is checked for its own target too, with and without its
 # in-image tests, since each build leaves out code the other has; so are
-# the test guests, whose entry and panic handler exist only there.
+# the test guests, whose entry and panic handler exist only there. The
+# Hermit apps (a workspace of their own) are plain std code: checked for
+# the host with the stable toolchain, which needs no Hermit kernel (their
+# build script only names the library's folder; nothing is linked).
 lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p loader --target x86_64-unknown-none -- -D warnings
 	$(CARGO) clippy -p loader --target x86_64-unknown-none --features ktest -- -D warnings
 	$(CARGO) clippy -p test-guests --target x86_64-unknown-none -- -D warnings
+	$(CARGO) fmt --all --check --manifest-path images/guests/hermit/Cargo.toml
+	HERMIT_LIB_DIR=images/out/hermit $(CARGO) clippy --manifest-path images/guests/hermit/Cargo.toml \
+		--target-dir target/hermit-lint --all-targets -- -D warnings
 
 bench: setup
 	$(RUNNER) bench

@@ -3,6 +3,8 @@
 # installs; prints one line when everything is already there.
 #   - the Rust toolchain pinned in rust-toolchain.toml, with the bare-metal
 #     target x86_64-unknown-none (rustup);
+#   - the Hermit toolchain (a pinned nightly with rust-src and llvm-tools,
+#     rustup) for the Hermit apps;
 #   - Bochs with its BIOSes, and GRUB + xorriso + mtools for the ISOs
 #     (Debian packages; installing them needs root);
 #   - QEMU 10.0.2 from Debian's bookworm-backports suite, fetched with a
@@ -38,6 +40,26 @@ for component in rustfmt clippy rust-src llvm-tools; do
         echo "setup: installing the Rust component ${component} (rustup component add)"
         rustup component add --toolchain "$channel" "$component"
         installed+=("$component")
+    fi
+done
+
+# The Hermit toolchain, for the Hermit apps (images/src/build/hermit_build.rs
+# names it too; a host test keeps the two equal): the nightly that
+# hermit-kernel 0.11.0 is made for, with rust-src (core, alloc and std for
+# the Hermit targets are built from it) and llvm-tools (the kernel's build
+# script runs llvm-as, the archive step llvm-objcopy). The runner calls it
+# by name, so it never becomes the default.
+hermit_toolchain=nightly-2025-03-15
+if ! rustup toolchain list | grep -q "^${hermit_toolchain}-"; then
+    echo "setup: installing the Hermit toolchain Rust ${hermit_toolchain} with rust-src and llvm-tools (rustup toolchain install)"
+    rustup toolchain install "$hermit_toolchain" --profile minimal --component rust-src,llvm-tools
+    installed+=("rust-${hermit_toolchain}")
+fi
+for component in rust-src llvm-tools; do
+    if ! rustup component list --installed --toolchain "$hermit_toolchain" | grep -q "^${component}"; then
+        echo "setup: installing the Rust component ${component} of ${hermit_toolchain} (rustup component add)"
+        rustup component add --toolchain "$hermit_toolchain" "$component"
+        installed+=("${hermit_toolchain}-${component}")
     fi
 done
 

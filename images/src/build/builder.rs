@@ -1,6 +1,7 @@
 //! Building images: the loader (by cargo, twice: test images get the one
 //! with the in-image suites, feature `ktest`), every plugin variant
-//! (`plugin_build`) and the test guests (`guest_build`), then for every
+//! (`plugin_build`), the test guests (`guest_build`) and the Hermit apps
+//! (`hermit_build`, for the images that run them), then for every
 //! recipe a directory `images/out/<name>/` with `loader.elf` (stripped),
 //! `loader.debug.elf` (its twin with symbols and debug info, for GDB),
 //! `initrd` (the plugin store and the guests) and `cmdline`, and a GRUB
@@ -17,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use super::guest_build::{self, GuestFile};
+use super::hermit_build;
 use super::plugin_build::{self, StoreFile};
 use super::recipes::{self, Recipe, RECIPES};
 use super::shared::{cargo, is_stale, mtime, write_if_changed, KERNEL_TARGET};
@@ -99,10 +101,12 @@ pub fn build_all() -> Result<()> {
     let with_tests = cargo_build_loader(&["--features", "ktest"], "loader-ktest.elf")?;
     let store = plugin_build::build_plugins()?;
     let guests = guest_build::build_guests()?;
+    let with_hermit: Vec<GuestFile> = guests.iter().cloned().chain(hermit_build::build_hermit()?).collect();
     let mut built = 0;
     for recipe in RECIPES {
         let loader = if recipe.runs_suites() { &with_tests } else { &plain };
-        let written = build_image(recipe, loader, &strip::strip(loader)?, &store, &guests)?;
+        let carried = if hermit_build::IMAGES.contains(&recipe.name) { &with_hermit } else { &guests };
+        let written = build_image(recipe, loader, &strip::strip(loader)?, &store, carried)?;
         if !written.is_empty() {
             let names: Vec<String> = written.iter().map(|p| shown(p)).collect();
             println!("build: {}", names.join(" "));

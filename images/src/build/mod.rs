@@ -1,11 +1,16 @@
 //! Building images: the recipe table (`recipes`), the loader and every
 //! image's pieces (`builder`), the plugin variants (`plugin_build`), their
 //! signatures (`signing`), the deliberately broken store files
-//! (`plugin_elf`), the test guests (`guest_build`) and the stripped loader
-//! and guests (`strip`).
+//! (`plugin_elf`), the test guests (`guest_build`), the Hermit apps
+//! (`hermit_build`, with the kernel's archive step in `hermit_archive` and
+//! uhyve's ELF checks in `hermit_elf`) and the stripped loader and guests
+//! (`strip`).
 
 pub mod builder;
 pub mod guest_build;
+pub mod hermit_archive;
+pub mod hermit_build;
+pub mod hermit_elf;
 pub mod plugin_build;
 pub mod plugin_elf;
 pub mod recipes;
