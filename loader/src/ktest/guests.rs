@@ -362,17 +362,22 @@ pub(super) fn bench() -> Result<(), Failure> {
         "bench: guest-ipi-round {} tsc (1000 rounds in {ipi} tsc, less hello's {hello})",
         ipi.saturating_sub(hello) / 1000
     );
-    timing()
+    timing(0, "")?;
+    timing(1, "-emulated-apic")
 }
 
-/// The `timing` guest on two CPUs: vCPU 0 (CPUIDs, the IPI's sender) here,
+/// The `timing` guest on two CPUs, with the x2APIC virtualized (`emulate`
+/// 0) or emulated (1, the figures named with `suffix`): vCPU 0 (CPUIDs, the
+/// IPI's sender) here,
 /// vCPU 1 (which halts) on an AP, so its wake crosses CPUs.
-fn timing() -> Result<(), Failure> {
+fn timing(emulate: u32, suffix: &str) -> Result<(), Failure> {
     // The guest ABI's `TIMING_BASE` and its four words (`TIMING_FIGURES`:
     // CPUID min and median, wake min and median), as `counter` hard-codes
     // the counter page: the loader does not link the guests' crate.
     const TIMING_BASE: u64 = 0xa000;
-    let id = start("timing", "timing", 2, &[0, ap(0)?])?;
+    let id = loaded("timing", "timing", 2, &[0, ap(0)?])?;
+    check_eq!(vm(|t| (t.set_apic_emulation)(id, emulate))?, 0, "timing: apic emulation {emulate}");
+    check_eq!(vm(|t| (t.start)(id))?, 0, "start timing");
     check_eq!(finish(id, 30_000)?, 0, "timing's exit status");
     let mut words = [0u64; 4];
     for (i, w) in words.iter_mut().enumerate() {
@@ -383,11 +388,12 @@ fn timing() -> Result<(), Failure> {
     destroy(id)?;
     let [cpuid_min, cpuid_median, wake_min, wake_median] = words;
     crate::println!(
-        "bench: exit-roundtrip-cpuid {cpuid_median} tsc (median of 64 batches of 16 in the guest, min {cpuid_min})"
+        "bench: exit-roundtrip-cpuid{suffix} {cpuid_median} tsc (median of 64 batches of 16 in the guest, min \
+         {cpuid_min})"
     );
     crate::println!(
-        "bench: hlt-to-wake-ipi {wake_median} tsc (median of 32: ICR write to the halted vCPU's handler on another \
-         CPU, min {wake_min})"
+        "bench: hlt-to-wake-ipi{suffix} {wake_median} tsc (median of 32: ICR write to the halted vCPU's handler on \
+         another CPU, min {wake_min})"
     );
     Ok(())
 }

@@ -11,15 +11,14 @@ use alloc::string::String;
 /// Fills the MSR bitmap frame at `phys`: the policy's intercepts, then the
 /// APIC mode's for the x2APIC range.
 pub fn fill_bitmap(phys: u64, apic: crate::vapic::virt::Mode) {
+    // The policy's part is the same for every vCPU: decided once (32 K
+    // decisions), copied after.
+    static POLICY: spin::Once<msrs::MsrBitmap> = spin::Once::new();
+    let policy = POLICY.call_once(|| msrs::policy_bitmap(GuestFeatures::DEFAULT));
     // SAFETY: the vCPU's bitmap frame, identity-mapped, which the CPU reads
     // only once a VMCS points at it (after this).
     let bitmap = unsafe { &mut *(phys as *mut msrs::MsrBitmap) };
-    let features = GuestFeatures::DEFAULT;
-    msrs::fill_msr_bitmap(
-        bitmap,
-        |index| msrs::policy_intercepts(index, false, features),
-        |index| msrs::policy_intercepts(index, true, features),
-    );
+    bitmap.copy_from_slice(policy);
     apic.intercepts().apply(bitmap);
 }
 
